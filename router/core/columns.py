@@ -1,0 +1,223 @@
+"""Worker state in numpy columns, so that scoring one task against thousands of workers is a
+handful of array operations. Row i holds one worker; rows of removed workers are reused.
+
+Skills, languages and channels are columns whose index is assigned on first use; matrices grow by
+doubling in both dimensions. The skill matrix is column-major because a task reads a few skill
+columns over every worker."""
+
+from __future__ import annotations
+
+import heapq
+
+import numpy as np
+import numpy.typing as npt
+
+from router.core.model import WorkerProfile
+
+MISSING_LEVEL = np.float32(-1.0)
+"""Skill level of a worker that lacks the skill: below every minimum, even a minimum of 0."""
+
+_ROWS_INITIAL = 256
+_COLS_INITIAL = 8
+
+BoolArray = npt.NDArray[np.bool_]
+IntArray = npt.NDArray[np.intp]
+FloatArray = npt.NDArray[np.float32]
+
+
+class ColumnIndex:
+    """Names to column numbers, assigned in order of first use (deterministic under replay)."""
+
+    def __init__(self) -> None:
+        self._index: dict[str, int] = {}
+
+    def get(self, name: str) -> int:
+        """The column of `name`, or -1 when it has none yet."""
+        return self._index.get(name, -1)
+
+    def get_or_add(self, name: str) -> int:
+        col = self._index.get(name)
+        if col is None:
+            col = len(self._index)
+            self._index[name] = col
+        return col
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._index
+
+    def names(self) -> list[str]:
+        return list(self._index)
+
+
+def _grown(shape_now: int, needed: int) -> int:
+    size = max(shape_now, 1)
+    while size < needed:
+        size *= 2
+    return size
+
+
+class WorkerColumns:
+    """The columns of every worker, indexed by row."""
+
+    def __init__(self) -> None:
+        self.skill_index = ColumnIndex()
+        self.language_index = ColumnIndex()
+        self.channel_index = ColumnIndex()
+        self.row_count = 0
+        """One past the highest row ever used; arrays are at least this long."""
+        self._free_rows: list[int] = []
+        rows, cols = _ROWS_INITIAL, _COLS_INITIAL
+        self.alive = np.zeros(rows, dtype=bool)
+        self.available = np.zeros(rows, dtype=bool)
+        self.empathy = np.zeros(rows, dtype=np.float32)
+        self.idle_since_ms = np.zeros(rows, dtype=np.int64)
+        self.total_capacity = np.full(rows, np.inf, dtype=np.float64)
+        self.total_load = np.zeros(rows, dtype=np.float64)
+        self.load_share = np.zeros(rows, dtype=np.float32)
+        """Share of the worker's capacity in use, 0 to 1."""
+        self.skills = np.full((rows, cols), MISSING_LEVEL, dtype=np.float32, order="F")
+        self.languages = np.zeros((rows, cols), dtype=bool, order="F")
+        self.capacity = np.zeros((rows, cols), dtype=np.int32)
+        self.load = np.zeros((rows, cols), dtype=np.int32)
+        self.cost = np.ones((rows, cols), dtype=np.float64)
+        self.ready = np.zeros((rows, cols), dtype=bool, order="F")
+        """ready[row, channel]: alive, in an available activity, and able to take one more task
+        of that channel within both its channel capacity and its total capacity."""
+
+    # -- allocation ---------------------------------------------------------------------------
+
+    def allocate_row(self) -> int:
+        """A free row (the lowest one, so that row order is deterministic)."""
+        if self._free_rows:
+            row = heapq.heappop(self._free_rows)
+        else:
+            row = self.row_count
+            self.row_count += 1
+            self._ensure_rows(self.row_count)
+        self.alive[row] = True
+        return row
+
+    def release_row(self, row: int) -> None:
+        self.alive[row] = False
+        self.available[row] = False
+        self.skills[row, :] = MISSING_LEVEL
+        self.languages[row, :] = False
+        self.capacity[row, :] = 0
+        self.load[row, :] = 0
+        self.cost[row, :] = 1.0
+        self.ready[row, :] = False
+        self.empathy[row] = 0.0
+        self.total_capacity[row] = np.inf
+        self.total_load[row] = 0.0
+        self.load_share[row] = 0.0
+        heapq.heappush(self._free_rows, row)
+
+    def _ensure_rows(self, needed: int) -> None:
+        rows_now = self.alive.shape[0]
+        if needed <= rows_now:
+            return
+        rows = _grown(rows_now, needed)
+        self.alive = _resize_1d(self.alive, rows, False)
+        self.available = _resize_1d(self.available, rows, False)
+        self.empathy = _resize_1d(self.empathy, rows, 0.0)
+        self.idle_since_ms = _resize_1d(self.idle_since_ms, rows, 0)
+        self.total_capacity = _resize_1d(self.total_capacity, rows, np.inf)
+        self.total_load = _resize_1d(self.total_load, rows, 0.0)
+        self.load_share = _resize_1d(self.load_share, rows, 0.0)
+        self.skills = _resize_2d(self.skills, rows, self.skills.shape[1], MISSING_LEVEL)
+        self.languages = _resize_2d(self.languages, rows, self.languages.shape[1], False)
+        self.capacity = _resize_2d(self.capacity, rows, self.capacity.shape[1], 0)
+        self.load = _resize_2d(self.load, rows, self.load.shape[1], 0)
+        self.cost = _resize_2d(self.cost, rows, self.cost.shape[1], 1.0)
+        self.ready = _resize_2d(self.ready, rows, self.ready.shape[1], False)
+
+    # -- column registration ------------------------------------------------------------------
+
+    def skill_col(self, name: str) -> int:
+        col = self.skill_index.get_or_add(name)
+        if col >= self.skills.shape[1]:
+            cols = _grown(self.skills.shape[1], col + 1)
+            self.skills = _resize_2d(self.skills, self.skills.shape[0], cols, MISSING_LEVEL)
+        return col
+
+    def language_col(self, name: str) -> int:
+        col = self.language_index.get_or_add(name)
+        if col >= self.languages.shape[1]:
+            cols = _grown(self.languages.shape[1], col + 1)
+            self.languages = _resize_2d(self.languages, self.languages.shape[0], cols, False)
+        return col
+
+    def channel_col(self, name: str) -> int:
+        col = self.channel_index.get_or_add(name)
+        if col >= self.capacity.shape[1]:
+            rows = self.capacity.shape[0]
+            cols = _grown(self.capacity.shape[1], col + 1)
+            self.capacity = _resize_2d(self.capacity, rows, cols, 0)
+            self.load = _resize_2d(self.load, rows, cols, 0)
+            self.cost = _resize_2d(self.cost, rows, cols, 1.0)
+            self.ready = _resize_2d(self.ready, rows, cols, False)
+        return col
+
+    # -- per-worker updates -------------------------------------------------------------------
+
+    def write_profile(self, row: int, profile: WorkerProfile) -> None:
+        """Writes skills, languages, empathy and capacity; keeps load. Channels must be known."""
+        skill_cols = [self.skill_col(name) for name in profile.skills]
+        language_cols = [self.language_col(name) for name in profile.languages]
+        self.skills[row, :] = MISSING_LEVEL
+        if skill_cols:
+            self.skills[row, skill_cols] = np.fromiter(
+                profile.skills.values(), dtype=np.float32, count=len(skill_cols)
+            )
+        self.languages[row, :] = False
+        self.languages[row, language_cols] = True
+        self.empathy[row] = profile.empathy
+        self.capacity[row, :] = 0
+        self.cost[row, :] = 1.0
+        for channel, capacity in profile.capacity_by_channel.items():
+            self.capacity[row, self.channel_index.get(channel)] = capacity
+        for channel, cost in profile.cost_by_channel.items():
+            self.cost[row, self.channel_index.get(channel)] = cost
+        total = profile.total_capacity
+        self.total_capacity[row] = np.inf if total is None else total
+        self.refresh(row)
+
+    def add_load(self, row: int, channel_col: int, tasks: int) -> None:
+        """Takes (tasks > 0) or gives back (tasks < 0) capacity of one channel."""
+        self.load[row, channel_col] += tasks
+        self.total_load[row] += tasks * self.cost[row, channel_col]
+        self.refresh(row)
+
+    def refresh(self, row: int) -> None:
+        """Recomputes the derived columns of one row (ready, load share)."""
+        cap = self.capacity[row]
+        load = self.load[row]
+        total_cap = self.total_capacity[row]
+        fits_total = self.total_load[row] + self.cost[row] <= total_cap + 1e-9
+        self.ready[row, :] = (
+            self.alive[row] & self.available[row] & (load < cap) & fits_total
+        )
+        if np.isfinite(total_cap) and total_cap > 0:
+            share = self.total_load[row] / total_cap
+        else:
+            cap_sum = int(cap.sum())
+            share = float(load.sum()) / cap_sum if cap_sum > 0 else 1.0
+        self.load_share[row] = min(max(share, 0.0), 1.0)
+
+
+def _resize_1d(array: npt.NDArray[np.generic], rows: int, fill: object) -> npt.NDArray[np.generic]:
+    grown = np.full(rows, fill, dtype=array.dtype)
+    grown[: array.shape[0]] = array
+    return grown
+
+
+def _resize_2d(
+    array: npt.NDArray[np.generic], rows: int, cols: int, fill: object
+) -> npt.NDArray[np.generic]:
+    order = "F" if array.flags.f_contiguous and not array.flags.c_contiguous else "C"
+    grown = np.full((rows, cols), fill, dtype=array.dtype, order=order)
+    grown[: array.shape[0], : array.shape[1]] = array
+    return grown

@@ -1,0 +1,60 @@
+"""Events the engine emits while applying commands. The service releases them (offers to agent
+streams, metrics) only after the batch that produced them is durable. Each carries snapshots, so
+later commands in the same batch do not change what an event says."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from router.core.model import Reservation, TaskRecord
+
+
+@dataclass(frozen=True, slots=True)
+class TaskCreated:
+    task: TaskRecord
+
+
+@dataclass(frozen=True, slots=True)
+class OfferCreated:
+    reservation: Reservation
+    task: TaskRecord
+
+
+@dataclass(frozen=True, slots=True)
+class OfferClosed:
+    """An offer ended without acceptance: rejected, timed out, rescinded or canceled."""
+
+    reservation: Reservation
+    task: TaskRecord
+
+
+@dataclass(frozen=True, slots=True)
+class TaskAssigned:
+    reservation: Reservation
+    task: TaskRecord
+    wait_ms: int
+    """From creation to assignment."""
+
+
+@dataclass(frozen=True, slots=True)
+class TaskCanceled:
+    task: TaskRecord
+
+
+@dataclass(frozen=True, slots=True)
+class TaskCompleted:
+    task: TaskRecord
+    """Fully done: wrap-up over, capacity released."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerActivityChanged:
+    worker_id: str
+    activity: str
+    previous_activity: str
+
+
+Event = (
+    TaskCreated | OfferCreated | OfferClosed | TaskAssigned | TaskCanceled | TaskCompleted
+    | WorkerActivityChanged
+)
