@@ -1,0 +1,1 @@
+"""The gRPC boundary: servicers, proto <-> core conversion, status codes."""

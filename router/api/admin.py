@@ -1,0 +1,100 @@
+"""AdminService: channels, activities and queues."""
+
+from __future__ import annotations
+
+import grpc
+
+from router._proto.switchboard.v1 import admin_service_pb2 as apb
+from router._proto.switchboard.v1 import admin_service_pb2_grpc as agrpc
+from router._proto.switchboard.v1 import resources_pb2 as pb
+from router.api.convert import queue_from_pb, queue_to_pb
+from router.api.status import abort
+from router.core import commands as cmd
+from router.core.engine import UpsertedQueue
+from router.core.errors import CoreError
+from router.service import RouterService
+
+
+class AdminServicer(agrpc.AdminServiceServicer):
+    def __init__(self, service: RouterService) -> None:
+        self._service = service
+
+    async def UpsertChannel(
+        self, request: apb.UpsertChannelRequest, context: grpc.aio.ServicerContext
+    ) -> apb.UpsertChannelResponse:
+        channel = request.channel
+        try:
+            await self._service.submit(cmd.UpsertChannel(channel.channel_id, channel.display_name))
+        except CoreError as error:
+            await abort(context, error)
+        return apb.UpsertChannelResponse(channel=self._channel(channel.channel_id))
+
+    def _channel(self, channel_id: str) -> pb.Channel:
+        return pb.Channel(
+            channel_id=channel_id, display_name=self._service.engine.channels[channel_id]
+        )
+
+    async def ListChannels(
+        self, request: apb.ListChannelsRequest, context: grpc.aio.ServicerContext
+    ) -> apb.ListChannelsResponse:
+        return apb.ListChannelsResponse(
+            channels=[self._channel(c) for c in self._service.engine.channels]
+        )
+
+    async def UpsertActivity(
+        self, request: apb.UpsertActivityRequest, context: grpc.aio.ServicerContext
+    ) -> apb.UpsertActivityResponse:
+        activity = request.activity
+        try:
+            await self._service.submit(
+                cmd.UpsertActivity(activity.activity_id, activity.available)
+            )
+        except CoreError as error:
+            await abort(context, error)
+        return apb.UpsertActivityResponse(activity=activity)
+
+    async def ListActivities(
+        self, request: apb.ListActivitiesRequest, context: grpc.aio.ServicerContext
+    ) -> apb.ListActivitiesResponse:
+        activities = self._service.engine.activities
+        return apb.ListActivitiesResponse(
+            activities=[
+                pb.Activity(activity_id=name, available=available)
+                for name, available in activities.items()
+            ]
+        )
+
+    async def UpsertQueue(
+        self, request: apb.UpsertQueueRequest, context: grpc.aio.ServicerContext
+    ) -> apb.UpsertQueueResponse:
+        try:
+            upserted: UpsertedQueue = await self._service.submit(
+                cmd.UpsertQueue(queue_from_pb(request.queue))
+            )
+        except CoreError as error:
+            await abort(context, error)
+        return apb.UpsertQueueResponse(queue=queue_to_pb(upserted.queue), created=upserted.created)
+
+    async def GetQueue(
+        self, request: apb.GetQueueRequest, context: grpc.aio.ServicerContext
+    ) -> apb.GetQueueResponse:
+        try:
+            queue = self._service.engine.get_queue(request.queue_id)
+        except CoreError as error:
+            await abort(context, error)
+        return apb.GetQueueResponse(queue=queue_to_pb(queue))
+
+    async def ListQueues(
+        self, request: apb.ListQueuesRequest, context: grpc.aio.ServicerContext
+    ) -> apb.ListQueuesResponse:
+        queues = self._service.engine.queues.values()
+        return apb.ListQueuesResponse(queues=[queue_to_pb(q) for q in queues])
+
+    async def DeleteQueue(
+        self, request: apb.DeleteQueueRequest, context: grpc.aio.ServicerContext
+    ) -> apb.DeleteQueueResponse:
+        try:
+            await self._service.submit(cmd.DeleteQueue(request.queue_id))
+        except CoreError as error:
+            await abort(context, error)
+        return apb.DeleteQueueResponse()

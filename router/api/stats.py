@@ -1,0 +1,62 @@
+"""StatsService (real-time queue and worker statistics) and ClockService (the test clock)."""
+
+from __future__ import annotations
+
+import grpc
+
+from router._proto.switchboard.v1 import clock_service_pb2 as cpb
+from router._proto.switchboard.v1 import clock_service_pb2_grpc as cgrpc
+from router._proto.switchboard.v1 import stats_service_pb2 as spb
+from router._proto.switchboard.v1 import stats_service_pb2_grpc as sgrpc
+from router.api.convert import queue_stats_to_pb
+from router.clock import TestClock
+from router.core import commands as cmd
+from router.service import RouterService
+
+
+class StatsServicer(sgrpc.StatsServiceServicer):
+    def __init__(self, service: RouterService) -> None:
+        self._service = service
+
+    async def GetRealtimeStats(
+        self, request: spb.GetRealtimeStatsRequest, context: grpc.aio.ServicerContext
+    ) -> spb.GetRealtimeStatsResponse:
+        engine = self._service.engine
+        return spb.GetRealtimeStatsResponse(
+            now_ms=max(engine.now_ms, self._service.clock.now_ms()),
+            queues=[queue_stats_to_pb(engine.queue_stats(q)) for q in engine.queues],
+            workers_by_activity=engine.workers_by_activity(),
+        )
+
+
+class ClockServicer(cgrpc.ClockServiceServicer):
+    def __init__(self, service: RouterService) -> None:
+        self._service = service
+
+    async def GetTime(
+        self, request: cpb.GetTimeRequest, context: grpc.aio.ServicerContext
+    ) -> cpb.GetTimeResponse:
+        clock = self._service.clock
+        return cpb.GetTimeResponse(
+            now_ms=max(clock.now_ms(), self._service.engine.now_ms),
+            test_clock=isinstance(clock, TestClock),
+        )
+
+    async def AdvanceTime(
+        self, request: cpb.AdvanceTimeRequest, context: grpc.aio.ServicerContext
+    ) -> cpb.AdvanceTimeResponse:
+        clock = self._service.clock
+        if not isinstance(clock, TestClock):
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "the test clock is off: start the server with --test-clock to move time",
+            )
+            raise AssertionError("unreachable")
+        if request.duration_ms <= 0:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"duration_ms: must be above 0, got {request.duration_ms}",
+            )
+        now_ms = clock.advance(request.duration_ms)
+        await self._service.submit(cmd.Tick())  # fire what fell due before answering
+        return cpb.AdvanceTimeResponse(now_ms=now_ms)

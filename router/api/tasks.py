@@ -1,0 +1,126 @@
+"""TaskService: thin translation between requests and the single writer's commands."""
+
+from __future__ import annotations
+
+import grpc
+
+from router._proto.switchboard.v1 import resources_pb2 as pb
+from router._proto.switchboard.v1 import task_service_pb2 as tpb
+from router._proto.switchboard.v1 import task_service_pb2_grpc as tgrpc
+from router.api.convert import TASK_STATUS_FROM_PB, struct_to_dict, task_spec_from_pb, task_to_pb
+from router.api.paging import page_size, page_start
+from router.api.status import abort
+from router.core import commands as cmd
+from router.core.engine import CreatedTask
+from router.core.errors import CoreError
+from router.core.model import TaskRecord
+from router.service import RouterService
+
+
+class TaskServicer(tgrpc.TaskServiceServicer):
+    def __init__(self, service: RouterService) -> None:
+        self._service = service
+
+    def _task_pb(self, task: TaskRecord) -> pb.Task:
+        engine = self._service.engine
+        live = engine.tasks.get(task.task_id)
+        if live is None or not live.status.is_open:
+            return task_to_pb(task)
+        return task_to_pb(
+            task,
+            queue_position=engine.queue_position(task.task_id),
+            estimated_wait_ms=engine.estimated_wait_ms(task.task_id),
+        )
+
+    async def CreateTask(
+        self, request: tpb.CreateTaskRequest, context: grpc.aio.ServicerContext
+    ) -> tpb.CreateTaskResponse:
+        try:
+            created: CreatedTask = await self._service.submit(
+                cmd.CreateTask(task_spec_from_pb(request.task), request.client_request_id)
+            )
+        except CoreError as error:
+            await abort(context, error)
+        task = task_to_pb(
+            created.task,
+            queue_position=created.queue_position,
+            estimated_wait_ms=created.estimated_wait_ms,
+        )
+        return tpb.CreateTaskResponse(task=task, deduplicated=created.deduplicated)
+
+    async def GetTask(
+        self, request: tpb.GetTaskRequest, context: grpc.aio.ServicerContext
+    ) -> tpb.GetTaskResponse:
+        try:
+            task = self._service.engine.get_task(request.task_id)
+        except CoreError as error:
+            await abort(context, error)
+        return tpb.GetTaskResponse(task=self._task_pb(task))
+
+    async def ListTasks(
+        self, request: tpb.ListTasksRequest, context: grpc.aio.ServicerContext
+    ) -> tpb.ListTasksResponse:
+        try:
+            size = page_size(request.page_size)
+            after_seq = page_start(request.page_token)
+        except CoreError as error:
+            await abort(context, error)
+        status = TASK_STATUS_FROM_PB.get(request.status)
+        found: list[TaskRecord] = []
+        next_token = ""
+        for task in self._service.engine.iter_tasks():
+            if task.seq <= after_seq:
+                continue
+            if request.queue_id and task.spec.queue_id != request.queue_id:
+                continue
+            if status is not None and task.status is not status:
+                continue
+            if request.worker_id and task.worker_id != request.worker_id:
+                continue
+            if request.channel and task.spec.channel != request.channel:
+                continue
+            if len(found) == size:
+                next_token = str(found[-1].seq)
+                break
+            found.append(task)
+        return tpb.ListTasksResponse(
+            tasks=[self._task_pb(task) for task in found], next_page_token=next_token
+        )
+
+    async def UpdateTask(
+        self, request: tpb.UpdateTaskRequest, context: grpc.aio.ServicerContext
+    ) -> tpb.UpdateTaskResponse:
+        command = cmd.UpdateTask(
+            request.task_id,
+            priority=request.priority if request.HasField("priority") else None,
+            attributes=struct_to_dict(request.attributes) if request.HasField("attributes") else None,
+        )
+        return tpb.UpdateTaskResponse(task=await self._submit_task(command, context))
+
+    async def CancelTask(
+        self, request: tpb.CancelTaskRequest, context: grpc.aio.ServicerContext
+    ) -> tpb.CancelTaskResponse:
+        command = cmd.CancelTask(request.task_id, request.reason)
+        return tpb.CancelTaskResponse(task=await self._submit_task(command, context))
+
+    async def CompleteTask(
+        self, request: tpb.CompleteTaskRequest, context: grpc.aio.ServicerContext
+    ) -> tpb.CompleteTaskResponse:
+        command = cmd.CompleteTask(request.task_id)
+        return tpb.CompleteTaskResponse(task=await self._submit_task(command, context))
+
+    async def WrapUpTask(
+        self, request: tpb.WrapUpTaskRequest, context: grpc.aio.ServicerContext
+    ) -> tpb.WrapUpTaskResponse:
+        command = cmd.WrapUpTask(request.task_id)
+        return tpb.WrapUpTaskResponse(task=await self._submit_task(command, context))
+
+    async def _submit_task(
+        self, command: cmd.Command, context: grpc.aio.ServicerContext
+    ) -> pb.Task:
+        try:
+            task: TaskRecord = await self._service.submit(command)
+        except CoreError as error:
+            await abort(context, error)
+        return self._task_pb(task)
+

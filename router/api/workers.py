@@ -1,0 +1,229 @@
+"""WorkerService: profiles, activity, and the Connect stream that carries offers to agents."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import grpc
+
+from router._proto.switchboard.v1 import resources_pb2 as pb
+from router._proto.switchboard.v1 import worker_service_pb2 as wpb
+from router._proto.switchboard.v1 import worker_service_pb2_grpc as wgrpc
+from router.api.convert import offer_to_pb, task_to_pb, worker_profile_from_pb, worker_to_pb
+from router.api.paging import page_size, page_start
+from router.api.status import STATUS_OF_ERROR, abort
+from router.core import commands as cmd
+from router.core.engine import UpsertedWorker
+from router.core.errors import CoreError
+from router.core.events import Event, OfferClosed, OfferCreated, TaskAssigned
+from router.core.model import TaskStatus, WorkerRecord
+from router.service import RouterService
+
+ConnectRequest = wpb.ConnectRequest
+ConnectResponse = wpb.ConnectResponse
+
+
+class WorkerServicer(wgrpc.WorkerServiceServicer):
+    def __init__(self, service: RouterService) -> None:
+        self._service = service
+
+    def _worker_pb(self, worker: WorkerRecord) -> pb.Worker:
+        available = self._service.engine.activities[worker.activity]
+        return worker_to_pb(worker, available=available)
+
+    async def UpsertWorker(
+        self, request: wpb.UpsertWorkerRequest, context: grpc.aio.ServicerContext
+    ) -> wpb.UpsertWorkerResponse:
+        try:
+            upserted: UpsertedWorker = await self._service.submit(
+                cmd.UpsertWorker(worker_profile_from_pb(request.worker))
+            )
+        except CoreError as error:
+            await abort(context, error)
+        return wpb.UpsertWorkerResponse(
+            worker=self._worker_pb(upserted.worker), created=upserted.created
+        )
+
+    async def GetWorker(
+        self, request: wpb.GetWorkerRequest, context: grpc.aio.ServicerContext
+    ) -> wpb.GetWorkerResponse:
+        try:
+            worker = self._service.engine.get_worker(request.worker_id)
+        except CoreError as error:
+            await abort(context, error)
+        return wpb.GetWorkerResponse(worker=self._worker_pb(worker))
+
+    async def ListWorkers(
+        self, request: wpb.ListWorkersRequest, context: grpc.aio.ServicerContext
+    ) -> wpb.ListWorkersResponse:
+        try:
+            size = page_size(request.page_size)
+            start = page_start(request.page_token)
+        except CoreError as error:
+            await abort(context, error)
+        workers = [
+            worker
+            for worker in self._service.engine.workers.values()
+            if not request.activity or worker.activity == request.activity
+        ]
+        page = workers[start : start + size]
+        next_token = str(start + size) if start + size < len(workers) else ""
+        return wpb.ListWorkersResponse(
+            workers=[self._worker_pb(w) for w in page], next_page_token=next_token
+        )
+
+    async def RemoveWorker(
+        self, request: wpb.RemoveWorkerRequest, context: grpc.aio.ServicerContext
+    ) -> wpb.RemoveWorkerResponse:
+        try:
+            await self._service.submit(cmd.RemoveWorker(request.worker_id))
+        except CoreError as error:
+            await abort(context, error)
+        return wpb.RemoveWorkerResponse()
+
+    async def SetActivity(
+        self, request: wpb.SetActivityRequest, context: grpc.aio.ServicerContext
+    ) -> wpb.SetActivityResponse:
+        try:
+            worker = await self._service.submit(
+                cmd.SetActivity(request.worker_id, request.activity)
+            )
+        except CoreError as error:
+            await abort(context, error)
+        return wpb.SetActivityResponse(worker=self._worker_pb(worker))
+
+    async def AcceptOffer(
+        self, request: wpb.AcceptOfferRequest, context: grpc.aio.ServicerContext
+    ) -> wpb.AcceptOfferResponse:
+        try:
+            task = await self._service.submit(
+                cmd.AcceptOffer(request.worker_id, request.reservation_id)
+            )
+        except CoreError as error:
+            await abort(context, error)
+        return wpb.AcceptOfferResponse(task=task_to_pb(task))
+
+    async def RejectOffer(
+        self, request: wpb.RejectOfferRequest, context: grpc.aio.ServicerContext
+    ) -> wpb.RejectOfferResponse:
+        try:
+            await self._service.submit(
+                cmd.RejectOffer(request.worker_id, request.reservation_id, request.reason)
+            )
+        except CoreError as error:
+            await abort(context, error)
+        return wpb.RejectOfferResponse()
+
+    async def Connect(
+        self, request_iterator: AsyncIterator[ConnectRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[ConnectResponse]:
+        """Attaches the stream to a worker, re-sends its pending offers, then forwards every offer
+        event while answering accept, reject and heartbeat messages in order."""
+        requests = aiter(request_iterator)
+        hello = await anext(requests, None)
+        if hello is None or not hello.HasField("hello"):
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "hello: the first message must be a hello"
+            )
+            return
+        worker_id = hello.hello.worker_id
+        try:
+            worker = self._service.engine.get_worker(worker_id)
+            if hello.hello.activity:
+                worker = await self._service.submit(
+                    cmd.SetActivity(worker_id, hello.hello.activity)
+                )
+        except CoreError as error:
+            await abort(context, error)
+        # Attach and read the pending offers with no await between, so that every offer is
+        # either in this snapshot or among the events that follow, never both or neither.
+        events = self._service.attach_worker_stream(worker_id)
+        attached = ConnectResponse(request_id=hello.request_id, attached=self._worker_pb(worker))
+        pending = self._pending_offers(worker)
+        outbox: asyncio.Queue[ConnectResponse | Event | None] = asyncio.Queue()
+        forwarder = asyncio.create_task(_forward(events, outbox))
+        reader = asyncio.create_task(self._read(worker_id, requests, outbox))
+        try:
+            yield attached
+            for offer in pending:
+                yield offer
+            while True:
+                item = await outbox.get()
+                if item is None:
+                    return
+                message = item if isinstance(item, ConnectResponse) else _event_message(item)
+                if message is not None:
+                    yield message
+        finally:
+            self._service.detach_worker_stream(worker_id, events)
+            for task in (forwarder, reader):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    def _pending_offers(self, worker: WorkerRecord) -> list[ConnectResponse]:
+        engine = self._service.engine
+        offers = []
+        for task_id in worker.task_ids:
+            task = engine.tasks[task_id]
+            if task.status is TaskStatus.RESERVED:
+                reservation = engine.reservations[task.reservation_id]
+                offers.append(ConnectResponse(offer=offer_to_pb(reservation, task)))
+        return offers
+
+    async def _read(
+        self,
+        worker_id: str,
+        requests: AsyncIterator[ConnectRequest],
+        outbox: asyncio.Queue[ConnectResponse | Event | None],
+    ) -> None:
+        """Answers the agent's messages in order; ends the stream when the agent closes it."""
+        try:
+            async for request in requests:
+                outbox.put_nowait(await self._answer(worker_id, request))
+        finally:
+            outbox.put_nowait(None)
+
+    async def _answer(self, worker_id: str, request: ConnectRequest) -> ConnectResponse:
+        kind = request.WhichOneof("kind")
+        command: cmd.Command
+        if kind == "accept":
+            command = cmd.AcceptOffer(worker_id, request.accept.reservation_id)
+        elif kind == "reject":
+            command = cmd.RejectOffer(
+                worker_id, request.reject.reservation_id, request.reject.reason
+            )
+        elif kind == "heartbeat":
+            return ConnectResponse(request_id=request.request_id, ack=ConnectResponse.Ack())
+        else:
+            return _error(request.request_id, "INVALID_ARGUMENT", f"{kind or 'kind'}: not allowed here")
+        try:
+            await self._service.submit(command)
+        except CoreError as error:
+            return _error(request.request_id, STATUS_OF_ERROR[error.kind].name, error.message)
+        return ConnectResponse(request_id=request.request_id, ack=ConnectResponse.Ack())
+
+
+async def _forward(
+    events: asyncio.Queue[Event], outbox: asyncio.Queue[ConnectResponse | Event | None]
+) -> None:
+    while True:
+        outbox.put_nowait(await events.get())
+
+
+def _event_message(event: Event) -> ConnectResponse | None:
+    if isinstance(event, OfferCreated):
+        return ConnectResponse(offer=offer_to_pb(event.reservation, event.task))
+    if isinstance(event, OfferClosed):
+        return ConnectResponse(offer_closed=offer_to_pb(event.reservation, event.task))
+    if isinstance(event, TaskAssigned):
+        return ConnectResponse(assigned=task_to_pb(event.task))
+    return None
+
+
+def _error(request_id: str, code: str, message: str) -> ConnectResponse:
+    return ConnectResponse(
+        request_id=request_id, error=ConnectResponse.Error(code=code, message=message)
+    )

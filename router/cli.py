@@ -1,0 +1,73 @@
+"""The `switchboard` command: `serve` runs the router; `demo` shows it routing a simulated center."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+
+from router.server import ServerConfig, start_server
+
+
+def _serve_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve = subparsers.add_parser("serve", help="run the router (gRPC + Prometheus metrics)")
+    serve.add_argument("--host", default="127.0.0.1", help="interface to listen on")
+    serve.add_argument("--port", type=int, default=50051, help="gRPC port (0: any free port)")
+    serve.add_argument(
+        "--metrics-port", type=int, default=9464,
+        help="Prometheus /metrics port (0: any free port, -1: off)",
+    )
+    serve.add_argument(
+        "--test-clock", action="store_true",
+        help="start with a clock that only ClockService.AdvanceTime moves (tests only)",
+    )
+    serve.add_argument("--log-level", default="INFO")
+
+
+def _demo_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from workers.demo import add_demo_arguments
+
+    demo = subparsers.add_parser("demo", help="route a simulated contact center, live")
+    add_demo_arguments(demo)
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    config = ServerConfig(
+        host=args.host,
+        port=args.port,
+        metrics_port=None if args.metrics_port < 0 else args.metrics_port,
+        test_clock=args.test_clock,
+    )
+    server = await start_server(config)
+    # One line on stdout that scripts and tests wait for.
+    print(f"switchboard serving on {server.address} metrics={server.metrics_port}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    await server.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="switchboard", description=__doc__)
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    _serve_parser(subparsers)
+    _demo_parser(subparsers)
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        asyncio.run(_serve(args))
+        return 0
+    from workers.demo import run_demo
+
+    with contextlib.suppress(KeyboardInterrupt):
+        return run_demo(args)
+    return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

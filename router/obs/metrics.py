@@ -1,0 +1,107 @@
+"""Prometheus metrics of the router. Every metric lives in the registry it is given, so that each
+test builds a fresh one and reads values with `registry.get_sample_value(...)`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from router.core.engine import QueueStats
+from router.core.events import (
+    Event,
+    OfferClosed,
+    OfferCreated,
+    TaskAssigned,
+    TaskCanceled,
+    TaskCompleted,
+    TaskCreated,
+)
+
+DECISION_BUCKETS_S = (
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+)
+"""From 50 us to 250 ms: one routing decision should take well under a millisecond."""
+WAIT_BUCKETS_S = (1, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600)
+
+
+class RouterMetrics:
+    """The router's metrics, fed with the engine's events and periodic queue statistics."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        labels = ("queue", "channel")
+        self.tasks_created = Counter(
+            "switchboard_tasks_created", "Tasks created.", labels, registry=registry
+        )
+        self.tasks_assigned = Counter(
+            "switchboard_tasks_assigned", "Tasks accepted by a worker.", labels, registry=registry
+        )
+        self.tasks_canceled = Counter(
+            "switchboard_tasks_canceled", "Tasks canceled (by request or time-to-live).",
+            (*labels, "reason"), registry=registry,
+        )
+        self.tasks_completed = Counter(
+            "switchboard_tasks_completed", "Tasks completed (wrap-up over).", labels,
+            registry=registry,
+        )
+        self.offers = Counter(
+            "switchboard_offers", "Offers made and how they ended.", ("queue", "outcome"),
+            registry=registry,
+        )
+        self.wait_seconds = Histogram(
+            "switchboard_task_wait_seconds", "Time from creation to assignment.", ("queue",),
+            buckets=WAIT_BUCKETS_S, registry=registry,
+        )
+        self.queue_depth = Gauge(
+            "switchboard_queue_depth", "Tasks waiting in the queue.", ("queue",), registry=registry
+        )
+        self.queue_longest_wait = Gauge(
+            "switchboard_queue_longest_wait_seconds", "Age of the oldest waiting task.",
+            ("queue",), registry=registry,
+        )
+        self.workers = Gauge(
+            "switchboard_workers", "Workers by activity.", ("activity",), registry=registry
+        )
+        self.decision_seconds = Histogram(
+            "switchboard_routing_decision_seconds",
+            "Time to apply one command, routing included.",
+            buckets=DECISION_BUCKETS_S, registry=registry,
+        )
+        self.batch_size = Histogram(
+            "switchboard_batch_commands", "Commands applied per batch of the writer loop.",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512), registry=registry,
+        )
+
+    def observe_events(self, events: Iterable[Event]) -> None:
+        for event in events:
+            if isinstance(event, TaskCreated):
+                spec = event.task.spec
+                self.tasks_created.labels(spec.queue_id, spec.channel).inc()
+            elif isinstance(event, OfferCreated):
+                self.offers.labels(event.task.spec.queue_id, "offered").inc()
+            elif isinstance(event, OfferClosed):
+                outcome = event.reservation.status.value
+                self.offers.labels(event.task.spec.queue_id, outcome).inc()
+            elif isinstance(event, TaskAssigned):
+                spec = event.task.spec
+                self.offers.labels(spec.queue_id, "accepted").inc()
+                self.tasks_assigned.labels(spec.queue_id, spec.channel).inc()
+                self.wait_seconds.labels(spec.queue_id).observe(event.wait_ms / 1000)
+            elif isinstance(event, TaskCanceled):
+                spec = event.task.spec
+                # The reason given by callers is free text: only the router's own is a label.
+                reason = "ttl_expired" if event.task.cancel_reason == "ttl_expired" else "requested"
+                self.tasks_canceled.labels(spec.queue_id, spec.channel, reason).inc()
+            elif isinstance(event, TaskCompleted):
+                spec = event.task.spec
+                self.tasks_completed.labels(spec.queue_id, spec.channel).inc()
+
+    def observe_state(
+        self, queue_stats: Iterable[QueueStats], workers_by_activity: Mapping[str, int]
+    ) -> None:
+        for stats in queue_stats:
+            self.queue_depth.labels(stats.queue_id).set(stats.waiting)
+            self.queue_longest_wait.labels(stats.queue_id).set(stats.longest_wait_ms / 1000)
+        for activity, count in workers_by_activity.items():
+            self.workers.labels(activity).set(count)
