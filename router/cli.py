@@ -1,4 +1,4 @@
-"""The `switchboard` command: `serve` runs the router; `demo` shows it routing a simulated center."""
+"""The `switchboard` command: `serve` runs the router; `demo` routes a simulated center, live."""
 
 from __future__ import annotations
 
@@ -17,11 +17,14 @@ def _serve_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
     serve.add_argument("--host", default="127.0.0.1", help="interface to listen on")
     serve.add_argument("--port", type=int, default=50051, help="gRPC port (0: any free port)")
     serve.add_argument(
-        "--metrics-port", type=int, default=9464,
+        "--metrics-port",
+        type=int,
+        default=9464,
         help="Prometheus /metrics port (0: any free port, -1: off)",
     )
     serve.add_argument(
-        "--test-clock", action="store_true",
+        "--test-clock",
+        action="store_true",
         help="start with a clock that only ClockService.AdvanceTime moves (tests only)",
     )
     serve.add_argument("--log-level", default="INFO")
@@ -59,7 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     _demo_parser(subparsers)
     args = parser.parse_args(argv)
     if args.command == "serve":
-        logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(
+            level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
         asyncio.run(_serve(args))
         return 0
     from workers.demo import run_demo

@@ -96,23 +96,25 @@ class RouterService:
         outcomes: list[tuple[asyncio.Future[Result], Result, Exception | None]] = []
         for submission in batch:
             started_ns = time.perf_counter_ns()
+            result: Result = None
+            failure: Exception | None = None
             try:
-                outcome = (submission.future, self.engine.apply(submission.command, now_ms), None)
-            except CoreError as error:
-                outcome = (submission.future, None, error)
-            except Exception as error:
+                result = self.engine.apply(submission.command, now_ms)
+            except CoreError as refused:
+                failure = refused
+            except Exception as bug:
                 # A bug, not a refusal: fail this caller (INTERNAL), keep serving the others.
                 log.exception("command %r failed", submission.command)
-                outcome = (submission.future, None, error)
+                failure = bug
+            outcomes.append((submission.future, result, failure))
             self.metrics.decision_seconds.observe((time.perf_counter_ns() - started_ns) / 1e9)
-            outcomes.append(outcome)
         self.metrics.batch_size.observe(len(batch))
         events = self.engine.take_events()
-        for future, result, error in outcomes:
+        for future, result, failure in outcomes:
             if future.done():  # the caller went away
                 continue
-            if error is not None:
-                future.set_exception(error)
+            if failure is not None:
+                future.set_exception(failure)
             else:
                 future.set_result(result)
         self._publish(events)

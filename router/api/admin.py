@@ -46,9 +46,7 @@ class AdminServicer(agrpc.AdminServiceServicer):
     ) -> apb.UpsertActivityResponse:
         activity = request.activity
         try:
-            await self._service.submit(
-                cmd.UpsertActivity(activity.activity_id, activity.available)
-            )
+            await self._service.submit(cmd.UpsertActivity(activity.activity_id, activity.available))
         except CoreError as error:
             await abort(context, error)
         return apb.UpsertActivityResponse(activity=activity)

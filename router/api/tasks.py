@@ -93,7 +93,9 @@ class TaskServicer(tgrpc.TaskServiceServicer):
         command = cmd.UpdateTask(
             request.task_id,
             priority=request.priority if request.HasField("priority") else None,
-            attributes=struct_to_dict(request.attributes) if request.HasField("attributes") else None,
+            attributes=struct_to_dict(request.attributes)
+            if request.HasField("attributes")
+            else None,
         )
         return tpb.UpdateTaskResponse(task=await self._submit_task(command, context))
 
@@ -123,4 +125,3 @@ class TaskServicer(tgrpc.TaskServiceServicer):
         except CoreError as error:
             await abort(context, error)
         return self._task_pb(task)
-

@@ -198,7 +198,9 @@ class WorkerServicer(wgrpc.WorkerServiceServicer):
         elif kind == "heartbeat":
             return ConnectResponse(request_id=request.request_id, ack=ConnectResponse.Ack())
         else:
-            return _error(request.request_id, "INVALID_ARGUMENT", f"{kind or 'kind'}: not allowed here")
+            return _error(
+                request.request_id, "INVALID_ARGUMENT", f"{kind or 'kind'}: not allowed here"
+            )
         try:
             await self._service.submit(command)
         except CoreError as error:

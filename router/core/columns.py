@@ -8,6 +8,7 @@ columns over every worker."""
 from __future__ import annotations
 
 import heapq
+from typing import Any, Literal, TypeVar, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -197,9 +198,7 @@ class WorkerColumns:
         load = self.load[row]
         total_cap = self.total_capacity[row]
         fits_total = self.total_load[row] + self.cost[row] <= total_cap + 1e-9
-        self.ready[row, :] = (
-            self.alive[row] & self.available[row] & (load < cap) & fits_total
-        )
+        self.ready[row, :] = self.alive[row] & self.available[row] & (load < cap) & fits_total
         if np.isfinite(total_cap) and total_cap > 0:
             share = self.total_load[row] / total_cap
         else:
@@ -208,16 +207,19 @@ class WorkerColumns:
         self.load_share[row] = min(max(share, 0.0), 1.0)
 
 
-def _resize_1d(array: npt.NDArray[np.generic], rows: int, fill: object) -> npt.NDArray[np.generic]:
+_Array = TypeVar("_Array", bound=np.ndarray[Any, Any])
+
+
+def _resize_1d(array: _Array, rows: int, fill: object) -> _Array:
     grown = np.full(rows, fill, dtype=array.dtype)
     grown[: array.shape[0]] = array
-    return grown
+    return cast(_Array, grown)
 
 
-def _resize_2d(
-    array: npt.NDArray[np.generic], rows: int, cols: int, fill: object
-) -> npt.NDArray[np.generic]:
-    order = "F" if array.flags.f_contiguous and not array.flags.c_contiguous else "C"
+def _resize_2d(array: _Array, rows: int, cols: int, fill: object) -> _Array:
+    order: Literal["C", "F"] = (
+        "F" if array.flags.f_contiguous and not array.flags.c_contiguous else "C"
+    )
     grown = np.full((rows, cols), fill, dtype=array.dtype, order=order)
     grown[: array.shape[0], : array.shape[1]] = array
-    return grown
+    return cast(_Array, grown)

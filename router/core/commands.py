@@ -98,7 +98,19 @@ class Tick:
 
 
 Command = (
-    UpsertChannel | UpsertActivity | UpsertQueue | DeleteQueue | UpsertWorker | RemoveWorker
-    | SetActivity | CreateTask | UpdateTask | CancelTask | AcceptOffer | RejectOffer
-    | CompleteTask | WrapUpTask | Tick
+    UpsertChannel
+    | UpsertActivity
+    | UpsertQueue
+    | DeleteQueue
+    | UpsertWorker
+    | RemoveWorker
+    | SetActivity
+    | CreateTask
+    | UpdateTask
+    | CancelTask
+    | AcceptOffer
+    | RejectOffer
+    | CompleteTask
+    | WrapUpTask
+    | Tick
 )

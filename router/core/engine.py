@@ -53,7 +53,6 @@ from router.core.model import (
     DEFAULT_CHANNELS,
     NEW_WORKER_ACTIVITY,
     QueueConfig,
-    QueueOrder,
     Reservation,
     ReservationStatus,
     TaskRecord,
@@ -886,7 +885,9 @@ class Engine:
             for channel, load in worker.load_by_channel.items():
                 col = self.columns.channel_index.get(channel)
                 capacity = worker.profile.capacity_by_channel.get(channel, 0)
-                assert 0 < load <= capacity, f"{worker.worker_id} holds {load} {channel} > {capacity}"
+                assert 0 < load <= capacity, (
+                    f"{worker.worker_id} holds {load} {channel} > {capacity}"
+                )
                 assert self.columns.load[row, col] == load, f"{worker.worker_id} load column"
             if worker.profile.total_capacity is not None:
                 assert self.columns.total_load[row] <= worker.profile.total_capacity + 1e-9
@@ -903,7 +904,7 @@ class Engine:
             for task_id in self.waiting.task_ids(queue_id):
                 task = self.tasks[task_id]
                 queue = self.queues[queue_id]
-                row = best_row(
+                free_row = best_row(
                     self.columns,
                     self._requirements[task_id],
                     self.membership.members(queue_id),
@@ -912,7 +913,9 @@ class Engine:
                     affinity_rows=(),
                     now_ms=self.now_ms,
                 )
-                assert row is None, f"{task_id} waits while {self._worker_at_row[row]} is free"
+                assert free_row is None, (
+                    f"{task_id} waits while {self._worker_at_row[free_row]} is free"
+                )
 
     def digest(self) -> str:
         """A hash of the whole routing state: equal digests mean equal states."""
@@ -923,8 +926,14 @@ class Engine:
             "activities": self.activities,
             "queues": [asdict(q) for q in self.queues.values()],
             "workers": [
-                [asdict(w.profile), w.row, w.activity, w.idle_since_ms, w.load_by_channel,
-                 list(w.task_ids)]
+                [
+                    asdict(w.profile),
+                    w.row,
+                    w.activity,
+                    w.idle_since_ms,
+                    w.load_by_channel,
+                    list(w.task_ids),
+                ]
                 for w in self.workers.values()
             ],
             "tasks": [asdict(t) for t in self.tasks.values()],
@@ -934,8 +943,15 @@ class Engine:
             "customers": [[c, asdict(h)] for c, h in self._customers.items()],
             "request_ids": [[r, t, asdict(spec)] for r, (t, spec) in self._request_ids.items()],
             "counters": [
-                [q, c.created_total, c.offered_total, c.assigned_total, c.completed_total,
-                 c.canceled_total, list(c.assigned_ms)]
+                [
+                    q,
+                    c.created_total,
+                    c.offered_total,
+                    c.assigned_total,
+                    c.completed_total,
+                    c.canceled_total,
+                    list(c.assigned_ms),
+                ]
                 for q, c in self.counters.items()
             ],
         }

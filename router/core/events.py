@@ -55,6 +55,11 @@ class WorkerActivityChanged:
 
 
 Event = (
-    TaskCreated | OfferCreated | OfferClosed | TaskAssigned | TaskCanceled | TaskCompleted
+    TaskCreated
+    | OfferCreated
+    | OfferClosed
+    | TaskAssigned
+    | TaskCanceled
+    | TaskCompleted
     | WorkerActivityChanged
 )

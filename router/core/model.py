@@ -14,7 +14,13 @@ from router.core.limits import RESERVATION_TIMEOUT_S_DEFAULT
 JsonObject = Mapping[str, Any]
 
 DEFAULT_CHANNELS: tuple[str, ...] = (
-    "voice", "chat", "sms", "whatsapp", "email", "messenger", "video",
+    "voice",
+    "chat",
+    "sms",
+    "whatsapp",
+    "email",
+    "messenger",
+    "video",
 )
 DEFAULT_ACTIVITIES: Mapping[str, bool] = {"available": True, "break": False, "offline": False}
 NEW_WORKER_ACTIVITY = "offline"

@@ -55,7 +55,7 @@ class Requirement:
     def group_key(self) -> tuple[int, tuple[tuple[int, float], ...], int]:
         """Tasks with the same key have the same eligible workers within a queue (exclusions
         aside), so they wait together in one group."""
-        required = tuple(zip(self.required_cols.tolist(), self.required_min.tolist()))
+        required = tuple(zip(self.required_cols.tolist(), self.required_min.tolist(), strict=False))
         return (self.channel_col, required, self.language_col)
 
 

@@ -37,7 +37,9 @@ def check_id(field: str, value: str, *, required: bool = True) -> None:
             raise InvalidArgument(field, "is required")
         return
     if len(value) > ID_CHARS_MAX:
-        raise InvalidArgument(field, f"is {len(value)} characters long, the limit is {ID_CHARS_MAX}")
+        raise InvalidArgument(
+            field, f"is {len(value)} characters long, the limit is {ID_CHARS_MAX}"
+        )
     if not _ID_PATTERN.fullmatch(value):
         raise InvalidArgument(
             field,
@@ -76,7 +78,8 @@ def validate_worker(profile: WorkerProfile, channels: Mapping[str, str]) -> None
         )
     if len(profile.skills) > SKILLS_PER_WORKER_MAX:
         raise InvalidArgument(
-            "worker.skills", f"has {len(profile.skills)} skills, the limit is {SKILLS_PER_WORKER_MAX}"
+            "worker.skills",
+            f"has {len(profile.skills)} skills, the limit is {SKILLS_PER_WORKER_MAX}",
         )
     for skill, level in profile.skills.items():
         check_id(f"worker.skills[{skill}]", skill)

@@ -23,7 +23,9 @@ OrderKey = tuple[int, int, int, str]
 """(-priority, age key, sequence key, task id): ascending order is serving order."""
 
 
-def order_key(*, priority: int, created_ms: int, seq: int, task_id: str, order: QueueOrder) -> OrderKey:
+def order_key(
+    *, priority: int, created_ms: int, seq: int, task_id: str, order: QueueOrder
+) -> OrderKey:
     if order is QueueOrder.LIFO:
         return (-priority, -created_ms, -seq, task_id)
     return (-priority, created_ms, seq, task_id)
@@ -176,14 +178,19 @@ class WaitingIndex:
         for i in np.lexsort((heads[:, 2], heads[:, 1], heads[:, 0])):
             group = self._groups[int(candidates[i])]
             for key in group.entries:
-                if not excludes(key[3]):
-                    return key[3]
+                task_id: str = key[3]
+                if not excludes(task_id):
+                    return task_id
         return None
 
     # -- groups -------------------------------------------------------------------------------
 
     def _new_group(
-        self, group_key: tuple[object, ...], queue_id: str, queue_slot: int, requirement: Requirement
+        self,
+        group_key: tuple[object, ...],
+        queue_id: str,
+        queue_slot: int,
+        requirement: Requirement,
     ) -> TaskGroup:
         slot = len(self._groups)
         self._ensure_capacity(slot + 1, requirement.required_cols.size)

@@ -19,7 +19,18 @@ from router.core.events import (
 )
 
 DECISION_BUCKETS_S = (
-    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+    0.00005,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
 )
 """From 50 us to 250 ms: one routing decision should take well under a millisecond."""
 WAIT_BUCKETS_S = (1, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600)
@@ -38,27 +49,38 @@ class RouterMetrics:
             "switchboard_tasks_assigned", "Tasks accepted by a worker.", labels, registry=registry
         )
         self.tasks_canceled = Counter(
-            "switchboard_tasks_canceled", "Tasks canceled (by request or time-to-live).",
-            (*labels, "reason"), registry=registry,
+            "switchboard_tasks_canceled",
+            "Tasks canceled (by request or time-to-live).",
+            (*labels, "reason"),
+            registry=registry,
         )
         self.tasks_completed = Counter(
-            "switchboard_tasks_completed", "Tasks completed (wrap-up over).", labels,
+            "switchboard_tasks_completed",
+            "Tasks completed (wrap-up over).",
+            labels,
             registry=registry,
         )
         self.offers = Counter(
-            "switchboard_offers", "Offers made and how they ended.", ("queue", "outcome"),
+            "switchboard_offers",
+            "Offers made and how they ended.",
+            ("queue", "outcome"),
             registry=registry,
         )
         self.wait_seconds = Histogram(
-            "switchboard_task_wait_seconds", "Time from creation to assignment.", ("queue",),
-            buckets=WAIT_BUCKETS_S, registry=registry,
+            "switchboard_task_wait_seconds",
+            "Time from creation to assignment.",
+            ("queue",),
+            buckets=WAIT_BUCKETS_S,
+            registry=registry,
         )
         self.queue_depth = Gauge(
             "switchboard_queue_depth", "Tasks waiting in the queue.", ("queue",), registry=registry
         )
         self.queue_longest_wait = Gauge(
-            "switchboard_queue_longest_wait_seconds", "Age of the oldest waiting task.",
-            ("queue",), registry=registry,
+            "switchboard_queue_longest_wait_seconds",
+            "Age of the oldest waiting task.",
+            ("queue",),
+            registry=registry,
         )
         self.workers = Gauge(
             "switchboard_workers", "Workers by activity.", ("activity",), registry=registry
@@ -66,11 +88,14 @@ class RouterMetrics:
         self.decision_seconds = Histogram(
             "switchboard_routing_decision_seconds",
             "Time to apply one command, routing included.",
-            buckets=DECISION_BUCKETS_S, registry=registry,
+            buckets=DECISION_BUCKETS_S,
+            registry=registry,
         )
         self.batch_size = Histogram(
-            "switchboard_batch_commands", "Commands applied per batch of the writer loop.",
-            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512), registry=registry,
+            "switchboard_batch_commands",
+            "Commands applied per batch of the writer loop.",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+            registry=registry,
         )
 
     def observe_events(self, events: Iterable[Event]) -> None:

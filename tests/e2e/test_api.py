@@ -242,7 +242,9 @@ def test_stats_report_queues_and_workers(stubs: Stubs) -> None:
         ({"activity": "lunch"}, "worker.activity"),
     ],
 )
-def test_bad_worker_is_invalid_argument(stubs: Stubs, fields: dict[str, object], field_name: str) -> None:
+def test_bad_worker_is_invalid_argument(
+    stubs: Stubs, fields: dict[str, object], field_name: str
+) -> None:
     with pytest.raises(grpc.RpcError) as raised:
         stubs.worker("w", **fields)
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -282,7 +284,9 @@ def test_unknown_things_are_not_found(stubs: Stubs) -> None:
 def test_illegal_transitions_are_failed_precondition(stubs: Stubs) -> None:
     task_id = stubs.create().task.task_id
     complete = tpb.CompleteTaskRequest(task_id=task_id)
-    assert code_of(lambda: stubs.tasks.CompleteTask(complete)) == grpc.StatusCode.FAILED_PRECONDITION
+    assert (
+        code_of(lambda: stubs.tasks.CompleteTask(complete)) == grpc.StatusCode.FAILED_PRECONDITION
+    )
     assert stubs.get(task_id).status == pb.TASK_STATUS_PENDING  # the bad request changed nothing
 
 

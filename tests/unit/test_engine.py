@@ -158,14 +158,20 @@ def test_widening_a_target_serves_waiting_tasks(engine: Engine, clock: Clock) ->
     apply(engine, clock, cmd.UpsertQueue(QueueConfig("vip", target_expression="tier == 'gold'")))
     add_worker(engine, clock, "plain", attributes={"tier": "silver"})
     task = create(engine, clock, queue_id="vip")
-    apply(engine, clock, cmd.UpsertQueue(QueueConfig("vip", target_expression="tier IN ['gold', 'silver']")))
+    apply(
+        engine,
+        clock,
+        cmd.UpsertQueue(QueueConfig("vip", target_expression="tier IN ['gold', 'silver']")),
+    )
     assert offered_to(engine, task.task.task_id) == "plain"
 
 
 # -- order of tasks ------------------------------------------------------------------------------
 
 
-def test_a_freed_worker_takes_the_highest_priority_then_the_oldest(engine: Engine, clock: Clock) -> None:
+def test_a_freed_worker_takes_the_highest_priority_then_the_oldest(
+    engine: Engine, clock: Clock
+) -> None:
     low = create(engine, clock, priority=0)
     advance(clock, 1)
     high_new = create(engine, clock, priority=5)
@@ -213,7 +219,9 @@ def test_a_freed_worker_skips_tasks_it_cannot_serve(engine: Engine, clock: Clock
 
 def test_total_capacity_is_shared_across_channels(engine: Engine, clock: Clock) -> None:
     add_worker(
-        engine, clock, "a",
+        engine,
+        clock,
+        "a",
         capacity_by_channel={"voice": 1, "chat": 3},
         total_capacity=3.0,
         cost_by_channel={"voice": 3.0, "chat": 1.0},
@@ -234,7 +242,9 @@ def test_capacity_per_channel_is_respected(engine: Engine, clock: Clock) -> None
     add_worker(engine, clock, "a", capacity_by_channel={"voice": 1, "chat": 2})
     tasks = [create(engine, clock, channel="chat") for _ in range(3)]
     assert [engine.get_task(t.task.task_id).status for t in tasks] == [
-        TaskStatus.RESERVED, TaskStatus.RESERVED, TaskStatus.PENDING,
+        TaskStatus.RESERVED,
+        TaskStatus.RESERVED,
+        TaskStatus.PENDING,
     ]
     voice = create(engine, clock, channel="voice")
     assert offered_to(engine, voice.task.task_id) == "a"
@@ -415,7 +425,12 @@ def test_a_retried_create_returns_the_same_task(engine: Engine, clock: Clock) ->
         (WorkerProfile("w", empathy=1.5), r"worker\.empathy"),
         (WorkerProfile("w", attributes={"skills": 1}), r"worker\.attributes\.skills"),
         (WorkerProfile("w", attributes={"x": "y" * ATTRIBUTES_BYTES_MAX}), r"worker\.attributes"),
-        (WorkerProfile("", ), r"worker\.worker_id"),
+        (
+            WorkerProfile(
+                "",
+            ),
+            r"worker\.worker_id",
+        ),
         (WorkerProfile("w", activity="lunch"), r"worker\.activity"),
     ],
 )
