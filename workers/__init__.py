@@ -1,0 +1,37 @@
+"""The agent-side SDK of Switchboard: an agent desktop's session on the router's Connect stream,
+a front end's task client, and the SDK's error tree (see `workers._errors`).
+
+`workers.fleet` simulates a fleet of agents with this SDK; `workers.demo` runs the live demo."""
+
+from router._proto.switchboard.v1.resources_pb2 import Offer, Task, Worker
+from workers._errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+    SwitchboardError,
+    Unauthenticated,
+    Unavailable,
+)
+from workers._session import AgentSession
+from workers._tasks import CreatedTask, TaskClient
+
+__all__ = [
+    "AgentSession",
+    "AlreadyExists",
+    "CreatedTask",
+    "FailedPrecondition",
+    "InvalidArgument",
+    "NotFound",
+    "Offer",
+    "PermissionDenied",
+    "ResourceExhausted",
+    "SwitchboardError",
+    "Task",
+    "TaskClient",
+    "Unauthenticated",
+    "Unavailable",
+    "Worker",
+]

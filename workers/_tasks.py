@@ -1,0 +1,160 @@
+"""TaskClient: what a front end (IVR, chat gateway, CRM) needs to create and follow tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import grpc
+
+from router._proto.switchboard.v1 import resources_pb2 as pb
+from router._proto.switchboard.v1 import task_service_pb2 as tpb
+from router._proto.switchboard.v1 import task_service_pb2_grpc as tgrpc
+from workers._backoff import backoff_delays, check_backoff
+from workers._channel import open_channel, unary
+from workers._errors import Unavailable
+
+T = TypeVar("T")
+
+DEFAULT_RETRY_BACKOFF_S: tuple[float, float] = (0.05, 2.0)
+DEFAULT_ATTEMPTS_MAX = 6
+"""Attempts of a retried call in all (the first one included)."""
+DEFAULT_CALL_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedTask:
+    """The answer to `TaskClient.create_task`."""
+
+    task: pb.Task
+    """The task as the router holds it, with its queue position and estimated wait."""
+    deduplicated: bool
+    """True when an earlier call with the same client_request_id had created it."""
+
+
+class TaskClient:
+    """An asyncio client of TaskService. Use it as `async with TaskClient(address) as tasks:`.
+
+    `create_task` and `get_task` are retried on UNAVAILABLE with exponential back-off:
+    `create_task` sends the same client_request_id on every attempt, so a retry after a lost
+    reply returns the task the first attempt created instead of creating a second one.
+    `cancel_task` and `complete_task` are not retried: they change state, and a retry after a
+    lost reply would be refused as an illegal transition.
+    """
+
+    def __init__(
+        self,
+        address: str,
+        *,
+        retry_backoff_s: tuple[float, float] = DEFAULT_RETRY_BACKOFF_S,
+        attempts_max: int = DEFAULT_ATTEMPTS_MAX,
+        call_timeout_s: float = DEFAULT_CALL_TIMEOUT_S,
+        interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
+    ) -> None:
+        if attempts_max < 1:
+            raise ValueError(f"attempts_max must be 1 or more, got {attempts_max}")
+        check_backoff(retry_backoff_s)
+        self.address = address
+        self._retry_backoff_s = retry_backoff_s
+        self._attempts_max = attempts_max
+        self._call_timeout_s = call_timeout_s
+        self._interceptors = tuple(interceptors)
+        self._channel: grpc.aio.Channel | None = None
+        self._stub_cache: tgrpc.TaskServiceStub | None = None
+
+    async def __aenter__(self) -> TaskClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Closes the channel; calls in flight are canceled."""
+        if self._channel is not None:
+            await self._channel.close()
+            self._channel = None
+            self._stub_cache = None
+
+    def _stub(self) -> tgrpc.TaskServiceStub:
+        # The channel is opened on first use, inside the event loop that will drive it.
+        if self._stub_cache is None:
+            self._channel = open_channel(
+                self.address,
+                reconnect_backoff_s=self._retry_backoff_s,
+                interceptors=self._interceptors,
+            )
+            self._stub_cache = tgrpc.TaskServiceStub(self._channel)
+        return self._stub_cache
+
+    async def create_task(
+        self,
+        *,
+        queue_id: str,
+        channel: str,
+        required_skills: Mapping[str, float] | None = None,
+        preferred_skills: Mapping[str, float] | None = None,
+        language: str = "",
+        priority: int = 0,
+        customer_id: str = "",
+        sentiment: float = 0.0,
+        attributes: Mapping[str, Any] | None = None,
+        ttl_s: float = 0.0,
+        preferred_worker_id: str = "",
+        client_request_id: str | None = None,
+    ) -> CreatedTask:
+        """Creates a task in `queue_id` for `channel`. Without a `client_request_id` a fresh
+        uuid4 is used, which makes this call's own retries idempotent; pass your own to make
+        retries across processes (or restarts) idempotent too."""
+        task = pb.Task(
+            queue_id=queue_id,
+            channel=channel,
+            required_skills=dict(required_skills or {}),
+            preferred_skills=dict(preferred_skills or {}),
+            language=language,
+            priority=priority,
+            customer_id=customer_id,
+            sentiment=sentiment,
+            ttl_s=ttl_s,
+            preferred_worker_id=preferred_worker_id,
+        )
+        if attributes:
+            task.attributes.update(dict(attributes))
+        request = tpb.CreateTaskRequest(
+            task=task, client_request_id=client_request_id or str(uuid.uuid4())
+        )
+        response = await self._retrying(
+            lambda: self._stub().CreateTask(request, timeout=self._call_timeout_s)
+        )
+        return CreatedTask(task=response.task, deduplicated=response.deduplicated)
+
+    async def get_task(self, task_id: str) -> pb.Task:
+        """The task as it is now (with its queue position while it waits)."""
+        request = tpb.GetTaskRequest(task_id=task_id)
+        response = await self._retrying(
+            lambda: self._stub().GetTask(request, timeout=self._call_timeout_s)
+        )
+        return response.task
+
+    async def cancel_task(self, task_id: str, reason: str = "") -> pb.Task:
+        """Cancels a pending or reserved task (a pending offer is withdrawn)."""
+        request = tpb.CancelTaskRequest(task_id=task_id, reason=reason)
+        response = await unary(self._stub().CancelTask(request, timeout=self._call_timeout_s))
+        return response.task
+
+    async def complete_task(self, task_id: str) -> pb.Task:
+        """Ends the handling of an assigned task; it wraps up for its queue's wrap-up time."""
+        request = tpb.CompleteTaskRequest(task_id=task_id)
+        response = await unary(self._stub().CompleteTask(request, timeout=self._call_timeout_s))
+        return response.task
+
+    async def _retrying(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        delays = backoff_delays(self._retry_backoff_s)
+        for _ in range(self._attempts_max - 1):
+            try:
+                return await unary(attempt())
+            except Unavailable:
+                await asyncio.sleep(next(delays))
+        return await unary(attempt())
