@@ -65,7 +65,11 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(
             level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
-        asyncio.run(_serve(args))
+        try:
+            asyncio.run(_serve(args))
+        except OSError as error:
+            print(f"switchboard: {error}", file=sys.stderr)
+            return 1
         return 0
     from workers.demo import run_demo
 

@@ -55,6 +55,9 @@ GRPC_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.keepalive_permit_without_calls", 1),
     # One stream per connected agent: thousands per server are expected.
     ("grpc.max_concurrent_streams", 10_000),
+    # grpc shares ports by default (SO_REUSEPORT): a second router on a busy port would start
+    # and take half the connections. A busy port must be an error.
+    ("grpc.so_reuseport", 0),
 ]
 
 
@@ -117,9 +120,11 @@ async def start_server(config: ServerConfig, *, engine: Engine | None = None) ->
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    port = server.add_insecure_port(f"{config.host}:{config.port}")
-    if port == 0:
-        raise OSError(f"cannot listen on {config.host}:{config.port}")
+    try:
+        port = server.add_insecure_port(f"{config.host}:{config.port}")
+    except RuntimeError as error:  # grpcio raises this when the port cannot be bound
+        await service.stop()
+        raise OSError(f"cannot listen on {config.host}:{config.port}: {error}") from error
     await server.start()
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)

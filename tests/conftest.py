@@ -53,6 +53,7 @@ class ServerThread:
             asyncio.run_coroutine_threadsafe(self.server.stop(0.2), self._loop).result(timeout=30)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=30)
+        self._loop.close()
 
 
 @pytest.fixture

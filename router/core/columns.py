@@ -184,6 +184,8 @@ class WorkerColumns:
             self.cost[row, self.channel_index.get(channel)] = cost
         total = profile.total_capacity
         self.total_capacity[row] = np.inf if total is None else total
+        # Costs may have changed while tasks are held: the load is re-priced, not carried over.
+        self.total_load[row] = float(self.load[row] @ self.cost[row])
         self.refresh(row)
 
     def add_load(self, row: int, channel_col: int, tasks: int) -> None:

@@ -83,6 +83,8 @@ SERVICE_RATE_SAMPLES = 64
 CUSTOMERS_KEPT_MAX = 200_000
 """Customers whose last agent and recent contacts are remembered, least recent forgotten first."""
 _CLOSED_RESERVATIONS_KEPT_MAX = 100_000
+_STALE_TIMERS_SWEPT_MIN = 1024
+_REQUIREMENT_CACHE_MAX = 10_000
 
 
 @dataclass(slots=True)
@@ -166,6 +168,9 @@ class Engine:
         self._request_ids: OrderedDict[str, tuple[str, TaskSpec]] = OrderedDict()
         self._customers: OrderedDict[str, CustomerHistory] = OrderedDict()
         self._timers: list[tuple[int, int, str, str]] = []
+        self._timers_stale = 0
+        """Timers in the heap that will do nothing when they fall due."""
+        self._requirement_cache: dict[tuple[object, ...], Requirement] = {}
         self.columns = WorkerColumns()
         for name in DEFAULT_CHANNELS:
             self.columns.channel_col(name)
@@ -213,24 +218,47 @@ class Engine:
 
     def _fire_timers(self, now_ms: int) -> None:
         while self._timers and self._timers[0][0] <= now_ms:
-            due_ms, _, kind, ref = heapq.heappop(self._timers)
+            timer = heapq.heappop(self._timers)
+            if not self._timer_live(timer):
+                self._timers_stale -= 1
+                continue
+            due_ms, _, kind, ref = timer
             self.now_ms = max(self.now_ms, due_ms)
             if kind == "offer":
-                reservation = self.reservations.get(ref)
-                if reservation and reservation.status is ReservationStatus.PENDING:
-                    self._end_offer(reservation, ReservationStatus.TIMED_OUT, exclude=True)
+                self._end_offer(self.reservations[ref], ReservationStatus.TIMED_OUT, exclude=True)
             elif kind == "wrapup":
-                task = self.tasks.get(ref)
-                if task and task.status is TaskStatus.WRAPPING and task.wrapup_due_ms == due_ms:
-                    self._finish(task)
-            elif kind == "ttl":
-                task = self.tasks.get(ref)
-                if task and task.status in (TaskStatus.PENDING, TaskStatus.RESERVED):
-                    self._cancel(task, "ttl_expired")
+                self._finish(self.tasks[ref])
+            else:
+                self._cancel(self.tasks[ref], "ttl_expired")
+
+    def _timer_live(self, timer: tuple[int, int, str, str]) -> bool:
+        """Whether a timer still has something to do (timers are not removed when their
+        offer or task ends; they are skipped, and swept by `_timer_ended`)."""
+        due_ms, _, kind, ref = timer
+        if kind == "offer":
+            reservation = self.reservations.get(ref)
+            return reservation is not None and reservation.status is ReservationStatus.PENDING
+        task = self.tasks.get(ref)
+        if task is None:
+            return False
+        if kind == "wrapup":
+            return task.status is TaskStatus.WRAPPING and task.wrapup_due_ms == due_ms
+        return task.status in (TaskStatus.PENDING, TaskStatus.RESERVED)
 
     def _add_timer(self, due_ms: int, kind: str, ref: str) -> None:
         self._timer_seq += 1
         heapq.heappush(self._timers, (due_ms, self._timer_seq, kind, ref))
+
+    def _timer_ended(self) -> None:
+        """Counts a timer made pointless (its offer answered, its task closed) and rebuilds the
+        heap when most entries are such: a day's time-to-live timers would otherwise pile up."""
+        self._timers_stale += 1
+        if self._timers_stale > _STALE_TIMERS_SWEPT_MIN and 2 * self._timers_stale > len(
+            self._timers
+        ):
+            self._timers = [t for t in self._timers if self._timer_live(t)]
+            heapq.heapify(self._timers)
+            self._timers_stale = 0
 
     # == configuration =========================================================================
 
@@ -341,8 +369,9 @@ class Engine:
         for queue_id, expression in self._queue_expressions.items():
             slot = self.membership.index_of(queue_id)
             self.membership.matrix[slot, worker.row] = expression.evaluate(document)
-        self._availability_changed(worker, was_available)
-        if self.columns.ready[worker.row].any():
+        if self.activities[worker.activity] != was_available:
+            self._availability_changed(worker, was_available)
+        else:  # new skills or capacity may make waiting tasks eligible
             self._serve_worker(worker)
         return UpsertedWorker(worker, existing is None)
 
@@ -445,7 +474,12 @@ class Engine:
                     f"client_request_id {request_id!r} was used for task {task_id} with a "
                     "different payload"
                 )
-            task = self._task(task_id)
+            task = self.tasks.get(task_id)
+            if task is None:
+                raise FailedPrecondition(
+                    f"client_request_id {request_id!r} created task {task_id}, which has closed "
+                    f"and is no longer kept (the latest {CLOSED_TASKS_KEPT_MAX} closed tasks are)"
+                )
             return self._created(task, deduplicated=True)
         queue = self._queue(spec.queue_id)
         self._check_room(queue)
@@ -473,7 +507,7 @@ class Engine:
             repeat_contacts=repeats,
         )
         self.tasks[task_id] = task
-        self._requirements[task_id] = self._requirement(spec, repeats)
+        self._requirements[task_id] = self._requirement(spec)
         if request_id:
             self._request_ids[request_id] = (task_id, spec)
             _trim(self._request_ids, REQUEST_IDS_KEPT_MAX)
@@ -492,15 +526,28 @@ class Engine:
         if len(self.tasks) - len(self._closed_tasks) >= OPEN_TASKS_MAX:
             raise ResourceExhausted(f"the workspace has {OPEN_TASKS_MAX} open tasks, the limit")
 
-    def _requirement(self, spec: TaskSpec, repeat_contacts: int) -> Requirement:
-        columns = self.columns
-        return make_requirement(
-            channel_col=columns.channel_index.get(spec.channel),
-            required=[(columns.skill_col(s), lvl) for s, lvl in spec.required_skills.items()],
-            preferred=[(columns.skill_col(s), w) for s, w in spec.preferred_skills.items()],
-            language_col=columns.language_col(spec.language) if spec.language else -1,
-            need=empathy_need(spec.sentiment, repeat_contacts),
+    def _requirement(self, spec: TaskSpec) -> Requirement:
+        """The task's requirement, shared by every task with the same skills, channel and
+        language (a contact center has a few hundred such task types, not one per task)."""
+        key = (
+            spec.channel,
+            tuple(sorted(spec.required_skills.items())),
+            tuple(spec.preferred_skills.items()),
+            spec.language,
         )
+        requirement = self._requirement_cache.get(key)
+        if requirement is None:
+            columns = self.columns
+            requirement = make_requirement(
+                channel_col=columns.channel_index.get(spec.channel),
+                required=[(columns.skill_col(s), lvl) for s, lvl in spec.required_skills.items()],
+                preferred=[(columns.skill_col(s), w) for s, w in spec.preferred_skills.items()],
+                language_col=columns.language_col(spec.language) if spec.language else -1,
+            )
+            if len(self._requirement_cache) >= _REQUIREMENT_CACHE_MAX:
+                self._requirement_cache.clear()
+            self._requirement_cache[key] = requirement
+        return requirement
 
     def _created(self, task: TaskRecord, *, deduplicated: bool) -> CreatedTask:
         position = self.waiting.position(task.task_id) if task.task_id in self.waiting else 0
@@ -616,6 +663,7 @@ class Engine:
                 f"task {task.task_id} is {task.status.value}; only a wrapping task can be "
                 "wrapped up"
             )
+        self._timer_ended()  # its wrap-up end
         self._finish(task)
         return task.snapshot()
 
@@ -639,6 +687,7 @@ class Engine:
             self._requirements[task.task_id],
             self.membership.members(queue.queue_id),
             queue.weights,
+            need=empathy_need(task.spec.sentiment, task.repeat_contacts),
             excluded_rows=self._rows_of(task.excluded_worker_ids),
             affinity_rows=self._affinity_rows(task),
             now_ms=self.now_ms,
@@ -733,6 +782,7 @@ class Engine:
 
     def _retire_reservation(self, reservation: Reservation) -> None:
         """Keeps a closed reservation for a while, so a late answer gets a clear error."""
+        self._timer_ended()  # its expiry
         self._closed_reservations[reservation.reservation_id] = None
         while len(self._closed_reservations) > _CLOSED_RESERVATIONS_KEPT_MAX:
             old_id, _ = self._closed_reservations.popitem(last=False)
@@ -782,6 +832,7 @@ class Engine:
     def _close_task(self, task: TaskRecord) -> None:
         """Forgets what only open tasks need, and the oldest closed tasks past the limit."""
         self._requirements.pop(task.task_id, None)
+        self._timer_ended()  # its time-to-live
         self._closed_tasks[task.task_id] = None
         while len(self._closed_tasks) > CLOSED_TASKS_KEPT_MAX:
             old_id, _ = self._closed_tasks.popitem(last=False)
@@ -889,8 +940,13 @@ class Engine:
                     f"{worker.worker_id} holds {load} {channel} > {capacity}"
                 )
                 assert self.columns.load[row, col] == load, f"{worker.worker_id} load column"
+            priced = sum(
+                load * worker.profile.cost_by_channel.get(channel, 1.0)
+                for channel, load in worker.load_by_channel.items()
+            )
+            assert abs(self.columns.total_load[row] - priced) < 1e-6, f"{worker.worker_id} total"
             if worker.profile.total_capacity is not None:
-                assert self.columns.total_load[row] <= worker.profile.total_capacity + 1e-9
+                assert priced <= worker.profile.total_capacity + 1e-9, f"{worker.worker_id} over"
             for task_id in worker.task_ids:
                 assert task_id not in holders, f"{task_id} held by {holders[task_id]} and more"
                 holders[task_id] = worker.worker_id
@@ -909,6 +965,7 @@ class Engine:
                     self._requirements[task_id],
                     self.membership.members(queue_id),
                     queue.weights,
+                    need=0.0,
                     excluded_rows=self._rows_of(task.excluded_worker_ids),
                     affinity_rows=(),
                     now_ms=self.now_ms,
@@ -939,7 +996,7 @@ class Engine:
             "tasks": [asdict(t) for t in self.tasks.values()],
             "reservations": [asdict(r) for r in self.reservations.values()],
             "waiting": {q: self.waiting.task_ids(q) for q in self.queues},
-            "timers": sorted(self._timers),
+            "timers": sorted(t for t in self._timers if self._timer_live(t)),
             "customers": [[c, asdict(h)] for c, h in self._customers.items()],
             "request_ids": [[r, t, asdict(spec)] for r, (t, spec) in self._request_ids.items()],
             "counters": [

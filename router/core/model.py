@@ -3,7 +3,6 @@ owned by the engine alone). Times are integer milliseconds of the router's clock
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -143,8 +142,14 @@ class TaskRecord:
 
     def snapshot(self) -> TaskRecord:
         """A copy that later changes to this record do not reach (nested values are replaced,
-        never mutated, so a shallow copy suffices)."""
-        return dataclasses.replace(self)
+        never mutated, so a shallow copy suffices). Spelled out: several times faster than
+        `dataclasses.replace`, and it runs for every event."""
+        return TaskRecord(
+            self.task_id, self.seq, self.spec, self.client_request_id, self.created_ms,
+            self.updated_ms, self.status, self.worker_id, self.reservation_id, self.cancel_reason,
+            self.excluded_worker_ids, self.ttl_due_ms, self.wrapup_due_ms, self.assigned_ms,
+            self.repeat_contacts,
+        )  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -157,7 +162,14 @@ class Reservation:
     status: ReservationStatus = ReservationStatus.PENDING
 
     def snapshot(self) -> Reservation:
-        return dataclasses.replace(self)
+        return Reservation(
+            self.reservation_id,
+            self.task_id,
+            self.worker_id,
+            self.created_ms,
+            self.expires_ms,
+            self.status,
+        )
 
 
 @dataclass(slots=True)

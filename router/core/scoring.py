@@ -7,7 +7,8 @@
   1 each) and preferred skills (their given weights); a skill the worker lacks counts 0.
 - empathy_fit = need * empathy, need = max(0, -sentiment) + REPEAT_NEED_STEP per earlier contact
   of the same customer within REPEAT_CONTACT_WINDOW_MS (at most two), capped at 1.
-- idle_fit = idle time / the longest idle time among the candidates (the longest idle scores 1).
+- idle_fit = idle time / the longest idle time among the candidates (the longest idle scores 1);
+  a worker holding a task is not idle (0).
 - affinity = 1 for the task's preferred worker and for the customer's last agent.
 - load = the share of the worker's capacity in use.
 Ties go to the lowest row, so the result is deterministic."""
@@ -38,25 +39,22 @@ def empathy_need(sentiment: float, repeat_contacts: int) -> float:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class Requirement:
-    """A task's routing requirement resolved to column numbers, computed once per task."""
+    """A task's routing requirement resolved to column numbers. Tasks with the same skills,
+    channel and language share one instance (see `Engine._requirement`)."""
 
     channel_col: int
-    required_cols: IntArray
-    required_min: npt.NDArray[np.float32]
-    fit_cols: IntArray
-    """Required then preferred skill columns, for skill_fit."""
-    fit_weights: npt.NDArray[np.float32]
-    """Weights of fit_cols, summing to 1 (empty when the task names no skill)."""
+    required: tuple[tuple[int, float], ...]
+    """(skill column, minimum level), sorted by column."""
+    fit: tuple[tuple[int, float], ...]
+    """(skill column, weight) of the required then preferred skills, weights summing to 1."""
     language_col: int
     """-1 when any language will do."""
-    need: float
 
     @property
     def group_key(self) -> tuple[int, tuple[tuple[int, float], ...], int]:
         """Tasks with the same key have the same eligible workers within a queue (exclusions
         aside), so they wait together in one group."""
-        required = tuple(zip(self.required_cols.tolist(), self.required_min.tolist(), strict=False))
-        return (self.channel_col, required, self.language_col)
+        return (self.channel_col, self.required, self.language_col)
 
 
 def make_requirement(
@@ -65,23 +63,15 @@ def make_requirement(
     required: Iterable[tuple[int, float]],
     preferred: Iterable[tuple[int, float]],
     language_col: int,
-    need: float,
 ) -> Requirement:
-    required_sorted = sorted(required)
-    preferred_list = list(preferred)
-    fit_cols = [col for col, _ in required_sorted] + [col for col, _ in preferred_list]
-    fit_weights = [1.0] * len(required_sorted) + [weight for _, weight in preferred_list]
-    weight_sum = sum(fit_weights)
+    required_sorted = tuple(sorted(required))
+    weighted = [(col, 1.0) for col, _ in required_sorted] + list(preferred)
+    weight_sum = sum(weight for _, weight in weighted)
     return Requirement(
         channel_col=channel_col,
-        required_cols=np.array([col for col, _ in required_sorted], dtype=np.intp),
-        required_min=np.array([level for _, level in required_sorted], dtype=np.float32),
-        fit_cols=np.array(fit_cols, dtype=np.intp),
-        fit_weights=np.array(
-            [w / weight_sum for w in fit_weights] if weight_sum > 0 else [], dtype=np.float32
-        ),
+        required=required_sorted,
+        fit=tuple((col, weight / weight_sum) for col, weight in weighted) if weight_sum else (),
         language_col=language_col,
-        need=need,
     )
 
 
@@ -91,20 +81,17 @@ def eligible_rows(
     queue_members: BoolArray,
     excluded_rows: Iterable[int] = (),
 ) -> IntArray:
-    """Rows of the workers who may be offered the task now (the hard constraints)."""
+    """Rows of the workers who may be offered the task now (the hard constraints): one boolean
+    mask over every row, then one flatnonzero."""
     n = columns.row_count
     mask = columns.ready[:n, requirement.channel_col] & queue_members[:n]
+    for col, level in requirement.required:
+        mask &= columns.skills[:n, col] >= level
+    if requirement.language_col >= 0:
+        mask &= columns.languages[:n, requirement.language_col]
+    for row in excluded_rows:
+        mask[row] = False
     rows: IntArray = np.flatnonzero(mask)
-    if rows.size == 0:
-        return rows
-    if requirement.required_cols.size:
-        levels = columns.skills[rows[:, None], requirement.required_cols]
-        rows = rows[np.all(levels >= requirement.required_min, axis=1)]
-    if requirement.language_col >= 0 and rows.size:
-        rows = rows[columns.languages[rows, requirement.language_col]]
-    excluded = [row for row in excluded_rows if row >= 0]
-    if excluded and rows.size:
-        rows = rows[~np.isin(rows, excluded)]
     return rows
 
 
@@ -112,20 +99,24 @@ def scores(
     columns: WorkerColumns,
     rows: IntArray,
     requirement: Requirement,
+    need: float,
     weights: ScoringWeights,
     affinity_rows: Iterable[int],
     now_ms: int,
 ) -> npt.NDArray[np.float64]:
-    """The score of each candidate row for the task."""
+    """The score of each candidate row for the task (`need`: its empathy need, 0 to 1)."""
     total = np.zeros(rows.size, dtype=np.float64)
-    if requirement.fit_cols.size and weights.skill:
-        levels = columns.skills[rows[:, None], requirement.fit_cols]
-        fit = np.clip(levels / SKILL_LEVEL_MAX, 0.0, 1.0) @ requirement.fit_weights
-        total += weights.skill * fit
-    if requirement.need > 0 and weights.empathy:
-        total += weights.empathy * requirement.need * columns.empathy[rows]
+    if weights.skill:
+        for col, weight in requirement.fit:
+            levels = columns.skills[rows, col]  # MISSING_LEVEL (-1) counts as 0
+            total += (weights.skill * weight / SKILL_LEVEL_MAX) * np.maximum(levels, 0.0)
+    if need > 0 and weights.empathy:
+        total += (weights.empathy * need) * columns.empathy[rows]
     if weights.idle:
-        idle_ms = np.maximum(now_ms - columns.idle_since_ms[rows], 0).astype(np.float64)
+        # Only a worker holding no task is idle; busy workers score 0 here.
+        idle_ms = np.where(
+            columns.total_load[rows] > 0, 0, now_ms - columns.idle_since_ms[rows]
+        ).astype(np.float64)
         longest = idle_ms.max()
         if longest > 0:
             total += weights.idle * (idle_ms / longest)
@@ -143,6 +134,7 @@ def best_row(
     queue_members: BoolArray,
     weights: ScoringWeights,
     *,
+    need: float,
     excluded_rows: Iterable[int],
     affinity_rows: Iterable[int],
     now_ms: int,
@@ -153,5 +145,5 @@ def best_row(
         return None
     if rows.size == 1:
         return int(rows[0])
-    candidate_scores = scores(columns, rows, requirement, weights, affinity_rows, now_ms)
+    candidate_scores = scores(columns, rows, requirement, need, weights, affinity_rows, now_ms)
     return int(rows[int(np.argmax(candidate_scores))])

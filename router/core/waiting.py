@@ -166,11 +166,14 @@ class WaitingIndex:
         if n == 0:
             return None
         ok = columns.ready[row][self._channel[:n]]
+        if not ok.any():  # free on no channel that has waiting tasks: the common case when busy
+            return None
         ok &= membership.matrix[self._queue_slot[:n], row]
         skill_row = columns.skills[row]
         ok &= np.all(skill_row[self._required_cols[:n]] >= self._required_min[:n], axis=1)
-        language_row = np.append(columns.languages[row], True)  # index -1: any language
-        ok &= language_row[self._language[:n]]
+        languages = columns.languages[row]
+        any_language = self._language[:n] < 0
+        ok &= any_language | languages[np.where(any_language, 0, self._language[:n])]
         candidates = np.flatnonzero(ok)
         if candidates.size == 0:
             return None
@@ -193,18 +196,18 @@ class WaitingIndex:
         requirement: Requirement,
     ) -> TaskGroup:
         slot = len(self._groups)
-        self._ensure_capacity(slot + 1, requirement.required_cols.size)
+        self._ensure_capacity(slot + 1, len(requirement.required))
         group = TaskGroup(slot, queue_id, queue_slot, requirement, group_key)
         self._groups.append(group)
         self._group_by_key[group_key] = group
         self._channel[slot] = requirement.channel_col
         self._queue_slot[slot] = queue_slot
         self._language[slot] = requirement.language_col
-        width = requirement.required_cols.size
         self._required_cols[slot, :] = 0
         self._required_min[slot, :] = -np.inf
-        self._required_cols[slot, :width] = requirement.required_cols
-        self._required_min[slot, :width] = requirement.required_min
+        for i, (col, level) in enumerate(requirement.required):
+            self._required_cols[slot, i] = col
+            self._required_min[slot, i] = level
         return group
 
     def _drop_group(self, group: TaskGroup) -> None:
@@ -221,8 +224,11 @@ class WaitingIndex:
             self._required_min[slot] = self._required_min[len(self._groups)]
 
     def _refresh_head(self, group: TaskGroup) -> None:
-        neg_priority, age_key, seq_key, _ = group.entries[0]
-        self._head[group.slot] = (neg_priority, age_key, seq_key)
+        """Heads compare across queues by priority, then true age: a LIFO queue serves its
+        newest first, but its head does not outrank an older head of a FIFO queue."""
+        neg_priority, _, _, task_id = group.entries[0]
+        created_ms, seq = self._entry_of_task[task_id][2]
+        self._head[group.slot] = (neg_priority, created_ms, seq)
 
     def _ensure_capacity(self, groups: int, width: int) -> None:
         rows = self._channel.shape[0]

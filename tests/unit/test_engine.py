@@ -508,3 +508,81 @@ def test_removing_a_worker_hands_its_offers_on(engine: Engine, clock: Clock) -> 
 def test_time_cannot_go_backwards(engine: Engine, clock: Clock) -> None:
     with pytest.raises(ValueError, match="backwards"):
         engine.apply(cmd.Tick(), clock.now_ms - 1)
+
+
+def test_snapshots_copy_every_field(engine: Engine, clock: Clock) -> None:
+    import dataclasses
+
+    task = create(engine, clock, priority=3, customer_id="c").task
+    for record in (engine.get_task(task.task_id), *engine.reservations.values()):
+        copy = record.snapshot()
+        assert copy == record and copy is not record
+        assert [f.name for f in dataclasses.fields(copy)] == [
+            f.name for f in dataclasses.fields(record)
+        ]
+
+
+# -- regressions ---------------------------------------------------------------------------------
+
+
+def test_changing_costs_while_holding_tasks_keeps_capacity_exact(
+    engine: Engine, clock: Clock
+) -> None:
+    profile = {"capacity_by_channel": {"chat": 2, "email": 1}, "total_capacity": 2.0}
+    add_worker(engine, clock, "a", cost_by_channel={"chat": 1.0}, **profile)
+    chat = create(engine, clock, channel="chat").task.task_id
+    apply(engine, clock, cmd.AcceptOffer("a", engine.get_task(chat).reservation_id))
+    add_worker(engine, clock, "a", cost_by_channel={"chat": 2.0}, **profile)  # now full
+    email = create(engine, clock, channel="email").task.task_id
+    assert engine.get_task(email).status is TaskStatus.PENDING
+    apply(engine, clock, cmd.CompleteTask(chat))
+    assert offered_to(engine, email) == "a"  # load 1 of 2
+    second_chat = create(engine, clock, channel="chat").task.task_id
+    assert engine.get_task(second_chat).status is TaskStatus.PENDING  # 1 + 2 > 2
+    engine.check_invariants()
+
+
+def test_a_lifo_queue_does_not_outrank_an_older_fifo_task(engine: Engine, clock: Clock) -> None:
+    apply(engine, clock, cmd.UpsertQueue(QueueConfig("lifo", order=QueueOrder.LIFO)))
+    fifo_task = create(engine, clock).task.task_id
+    advance(clock, 60)
+    create(engine, clock, queue_id="lifo")
+    advance(clock, 60)
+    add_worker(engine, clock, "a", capacity_by_channel={"voice": 1})
+    assert offered_to(engine, fifo_task) == "a"
+
+
+def test_a_retry_for_a_forgotten_task_is_refused_not_duplicated(
+    engine: Engine, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("router.core.engine.CLOSED_TASKS_KEPT_MAX", 1)
+    spec = TaskSpec(channel="voice", queue_id="support")
+    first = apply(engine, clock, cmd.CreateTask(spec, "req-1"))
+    assert isinstance(first, CreatedTask)
+    apply(engine, clock, cmd.CancelTask(first.task.task_id))
+    apply(engine, clock, cmd.CancelTask(create(engine, clock).task.task_id))  # forgets the first
+    with pytest.raises(FailedPrecondition, match="no longer kept"):
+        apply(engine, clock, cmd.CreateTask(spec, "req-1"))
+
+
+def test_a_busy_worker_is_not_the_longest_idle(engine: Engine, clock: Clock) -> None:
+    add_worker(engine, clock, "busy", capacity_by_channel={"chat": 3})
+    first = create(engine, clock, channel="chat").task.task_id
+    apply(engine, clock, cmd.AcceptOffer("busy", engine.get_task(first).reservation_id))
+    advance(clock, 3000)
+    add_worker(engine, clock, "idle", capacity_by_channel={"chat": 3})
+    advance(clock, 600)
+    second = create(engine, clock, channel="chat").task.task_id
+    assert offered_to(engine, second) == "idle"
+
+
+def test_timers_of_closed_tasks_are_swept(
+    engine: Engine, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("router.core.engine._STALE_TIMERS_SWEPT_MIN", 10)
+    add_worker(engine, clock, "a", capacity_by_channel={"voice": 1})
+    for _ in range(200):
+        task_id = create(engine, clock).task.task_id
+        apply(engine, clock, cmd.AcceptOffer("a", engine.get_task(task_id).reservation_id))
+        apply(engine, clock, cmd.CompleteTask(task_id))
+    assert len(engine._timers) < 50  # 400 timers were set (offer expiry and time-to-live)
