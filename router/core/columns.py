@@ -74,11 +74,15 @@ class WorkerColumns:
         self.alive = np.zeros(rows, dtype=bool)
         self.available = np.zeros(rows, dtype=bool)
         self.empathy = np.zeros(rows, dtype=np.float32)
-        self.idle_since_ms = np.zeros(rows, dtype=np.int64)
+        self.idle_since_ms = np.full(rows, np.inf, dtype=np.float64)
+        """When the worker last became idle; +inf while it holds a task (not idle at all)."""
         self.total_capacity = np.full(rows, np.inf, dtype=np.float64)
         self.total_load = np.zeros(rows, dtype=np.float64)
-        self.load_share = np.zeros(rows, dtype=np.float32)
-        """Share of the worker's capacity in use, 0 to 1."""
+        self.free_share = np.zeros(rows, dtype=np.float64)
+        """Share of the worker's capacity not in use, 0 to 1 (scoring's 1 - load)."""
+        self.capacity_sum = np.zeros(rows, dtype=np.int64)
+        """Sum of the channel capacities (the load share's base without a total capacity)."""
+        self.held_tasks = np.zeros(rows, dtype=np.int64)
         self.skills = np.full((rows, cols), MISSING_LEVEL, dtype=np.float32, order="F")
         self.languages = np.zeros((rows, cols), dtype=bool, order="F")
         self.capacity = np.zeros((rows, cols), dtype=np.int32)
@@ -113,7 +117,10 @@ class WorkerColumns:
         self.empathy[row] = 0.0
         self.total_capacity[row] = np.inf
         self.total_load[row] = 0.0
-        self.load_share[row] = 0.0
+        self.free_share[row] = 0.0
+        self.idle_since_ms[row] = np.inf
+        self.capacity_sum[row] = 0
+        self.held_tasks[row] = 0
         heapq.heappush(self._free_rows, row)
 
     def _ensure_rows(self, needed: int) -> None:
@@ -124,10 +131,12 @@ class WorkerColumns:
         self.alive = _resize_1d(self.alive, rows, False)
         self.available = _resize_1d(self.available, rows, False)
         self.empathy = _resize_1d(self.empathy, rows, 0.0)
-        self.idle_since_ms = _resize_1d(self.idle_since_ms, rows, 0)
+        self.idle_since_ms = _resize_1d(self.idle_since_ms, rows, np.inf)
         self.total_capacity = _resize_1d(self.total_capacity, rows, np.inf)
         self.total_load = _resize_1d(self.total_load, rows, 0.0)
-        self.load_share = _resize_1d(self.load_share, rows, 0.0)
+        self.free_share = _resize_1d(self.free_share, rows, 0.0)
+        self.capacity_sum = _resize_1d(self.capacity_sum, rows, 0)
+        self.held_tasks = _resize_1d(self.held_tasks, rows, 0)
         self.skills = _resize_2d(self.skills, rows, self.skills.shape[1], MISSING_LEVEL)
         self.languages = _resize_2d(self.languages, rows, self.languages.shape[1], False)
         self.capacity = _resize_2d(self.capacity, rows, self.capacity.shape[1], 0)
@@ -186,27 +195,36 @@ class WorkerColumns:
         self.total_capacity[row] = np.inf if total is None else total
         # Costs may have changed while tasks are held: the load is re-priced, not carried over.
         self.total_load[row] = float(self.load[row] @ self.cost[row])
+        self.capacity_sum[row] = int(self.capacity[row].sum())
         self.refresh(row)
 
     def add_load(self, row: int, channel_col: int, tasks: int) -> None:
         """Takes (tasks > 0) or gives back (tasks < 0) capacity of one channel."""
         self.load[row, channel_col] += tasks
         self.total_load[row] += tasks * self.cost[row, channel_col]
+        self.held_tasks[row] += tasks
+        if self.held_tasks[row] > 0:
+            self.idle_since_ms[row] = np.inf
         self.refresh(row)
 
     def refresh(self, row: int) -> None:
-        """Recomputes the derived columns of one row (ready, load share)."""
-        cap = self.capacity[row]
-        load = self.load[row]
-        total_cap = self.total_capacity[row]
-        fits_total = self.total_load[row] + self.cost[row] <= total_cap + 1e-9
-        self.ready[row, :] = self.alive[row] & self.available[row] & (load < cap) & fits_total
-        if np.isfinite(total_cap) and total_cap > 0:
-            share = self.total_load[row] / total_cap
+        """Recomputes the derived columns of one row (ready, load share). Runs on every offer
+        and release, so it works on scalars and writes the ready row in place."""
+        ready = self.ready[row]
+        total_cap = float(self.total_capacity[row])
+        total_load = float(self.total_load[row])
+        if self.alive[row] and self.available[row]:
+            np.less(self.load[row], self.capacity[row], out=ready)
+            if total_cap != np.inf:
+                ready &= self.cost[row] <= total_cap - total_load + 1e-9
         else:
-            cap_sum = int(cap.sum())
-            share = float(load.sum()) / cap_sum if cap_sum > 0 else 1.0
-        self.load_share[row] = min(max(share, 0.0), 1.0)
+            ready[:] = False
+        if total_cap != np.inf and total_cap > 0:
+            share = total_load / total_cap
+        else:
+            cap_sum = int(self.capacity_sum[row])
+            share = int(self.held_tasks[row]) / cap_sum if cap_sum > 0 else 1.0
+        self.free_share[row] = 1.0 - min(max(share, 0.0), 1.0)
 
 
 _Array = TypeVar("_Array", bound=np.ndarray[Any, Any])

@@ -108,23 +108,22 @@ def scores(
     total = np.zeros(rows.size, dtype=np.float64)
     if weights.skill:
         for col, weight in requirement.fit:
-            levels = columns.skills[rows, col]  # MISSING_LEVEL (-1) counts as 0
-            total += (weights.skill * weight / SKILL_LEVEL_MAX) * np.maximum(levels, 0.0)
+            levels = columns.skills[rows, col]
+            np.maximum(levels, 0.0, out=levels)  # MISSING_LEVEL (-1) counts as 0
+            total += (weights.skill * weight / SKILL_LEVEL_MAX) * levels
     if need > 0 and weights.empathy:
         total += (weights.empathy * need) * columns.empathy[rows]
     if weights.idle:
-        # Only a worker holding no task is idle; busy workers score 0 here.
-        idle_ms = np.where(
-            columns.total_load[rows] > 0, 0, now_ms - columns.idle_since_ms[rows]
-        ).astype(np.float64)
+        idle_ms = now_ms - columns.idle_since_ms[rows]  # -inf for a worker holding a task
+        np.maximum(idle_ms, 0.0, out=idle_ms)
         longest = idle_ms.max()
         if longest > 0:
-            total += weights.idle * (idle_ms / longest)
+            total += (weights.idle / longest) * idle_ms
     if weights.affinity:
         for row in affinity_rows:
             total[rows == row] += weights.affinity
     if weights.load:
-        total += weights.load * (1.0 - columns.load_share[rows])
+        total += weights.load * columns.free_share[rows]
     return total
 
 
