@@ -833,6 +833,7 @@ def run_case(
     state = SteadyState(workers=size.workers, waiting_tasks=size.waiting_tasks, seed=seed)
     state.build(progress)
     memory_mb = rss_mb()
+    gc_full_ms = full_collection_ms()  # before the baseline's copy of the state exists
     waiting = state.waiting_count()
     progress(f"built in {state.times.total_s:.1f} s, {memory_mb:,.0f} MB; measuring")
     engine_runs = {
@@ -844,7 +845,6 @@ def run_case(
         "task_arrives": compare_task_arrives(state, size.baseline_decisions),
         "worker_frees": compare_worker_frees(state, size.baseline_decisions),
     }
-    gc_full_ms = full_collection_ms()
     results = []
     for event, run in engine_runs.items():
         baseline = baseline_runs[event]
