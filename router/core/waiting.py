@@ -8,14 +8,17 @@ priority, then the oldest (newest for LIFO queues)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import heapq
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 from sortedcontainers import SortedList
 
 from router.core.columns import ColumnIndex, WorkerColumns
+from router.core.limits import PRIORITY_ABS_MAX
 from router.core.model import QueueOrder
 from router.core.scoring import Requirement
 
@@ -65,6 +68,42 @@ class QueueMembership:
         return row
 
 
+_Item = TypeVar("_Item", bound=tuple[object, ...])
+
+
+class LazyMinHeap(Generic[_Item]):
+    """A min-heap whose removals cost nothing: a removed item stays until it reaches the top,
+    where `alive` tells it apart. Cheaper than a sorted list when only the minimum is read."""
+
+    __slots__ = ("_alive", "_items", "live")
+
+    def __init__(self, alive: Callable[[_Item], bool]) -> None:
+        self._items: list[_Item] = []
+        self._alive = alive
+        self.live = 0
+        """Items pushed and not yet removed."""
+
+    def push(self, item: _Item) -> None:
+        heapq.heappush(self._items, item)
+        self.live += 1
+
+    def removed(self) -> None:
+        """Counts one live item as gone (it is dropped when it surfaces, or by a rebuild)."""
+        self.live -= 1
+        if len(self._items) > 2 * self.live + 64:
+            self._items = sorted({item for item in self._items if self._alive(item)})
+
+    def peek(self) -> _Item | None:
+        items = self._items
+        while items and not self._alive(items[0]):
+            heapq.heappop(items)
+        return items[0] if items else None
+
+    def ordered(self) -> Iterator[_Item]:
+        """The live items, smallest first (for the rare walk past the top)."""
+        return iter(sorted({item for item in self._items if self._alive(item)}))
+
+
 @dataclass(eq=False)
 class TaskGroup:
     slot: int
@@ -72,7 +111,7 @@ class TaskGroup:
     queue_slot: int
     requirement: Requirement
     key: tuple[object, ...]
-    entries: SortedList = field(default_factory=SortedList)
+    entries: LazyMinHeap[OrderKey]
 
 
 class WaitingIndex:
@@ -84,8 +123,10 @@ class WaitingIndex:
         self._entry_of_task: dict[str, tuple[TaskGroup, OrderKey, tuple[int, int]]] = {}
         self._queue_order: dict[str, SortedList] = {}
         """Per queue, every waiting task's order key: positions."""
-        self._queue_age: dict[str, SortedList] = {}
-        """Per queue, (created_ms, seq) of every waiting task: the longest wait."""
+        self._queue_age: dict[str, LazyMinHeap[tuple[int, int, str]]] = {}
+        """Per queue, (created_ms, seq, task id) of the waiting tasks: the longest wait."""
+        self._language_groups = 0
+        """Groups that require a language (when none do, the scan skips languages)."""
         self._required_width = 1
         capacity = 16
         self._channel = np.zeros(capacity, dtype=np.intp)
@@ -93,7 +134,10 @@ class WaitingIndex:
         self._language = np.zeros(capacity, dtype=np.intp)
         self._required_cols = np.zeros((capacity, 1), dtype=np.intp)
         self._required_min = np.full((capacity, 1), -np.inf, dtype=np.float32)
-        self._head = np.zeros((capacity, 3), dtype=np.float64)
+        self._head_key = np.zeros(capacity, dtype=np.int64)
+        """Per group, its head's (priority, age) packed by `_head_key_of`: smaller serves first."""
+        self._head_seq = np.zeros(capacity, dtype=np.int64)
+        """Per group, its head's creation sequence: the tie-break within one millisecond."""
 
     def __len__(self) -> int:
         return len(self._entry_of_task)
@@ -112,9 +156,16 @@ class WaitingIndex:
 
     def oldest_created_ms(self, queue_id: str) -> int | None:
         ages = self._queue_age.get(queue_id)
-        if not ages:
-            return None
-        return int(ages[0][0])
+        oldest = ages.peek() if ages is not None else None
+        return None if oldest is None else oldest[0]
+
+    def _is_waiting_key(self, key: OrderKey) -> bool:
+        entry = self._entry_of_task.get(key[3])
+        return entry is not None and entry[1] == key
+
+    def _is_waiting_age(self, age: tuple[int, int, str]) -> bool:
+        entry = self._entry_of_task.get(age[2])
+        return entry is not None and entry[2] == (age[0], age[1])
 
     def task_ids(self, queue_id: str) -> list[str]:
         """The queue's waiting tasks in serving order."""
@@ -135,19 +186,21 @@ class WaitingIndex:
         group = self._group_by_key.get(group_key)
         if group is None:
             group = self._new_group(group_key, queue_id, queue_slot, requirement)
-        group.entries.add(key)
-        age = (created_ms, seq)
-        self._entry_of_task[task_id] = (group, key, age)
+        self._entry_of_task[task_id] = (group, key, (created_ms, seq))
+        group.entries.push(key)
         self._queue_order.setdefault(queue_id, SortedList()).add(key)
-        self._queue_age.setdefault(queue_id, SortedList()).add(age)
+        ages = self._queue_age.get(queue_id)
+        if ages is None:
+            ages = self._queue_age[queue_id] = LazyMinHeap(self._is_waiting_age)
+        ages.push((created_ms, seq, task_id))
         self._refresh_head(group)
 
     def remove(self, task_id: str) -> None:
-        group, key, age = self._entry_of_task.pop(task_id)
-        group.entries.remove(key)
+        group, key, _ = self._entry_of_task.pop(task_id)
+        group.entries.removed()
         self._queue_order[group.queue_id].remove(key)
-        self._queue_age[group.queue_id].remove(age)
-        if group.entries:
+        self._queue_age[group.queue_id].removed()
+        if group.entries.live:
             self._refresh_head(group)
         else:
             self._drop_group(group)
@@ -169,22 +222,41 @@ class WaitingIndex:
         if not ok.any():  # free on no channel that has waiting tasks: the common case when busy
             return None
         ok &= membership.matrix[self._queue_slot[:n], row]
-        skill_row = columns.skills[row]
-        ok &= np.all(skill_row[self._required_cols[:n]] >= self._required_min[:n], axis=1)
-        languages = columns.languages[row]
-        any_language = self._language[:n] < 0
-        ok &= any_language | languages[np.where(any_language, 0, self._language[:n])]
+        meets = columns.skills[row][self._required_cols[:n]] >= self._required_min[:n]
+        for i in range(self._required_width):  # cheaper than meets.all(axis=1) at this size
+            ok &= meets[:, i]
+        if self._language_groups:
+            any_language = self._language[:n] < 0
+            languages = columns.languages[row]
+            ok &= any_language | languages[np.where(any_language, 0, self._language[:n])]
         candidates = np.flatnonzero(ok)
         if candidates.size == 0:
             return None
-        heads = self._head[candidates]
-        for i in np.lexsort((heads[:, 2], heads[:, 1], heads[:, 0])):
-            group = self._groups[int(candidates[i])]
-            for key in group.entries:
-                task_id: str = key[3]
-                if not excludes(task_id):
-                    return task_id
-        return None
+        keys = self._head_key[candidates]
+        best = int(keys.argmin())
+        if candidates.size > 1 and int((keys == keys[best]).sum()) > 1:  # same priority and ms
+            best = int(np.lexsort((self._head_seq[candidates], keys))[0])
+        first = self._groups[int(candidates[best])]
+        head = first.entries.peek()
+        if head is not None and not excludes(head[3]):
+            return head[3]
+        return self._best_not_excluded(candidates, excludes)
+
+    def _best_not_excluded(
+        self, candidates: npt.NDArray[np.intp], excludes: Callable[[str], bool]
+    ) -> str | None:
+        """The best head excludes this worker (it rejected that task): take the best task
+        that does not, across every candidate group (rare, so every group is visited: a LIFO
+        group's head is its newest task, no bound on the rest)."""
+        best: tuple[int, int, str] | None = None
+        for slot in candidates.tolist():
+            for key in self._groups[slot].entries.ordered():
+                if not excludes(key[3]):
+                    created_ms, seq = self._entry_of_task[key[3]][2]
+                    found = (_head_key_of(key[0], created_ms), seq, key[3])
+                    best = found if best is None or found < best else best
+                    break
+        return None if best is None else best[2]
 
     # -- groups -------------------------------------------------------------------------------
 
@@ -197,8 +269,11 @@ class WaitingIndex:
     ) -> TaskGroup:
         slot = len(self._groups)
         self._ensure_capacity(slot + 1, len(requirement.required))
-        group = TaskGroup(slot, queue_id, queue_slot, requirement, group_key)
+        group = TaskGroup(
+            slot, queue_id, queue_slot, requirement, group_key, LazyMinHeap(self._is_waiting_key)
+        )
         self._groups.append(group)
+        self._language_groups += requirement.language_col >= 0
         self._group_by_key[group_key] = group
         self._channel[slot] = requirement.channel_col
         self._queue_slot[slot] = queue_slot
@@ -214,11 +289,18 @@ class WaitingIndex:
         """Swap-removes an empty group so that the arrays stay dense."""
         last = self._groups.pop()
         del self._group_by_key[group.key]
+        self._language_groups -= group.requirement.language_col >= 0
         if last is not group:
             slot = group.slot
             self._groups[slot] = last
             last.slot = slot
-            for array in (self._channel, self._queue_slot, self._language, self._head):
+            for array in (
+                self._channel,
+                self._queue_slot,
+                self._language,
+                self._head_key,
+                self._head_seq,
+            ):
                 array[slot] = array[len(self._groups)]
             self._required_cols[slot] = self._required_cols[len(self._groups)]
             self._required_min[slot] = self._required_min[len(self._groups)]
@@ -226,9 +308,12 @@ class WaitingIndex:
     def _refresh_head(self, group: TaskGroup) -> None:
         """Heads compare across queues by priority, then true age: a LIFO queue serves its
         newest first, but its head does not outrank an older head of a FIFO queue."""
-        neg_priority, _, _, task_id = group.entries[0]
+        head = group.entries.peek()
+        assert head is not None, "a group with live entries has a head"
+        neg_priority, _, _, task_id = head
         created_ms, seq = self._entry_of_task[task_id][2]
-        self._head[group.slot] = (neg_priority, created_ms, seq)
+        self._head_key[group.slot] = _head_key_of(neg_priority, created_ms)
+        self._head_seq[group.slot] = seq
 
     def _ensure_capacity(self, groups: int, width: int) -> None:
         rows = self._channel.shape[0]
@@ -237,7 +322,8 @@ class WaitingIndex:
             self._channel = np.resize(self._channel, new_rows)
             self._queue_slot = np.resize(self._queue_slot, new_rows)
             self._language = np.resize(self._language, new_rows)
-            self._head = np.resize(self._head, (new_rows, 3))
+            self._head_key = np.resize(self._head_key, new_rows)
+            self._head_seq = np.resize(self._head_seq, new_rows)
             self._required_cols = np.vstack(
                 [self._required_cols, np.zeros((new_rows - rows, self._required_width), np.intp)]
             )
@@ -255,3 +341,13 @@ class WaitingIndex:
                 [self._required_min, np.full((rows, extra), -np.inf, np.float32)]
             )
             self._required_width = width
+
+
+_CREATED_MS_BITS = 42
+"""Creation times below 2**42 ms (the year 2109) pack under the priority in one int64."""
+
+
+def _head_key_of(neg_priority: int, created_ms: int) -> int:
+    """Priority first, then age, as one integer: one argmin orders the group heads."""
+    assert 0 <= created_ms < 1 << _CREATED_MS_BITS, f"created_ms {created_ms} out of range"
+    return ((neg_priority + PRIORITY_ABS_MAX) << _CREATED_MS_BITS) | created_ms

@@ -586,3 +586,19 @@ def test_timers_of_closed_tasks_are_swept(
         apply(engine, clock, cmd.AcceptOffer("a", engine.get_task(task_id).reservation_id))
         apply(engine, clock, cmd.CompleteTask(task_id))
     assert len(engine._timers) < 50  # 400 timers were set (offer expiry and time-to-live)
+
+
+def test_tasks_of_the_same_millisecond_are_served_in_creation_order(
+    engine: Engine, clock: Clock
+) -> None:
+    first = create(engine, clock, required_skills={"sales": 1}).task.task_id
+    second = create(engine, clock, required_skills={"billing": 1}).task.task_id  # another group
+    third = create(engine, clock, required_skills={"sales": 1}).task.task_id
+    add_worker(
+        engine, clock, "a", skills={"sales": 3, "billing": 3}, capacity_by_channel={"voice": 1}
+    )
+    assert offered_to(engine, first) == "a"
+    apply(engine, clock, cmd.RejectOffer("a", engine.get_task(first).reservation_id))
+    assert offered_to(engine, second) == "a"  # the same millisecond: creation order decides
+    apply(engine, clock, cmd.RejectOffer("a", engine.get_task(second).reservation_id))
+    assert offered_to(engine, third) == "a"
