@@ -18,6 +18,9 @@ from router.core.model import WorkerProfile
 MISSING_LEVEL = np.float32(-1.0)
 """Skill level of a worker that lacks the skill: below every minimum, even a minimum of 0."""
 
+EMPATHY, IDLE_SINCE_MS, FREE_SHARE = 0, 1, 2
+"""Columns of WorkerColumns.features."""
+
 _ROWS_INITIAL = 256
 _COLS_INITIAL = 8
 
@@ -73,13 +76,14 @@ class WorkerColumns:
         rows, cols = _ROWS_INITIAL, _COLS_INITIAL
         self.alive = np.zeros(rows, dtype=bool)
         self.available = np.zeros(rows, dtype=bool)
-        self.empathy = np.zeros(rows, dtype=np.float32)
-        self.idle_since_ms = np.full(rows, np.inf, dtype=np.float64)
+        self.features = np.zeros((rows, 3), dtype=np.float64)
+        """Per worker, the score's worker-side inputs in one row, so that scoring gathers the
+        candidates once: EMPATHY, IDLE_SINCE_MS (+inf while the worker holds a task: not
+        idle) and FREE_SHARE (the share of its capacity not in use, 1 - load)."""
+        self.features[:, IDLE_SINCE_MS] = np.inf
         """When the worker last became idle; +inf while it holds a task (not idle at all)."""
         self.total_capacity = np.full(rows, np.inf, dtype=np.float64)
         self.total_load = np.zeros(rows, dtype=np.float64)
-        self.free_share = np.zeros(rows, dtype=np.float64)
-        """Share of the worker's capacity not in use, 0 to 1 (scoring's 1 - load)."""
         self.capacity_sum = np.zeros(rows, dtype=np.int64)
         """Sum of the channel capacities (the load share's base without a total capacity)."""
         self.held_tasks = np.zeros(rows, dtype=np.int64)
@@ -114,11 +118,9 @@ class WorkerColumns:
         self.load[row, :] = 0
         self.cost[row, :] = 1.0
         self.ready[row, :] = False
-        self.empathy[row] = 0.0
+        self.features[row] = (0.0, np.inf, 0.0)
         self.total_capacity[row] = np.inf
         self.total_load[row] = 0.0
-        self.free_share[row] = 0.0
-        self.idle_since_ms[row] = np.inf
         self.capacity_sum[row] = 0
         self.held_tasks[row] = 0
         heapq.heappush(self._free_rows, row)
@@ -130,11 +132,12 @@ class WorkerColumns:
         rows = _grown(rows_now, needed)
         self.alive = _resize_1d(self.alive, rows, False)
         self.available = _resize_1d(self.available, rows, False)
-        self.empathy = _resize_1d(self.empathy, rows, 0.0)
-        self.idle_since_ms = _resize_1d(self.idle_since_ms, rows, np.inf)
+        features = np.zeros((rows, 3), dtype=np.float64)
+        features[:, IDLE_SINCE_MS] = np.inf
+        features[: self.features.shape[0]] = self.features
+        self.features = features
         self.total_capacity = _resize_1d(self.total_capacity, rows, np.inf)
         self.total_load = _resize_1d(self.total_load, rows, 0.0)
-        self.free_share = _resize_1d(self.free_share, rows, 0.0)
         self.capacity_sum = _resize_1d(self.capacity_sum, rows, 0)
         self.held_tasks = _resize_1d(self.held_tasks, rows, 0)
         self.skills = _resize_2d(self.skills, rows, self.skills.shape[1], MISSING_LEVEL)
@@ -184,7 +187,7 @@ class WorkerColumns:
             )
         self.languages[row, :] = False
         self.languages[row, language_cols] = True
-        self.empathy[row] = profile.empathy
+        self.features[row, EMPATHY] = profile.empathy
         self.capacity[row, :] = 0
         self.cost[row, :] = 1.0
         for channel, capacity in profile.capacity_by_channel.items():
@@ -204,7 +207,7 @@ class WorkerColumns:
         self.total_load[row] += tasks * self.cost[row, channel_col]
         self.held_tasks[row] += tasks
         if self.held_tasks[row] > 0:
-            self.idle_since_ms[row] = np.inf
+            self.features[row, IDLE_SINCE_MS] = np.inf
         self.refresh(row)
 
     def refresh(self, row: int) -> None:
@@ -224,7 +227,7 @@ class WorkerColumns:
         else:
             cap_sum = int(self.capacity_sum[row])
             share = int(self.held_tasks[row]) / cap_sum if cap_sum > 0 else 1.0
-        self.free_share[row] = 1.0 - min(max(share, 0.0), 1.0)
+        self.features[row, FREE_SHARE] = 1.0 - min(max(share, 0.0), 1.0)
 
 
 _Array = TypeVar("_Array", bound=np.ndarray[Any, Any])

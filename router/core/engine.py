@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from router.core import commands as cmd
-from router.core.columns import WorkerColumns
+from router.core.columns import IDLE_SINCE_MS, WorkerColumns
 from router.core.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -460,7 +460,7 @@ class Engine:
 
     def _set_idle(self, worker: WorkerRecord) -> None:
         worker.idle_since_ms = self.now_ms
-        self.columns.idle_since_ms[worker.row] = self.now_ms
+        self.columns.features[worker.row, IDLE_SINCE_MS] = self.now_ms
 
     # == tasks =================================================================================
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from router.core.columns import BoolArray, IntArray, WorkerColumns
+from router.core.columns import IDLE_SINCE_MS, BoolArray, IntArray, WorkerColumns
 from router.core.limits import SKILL_LEVEL_MAX
 from router.core.model import ScoringWeights
 
@@ -105,25 +105,28 @@ def scores(
     now_ms: int,
 ) -> npt.NDArray[np.float64]:
     """The score of each candidate row for the task (`need`: its empathy need, 0 to 1)."""
-    total = np.zeros(rows.size, dtype=np.float64)
+    # One gather of empathy, idle since and free share (np.take: ~3x faster than rows[...]).
+    features = np.take(columns.features, rows, axis=0)
+    idle_ms = features[:, IDLE_SINCE_MS]
+    np.subtract(now_ms, idle_ms, out=idle_ms)  # -inf for a worker holding a task
+    np.maximum(idle_ms, 0.0, out=idle_ms)
+    longest_idle_ms = float(idle_ms.max())
+    term_weights = np.array(
+        [
+            weights.empathy * need,
+            weights.idle / longest_idle_ms if longest_idle_ms > 0 else 0.0,
+            weights.load,
+        ]
+    )
+    total: npt.NDArray[np.float64] = features @ term_weights
     if weights.skill:
         for col, weight in requirement.fit:
             levels = columns.skills[rows, col]
             np.maximum(levels, 0.0, out=levels)  # MISSING_LEVEL (-1) counts as 0
             total += (weights.skill * weight / SKILL_LEVEL_MAX) * levels
-    if need > 0 and weights.empathy:
-        total += (weights.empathy * need) * columns.empathy[rows]
-    if weights.idle:
-        idle_ms = now_ms - columns.idle_since_ms[rows]  # -inf for a worker holding a task
-        np.maximum(idle_ms, 0.0, out=idle_ms)
-        longest = idle_ms.max()
-        if longest > 0:
-            total += (weights.idle / longest) * idle_ms
     if weights.affinity:
         for row in affinity_rows:
             total[rows == row] += weights.affinity
-    if weights.load:
-        total += weights.load * columns.free_share[rows]
     return total
 
 

@@ -56,6 +56,8 @@ def check_finite(field: str, value: float, low: float, high: float) -> None:
 
 
 def check_attributes(field: str, attributes: Mapping[str, Any]) -> None:
+    if _surely_small_flat_json(attributes):
+        return
     try:
         encoded = json.dumps(attributes, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as error:
@@ -65,6 +67,38 @@ def check_attributes(field: str, attributes: Mapping[str, Any]) -> None:
         raise InvalidArgument(
             field, f"is {size} bytes as JSON, the limit is {ATTRIBUTES_BYTES_MAX} bytes"
         )
+
+
+_JSON_BYTES_PER_CHAR_MAX = 6
+"""A character takes at most six bytes in JSON (a \\uXXXX escape)."""
+_JSON_SCALAR_BYTES_MAX = 32
+"""Longest JSON text of a bool, null, finite float or int below 10**18."""
+
+
+def _surely_small_flat_json(document: Mapping[str, Any]) -> bool:
+    """True when the document is flat (string keys, scalar values) and an upper bound of its
+    JSON size is within the limit: most documents, checked without encoding them. False means
+    only "encode it to know"."""
+    bound = 2
+    for key, value in document.items():
+        if type(key) is not str:
+            return False
+        bound += _JSON_BYTES_PER_CHAR_MAX * len(key) + 4
+        if type(value) is str:
+            bound += _JSON_BYTES_PER_CHAR_MAX * len(value) + 2
+        elif _is_short_json_scalar(value):
+            bound += _JSON_SCALAR_BYTES_MAX
+        else:
+            return False
+    return bound <= ATTRIBUTES_BYTES_MAX
+
+
+def _is_short_json_scalar(value: object) -> bool:
+    if value is None or type(value) is bool:
+        return True
+    if type(value) is int:
+        return abs(value) < 10**18
+    return type(value) is float and math.isfinite(value)
 
 
 def validate_worker(profile: WorkerProfile, channels: Mapping[str, str]) -> None:

@@ -602,3 +602,33 @@ def test_tasks_of_the_same_millisecond_are_served_in_creation_order(
     assert offered_to(engine, second) == "a"  # the same millisecond: creation order decides
     apply(engine, clock, cmd.RejectOffer("a", engine.get_task(second).reservation_id))
     assert offered_to(engine, third) == "a"
+
+
+@pytest.mark.parametrize(
+    "attributes",
+    [
+        {"tier": "gold", "score": 3.5, "vip": True, "n": 7, "none": None},
+        {"nested": {"a": [1, 2, {"b": "c"}]}},
+        {"x": "é" * 2000},
+    ],
+)
+def test_attributes_within_the_limit_are_accepted(
+    engine: Engine, clock: Clock, attributes: dict[str, object]
+) -> None:
+    assert create(engine, clock, attributes=attributes).task.spec.attributes == attributes
+
+
+@pytest.mark.parametrize(
+    ("attributes", "message"),
+    [
+        ({"x": "y" * ATTRIBUTES_BYTES_MAX}, "bytes as JSON"),
+        ({"x": ["y" * 1000] * 20}, "bytes as JSON"),
+        ({"x": math.nan}, "not a JSON object"),
+        ({"x": {1, 2}}, "not a JSON object"),
+    ],
+)
+def test_attributes_over_the_limit_or_not_json_are_refused(
+    engine: Engine, clock: Clock, attributes: dict[str, object], message: str
+) -> None:
+    with pytest.raises(InvalidArgument, match=message):
+        create(engine, clock, attributes=attributes)
