@@ -10,7 +10,7 @@ import hashlib
 import heapq
 import json
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
 from typing import Any
@@ -394,7 +394,7 @@ class Engine:
                     "the worker's tasks use"
                 )
 
-    def _check_new_skills(self, skills: Any) -> None:
+    def _check_new_skills(self, skills: Iterable[str]) -> None:
         index = self.columns.skill_index
         new = sum(1 for skill in skills if skill not in index)
         if new and len(index) + new > SKILLS_PER_WORKSPACE_MAX:
