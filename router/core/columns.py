@@ -109,6 +109,17 @@ class WorkerColumns:
         self.alive[row] = True
         return row
 
+    def claim_row(self, row: int) -> None:
+        """Takes a given row (restoring a snapshot, where rows must stay where they were);
+        rows below it left unclaimed become free once `reclaim_free_rows` runs."""
+        self.row_count = max(self.row_count, row + 1)
+        self._ensure_rows(self.row_count)
+        self.alive[row] = True
+
+    def reclaim_free_rows(self) -> None:
+        self._free_rows = [row for row in range(self.row_count) if not self.alive[row]]
+        heapq.heapify(self._free_rows)
+
     def release_row(self, row: int) -> None:
         self.alive[row] = False
         self.available[row] = False

@@ -976,7 +976,15 @@ class Engine:
 
     def digest(self) -> str:
         """A hash of the whole routing state: equal digests mean equal states."""
-        state = {
+        encoded = json.dumps(
+            self.digest_state(), default=_json_default, sort_keys=True, separators=(",", ":")
+        )
+        return hashlib.sha256(encoded.encode()).hexdigest()
+
+    def digest_state(self) -> dict[str, Any]:
+        """The state that `digest` hashes, part by part (to see which part two states differ
+        in)."""
+        return {
             "now_ms": self.now_ms,
             "seqs": [self._task_seq, self._reservation_seq, self._timer_seq],
             "channels": self.channels,
@@ -1012,8 +1020,6 @@ class Engine:
                 for q, c in self.counters.items()
             ],
         }
-        encoded = json.dumps(state, default=_json_default, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(encoded.encode()).hexdigest()
 
 
 def _worker_document(profile: WorkerProfile) -> dict[str, Any]:

@@ -112,6 +112,8 @@ class TaskGroup:
     requirement: Requirement
     key: tuple[object, ...]
     entries: LazyMinHeap[OrderKey]
+    head: OrderKey | None = None
+    """The smallest live key, as last written to the head arrays."""
 
 
 class WaitingIndex:
@@ -188,22 +190,25 @@ class WaitingIndex:
             group = self._new_group(group_key, queue_id, queue_slot, requirement)
         self._entry_of_task[task_id] = (group, key, (created_ms, seq))
         group.entries.push(key)
+        if group.head is None or key < group.head:  # only a smaller key changes the head
+            self._set_head(group, key)
         self._queue_order.setdefault(queue_id, SortedList()).add(key)
         ages = self._queue_age.get(queue_id)
         if ages is None:
             ages = self._queue_age[queue_id] = LazyMinHeap(self._is_waiting_age)
         ages.push((created_ms, seq, task_id))
-        self._refresh_head(group)
 
     def remove(self, task_id: str) -> None:
         group, key, _ = self._entry_of_task.pop(task_id)
         group.entries.removed()
         self._queue_order[group.queue_id].remove(key)
         self._queue_age[group.queue_id].removed()
-        if group.entries.live:
-            self._refresh_head(group)
-        else:
+        if not group.entries.live:
             self._drop_group(group)
+        elif key == group.head:
+            head = group.entries.peek()
+            assert head is not None, "a group with live entries has a head"
+            self._set_head(group, head)
 
     def best_task_for(
         self,
@@ -236,8 +241,7 @@ class WaitingIndex:
         best = int(keys.argmin())
         if candidates.size > 1 and int((keys == keys[best]).sum()) > 1:  # same priority and ms
             best = int(np.lexsort((self._head_seq[candidates], keys))[0])
-        first = self._groups[int(candidates[best])]
-        head = first.entries.peek()
+        head = self._groups[int(candidates[best])].head
         if head is not None and not excludes(head[3]):
             return head[3]
         return self._best_not_excluded(candidates, excludes)
@@ -305,11 +309,10 @@ class WaitingIndex:
             self._required_cols[slot] = self._required_cols[len(self._groups)]
             self._required_min[slot] = self._required_min[len(self._groups)]
 
-    def _refresh_head(self, group: TaskGroup) -> None:
+    def _set_head(self, group: TaskGroup, head: OrderKey) -> None:
         """Heads compare across queues by priority, then true age: a LIFO queue serves its
         newest first, but its head does not outrank an older head of a FIFO queue."""
-        head = group.entries.peek()
-        assert head is not None, "a group with live entries has a head"
+        group.head = head
         neg_priority, _, _, task_id = head
         created_ms, seq = self._entry_of_task[task_id][2]
         self._head_key[group.slot] = _head_key_of(neg_priority, created_ms)

@@ -1,0 +1,223 @@
+"""Snapshots of the engine: its recorded state in a compact, versioned document, from which
+`restore` rebuilds an engine that behaves exactly as the original would (same digest, and the
+same events for the same later commands).
+
+Only what commands recorded is stored; everything derived (numpy columns, queue memberships,
+the waiting index, requirements) is rebuilt. This module is the engine's serializer and reads
+its private fields on purpose: the engine's logic stays in engine.py, its storage format here."""
+
+from __future__ import annotations
+
+import heapq
+from collections import OrderedDict, deque
+from dataclasses import dataclass
+
+import msgspec
+
+from router.core.columns import IDLE_SINCE_MS
+from router.core.engine import (
+    SERVICE_RATE_SAMPLES,
+    CustomerHistory,
+    Engine,
+    QueueCounters,
+    _parse_target,
+    _worker_document,
+)
+from router.core.model import (
+    QueueConfig,
+    Reservation,
+    TaskRecord,
+    TaskSpec,
+    TaskStatus,
+    WorkerProfile,
+    WorkerRecord,
+)
+
+SNAPSHOT_VERSION = 1
+
+
+class SnapshotError(ValueError):
+    """Bytes that are not a snapshot this version can restore."""
+
+
+@dataclass(slots=True)
+class _Counters:
+    queue_id: str
+    created_total: int
+    offered_total: int
+    assigned_total: int
+    completed_total: int
+    canceled_total: int
+    by_status: dict[TaskStatus, int]
+    assigned_ms: list[int]
+
+
+@dataclass(slots=True)
+class _Worker:
+    profile: WorkerProfile
+    row: int
+    activity: str
+    idle_since_ms: int
+    load_by_channel: dict[str, int]
+    task_ids: list[str]
+
+
+@dataclass(slots=True)
+class _Snapshot:
+    version: int
+    now_ms: int
+    task_seq: int
+    reservation_seq: int
+    timer_seq: int
+    timers_stale: int
+    channels: dict[str, str]
+    activities: dict[str, bool]
+    channel_columns: list[str]
+    skill_columns: list[str]
+    language_columns: list[str]
+    queues: list[QueueConfig]
+    counters: list[_Counters]
+    workers: list[_Worker]
+    tasks: list[TaskRecord]
+    closed_task_ids: list[str]
+    reservations: list[Reservation]
+    closed_reservation_ids: list[str]
+    request_ids: list[tuple[str, str, TaskSpec]]
+    customers: list[tuple[str, CustomerHistory]]
+    timers: list[tuple[int, int, str, str]]
+
+
+def take(engine: Engine) -> bytes:
+    """The engine's state as bytes (msgpack). Take it between commands."""
+    columns = engine.columns
+    snapshot = _Snapshot(
+        version=SNAPSHOT_VERSION,
+        now_ms=engine.now_ms,
+        task_seq=engine._task_seq,
+        reservation_seq=engine._reservation_seq,
+        timer_seq=engine._timer_seq,
+        timers_stale=engine._timers_stale,
+        channels=engine.channels,
+        activities=engine.activities,
+        channel_columns=columns.channel_index.names(),
+        skill_columns=columns.skill_index.names(),
+        language_columns=columns.language_index.names(),
+        queues=list(engine.queues.values()),
+        counters=[
+            _Counters(
+                queue_id,
+                c.created_total,
+                c.offered_total,
+                c.assigned_total,
+                c.completed_total,
+                c.canceled_total,
+                c.by_status,
+                list(c.assigned_ms),
+            )
+            for queue_id, c in engine.counters.items()
+        ],
+        workers=[
+            _Worker(
+                w.profile,
+                w.row,
+                w.activity,
+                w.idle_since_ms,
+                w.load_by_channel,
+                list(w.task_ids),
+            )
+            for w in engine.workers.values()
+        ],
+        tasks=list(engine.tasks.values()),
+        closed_task_ids=list(engine._closed_tasks),
+        reservations=list(engine.reservations.values()),
+        closed_reservation_ids=list(engine._closed_reservations),
+        request_ids=[(r, t, spec) for r, (t, spec) in engine._request_ids.items()],
+        customers=list(engine._customers.items()),
+        timers=list(engine._timers),
+    )
+    return msgspec.msgpack.encode(snapshot)
+
+
+def restore(data: bytes) -> Engine:
+    """An engine in the state the snapshot was taken in."""
+    try:
+        snapshot = msgspec.msgpack.decode(data, type=_Snapshot)
+    except (msgspec.DecodeError, msgspec.ValidationError) as error:
+        raise SnapshotError(f"not a snapshot: {error}") from None
+    if snapshot.version != SNAPSHOT_VERSION:
+        raise SnapshotError(f"snapshot version {snapshot.version}, expected {SNAPSHOT_VERSION}")
+    engine = Engine()
+    _restore_configuration(engine, snapshot)
+    _restore_workers(engine, snapshot.workers)
+    _restore_tasks(engine, snapshot)
+    engine.now_ms = snapshot.now_ms
+    engine._task_seq = snapshot.task_seq
+    engine._reservation_seq = snapshot.reservation_seq
+    engine._timer_seq = snapshot.timer_seq
+    engine._timers = list(snapshot.timers)
+    heapq.heapify(engine._timers)
+    engine._timers_stale = snapshot.timers_stale
+    return engine
+
+
+def _restore_configuration(engine: Engine, snapshot: _Snapshot) -> None:
+    columns = engine.columns
+    # Column numbers are kept, so that every structure keyed by them is rebuilt alike.
+    for name in snapshot.channel_columns:
+        columns.channel_col(name)
+    for name in snapshot.skill_columns:
+        columns.skill_col(name)
+    for name in snapshot.language_columns:
+        columns.language_col(name)
+    engine.channels = dict(snapshot.channels)
+    engine.activities = dict(snapshot.activities)
+    for queue in snapshot.queues:
+        engine.queues[queue.queue_id] = queue
+        engine._queue_expressions[queue.queue_id] = _parse_target(queue.target_expression)
+        engine.membership.index_of(queue.queue_id)
+    for c in snapshot.counters:
+        engine.counters[c.queue_id] = QueueCounters(
+            c.created_total, c.offered_total, c.assigned_total, c.completed_total,
+            c.canceled_total, dict(c.by_status), deque(c.assigned_ms, maxlen=SERVICE_RATE_SAMPLES),
+        )  # fmt: skip
+
+
+def _restore_workers(engine: Engine, workers: list[_Worker]) -> None:
+    columns = engine.columns
+    for saved in workers:
+        row = saved.row
+        columns.claim_row(row)
+        worker = WorkerRecord(
+            saved.profile, row, saved.activity, saved.idle_since_ms,
+            dict(saved.load_by_channel), dict.fromkeys(saved.task_ids),
+        )  # fmt: skip
+        engine.workers[saved.profile.worker_id] = worker
+        engine._worker_at_row[row] = saved.profile.worker_id
+        for channel, load in saved.load_by_channel.items():
+            columns.load[row, columns.channel_index.get(channel)] = load
+        columns.held_tasks[row] = sum(saved.load_by_channel.values())
+        columns.available[row] = engine.activities[saved.activity]
+        columns.write_profile(row, saved.profile)  # prices the load, refreshes readiness
+        idle_since_ms = float("inf") if saved.task_ids else saved.idle_since_ms
+        columns.features[row, IDLE_SINCE_MS] = idle_since_ms
+        engine.worker_attributes.set_row(row, _worker_document(saved.profile))
+    columns.reclaim_free_rows()
+    engine.membership.ensure_rows(columns.row_count)
+    for queue_id, expression in engine._queue_expressions.items():
+        members = engine._evaluate_members(expression)
+        engine.membership.matrix[engine.membership.index_of(queue_id), : members.size] = members
+
+
+def _restore_tasks(engine: Engine, snapshot: _Snapshot) -> None:
+    for task in snapshot.tasks:
+        engine.tasks[task.task_id] = task
+        if task.status.is_open:
+            engine._requirements[task.task_id] = engine._requirement(task.spec)
+    for task in snapshot.tasks:
+        if task.status is TaskStatus.PENDING:
+            engine._enqueue(task)
+    engine._closed_tasks = OrderedDict.fromkeys(snapshot.closed_task_ids)
+    engine.reservations = {r.reservation_id: r for r in snapshot.reservations}
+    engine._closed_reservations = OrderedDict.fromkeys(snapshot.closed_reservation_ids)
+    engine._request_ids = OrderedDict((r, (t, spec)) for r, t, spec in snapshot.request_ids)
+    engine._customers = OrderedDict(snapshot.customers)
