@@ -8,8 +8,10 @@ import contextlib
 import logging
 import signal
 import sys
+from pathlib import Path
 
 from router.server import ServerConfig, start_server
+from router.service import SNAPSHOT_EVERY_COMMANDS_DEFAULT
 
 
 def _serve_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -27,6 +29,26 @@ def _serve_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
         action="store_true",
         help="start with a clock that only ClockService.AdvanceTime moves (tests only)",
     )
+    serve.add_argument(
+        "--redis-url",
+        help="the store: redis://, rediss:// (TLS) or unix:// (default: a private Redis server "
+        "with its data in --data-dir)",
+    )
+    serve.add_argument(
+        "--data-dir", type=Path, default=Path("data"),
+        help="folder of the private Redis server's append-only file (default: ./data)",
+    )  # fmt: skip
+    serve.add_argument(
+        "--workspace", default="default", help="namespace of the keys in Redis: sb:{workspace}:..."
+    )
+    serve.add_argument(
+        "--in-memory", action="store_true",
+        help="keep the state in memory only, lost when the process ends (tests, benchmarks)",
+    )  # fmt: skip
+    serve.add_argument(
+        "--snapshot-every", type=int, default=SNAPSHOT_EVERY_COMMANDS_DEFAULT, metavar="COMMANDS",
+        help="journaled commands between two snapshots (bounds the replay at start)",
+    )  # fmt: skip
     serve.add_argument("--log-level", default="INFO")
 
 
@@ -43,6 +65,11 @@ async def _serve(args: argparse.Namespace) -> None:
         port=args.port,
         metrics_port=None if args.metrics_port < 0 else args.metrics_port,
         test_clock=args.test_clock,
+        durable=not args.in_memory,
+        redis_url=args.redis_url,
+        data_dir=args.data_dir,
+        workspace=args.workspace,
+        snapshot_every_commands=args.snapshot_every,
     )
     server = await start_server(config)
     # One line on stdout that scripts and tests wait for.

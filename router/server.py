@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import grpc
+import redis.asyncio as aioredis
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, start_http_server
@@ -30,9 +33,15 @@ from router.api.workers import WorkerServicer
 from router.clock import Clock, SystemClock, TestClock
 from router.core.engine import Engine
 from router.obs.metrics import RouterMetrics
-from router.service import RouterService
+from router.service import SNAPSHOT_EVERY_COMMANDS_DEFAULT, Durability, RouterService
+from router.store.embedded import EmbeddedRedis
+from router.store.journal import RedisJournal
+from router.store.recovery import recover
 
 log = logging.getLogger(__name__)
+
+REDIS_TIMEOUT_S = 5.0
+"""A journal write that takes longer fails the batch (UNAVAILABLE) rather than hang callers."""
 
 SERVICE_NAMES = (
     task_service_pb2.DESCRIPTOR.services_by_name["TaskService"].full_name,
@@ -72,6 +81,16 @@ class ServerConfig:
     test_clock: bool = False
     """Start with a clock that only ClockService.AdvanceTime moves (for tests)."""
     test_clock_start_ms: int | None = None
+    durable: bool = True
+    """Journal every batch to Redis before answering, and recover from it at start. False keeps
+    the state in memory only (tests, benchmarks of the engine alone): lost when the process ends."""
+    redis_url: str | None = None
+    """redis://, rediss:// (TLS) or unix:// URL of the store; None starts a private Redis server
+    with its data in `data_dir`."""
+    data_dir: Path = Path("data")
+    workspace: str = "default"
+    """Namespace of the keys in Redis (`sb:{workspace}:...`)."""
+    snapshot_every_commands: int = SNAPSHOT_EVERY_COMMANDS_DEFAULT
 
 
 @dataclass(slots=True)
@@ -84,6 +103,8 @@ class RunningServer:
     port: int
     metrics_port: int | None
     _metrics_http: Any = field(default=None, repr=False)
+    _redis: aioredis.Redis | None = field(default=None, repr=False)
+    _embedded: EmbeddedRedis | None = field(default=None, repr=False)
 
     @property
     def address(self) -> str:
@@ -96,6 +117,10 @@ class RunningServer:
         await self.health.enter_graceful_shutdown()
         await self.grpc_server.stop(grace_s)
         await self.service.stop()
+        if self._redis is not None:
+            await self._redis.aclose()
+        if self._embedded is not None:
+            await asyncio.to_thread(self._embedded.stop)
         if self._metrics_http is not None:
             self._metrics_http.shutdown()
             self._metrics_http.server_close()
@@ -106,7 +131,17 @@ async def start_server(config: ServerConfig, *, engine: Engine | None = None) ->
     clock: Clock = TestClock(config.test_clock_start_ms) if config.test_clock else SystemClock()
     registry = CollectorRegistry()
     metrics = RouterMetrics(registry)
-    service = RouterService(engine or Engine(), clock, metrics)
+    embedded, client, durability = None, None, None
+    if config.durable:
+        embedded, client, durability = await _open_store(config)
+        recovered = await recover(durability.journal)
+        log.info(
+            "recovered %d tasks and %d workers (%d journaled batches replayed)",
+            len(recovered.engine.tasks), len(recovered.engine.workers), recovered.replayed_batches,
+        )  # fmt: skip
+        engine = recovered.engine
+        durability = replace(durability, last_entry_id=recovered.last_entry_id)
+    service = RouterService(engine or Engine(), clock, metrics, durability)
     service.start()
 
     server = grpc.aio.server(options=GRPC_OPTIONS)
@@ -136,5 +171,22 @@ async def start_server(config: ServerConfig, *, engine: Engine | None = None) ->
         metrics_port = metrics_http.server_port
     log.info("switchboard listening on %s:%s (metrics on %s)", config.host, port, metrics_port)
     return RunningServer(
-        config, server, service, health_servicer, registry, port, metrics_port, metrics_http
+        config, server, service, health_servicer, registry, port, metrics_port, metrics_http,
+        client, embedded,
+    )  # fmt: skip
+
+
+async def _open_store(
+    config: ServerConfig,
+) -> tuple[EmbeddedRedis | None, aioredis.Redis, Durability]:
+    embedded = None
+    url = config.redis_url
+    if url is None:
+        embedded = EmbeddedRedis(config.data_dir)
+        await asyncio.to_thread(embedded.start)
+        url = embedded.url
+    client = aioredis.from_url(
+        url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S
     )
+    journal = RedisJournal(client, config.workspace)
+    return embedded, client, Durability(journal, "0", config.snapshot_every_commands)

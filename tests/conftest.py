@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 import pytest
@@ -57,9 +58,11 @@ class ServerThread:
 
 
 @pytest.fixture
-def router_server() -> Iterator[ServerThread]:
-    """A fresh router with the test clock, listening on a free loopback port."""
-    server = ServerThread(ServerConfig(port=0, metrics_port=0, test_clock=True)).start()
+def router_server(tmp_path: Path) -> Iterator[ServerThread]:
+    """A fresh durable router with the test clock, listening on a free loopback port, with its
+    own Redis server (the embedded one) in a temporary folder."""
+    config = ServerConfig(port=0, metrics_port=0, test_clock=True, data_dir=tmp_path / "data")
+    server = ServerThread(config).start()
     yield server
     server.stop()
 

@@ -12,12 +12,15 @@ import argparse
 import asyncio
 import contextlib
 import random
+import shutil
 import signal
 import statistics
+import tempfile
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
@@ -472,10 +475,15 @@ async def _demo(config: DemoConfig, console: Console) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    # Durable, as in production, but in a folder of its own: each demo starts from nothing.
+    data_dir = Path(tempfile.mkdtemp(prefix="switchboard-demo-"))
     try:
-        server = await start_server(ServerConfig(port=config.port, metrics_port=0))
+        server = await start_server(
+            ServerConfig(port=config.port, metrics_port=0, data_dir=data_dir)
+        )
     except (OSError, RuntimeError) as error:  # grpc reports a port it cannot bind as RuntimeError
         console.print(f"error: cannot start the router: {error}", soft_wrap=True, highlight=False)
+        shutil.rmtree(data_dir, ignore_errors=True)
         return 1
     address = server.address
     console.print(
@@ -490,6 +498,7 @@ async def _demo(config: DemoConfig, console: Console) -> int:
         state = await _run_center(config, console, address, stop)
     finally:
         await server.stop(SERVER_STOP_GRACE_S)
+        shutil.rmtree(data_dir, ignore_errors=True)
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
     _print_summary(console, state)

@@ -88,6 +88,17 @@ class AdminServicer(agrpc.AdminServiceServicer):
         queues = self._service.engine.queues.values()
         return apb.ListQueuesResponse(queues=[queue_to_pb(q) for q in queues])
 
+    async def GetStateDigest(
+        self, request: apb.GetStateDigestRequest, context: grpc.aio.ServicerContext
+    ) -> apb.GetStateDigestResponse:
+        engine = self._service.engine
+        return apb.GetStateDigestResponse(
+            digest=engine.digest(),
+            tasks=len(engine.tasks),
+            workers=len(engine.workers),
+            journaled_batches=self._service.journaled_batches,
+        )
+
     async def DeleteQueue(
         self, request: apb.DeleteQueueRequest, context: grpc.aio.ServicerContext
     ) -> apb.DeleteQueueResponse:

@@ -9,6 +9,7 @@ class ErrorKind(Enum):
     ALREADY_EXISTS = "ALREADY_EXISTS"
     FAILED_PRECONDITION = "FAILED_PRECONDITION"
     RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
+    UNAVAILABLE = "UNAVAILABLE"
 
 
 class CoreError(Exception):
@@ -45,3 +46,10 @@ class FailedPrecondition(CoreError):
 
 class ResourceExhausted(CoreError):
     kind = ErrorKind.RESOURCE_EXHAUSTED
+
+
+class Unavailable(CoreError):
+    """The command could not be made durable (the store could not be written), so it took no
+    effect; it is safe to retry."""
+
+    kind = ErrorKind.UNAVAILABLE

@@ -301,7 +301,7 @@ def test_connect_must_start_with_hello(stubs: Stubs) -> None:
 def test_the_real_clock_refuses_to_be_moved() -> None:
     from router.server import ServerConfig
 
-    server = ServerThread(ServerConfig(port=0, metrics_port=None)).start()
+    server = ServerThread(ServerConfig(port=0, metrics_port=None, durable=False)).start()
     try:
         with grpc.insecure_channel(server.address) as channel:
             stubs = Stubs.of(channel)

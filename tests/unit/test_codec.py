@@ -3,6 +3,7 @@ with a clear error, and a snapshot restores the exact state."""
 
 from __future__ import annotations
 
+import math
 import typing
 
 import msgspec
@@ -82,19 +83,29 @@ def test_a_batch_round_trips_with_its_time() -> None:
 
 
 @pytest.mark.parametrize(
-    ("data", "message"),
+    ("document", "message"),
     [
-        (b"not json", "not a journaled"),
-        (b'["Explode", {}]', "unknown command type 'Explode'"),
-        (b'["CancelTask", {"task_id": 5}]', "CancelTask"),
-        (b'{"now_ms": 1.5, "commands": []}', "now_ms must be an integer"),
-        (b'{"commands": []}', "not a journaled batch"),
+        (["Explode", {}], "unknown command type 'Explode'"),
+        (["CancelTask", {"task_id": 5}], "CancelTask"),
+        ({"now_ms": 1.5, "commands": []}, "now_ms must be an integer"),
+        ({"commands": []}, "not a journaled batch"),
     ],
 )
-def test_bad_bytes_are_refused(data: bytes, message: str) -> None:
-    decode = codec.decode_batch if data.startswith(b"{") else codec.decode_command
+def test_bad_documents_are_refused(document: object, message: str) -> None:
+    decode = codec.decode_batch if isinstance(document, dict) else codec.decode_command
     with pytest.raises(codec.CodecError, match=message):
-        decode(data)
+        decode(msgspec.msgpack.encode(document))
+
+
+def test_bytes_that_are_not_msgpack_are_refused() -> None:
+    with pytest.raises(codec.CodecError, match="not a journaled command"):
+        codec.decode_command(b"\xc1")
+
+
+def test_nan_survives_the_journal_so_validation_can_refuse_it() -> None:
+    command = codec.normalize(cmd.UpsertWorker(WorkerProfile("w", skills={"x": math.nan})))
+    assert isinstance(command, cmd.UpsertWorker)
+    assert math.isnan(command.profile.skills["x"])
 
 
 def test_normalize_gives_the_journaled_values() -> None:

@@ -319,3 +319,47 @@ class DeleteQueueResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DeleteQueueResponse: _TypeAlias = DeleteQueueResponse  # noqa: Y015
+
+@_typing.final
+class GetStateDigestRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetStateDigestRequest: _TypeAlias = GetStateDigestRequest  # noqa: Y015
+
+@_typing.final
+class GetStateDigestResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DIGEST_FIELD_NUMBER: _builtins.int
+    TASKS_FIELD_NUMBER: _builtins.int
+    WORKERS_FIELD_NUMBER: _builtins.int
+    JOURNALED_BATCHES_FIELD_NUMBER: _builtins.int
+    digest: _builtins.str
+    tasks: _builtins.int
+    workers: _builtins.int
+    journaled_batches: _builtins.int
+    """Batches this router has journaled or replayed since it started."""
+    def __init__(
+        self,
+        *,
+        digest: _builtins.str = ...,
+        tasks: _builtins.int = ...,
+        workers: _builtins.int = ...,
+        journaled_batches: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["digest", b"digest", "journaled_batches", b"journaled_batches", "tasks", b"tasks", "workers", b"workers"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetStateDigestResponse: _TypeAlias = GetStateDigestResponse  # noqa: Y015

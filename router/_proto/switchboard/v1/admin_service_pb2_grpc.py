@@ -75,6 +75,11 @@ class AdminServiceStub:
                 request_serializer=switchboard_dot_v1_dot_admin__service__pb2.DeleteQueueRequest.SerializeToString,
                 response_deserializer=switchboard_dot_v1_dot_admin__service__pb2.DeleteQueueResponse.FromString,
                 _registered_method=True)
+        self.GetStateDigest = channel.unary_unary(
+                '/switchboard.v1.AdminService/GetStateDigest',
+                request_serializer=switchboard_dot_v1_dot_admin__service__pb2.GetStateDigestRequest.SerializeToString,
+                response_deserializer=switchboard_dot_v1_dot_admin__service__pb2.GetStateDigestResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -131,6 +136,14 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetStateDigest(self, request, context):
+        """A hash of the whole routing state: two routers with equal digests hold the same state
+        (for checking a recovery or a standby).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -173,6 +186,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.DeleteQueue,
                     request_deserializer=switchboard_dot_v1_dot_admin__service__pb2.DeleteQueueRequest.FromString,
                     response_serializer=switchboard_dot_v1_dot_admin__service__pb2.DeleteQueueResponse.SerializeToString,
+            ),
+            'GetStateDigest': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStateDigest,
+                    request_deserializer=switchboard_dot_v1_dot_admin__service__pb2.GetStateDigestRequest.FromString,
+                    response_serializer=switchboard_dot_v1_dot_admin__service__pb2.GetStateDigestResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -392,6 +410,33 @@ class AdminService:
             '/switchboard.v1.AdminService/DeleteQueue',
             switchboard_dot_v1_dot_admin__service__pb2.DeleteQueueRequest.SerializeToString,
             switchboard_dot_v1_dot_admin__service__pb2.DeleteQueueResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetStateDigest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/switchboard.v1.AdminService/GetStateDigest',
+            switchboard_dot_v1_dot_admin__service__pb2.GetStateDigestRequest.SerializeToString,
+            switchboard_dot_v1_dot_admin__service__pb2.GetStateDigestResponse.FromString,
             options,
             channel_credentials,
             insecure,

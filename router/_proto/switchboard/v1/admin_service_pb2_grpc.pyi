@@ -43,6 +43,10 @@ class AdminServiceStub:
     ListQueues: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.ListQueuesRequest, _admin_service_pb2.ListQueuesResponse]
     DeleteQueue: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.DeleteQueueRequest, _admin_service_pb2.DeleteQueueResponse]
     """Deletes a queue that has no open tasks."""
+    GetStateDigest: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.GetStateDigestRequest, _admin_service_pb2.GetStateDigestResponse]
+    """A hash of the whole routing state: two routers with equal digests hold the same state
+    (for checking a recovery or a standby).
+    """
 
 @_typing.type_check_only
 class AdminServiceAsyncStub(AdminServiceStub):
@@ -59,6 +63,10 @@ class AdminServiceAsyncStub(AdminServiceStub):
     ListQueues: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.ListQueuesRequest, _admin_service_pb2.ListQueuesResponse]  # type: ignore[assignment]
     DeleteQueue: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.DeleteQueueRequest, _admin_service_pb2.DeleteQueueResponse]  # type: ignore[assignment]
     """Deletes a queue that has no open tasks."""
+    GetStateDigest: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.GetStateDigestRequest, _admin_service_pb2.GetStateDigestResponse]  # type: ignore[assignment]
+    """A hash of the whole routing state: two routers with equal digests hold the same state
+    (for checking a recovery or a standby).
+    """
 
 class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
     """Workspace configuration: channels, activities and queues."""
@@ -120,5 +128,15 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_admin_service_pb2.DeleteQueueResponse, _abc.Awaitable[_admin_service_pb2.DeleteQueueResponse]]:
         """Deletes a queue that has no open tasks."""
+
+    @_abc_1.abstractmethod
+    def GetStateDigest(
+        self,
+        request: _admin_service_pb2.GetStateDigestRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_service_pb2.GetStateDigestResponse, _abc.Awaitable[_admin_service_pb2.GetStateDigestResponse]]:
+        """A hash of the whole routing state: two routers with equal digests hold the same state
+        (for checking a recovery or a standby).
+        """
 
 def add_AdminServiceServicer_to_server(servicer: AdminServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

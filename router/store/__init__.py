@@ -1,0 +1,1 @@
+"""Durable state in Redis: the journal of command batches, snapshots, the embedded server."""

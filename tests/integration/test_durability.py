@@ -1,0 +1,160 @@
+"""Durability against real parts: the journal on a real Redis server, a router process killed
+with SIGKILL and restarted, and a store outage in the middle of service."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+import redis
+import redis.asyncio as aioredis
+
+from router._proto.switchboard.v1 import admin_service_pb2 as apb
+from router._proto.switchboard.v1 import resources_pb2 as pb
+from router._proto.switchboard.v1 import task_service_pb2 as tpb
+from router._proto.switchboard.v1 import worker_service_pb2 as wpb
+from router.server import ServerConfig
+from router.store.embedded import NO_RETRY, EmbeddedRedis
+from router.store.journal import RedisJournal
+from tests.conftest import ServerThread
+from tests.e2e.raw import RawAgent, Stubs
+
+
+@pytest.fixture
+def embedded_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
+    server = EmbeddedRedis(tmp_path / "redis")
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_the_journal_keeps_order_and_trims_behind_a_snapshot(
+    embedded_redis: EmbeddedRedis,
+) -> None:
+    async def scenario() -> None:
+        client = aioredis.from_url(embedded_redis.url)
+        journal = RedisJournal(client, "acme")
+        ids = [await journal.append(f"batch-{i}".encode()) for i in range(5)]
+        assert [b async for _, b in journal.entries_after("0")] == [
+            f"batch-{i}".encode() for i in range(5)
+        ]
+        assert await journal.load_snapshot() is None
+        await journal.save_snapshot(b"state-through-2", ids[2])
+        stored = await journal.load_snapshot()
+        assert stored is not None and (stored.data, stored.through_id) == (
+            b"state-through-2",
+            ids[2],
+        )
+        assert [i async for i, _ in journal.entries_after(ids[2])] == ids[3:]
+        assert await client.xlen(journal.stream_key) == 2  # the snapshot covers the rest
+        assert journal.stream_key == "sb:{acme}:journal"  # a Redis Cluster hash tag
+        await client.aclose()
+
+    asyncio.run(scenario())
+
+
+def start_router(data_dir: Path) -> tuple[subprocess.Popen[str], str]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "router.cli", "serve", "--port", "0", "--metrics-port", "-1",
+         "--data-dir", str(data_dir)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    match = re.search(r"serving on (\S+)", line)
+    assert match, f"the router did not start: {line!r}"
+    return process, match.group(1)
+
+
+def digest_of(stubs: Stubs) -> apb.GetStateDigestResponse:
+    return stubs.admin.GetStateDigest(apb.GetStateDigestRequest(), timeout=5)
+
+
+def test_a_router_killed_with_sigkill_comes_back_with_the_same_state(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    first, address = start_router(data_dir)
+    second = None
+    try:
+        with grpc.insecure_channel(address) as channel:
+            stubs = Stubs.of(channel)
+            stubs.queue("support", wrapup_s=60)
+            stubs.worker("ana", skills={"billing": 5})
+            stubs.worker("ben", skills={"billing": 3}, activity="break")
+            created = [stubs.create(required_skills={"billing": 1}, priority=p) for p in (0, 5, 1)]
+            assigned = stubs.get(created[0].task.task_id)
+            agent = RawAgent(stubs, "ana")
+            offer = agent.next_of("offer").offer
+            agent.close()
+            accept = wpb.AcceptOfferRequest(worker_id="ana", reservation_id=offer.reservation_id)
+            stubs.workers.AcceptOffer(accept, timeout=5)
+            stubs.tasks.CompleteTask(tpb.CompleteTaskRequest(task_id=offer.task_id), timeout=5)
+            before = digest_of(stubs)
+        assert assigned.status == pb.TASK_STATUS_RESERVED
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+
+        second, address = start_router(data_dir)
+        with grpc.insecure_channel(address) as channel:
+            stubs = Stubs.of(channel)
+            after = digest_of(stubs)
+            assert (after.digest, after.tasks, after.workers) == (
+                before.digest, before.tasks, before.workers,
+            )  # fmt: skip
+            waiting = [
+                t for t in created if stubs.get(t.task.task_id).status == pb.TASK_STATUS_PENDING
+            ]
+            assert len(waiting) == 2  # ana is wrapping up, ben is on break: routing resumes...
+            stubs.workers.SetActivity(wpb.SetActivityRequest(worker_id="ben", activity="available"))
+            offered = stubs.get(created[1].task.task_id)  # ...the priority 5 task goes first
+            assert (offered.status, offered.worker_id) == (pb.TASK_STATUS_RESERVED, "ben")
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(timeout=15) == 0
+    finally:
+        for process in (first, second):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait()
+        EmbeddedRedis(data_dir).stop()  # the Redis a killed router leaves running
+
+
+def test_a_store_outage_refuses_writes_and_recovers_by_itself(tmp_path: Path) -> None:
+    server = ServerThread(
+        ServerConfig(port=0, metrics_port=None, test_clock=True, data_dir=tmp_path / "data")
+    ).start()
+    try:
+        assert server.server is not None and server.server._embedded is not None
+        store = server.server._embedded
+        with grpc.insecure_channel(server.address) as channel:
+            stubs = Stubs.of(channel)
+            stubs.queue("support")
+            kept = stubs.create().task.task_id
+            store.stop()
+            with pytest.raises(grpc.RpcError) as raised:
+                stubs.create()
+            assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+            store.start()
+            deadline_s = time.monotonic() + 15
+            while True:
+                try:
+                    again = stubs.create()
+                    break
+                except grpc.RpcError as error:
+                    assert error.code() == grpc.StatusCode.UNAVAILABLE, error
+                    assert time.monotonic() < deadline_s, "the router did not recover"
+                    time.sleep(0.2)
+            listed = stubs.tasks.ListTasks(tpb.ListTasksRequest(), timeout=5).tasks
+            assert [t.task_id for t in listed] == [kept, again.task.task_id]  # nothing half-kept
+    finally:
+        server.stop()
+        with pytest.raises(redis.RedisError):  # the router stopped its Redis on the way out
+            redis.Redis(
+                unix_socket_path=str(tmp_path / "data" / "redis.sock"), retry=NO_RETRY
+            ).ping()
