@@ -12,6 +12,7 @@ from pathlib import Path
 
 from router.server import ServerConfig, start_server
 from router.service import SNAPSHOT_EVERY_COMMANDS_DEFAULT
+from router.store.lease import LEASE_TTL_S_DEFAULT
 
 
 def _serve_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -49,6 +50,14 @@ def _serve_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
         "--snapshot-every", type=int, default=SNAPSHOT_EVERY_COMMANDS_DEFAULT, metavar="COMMANDS",
         help="journaled commands between two snapshots (bounds the replay at start)",
     )  # fmt: skip
+    serve.add_argument(
+        "--lease-ttl", type=float, default=LEASE_TTL_S_DEFAULT, metavar="SECONDS",
+        help="leadership lease: a standby takes over within this long after the leader dies",
+    )  # fmt: skip
+    serve.add_argument(
+        "--advertise-address", default="",
+        help="the address standbys give clients for this router (default: host:port)",
+    )  # fmt: skip
     serve.add_argument("--log-level", default="INFO")
 
 
@@ -70,6 +79,8 @@ async def _serve(args: argparse.Namespace) -> None:
         data_dir=args.data_dir,
         workspace=args.workspace,
         snapshot_every_commands=args.snapshot_every,
+        lease_ttl_s=args.lease_ttl,
+        advertise_address=args.advertise_address,
     )
     server = await start_server(config)
     # One line on stdout that scripts and tests wait for.

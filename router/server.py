@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field, replace
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +34,10 @@ from router.api.workers import WorkerServicer
 from router.clock import Clock, SystemClock, TestClock
 from router.core.engine import Engine
 from router.obs.metrics import RouterMetrics
-from router.service import SNAPSHOT_EVERY_COMMANDS_DEFAULT, Durability, RouterService
+from router.service import SNAPSHOT_EVERY_COMMANDS_DEFAULT, Durability, Role, RouterService
 from router.store.embedded import EmbeddedRedis
 from router.store.journal import RedisJournal
+from router.store.lease import LEASE_TTL_S_DEFAULT, Lease
 from router.store.recovery import recover
 
 log = logging.getLogger(__name__)
@@ -91,6 +93,12 @@ class ServerConfig:
     workspace: str = "default"
     """Namespace of the keys in Redis (`sb:{workspace}:...`)."""
     snapshot_every_commands: int = SNAPSHOT_EVERY_COMMANDS_DEFAULT
+    lease_ttl_s: float = LEASE_TTL_S_DEFAULT
+    """How long the leader's lease lasts unrenewed: a standby takes over within it after the
+    leader dies (the leader renews every third of it)."""
+    advertise_address: str = ""
+    """The address clients should use for this router, given to them by standbys (default:
+    host:port)."""
 
 
 @dataclass(slots=True)
@@ -117,52 +125,70 @@ class RunningServer:
         await self.health.enter_graceful_shutdown()
         await self.grpc_server.stop(grace_s)
         await self.service.stop()
-        if self._redis is not None:
-            await self._redis.aclose()
-        if self._embedded is not None:
-            await asyncio.to_thread(self._embedded.stop)
+        await self.service.release_lease()  # a standby takes over at once
+        await _close_store(self._redis, self._embedded)
         if self._metrics_http is not None:
             self._metrics_http.shutdown()
             self._metrics_http.server_close()
 
 
 async def start_server(config: ServerConfig, *, engine: Engine | None = None) -> RunningServer:
-    """Starts a router serving on `config.host:config.port` and returns once it listens."""
+    """Starts a router serving on `config.host:config.port` and returns once it listens. A
+    durable router starts as a standby (health NOT_SERVING) and leads once it holds the lease,
+    at once when no other router does."""
     clock: Clock = TestClock(config.test_clock_start_ms) if config.test_clock else SystemClock()
     registry = CollectorRegistry()
     metrics = RouterMetrics(registry)
-    embedded, client, durability = None, None, None
+    embedded, client, journal = None, None, None
     if config.durable:
-        embedded, client, durability = await _open_store(config)
-        recovered = await recover(durability.journal)
+        embedded, client = await _open_store(config)
+        journal = RedisJournal(client, config.workspace)
+        recovered = await recover(journal)
         log.info(
             "recovered %d tasks and %d workers (%d journaled batches replayed)",
             len(recovered.engine.tasks), len(recovered.engine.workers), recovered.replayed_batches,
         )  # fmt: skip
-        engine = recovered.engine
-        durability = replace(durability, last_entry_id=recovered.last_entry_id)
+        engine, last_entry_id = recovered.engine, recovered.last_entry_id
+
+    standby_refusal = _StandbyRefusal()
+    server = grpc.aio.server(options=GRPC_OPTIONS, interceptors=[standby_refusal])
+    try:
+        port = server.add_insecure_port(f"{config.host}:{config.port}")
+    except RuntimeError as error:  # grpcio raises this when the port cannot be bound
+        await _close_store(client, embedded)
+        raise OSError(f"cannot listen on {config.host}:{config.port}: {error}") from error
+    durability = None
+    if client is not None and journal is not None:
+        address = config.advertise_address or f"{config.host}:{port}"
+        lease = Lease(client, config.workspace, address, config.lease_ttl_s)
+        durability = Durability(journal, lease, last_entry_id, config.snapshot_every_commands)
     service = RouterService(engine or Engine(), clock, metrics, durability)
+    health_servicer = health.aio.HealthServicer()
+    standby_refusal.service = service  # known only now: the lease needed the bound port
+
+    async def on_role(role: Role) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if role is Role.LEADER
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in ("", *SERVICE_NAMES):
+            await health_servicer.set(name, status)
+
+    service.add_role_listener(on_role)
+    await on_role(service.role)
     service.start()
 
-    server = grpc.aio.server(options=GRPC_OPTIONS)
     task_service_pb2_grpc.add_TaskServiceServicer_to_server(TaskServicer(service), server)
     worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(WorkerServicer(service), server)
     admin_service_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(service), server)
     stats_service_pb2_grpc.add_StatsServiceServicer_to_server(StatsServicer(service), server)
     clock_service_pb2_grpc.add_ClockServiceServicer_to_server(ClockServicer(service), server)
-    health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    try:
-        port = server.add_insecure_port(f"{config.host}:{config.port}")
-    except RuntimeError as error:  # grpcio raises this when the port cannot be bound
-        await service.stop()
-        raise OSError(f"cannot listen on {config.host}:{config.port}: {error}") from error
     await server.start()
-    for name in ("", *SERVICE_NAMES):
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
 
     metrics_http = None
     metrics_port = None
@@ -176,9 +202,7 @@ async def start_server(config: ServerConfig, *, engine: Engine | None = None) ->
     )  # fmt: skip
 
 
-async def _open_store(
-    config: ServerConfig,
-) -> tuple[EmbeddedRedis | None, aioredis.Redis, Durability]:
+async def _open_store(config: ServerConfig) -> tuple[EmbeddedRedis | None, aioredis.Redis]:
     embedded = None
     url = config.redis_url
     if url is None:
@@ -188,5 +212,61 @@ async def _open_store(
     client = aioredis.from_url(
         url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S
     )
-    journal = RedisJournal(client, config.workspace)
-    return embedded, client, Durability(journal, "0", config.snapshot_every_commands)
+    return embedded, client
+
+
+async def _close_store(client: aioredis.Redis | None, embedded: EmbeddedRedis | None) -> None:
+    if client is not None:
+        await client.aclose()
+    if embedded is not None:
+        await asyncio.to_thread(embedded.stop)
+
+
+_ALWAYS_ANSWERED = frozenset(
+    {
+        "/switchboard.v1.AdminService/GetStateDigest",  # to compare a standby with its leader
+        "/switchboard.v1.ClockService/GetTime",
+    }
+)
+
+
+class _StandbyRefusal(grpc.aio.ServerInterceptor):
+    """A standby answers the API with UNAVAILABLE, naming the leader when it knows it, so that
+    clients retry there; health and reflection still answer."""
+
+    def __init__(self) -> None:
+        self.service: RouterService | None = None
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        service = self.service
+        method = handler_call_details.method
+        if (
+            handler is None
+            or service is None
+            or service.is_leader
+            or not method.startswith("/switchboard.v1.")
+            or method in _ALWAYS_ANSWERED
+        ):
+            return handler
+        message = service.standby_message()
+
+        async def refuse(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, message)
+
+        kind = (handler.request_streaming, handler.response_streaming)
+        make = {
+            (False, False): grpc.unary_unary_rpc_method_handler,
+            (False, True): grpc.unary_stream_rpc_method_handler,
+            (True, False): grpc.stream_unary_rpc_method_handler,
+            (True, True): grpc.stream_stream_rpc_method_handler,
+        }[kind]
+        return make(
+            refuse,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )

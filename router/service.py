@@ -12,8 +12,9 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from enum import Enum
 
 from redis.exceptions import RedisError
 
@@ -24,7 +25,8 @@ from router.core.engine import Engine, Result
 from router.core.errors import CoreError, Unavailable
 from router.core.events import Event
 from router.obs.metrics import RouterMetrics
-from router.store.journal import RedisJournal
+from router.store.journal import FencedError, RedisJournal
+from router.store.lease import Lease
 from router.store.recovery import recover
 
 log = logging.getLogger(__name__)
@@ -48,14 +50,29 @@ class _Submission:
     future: asyncio.Future[Result]
 
 
+class Role(Enum):
+    LEADER = "leader"
+    """Holds the lease: applies commands, journals them, serves."""
+    STANDBY = "standby"
+    """Tails the journal into an up-to-date copy; refuses calls; takes over when it can."""
+
+
 @dataclass(frozen=True, slots=True)
 class Durability:
-    """Where batches are journaled, and how often the state is snapshotted."""
+    """Where batches are journaled, the lease that fences it, and the snapshot interval."""
 
     journal: RedisJournal
+    lease: Lease
     last_entry_id: str
     """The journal entry the engine's state includes (from recovery)."""
     snapshot_every_commands: int = SNAPSHOT_EVERY_COMMANDS_DEFAULT
+
+
+class _Deposed(Exception):
+    """This router can no longer write the journal (lease lost, or the store failed)."""
+
+
+RoleListener = Callable[["Role"], Awaitable[None]]
 
 
 class RouterService:
@@ -74,6 +91,10 @@ class RouterService:
         self.metrics = metrics
         self._durability = durability
         self._last_entry_id = durability.last_entry_id if durability else ""
+        self.role = Role.STANDBY if durability else Role.LEADER
+        self.leader_address = ""
+        """Where the leader is, as the lease says (empty when unknown or this router leads)."""
+        self._role_listeners: list[RoleListener] = []
         self.journaled_batches = 0
         self._commands_since_snapshot = 0
         self._inbox: asyncio.Queue[_Submission] = asyncio.Queue()
@@ -89,7 +110,27 @@ class RouterService:
     # -- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="router-writer")
+        main = self._run() if self._durability is None else self._lead_or_follow()
+        self._task = asyncio.get_running_loop().create_task(main, name="router-writer")
+
+    async def release_lease(self) -> None:
+        """Gives up the lease (on a clean stop), so that a standby need not wait for it to
+        expire."""
+        if self._durability is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await self._durability.lease.release()
+
+    def add_role_listener(self, listener: RoleListener) -> None:
+        self._role_listeners.append(listener)
+
+    @property
+    def is_leader(self) -> bool:
+        return self.role is Role.LEADER
+
+    def standby_message(self) -> str:
+        if self.leader_address:
+            return f"this router is a standby; the leader is at {self.leader_address}"
+        return "this router is a standby; no leader is known yet"
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -103,6 +144,8 @@ class RouterService:
     async def submit(self, command: cmd.Command) -> Result:
         """Applies a command in the next batch and returns its result once the batch is durable,
         or raises its CoreError (Unavailable when the store could not be written)."""
+        if self.role is not Role.LEADER:
+            raise Unavailable(self.standby_message())
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         self._inbox.put_nowait(_Submission(command, future))
         return await future
@@ -112,6 +155,8 @@ class RouterService:
             batch = await self._next_batch()
             try:
                 await self._process(batch)
+            except _Deposed:
+                return
             except Exception as bug:  # never let one batch end the writer
                 log.exception("a batch failed")
                 for submission in batch:
@@ -140,16 +185,13 @@ class RouterService:
         if self._durability is not None and _worth_journaling(commands, events):
             try:
                 await self._journal(codec.Batch(now_ms, commands))
-            except (RedisError, OSError) as error:
-                log.warning(
-                    "the journal could not be written (%s): recovering from the store", error
-                )
+            except (RedisError, OSError, FencedError) as error:
+                log.warning("the journal could not be written (%s): stepping down", error)
                 unavailable = Unavailable(f"the router could not journal the request: {error}")
                 for future, _, _ in outcomes:
                     if not future.done():
                         future.set_exception(unavailable)
-                await self._recover()
-                return
+                raise _Deposed from error
         for future, result, failure in outcomes:
             if future.done():  # the caller went away
                 continue
@@ -188,7 +230,9 @@ class RouterService:
 
     async def _journal(self, batch: codec.Batch) -> None:
         assert self._durability is not None
-        self._last_entry_id = await self._durability.journal.append(codec.encode_batch(batch))
+        self._last_entry_id = await self._durability.journal.append(
+            codec.encode_batch(batch), self._durability.lease.token
+        )
         self.journaled_batches += 1
         self._commands_since_snapshot += len(batch.commands)
 
@@ -199,8 +243,10 @@ class RouterService:
         started_s = time.monotonic()
         data = snapshot.take(self.engine)
         try:
-            await durability.journal.save_snapshot(data, self._last_entry_id)
-        except (RedisError, OSError) as error:
+            await durability.journal.save_snapshot(
+                data, self._last_entry_id, durability.lease.token
+            )
+        except (RedisError, OSError, FencedError) as error:
             log.warning("a snapshot could not be saved (%s); the journal keeps everything", error)
             return
         self._commands_since_snapshot = 0
@@ -209,9 +255,92 @@ class RouterService:
             len(data), self._last_entry_id, time.monotonic() - started_s,
         )  # fmt: skip
 
+    # -- leadership -----------------------------------------------------------------------------
+
+    async def _lead_or_follow(self) -> None:
+        """Standby until the lease is won, leader until it is lost, and so on."""
+        while True:
+            await self._follow_until_leader()
+            writer = asyncio.create_task(self._run(), name="router-leader")
+            keeper = asyncio.create_task(self._keep_lease(), name="router-lease")
+            try:
+                await asyncio.wait({writer, keeper}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in (writer, keeper):
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+            log.warning("lost the leadership: now a standby")
+            await self._set_role(Role.STANDBY)
+            self._refuse_waiting(Unavailable(self.standby_message()))
+            # The engine may hold a batch the journal refused: start again from the store.
+            await self._recover()
+
+    async def _follow_until_leader(self) -> None:
+        """Keeps the engine up to date with the journal; returns once this router leads."""
+        assert self._durability is not None
+        lease = self._durability.lease
+        block_ms = max(50, lease.ttl_ms // 2)
+        while True:
+            try:
+                if await lease.try_acquire():
+                    await self._catch_up(block_ms=None)
+                    self.leader_address = ""
+                    log.info("leading (lease %s)", lease.token)
+                    await self._set_role(Role.LEADER)
+                    return
+                self.leader_address = await lease.leader_address()
+                await self._catch_up(block_ms=block_ms)
+            except (RedisError, OSError) as error:
+                log.warning("the store is unreachable (%s); retrying", error)
+                await asyncio.sleep(STORE_RETRY_S)
+
+    async def _catch_up(self, *, block_ms: int | None) -> None:
+        """Applies the journal entries this router has not applied yet: all of them
+        (`block_ms` None), or one read waiting up to `block_ms` for the first. Reloads the
+        snapshot when the journal was trimmed past this router's position."""
+        assert self._durability is not None
+        journal = self._durability.journal
+        if block_ms is None:
+            entries = [entry async for entry in journal.entries_after(self._last_entry_id)]
+        else:
+            entries = await journal.tail(self._last_entry_id, block_ms)
+        through_id = await journal.load_snapshot_through_id()
+        if through_id is not None and _entry_key(through_id) > _entry_key(self._last_entry_id):
+            await self._recover()  # what this router had not read may have been trimmed
+            return
+        for entry_id, data in entries:
+            self._apply_journaled(data)
+            self._last_entry_id = entry_id
+
+    def _apply_journaled(self, data: bytes) -> None:
+        batch = codec.decode_batch(data)
+        for command in batch.commands:
+            with contextlib.suppress(CoreError):
+                self.engine.apply(command, batch.now_ms)
+        self._publish(self.engine.take_events(), to_streams=False)
+
+    async def _keep_lease(self) -> None:
+        """Renews the lease every third of its TTL; returns when it is lost."""
+        assert self._durability is not None
+        lease = self._durability.lease
+        while True:
+            await asyncio.sleep(lease.ttl_ms / 3000)
+            try:
+                if not await lease.renew():
+                    return
+            except (RedisError, OSError) as error:
+                log.warning("the lease could not be renewed (%s)", error)
+                return
+
+    async def _set_role(self, role: Role) -> None:
+        self.role = role
+        for listener in self._role_listeners:
+            await listener(role)
+
     async def _recover(self) -> None:
-        """Replaces the engine, which holds a batch the store does not, with the durable state;
-        retries until the store answers, refusing what arrives meanwhile."""
+        """Replaces the engine with the durable state; retries until the store answers,
+        refusing what arrives meanwhile."""
         assert self._durability is not None
         while True:
             try:
@@ -252,10 +381,10 @@ class RouterService:
     def connected_workers(self) -> int:
         return len(self._worker_streams)
 
-    def _publish(self, events: list[Event]) -> None:
+    def _publish(self, events: list[Event], *, to_streams: bool = True) -> None:
         if events:
             self.metrics.observe_events(events)
-            for event in events:
+            for event in events if to_streams else ():
                 worker_id = _worker_of(event)
                 for stream in self._worker_streams.get(worker_id, ()) if worker_id else ():
                     stream.put_nowait(event)
@@ -268,6 +397,12 @@ class RouterService:
             self.metrics.observe_state(
                 (engine.queue_stats(q) for q in engine.queues), engine.workers_by_activity()
             )
+
+
+def _entry_key(entry_id: str) -> tuple[int, int]:
+    """A journal entry id ("ms-seq") as a sortable pair; "0" sorts first."""
+    milliseconds, _, sequence = entry_id.partition("-")
+    return int(milliseconds), int(sequence or 0)
 
 
 def _worth_journaling(commands: tuple[cmd.Command, ...], events: list[Event]) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,6 +32,11 @@ class ServerThread:
             raise TimeoutError("the router did not start within 30 s")
         if self._error is not None:
             raise self._error
+        deadline_s = time.monotonic() + 30
+        while not self.server or not self.server.service.is_leader:  # durable: takes the lease
+            if time.monotonic() > deadline_s:
+                raise TimeoutError("the router did not take the lead within 30 s")
+            time.sleep(0.01)
         return self
 
     def _run(self) -> None:

@@ -16,6 +16,7 @@ import grpc
 import pytest
 import redis
 import redis.asyncio as aioredis
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from router._proto.switchboard.v1 import admin_service_pb2 as apb
 from router._proto.switchboard.v1 import resources_pb2 as pb
@@ -23,7 +24,8 @@ from router._proto.switchboard.v1 import task_service_pb2 as tpb
 from router._proto.switchboard.v1 import worker_service_pb2 as wpb
 from router.server import ServerConfig
 from router.store.embedded import NO_RETRY, EmbeddedRedis
-from router.store.journal import RedisJournal
+from router.store.journal import FencedError, RedisJournal
+from router.store.lease import LEASE_TTL_S_DEFAULT, Lease
 from tests.conftest import ServerThread
 from tests.e2e.raw import RawAgent, Stubs
 
@@ -42,20 +44,45 @@ def test_the_journal_keeps_order_and_trims_behind_a_snapshot(
     async def scenario() -> None:
         client = aioredis.from_url(embedded_redis.url)
         journal = RedisJournal(client, "acme")
-        ids = [await journal.append(f"batch-{i}".encode()) for i in range(5)]
+        lease = Lease(client, "acme", "10.0.0.1:50051", ttl_s=30)
+        assert await lease.try_acquire()
+        ids = [await journal.append(f"batch-{i}".encode(), lease.token) for i in range(5)]
         assert [b async for _, b in journal.entries_after("0")] == [
             f"batch-{i}".encode() for i in range(5)
         ]
         assert await journal.load_snapshot() is None
-        await journal.save_snapshot(b"state-through-2", ids[2])
+        await journal.save_snapshot(b"state-through-2", ids[2], lease.token)
         stored = await journal.load_snapshot()
-        assert stored is not None and (stored.data, stored.through_id) == (
-            b"state-through-2",
-            ids[2],
-        )
+        assert stored is not None
+        assert (stored.data, stored.through_id) == (b"state-through-2", ids[2])
         assert [i async for i, _ in journal.entries_after(ids[2])] == ids[3:]
         assert await client.xlen(journal.stream_key) == 2  # the snapshot covers the rest
         assert journal.stream_key == "sb:{acme}:journal"  # a Redis Cluster hash tag
+        await client.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_a_deposed_leader_cannot_write_even_once(embedded_redis: EmbeddedRedis) -> None:
+    async def scenario() -> None:
+        client = aioredis.from_url(embedded_redis.url)
+        journal = RedisJournal(client, "acme")
+        old = Lease(client, "acme", "old:1", ttl_s=0.2)
+        new = Lease(client, "acme", "new:2", ttl_s=30)
+        assert await old.try_acquire()
+        stale_token = old.token
+        assert not await new.try_acquire()  # held
+        assert await new.leader_address() == "old:1"
+        await asyncio.sleep(0.3)  # the old leader paused past its lease
+        assert await new.try_acquire()
+        assert new.token.split("|")[0] > stale_token.split("|")[0]  # a later epoch
+        with pytest.raises(FencedError):
+            await journal.append(b"late write", stale_token)
+        with pytest.raises(FencedError):
+            await journal.save_snapshot(b"stale state", "1-0", stale_token)
+        assert not await old.renew()
+        assert [b async for _, b in journal.entries_after("0")] == []
+        await journal.append(b"new leader's write", new.token)
         await client.aclose()
 
     asyncio.run(scenario())
@@ -72,6 +99,16 @@ def start_router(data_dir: Path) -> tuple[subprocess.Popen[str], str]:
     match = re.search(r"serving on (\S+)", line)
     assert match, f"the router did not start: {line!r}"
     return process, match.group(1)
+
+
+def wait_until_serving(channel: grpc.Channel, deadline_s: float) -> None:
+    """Waits for the router to lead (its health says SERVING)."""
+    health = health_pb2_grpc.HealthStub(channel)
+    while health.Check(health_pb2.HealthCheckRequest(), timeout=5).status != (
+        health_pb2.HealthCheckResponse.SERVING
+    ):
+        assert time.monotonic() < deadline_s, "the router did not take the lead in time"
+        time.sleep(0.05)
 
 
 def digest_of(stubs: Stubs) -> apb.GetStateDigestResponse:
@@ -101,13 +138,16 @@ def test_a_router_killed_with_sigkill_comes_back_with_the_same_state(tmp_path: P
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=10)
 
+        killed_at_s = time.monotonic()
         second, address = start_router(data_dir)
         with grpc.insecure_channel(address) as channel:
             stubs = Stubs.of(channel)
-            after = digest_of(stubs)
+            after = digest_of(stubs)  # a standby answers this: its copy is already complete
             assert (after.digest, after.tasks, after.workers) == (
                 before.digest, before.tasks, before.workers,
             )  # fmt: skip
+            # The dead leader's lease must expire first: within the TTL, plus some slack.
+            wait_until_serving(channel, deadline_s=killed_at_s + LEASE_TTL_S_DEFAULT + 5)
             waiting = [
                 t for t in created if stubs.get(t.task.task_id).status == pb.TASK_STATUS_PENDING
             ]
@@ -158,3 +198,75 @@ def test_a_store_outage_refuses_writes_and_recovers_by_itself(tmp_path: Path) ->
             redis.Redis(
                 unix_socket_path=str(tmp_path / "data" / "redis.sock"), retry=NO_RETRY
             ).ping()
+
+
+def start_router_on(redis_url: str, lease_ttl_s: float) -> tuple[subprocess.Popen[str], str]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "router.cli", "serve", "--port", "0", "--metrics-port", "-1",
+         "--redis-url", redis_url, "--lease-ttl", str(lease_ttl_s)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert process.stdout is not None
+    match = re.search(r"serving on (\S+)", process.stdout.readline())
+    assert match, "the router did not start"
+    return process, match.group(1)
+
+
+def serving(channel: grpc.Channel) -> bool:
+    health = health_pb2_grpc.HealthStub(channel)
+    reply = health.Check(health_pb2.HealthCheckRequest(), timeout=5)
+    return reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_a_paused_leader_is_replaced_and_fenced_when_it_wakes(
+    embedded_redis: EmbeddedRedis,
+) -> None:
+    ttl_s = 1.0
+    processes: list[subprocess.Popen[str]] = []
+    try:
+        first, first_address = start_router_on(embedded_redis.url, ttl_s)
+        processes.append(first)
+        with grpc.insecure_channel(first_address) as channel:
+            wait_until_serving(channel, deadline_s=time.monotonic() + 10)
+        second, second_address = start_router_on(embedded_redis.url, ttl_s)
+        processes.append(second)
+        with (
+            grpc.insecure_channel(first_address) as first_channel,
+            grpc.insecure_channel(second_address) as second_channel,
+        ):
+            leader, standby = Stubs.of(first_channel), Stubs.of(second_channel)
+            leader.queue("support")
+            kept = leader.create().task.task_id
+            assert not serving(second_channel)
+            with pytest.raises(grpc.RpcError) as refused:
+                standby.create()
+            assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert first_address in (refused.value.details() or "")  # clients are pointed on
+
+            first.send_signal(signal.SIGSTOP)  # paused past its lease
+            paused_at_s = time.monotonic()
+            wait_until_serving(second_channel, deadline_s=paused_at_s + ttl_s + 5)
+            takeover_s = time.monotonic() - paused_at_s
+            assert takeover_s <= ttl_s + 1.5, f"takeover took {takeover_s:.2f} s"
+            created_by_new_leader = standby.create().task.task_id
+
+            first.send_signal(signal.SIGCONT)  # wakes up believing it leads, until the fence
+            deadline_s = time.monotonic() + 10
+            while serving(first_channel):
+                assert time.monotonic() < deadline_s, "the deposed leader did not step down"
+                time.sleep(0.05)
+            with pytest.raises(grpc.RpcError) as refused:
+                leader.create()
+            assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+            deadline_s = time.monotonic() + 10
+            while digest_of(leader).digest != digest_of(standby).digest:
+                assert time.monotonic() < deadline_s, "the deposed leader did not catch up"
+                time.sleep(0.05)
+            ids = [t.task_id for t in standby.tasks.ListTasks(tpb.ListTasksRequest()).tasks]
+            assert ids == [kept, created_by_new_leader]
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGCONT)
+                process.terminate()
+            process.wait(timeout=15)
