@@ -29,6 +29,7 @@ from router._proto.switchboard.v1 import (
 )
 from router.api.admin import AdminServicer
 from router.api.stats import ClockServicer, StatsServicer
+from router.api.status import LEADER_METADATA_KEY
 from router.api.tasks import TaskServicer
 from router.api.workers import WorkerServicer
 from router.clock import Clock, SystemClock, TestClock
@@ -254,8 +255,11 @@ class _StandbyRefusal(grpc.aio.ServerInterceptor):
         ):
             return handler
         message = service.standby_message()
+        leader = service.leader_address
 
         async def refuse(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            if leader:
+                context.set_trailing_metadata(((LEADER_METADATA_KEY, leader),))
             await context.abort(grpc.StatusCode.UNAVAILABLE, message)
 
         kind = (handler.request_streaming, handler.response_streaming)

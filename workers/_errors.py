@@ -22,14 +22,18 @@ from __future__ import annotations
 
 import grpc
 
+from router.api.status import LEADER_METADATA_KEY
+
 
 class SwitchboardError(Exception):
     """A request the router refused or could not answer. `code` says how, `message` why."""
 
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+    def __init__(self, code: grpc.StatusCode, message: str, *, leader_address: str = "") -> None:
         super().__init__(f"{code.name}: {message}")
         self.code = code
         self.message = message
+        self.leader_address = leader_address
+        """With UNAVAILABLE from a standby: where the leader is (empty when unknown)."""
 
 
 class InvalidArgument(SwitchboardError):
@@ -76,15 +80,22 @@ _ERROR_CLASS_OF_CODE: dict[grpc.StatusCode, type[SwitchboardError]] = {
 }
 
 
-def error_for(code: grpc.StatusCode | str, message: str) -> SwitchboardError:
+def error_for(
+    code: grpc.StatusCode | str, message: str, *, leader_address: str = ""
+) -> SwitchboardError:
     """The typed exception for a gRPC status code, given as a `grpc.StatusCode` (a unary call's
     status) or as its name (the `code` of a Connect stream `error`). An unknown name maps to
     UNKNOWN rather than failing, so a newer router never crashes an older SDK."""
     if isinstance(code, str):
         code = grpc.StatusCode.__members__.get(code, grpc.StatusCode.UNKNOWN)
-    return _ERROR_CLASS_OF_CODE.get(code, SwitchboardError)(code, message)
+    error_class = _ERROR_CLASS_OF_CODE.get(code, SwitchboardError)
+    return error_class(code, message, leader_address=leader_address)
 
 
 def error_from_rpc(error: grpc.aio.AioRpcError) -> SwitchboardError:
     """The typed exception for a failed gRPC call."""
-    return error_for(error.code(), error.details() or "")
+    leader_address = ""
+    for key, value in error.trailing_metadata() or ():
+        if key == LEADER_METADATA_KEY:
+            leader_address = value if isinstance(value, str) else value.decode()
+    return error_for(error.code(), error.details() or "", leader_address=leader_address)

@@ -20,8 +20,9 @@ from workers._errors import Unavailable
 T = TypeVar("T")
 
 DEFAULT_RETRY_BACKOFF_S: tuple[float, float] = (0.05, 2.0)
-DEFAULT_ATTEMPTS_MAX = 6
-"""Attempts of a retried call in all (the first one included)."""
+DEFAULT_ATTEMPTS_MAX = 10
+"""Attempts of a retried call in all (the first one included): with the default back-off, about
+9 s of retrying, longer than a leader takeover (the router's lease TTL, 2 s by default)."""
 DEFAULT_CALL_TIMEOUT_S = 10.0
 
 
@@ -36,7 +37,10 @@ class CreatedTask:
 
 
 class TaskClient:
-    """An asyncio client of TaskService. Use it as `async with TaskClient(address) as tasks:`.
+    """An asyncio client of TaskService. Use it as `async with TaskClient(addresses) as tasks:`.
+
+    Give it every router's address: on UNAVAILABLE (a standby, a router that died, a store
+    outage) it moves on to the next one.
 
     `create_task` and `get_task` are retried on UNAVAILABLE with exponential back-off:
     `create_task` sends the same client_request_id on every attempt, so a retry after a lost
@@ -47,7 +51,7 @@ class TaskClient:
 
     def __init__(
         self,
-        address: str,
+        address: str | Sequence[str],
         *,
         retry_backoff_s: tuple[float, float] = DEFAULT_RETRY_BACKOFF_S,
         attempts_max: int = DEFAULT_ATTEMPTS_MAX,
@@ -57,7 +61,10 @@ class TaskClient:
         if attempts_max < 1:
             raise ValueError(f"attempts_max must be 1 or more, got {attempts_max}")
         check_backoff(retry_backoff_s)
-        self.address = address
+        self.addresses = [address] if isinstance(address, str) else list(address)
+        if not self.addresses:
+            raise ValueError("give at least one address")
+        self._current = 0
         self._retry_backoff_s = retry_backoff_s
         self._attempts_max = attempts_max
         self._call_timeout_s = call_timeout_s
@@ -71,12 +78,32 @@ class TaskClient:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
+    @property
+    def address(self) -> str:
+        """The router this client calls now."""
+        return self.addresses[self._current]
+
     async def close(self) -> None:
         """Closes the channel; calls in flight are canceled."""
         if self._channel is not None:
             await self._channel.close()
             self._channel = None
             self._stub_cache = None
+
+    async def _follow(self, error: Unavailable) -> bool:
+        """Moves on after UNAVAILABLE: to the leader the answer named (True: retry at once), or
+        to the next address."""
+        leader = error.leader_address
+        if leader and leader != self.address:
+            if leader not in self.addresses:
+                self.addresses.append(leader)
+            await self.close()
+            self._current = self.addresses.index(leader)
+            return True
+        if len(self.addresses) > 1:
+            await self.close()
+            self._current = (self._current + 1) % len(self.addresses)
+        return False
 
     def _stub(self) -> tgrpc.TaskServiceStub:
         # The channel is opened on first use, inside the event loop that will drive it.
@@ -155,6 +182,7 @@ class TaskClient:
         for _ in range(self._attempts_max - 1):
             try:
                 return await unary(attempt())
-            except Unavailable:
-                await asyncio.sleep(next(delays))
+            except Unavailable as error:
+                if not await self._follow(error):
+                    await asyncio.sleep(next(delays))
         return await unary(attempt())

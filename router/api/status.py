@@ -8,6 +8,10 @@ import grpc
 
 from router.core.errors import CoreError, ErrorKind
 
+LEADER_METADATA_KEY = "switchboard-leader"
+"""Trailing metadata of an UNAVAILABLE answer from a standby: the leader's address, so that
+clients go straight there."""
+
 STATUS_OF_ERROR: dict[ErrorKind, grpc.StatusCode] = {
     ErrorKind.INVALID_ARGUMENT: grpc.StatusCode.INVALID_ARGUMENT,
     ErrorKind.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
