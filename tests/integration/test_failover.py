@@ -193,3 +193,52 @@ def list_all(stubs: Stubs) -> list[pb.Task]:
         token = page.next_page_token
         if not token:
             return tasks
+
+
+def test_redis_killed_and_restarted_from_its_append_only_file_loses_no_acknowledged_task(
+    shared_redis: EmbeddedRedis,
+) -> None:
+    routers = Routers(shared_redis.url)
+    try:
+        address = routers.start()
+        routers.leader()
+        with grpc.insecure_channel(address) as channel:
+            Stubs.of(channel).queue("support")
+        acked: dict[str, str] = {}
+
+        async def load(stop: asyncio.Event) -> None:
+            async with TaskClient(address, retry_backoff_s=(0.05, 0.5)) as client:
+                while not stop.is_set():
+                    request_id = str(uuid.uuid4())
+                    with contextlib.suppress(SwitchboardError):
+                        created = await client.create_task(
+                            queue_id="support", channel="voice", client_request_id=request_id
+                        )
+                        acked[request_id] = created.task.task_id
+                    await asyncio.sleep(1 / CREATES_PER_S)
+
+        async def scenario() -> None:
+            stop = asyncio.Event()
+            loader = asyncio.create_task(load(stop))
+            await asyncio.sleep(2)
+            process = shared_redis._process
+            assert process is not None
+            process.kill()  # SIGKILL: no shutdown, only what the append-only file holds
+            process.wait()
+            await asyncio.sleep(1)
+            await asyncio.to_thread(shared_redis.start)
+            await asyncio.sleep(4)
+            stop.set()
+            await loader
+
+        asyncio.run(asyncio.wait_for(scenario(), timeout=40))
+        with grpc.insecure_channel(routers.leader()) as channel:
+            tasks = list_all(Stubs.of(channel))
+        kept = {task.client_request_id: task.task_id for task in tasks}
+        print(f"redis restart: {len(acked)} creates acknowledged, {len(tasks)} tasks kept")
+        assert len(acked) > 2 * CREATES_PER_S, "the load did not get through"
+        lost = {r: t for r, t in acked.items() if kept.get(r) != t}
+        assert not lost, f"acknowledged tasks lost: {lost}"
+        assert len(kept) == len(tasks), "a request id was used twice"
+    finally:
+        routers.stop_all()
