@@ -4,10 +4,8 @@ with SIGKILL and restarted, and a store outage in the middle of service."""
 from __future__ import annotations
 
 import asyncio
-import re
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +16,7 @@ import redis
 import redis.asyncio as aioredis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from benchmarks.failover import start_router_on
 from router._proto.switchboard.v1 import admin_service_pb2 as apb
 from router._proto.switchboard.v1 import resources_pb2 as pb
 from router._proto.switchboard.v1 import task_service_pb2 as tpb
@@ -89,16 +88,7 @@ def test_a_deposed_leader_cannot_write_even_once(embedded_redis: EmbeddedRedis) 
 
 
 def start_router(data_dir: Path) -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "router.cli", "serve", "--port", "0", "--metrics-port", "-1",
-         "--data-dir", str(data_dir)],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    match = re.search(r"serving on (\S+)", line)
-    assert match, f"the router did not start: {line!r}"
-    return process, match.group(1)
+    return start_router_on(None, LEASE_TTL_S_DEFAULT, "--data-dir", str(data_dir))
 
 
 def wait_until_serving(channel: grpc.Channel, deadline_s: float) -> None:
@@ -198,18 +188,6 @@ def test_a_store_outage_refuses_writes_and_recovers_by_itself(tmp_path: Path) ->
             redis.Redis(
                 unix_socket_path=str(tmp_path / "data" / "redis.sock"), retry=NO_RETRY
             ).ping()
-
-
-def start_router_on(redis_url: str, lease_ttl_s: float) -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "router.cli", "serve", "--port", "0", "--metrics-port", "-1",
-         "--redis-url", redis_url, "--lease-ttl", str(lease_ttl_s)],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert process.stdout is not None
-    match = re.search(r"serving on (\S+)", process.stdout.readline())
-    assert match, "the router did not start"
-    return process, match.group(1)
 
 
 def serving(channel: grpc.Channel) -> bool:
