@@ -192,7 +192,10 @@ class WaitingIndex:
         group.entries.push(key)
         if group.head is None or key < group.head:  # only a smaller key changes the head
             self._set_head(group, key)
-        self._queue_order.setdefault(queue_id, SortedList()).add(key)
+        order = self._queue_order.get(queue_id)
+        if order is None:  # not setdefault: a SortedList costs ~10 us to build, even unused
+            order = self._queue_order[queue_id] = SortedList()
+        order.add(key)
         ages = self._queue_age.get(queue_id)
         if ages is None:
             ages = self._queue_age[queue_id] = LazyMinHeap(self._is_waiting_age)
