@@ -32,8 +32,9 @@ def _serve_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
     )
     serve.add_argument(
         "--redis-url",
-        help="the store: redis://, rediss:// (TLS) or unix:// (default: a private Redis server "
-        "with its data in --data-dir)",
+        help="the store: redis://, rediss:// (TLS), unix://, or "
+        "redis+sentinel://host:port[,host:port]/service (default: a private Redis server with "
+        "its data in --data-dir)",
     )
     serve.add_argument(
         "--data-dir", type=Path, default=Path("data"),
@@ -105,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         try:
             asyncio.run(_serve(args))
-        except OSError as error:
+        except (OSError, ValueError) as error:  # a port in use, a bad store URL...
             print(f"switchboard: {error}", file=sys.stderr)
             return 1
         return 0

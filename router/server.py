@@ -36,6 +36,7 @@ from router.clock import Clock, SystemClock, TestClock
 from router.core.engine import Engine
 from router.obs.metrics import RouterMetrics
 from router.service import SNAPSHOT_EVERY_COMMANDS_DEFAULT, Durability, Role, RouterService
+from router.store.connect import open_redis
 from router.store.embedded import EmbeddedRedis
 from router.store.journal import RedisJournal
 from router.store.lease import LEASE_TTL_S_DEFAULT, Lease
@@ -210,10 +211,7 @@ async def _open_store(config: ServerConfig) -> tuple[EmbeddedRedis | None, aiore
         embedded = EmbeddedRedis(config.data_dir)
         await asyncio.to_thread(embedded.start)
         url = embedded.url
-    client = aioredis.from_url(
-        url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S
-    )
-    return embedded, client
+    return embedded, open_redis(url, timeout_s=REDIS_TIMEOUT_S)
 
 
 async def _close_store(client: aioredis.Redis | None, embedded: EmbeddedRedis | None) -> None:
