@@ -123,6 +123,15 @@ class RunningServer:
     async def wait(self) -> None:
         await self.grpc_server.wait_for_termination()
 
+    async def wait_until_leading(self, timeout_s: float = 30.0) -> None:
+        """Returns once this router leads (at once in memory; a durable one takes the lease, or
+        waits for another router's to expire). Raises TimeoutError past `timeout_s`."""
+        deadline_s = asyncio.get_running_loop().time() + timeout_s
+        while not self.service.is_leader:
+            if asyncio.get_running_loop().time() > deadline_s:
+                raise TimeoutError(f"this router did not take the lead within {timeout_s:g} s")
+            await asyncio.sleep(0.01)
+
     async def stop(self, grace_s: float = 1.0) -> None:
         await self.health.enter_graceful_shutdown()
         await self.grpc_server.stop(grace_s)

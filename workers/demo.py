@@ -494,6 +494,7 @@ async def _demo(config: DemoConfig, console: Console) -> int:
         highlight=False,
     )
     try:
+        await server.wait_until_leading()
         await _create_queues(address)
         state = await _run_center(config, console, address, stop)
     finally:

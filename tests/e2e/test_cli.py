@@ -7,18 +7,21 @@ import re
 import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 
-def test_serve_listens_and_stops_on_sigterm() -> None:
+def test_serve_listens_and_stops_on_sigterm(tmp_path: Path) -> None:
     process = subprocess.Popen(
-        [sys.executable, "-m", "router.cli", "serve", "--port", "0", "--metrics-port", "-1"],
+        [sys.executable, "-m", "router.cli", "serve", "--port", "0", "--metrics-port", "-1",
+         "--data-dir", str(tmp_path / "data")],
         stdout=subprocess.PIPE,
         text=True,
-    )
+    )  # fmt: skip
     try:
         assert process.stdout is not None
         line = process.stdout.readline()
@@ -26,8 +29,12 @@ def test_serve_listens_and_stops_on_sigterm() -> None:
         assert match, f"unexpected first line: {line!r}"
         with grpc.insecure_channel(match.group(1)) as channel:
             health = health_pb2_grpc.HealthStub(channel)
-            reply = health.Check(health_pb2.HealthCheckRequest(), timeout=10)
-            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+            deadline_s = time.monotonic() + 15  # a durable router serves once it holds the lease
+            while health.Check(health_pb2.HealthCheckRequest(), timeout=10).status != (
+                health_pb2.HealthCheckResponse.SERVING
+            ):
+                assert time.monotonic() < deadline_s, "the router did not start serving"
+                time.sleep(0.05)
             reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
             request = reflection_pb2.ServerReflectionRequest(list_services="")
             answer = next(reflection.ServerReflectionInfo(iter([request]), timeout=10))
