@@ -22,7 +22,7 @@ from router.clock import Clock
 from router.core import codec, snapshot
 from router.core import commands as cmd
 from router.core.engine import Engine, Result
-from router.core.errors import CoreError, Unavailable
+from router.core.errors import CoreError, Internal, Unavailable
 from router.core.events import Event
 from router.obs.metrics import RouterMetrics
 from router.store.journal import FencedError, RedisJournal
@@ -161,7 +161,7 @@ class RouterService:
                 log.exception("a batch failed")
                 for submission in batch:
                     if not submission.future.done():
-                        submission.future.set_exception(bug)
+                        submission.future.set_exception(Internal(f"the router failed: {bug!r}"))
 
     async def _next_batch(self) -> list[_Submission]:
         timeout_s = IDLE_WAKE_S
@@ -182,6 +182,9 @@ class RouterService:
         outcomes, applied = self._apply(batch, now_ms)
         commands = tuple(applied)
         events = self.engine.take_events()
+        if self._durability is not None and any(_is_bug(f) for _, _, f in outcomes):
+            await self._drop_batch_with_a_bug(outcomes)
+            return
         if self._durability is not None and _worth_journaling(commands, events):
             try:
                 await self._journal(codec.Batch(now_ms, commands))
@@ -222,11 +225,24 @@ class RouterService:
             except Exception as bug:
                 # A bug, not a refusal: fail this caller (INTERNAL), keep serving the others.
                 log.exception("command %r failed", submission.command)
-                failure = bug
+                failure = Internal(f"the router failed on this request: {bug!r}")
             outcomes.append((submission.future, result, failure))
             self.metrics.decision_seconds.observe((time.perf_counter_ns() - started_ns) / 1e9)
         self.metrics.batch_size.observe(len(batch))
         return outcomes, applied
+
+    async def _drop_batch_with_a_bug(
+        self, outcomes: list[tuple[asyncio.Future[Result], Result, Exception | None]]
+    ) -> None:
+        """A bug hit a command: journaling the batch would make every later recovery hit it
+        again, and the engine may be half-changed. So nothing of the batch is kept: the buggy
+        caller gets its error, the others UNAVAILABLE (safe to retry), and the engine is rebuilt
+        from the store."""
+        retry = Unavailable("the router dropped this request with another that failed; retry")
+        for future, _, failure in outcomes:
+            if not future.done():
+                future.set_exception(failure if isinstance(failure, Internal) else retry)
+        await self._recover()
 
     async def _journal(self, batch: codec.Batch) -> None:
         assert self._durability is not None
@@ -397,6 +413,10 @@ class RouterService:
             self.metrics.observe_state(
                 (engine.queue_stats(q) for q in engine.queues), engine.workers_by_activity()
             )
+
+
+def _is_bug(failure: Exception | None) -> bool:
+    return isinstance(failure, Internal)
 
 
 def _entry_key(entry_id: str) -> tuple[int, int]:

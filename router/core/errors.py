@@ -10,6 +10,7 @@ class ErrorKind(Enum):
     FAILED_PRECONDITION = "FAILED_PRECONDITION"
     RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
     UNAVAILABLE = "UNAVAILABLE"
+    INTERNAL = "INTERNAL"
 
 
 class CoreError(Exception):
@@ -53,3 +54,10 @@ class Unavailable(CoreError):
     effect; it is safe to retry."""
 
     kind = ErrorKind.UNAVAILABLE
+
+
+class Internal(CoreError):
+    """A bug met while applying the command (logged); the request is not known to have taken
+    effect."""
+
+    kind = ErrorKind.INTERNAL

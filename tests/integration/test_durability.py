@@ -248,3 +248,45 @@ def test_a_paused_leader_is_replaced_and_fenced_when_it_wakes(
                 process.send_signal(signal.SIGCONT)
                 process.terminate()
             process.wait(timeout=15)
+
+
+def test_a_command_that_hits_a_bug_is_not_journaled(
+    embedded_redis: EmbeddedRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug must not become a poison entry in the journal that every recovery hits again."""
+    from router.core.engine import Engine
+
+    original_apply = Engine.apply
+
+    def apply_with_a_bug(self: Engine, command: object, now_ms: int) -> object:
+        if getattr(command, "reason", "") == "trigger the bug":
+            raise RuntimeError("a bug")
+        return original_apply(self, command, now_ms)  # type: ignore[arg-type]
+
+    server = ServerThread(
+        ServerConfig(port=0, metrics_port=None, test_clock=True, redis_url=embedded_redis.url)
+    ).start()
+    try:
+        with grpc.insecure_channel(server.address) as channel:
+            stubs = Stubs.of(channel)
+            stubs.queue("support")
+            task_id = stubs.create().task.task_id
+            monkeypatch.setattr(Engine, "apply", apply_with_a_bug)
+            request = tpb.CancelTaskRequest(task_id=task_id, reason="trigger the bug")
+            with pytest.raises(grpc.RpcError) as raised:
+                stubs.tasks.CancelTask(request, timeout=10)
+            assert raised.value.code() == grpc.StatusCode.INTERNAL
+            monkeypatch.setattr(Engine, "apply", original_apply)
+            assert stubs.get(task_id).status == pb.TASK_STATUS_PENDING
+            stubs.create()  # the router goes on
+            live = digest_of(stubs).digest
+    finally:
+        server.stop()
+    restarted = ServerThread(
+        ServerConfig(port=0, metrics_port=None, test_clock=True, redis_url=embedded_redis.url)
+    ).start()
+    try:
+        with grpc.insecure_channel(restarted.address) as channel:
+            assert digest_of(Stubs.of(channel)).digest == live  # the recovery replays cleanly
+    finally:
+        restarted.stop()

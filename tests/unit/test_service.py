@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 from router.clock import TestClock
 from router.core import commands as cmd
 from router.core.engine import Engine, Result
-from router.core.errors import NotFound
+from router.core.errors import Internal, NotFound
 from router.core.model import QueueConfig
 from router.obs.metrics import RouterMetrics
 from router.service import RouterService
@@ -45,7 +45,7 @@ def run_with_service(scenario: Scenario, engine: Engine | None = None) -> None:
 def test_a_bug_fails_only_its_caller_and_the_writer_goes_on() -> None:
     async def scenario(service: RouterService, _: CollectorRegistry) -> None:
         await service.submit(cmd.UpsertQueue(QueueConfig("support")))
-        with pytest.raises(RuntimeError, match="a bug"):
+        with pytest.raises(Internal, match="a bug"):
             await service.submit(cmd.DeleteQueue("boom"))
         with pytest.raises(NotFound):
             await service.submit(cmd.DeleteQueue("missing"))
