@@ -42,6 +42,8 @@ command, 50,000 replay in about 4 s) against the pause a snapshot takes."""
 STORE_RETRY_S = 0.5
 
 EventListener = Callable[[list[Event]], None]
+WorkerStream = asyncio.Queue[Event | None]
+"""The events of one agent's Connect stream; None ends the stream."""
 
 
 @dataclass(slots=True)
@@ -99,7 +101,7 @@ class RouterService:
         self._commands_since_snapshot = 0
         self._inbox: asyncio.Queue[_Submission] = asyncio.Queue()
         self._listeners: list[EventListener] = []
-        self._worker_streams: dict[str, set[asyncio.Queue[Event]]] = defaultdict(set)
+        self._worker_streams: dict[str, set[WorkerStream]] = defaultdict(set)
         self._task: asyncio.Task[None] | None = None
         self._state_metrics_due_s = 0.0
 
@@ -351,6 +353,8 @@ class RouterService:
 
     async def _set_role(self, role: Role) -> None:
         self.role = role
+        if role is Role.STANDBY:
+            self._end_worker_streams()
         for listener in self._role_listeners:
             await listener(role)
 
@@ -381,18 +385,26 @@ class RouterService:
     def add_listener(self, listener: EventListener) -> None:
         self._listeners.append(listener)
 
-    def attach_worker_stream(self, worker_id: str) -> asyncio.Queue[Event]:
+    def attach_worker_stream(self, worker_id: str) -> WorkerStream:
         """A queue that receives every event about this worker's offers and assignments."""
-        stream: asyncio.Queue[Event] = asyncio.Queue()
+        stream: WorkerStream = asyncio.Queue()
         self._worker_streams[worker_id].add(stream)
         return stream
 
-    def detach_worker_stream(self, worker_id: str, stream: asyncio.Queue[Event]) -> None:
+    def detach_worker_stream(self, worker_id: str, stream: WorkerStream) -> None:
         streams = self._worker_streams.get(worker_id)
         if streams is not None:
             streams.discard(stream)
             if not streams:
                 del self._worker_streams[worker_id]
+
+    def _end_worker_streams(self) -> None:
+        """Ends every agent stream (a None on it), so that agents reconnect to the leader: a
+        router that stepped down receives no events to forward."""
+        for streams in self._worker_streams.values():
+            for stream in streams:
+                stream.put_nowait(None)
+        self._worker_streams.clear()
 
     def connected_workers(self) -> int:
         return len(self._worker_streams)

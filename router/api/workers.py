@@ -19,7 +19,7 @@ from router.core.engine import UpsertedWorker
 from router.core.errors import CoreError
 from router.core.events import Event, OfferClosed, OfferCreated, TaskAssigned
 from router.core.model import TaskStatus, WorkerRecord
-from router.service import RouterService
+from router.service import RouterService, WorkerStream
 
 ConnectRequest = wpb.ConnectRequest
 ConnectResponse = wpb.ConnectResponse
@@ -209,7 +209,7 @@ class WorkerServicer(wgrpc.WorkerServiceServicer):
 
 
 async def _forward(
-    events: asyncio.Queue[Event], outbox: asyncio.Queue[ConnectResponse | Event | None]
+    events: WorkerStream, outbox: asyncio.Queue[ConnectResponse | Event | None]
 ) -> None:
     while True:
         outbox.put_nowait(await events.get())

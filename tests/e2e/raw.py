@@ -65,6 +65,10 @@ class Stubs:
         self.clock.AdvanceTime(request, timeout=5)
 
 
+class StreamEnded(Exception):
+    """The router closed the Connect stream (without an error status)."""
+
+
 class RawAgent:
     """An agent desktop's Connect stream, read by a thread so that tests can wait with timeouts."""
 
@@ -84,6 +88,8 @@ class RawAgent:
                 self._responses.put(response)
         except grpc.RpcError as error:
             self._responses.put(error)
+        else:
+            self._responses.put(StreamEnded("the router ended the stream"))
 
     def next(self, timeout_s: float = 5.0) -> wpb.ConnectResponse:
         item = self._responses.get(timeout=timeout_s)

@@ -26,7 +26,7 @@ from router.store.embedded import NO_RETRY, EmbeddedRedis
 from router.store.journal import FencedError, RedisJournal
 from router.store.lease import LEASE_TTL_S_DEFAULT, Lease
 from tests.conftest import ServerThread
-from tests.e2e.raw import RawAgent, Stubs
+from tests.e2e.raw import RawAgent, StreamEnded, Stubs
 
 
 @pytest.fixture
@@ -222,6 +222,10 @@ def test_a_paused_leader_is_replaced_and_fenced_when_it_wakes(
             assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
             assert first_address in (refused.value.details() or "")  # clients are pointed on
 
+            leader.worker("ana")
+            agent = RawAgent(leader, "ana")  # an agent desktop attached to the leader
+            assert agent.next().WhichOneof("kind") == "attached"
+
             first.send_signal(signal.SIGSTOP)  # paused past its lease
             paused_at_s = time.monotonic()
             # How fast is the failover benchmark's to measure; here, only that it happens.
@@ -236,6 +240,10 @@ def test_a_paused_leader_is_replaced_and_fenced_when_it_wakes(
             with pytest.raises(grpc.RpcError) as refused:
                 leader.create()
             assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+            with pytest.raises(StreamEnded):  # so that the desktop reconnects to the leader
+                while True:  # past what it was sent before (the offer of the waiting task)
+                    agent.next(timeout_s=10)
+            agent.close()
             deadline_s = time.monotonic() + 10
             while digest_of(leader).digest != digest_of(standby).digest:
                 assert time.monotonic() < deadline_s, "the deposed leader did not catch up"
