@@ -18,8 +18,9 @@ from router.server import RunningServer, ServerConfig, start_server
 class ServerThread:
     """Runs `start_server` on a private event loop; `stop()` shuts it down."""
 
-    def __init__(self, config: ServerConfig) -> None:
+    def __init__(self, config: ServerConfig, *, wait_for_lead: bool = True) -> None:
         self._config = config
+        self._wait_for_lead = wait_for_lead
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="router-server", daemon=True)
@@ -33,7 +34,7 @@ class ServerThread:
         if self._error is not None:
             raise self._error
         deadline_s = time.monotonic() + 30
-        while not self.server or not self.server.service.is_leader:  # durable: takes the lease
+        while self._wait_for_lead and (not self.server or not self.server.service.is_leader):
             if time.monotonic() > deadline_s:
                 raise TimeoutError("the router did not take the lead within 30 s")
             time.sleep(0.01)

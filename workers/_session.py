@@ -92,7 +92,7 @@ class AgentSession:
         request_timeout_s: float = REQUEST_TIMEOUT_S,
         connect_timeout_s: float = CONNECT_TIMEOUT_S,
     ) -> None:
-        self._addresses = (address,) if isinstance(address, str) else tuple(address)
+        self._addresses = [address] if isinstance(address, str) else list(address)
         if not self._addresses:
             raise ValueError("address: give at least one router address")
         check_backoff(reconnect_backoff_s)
@@ -413,6 +413,13 @@ class AgentSession:
             if self._attach_count > attached_before:
                 # The stream had been up: this is a fresh outage, start the back-off again.
                 delays = backoff_delays(self._reconnect_backoff_s)
+            leader = error.leader_address
+            if leader and leader != self.address:
+                # A standby named the leader: go there at once (a known leader is not a guess).
+                if leader not in self._addresses:
+                    self._addresses.append(leader)
+                self._address_index = self._addresses.index(leader)
+                continue
             self._address_index = (self._address_index + 1) % len(self._addresses)
             await asyncio.sleep(next(delays))
 

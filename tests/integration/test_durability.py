@@ -298,3 +298,35 @@ def test_a_command_that_hits_a_bug_is_not_journaled(
             assert digest_of(Stubs.of(channel)).digest == live  # the recovery replays cleanly
     finally:
         restarted.stop()
+
+
+def test_clients_given_only_a_standby_find_the_leader(embedded_redis: EmbeddedRedis) -> None:
+    """The standby names the leader (trailing metadata); the SDK goes there by itself."""
+    from workers import AgentSession, TaskClient
+
+    config = ServerConfig(port=0, metrics_port=None, test_clock=True, redis_url=embedded_redis.url)
+    leader = ServerThread(config).start()
+    standby = ServerThread(config, wait_for_lead=False).start()
+    try:
+        assert standby.server is not None and not standby.server.service.is_leader
+        with grpc.insecure_channel(leader.address) as channel:
+            stubs = Stubs.of(channel)
+            stubs.queue("support")
+            stubs.worker("ana")
+
+        async def scenario() -> None:
+            async with (
+                AgentSession(standby.address, "ana", reconnect_backoff_s=(0.05, 0.2)) as agent,
+                TaskClient(standby.address, retry_backoff_s=(0.05, 0.2)) as tasks,
+            ):
+                assert agent.address == leader.address
+                offers = agent.offers()
+                created = await tasks.create_task(queue_id="support", channel="voice")
+                assert tasks.address == leader.address
+                offer = await asyncio.wait_for(anext(offers), 5)
+                assert offer.task_id == created.task.task_id
+
+        asyncio.run(asyncio.wait_for(scenario(), 20))
+    finally:
+        standby.stop()
+        leader.stop()
