@@ -304,7 +304,7 @@ class RouterService:
                 if await lease.try_acquire():
                     await self._catch_up(block_ms=None)
                     self.leader_address = ""
-                    log.info("leading (lease %s)", lease.token)
+                    log.warning("leading (lease %s)", lease.token)
                     await self._set_role(Role.LEADER)
                     return
                 self.leader_address = await lease.leader_address()
@@ -366,12 +366,13 @@ class RouterService:
             try:
                 recovered = await recover(self._durability.journal)
             except (RedisError, OSError) as error:
+                log.warning("recovery from the store failed (%s); retrying", error)
                 self._refuse_waiting(Unavailable(f"the router's store is unreachable: {error}"))
                 await asyncio.sleep(STORE_RETRY_S)
                 continue
             self.engine = recovered.engine
             self._last_entry_id = recovered.last_entry_id
-            log.info("recovered from the store: %d batches replayed", recovered.replayed_batches)
+            log.warning("recovered from the store: %d batches replayed", recovered.replayed_batches)
             return
 
     def _refuse_waiting(self, error: Exception) -> None:

@@ -7,7 +7,9 @@ from __future__ import annotations
 from urllib.parse import unquote, urlsplit
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
+from redis.backoff import ExponentialBackoff
 
 SENTINEL_SCHEME = "redis+sentinel"
 
@@ -16,7 +18,9 @@ def open_redis(url: str, *, timeout_s: float) -> aioredis.Redis:
     """A client of the store at `url` (raises ValueError naming what is wrong with it)."""
     parts = urlsplit(url)
     if parts.scheme != SENTINEL_SCHEME:
-        return aioredis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+        return aioredis.from_url(
+            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry=_retry()
+        )
     sentinels = [_host_port(hostport) for hostport in parts.netloc.rpartition("@")[2].split(",")]
     service_name = parts.path.strip("/")
     if not service_name:
@@ -24,9 +28,19 @@ def open_redis(url: str, *, timeout_s: float) -> aioredis.Redis:
     password = unquote(parts.netloc.rpartition("@")[0].partition(":")[2]) or None
     sentinel = Sentinel(sentinels, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
     client: aioredis.Redis = sentinel.master_for(
-        service_name, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, password=password
+        service_name,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
+        password=password,
+        retry=_retry(),
     )
     return client
+
+
+def _retry() -> Retry:
+    """Two quick retries ride out a dropped connection; redis-py's default backs off for
+    seconds, holding callers who would rather get UNAVAILABLE and go elsewhere."""
+    return Retry(ExponentialBackoff(cap=0.2, base=0.05), retries=2)
 
 
 def _host_port(hostport: str) -> tuple[str, int]:

@@ -86,9 +86,12 @@ class EmbeddedRedis:
     def _answers(self) -> bool:
         if not self.socket_path.exists():
             return False
+        # No retries: redis-py's default retries a refused connection with back-off for seconds
+        # before it gives up, which delayed every restart over a dead server's socket.
+        client = redis.Redis(
+            unix_socket_path=str(self.socket_path), socket_timeout=1, retry=NO_RETRY
+        )
         try:
-            return bool(
-                redis.Redis(unix_socket_path=str(self.socket_path), socket_timeout=1).ping()
-            )
+            return bool(client.ping())
         except (redis.RedisError, OSError):
             return False
