@@ -135,11 +135,12 @@ class RouterService:
         return "this router is a standby; no leader is known yet"
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        # Cancel until it has ended: a cancellation can arrive inside a Redis call that reports
+        # it as a lost connection, which the follow loop would retry.
+        while task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=0.5)
 
     # -- writing --------------------------------------------------------------------------------
 
@@ -284,10 +285,10 @@ class RouterService:
             try:
                 await asyncio.wait({writer, keeper}, return_when=asyncio.FIRST_COMPLETED)
             finally:
-                for task in (writer, keeper):
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+                writer.cancel()
+                keeper.cancel()
+                # gather, not suppress(CancelledError): a cancellation of this task must go on.
+                await asyncio.gather(writer, keeper, return_exceptions=True)
             log.warning("lost the leadership: now a standby")
             await self._set_role(Role.STANDBY)
             self._refuse_waiting(Unavailable(self.standby_message()))
