@@ -18,6 +18,7 @@ COMMAND_TYPES: Final[dict[str, type]] = {
     command_type.__name__: command_type
     for command_type in (
         cmd.UpsertChannel, cmd.UpsertActivity, cmd.UpsertQueue, cmd.DeleteQueue,
+        cmd.UpsertRoutingPolicy, cmd.DeleteRoutingPolicy,
         cmd.UpsertWorker, cmd.RemoveWorker, cmd.SetActivity, cmd.CreateTask, cmd.UpdateTask,
         cmd.CancelTask, cmd.AcceptOffer, cmd.RejectOffer, cmd.CompleteTask, cmd.WrapUpTask,
         cmd.Tick,

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from router.core.model import QueueConfig, TaskSpec, WorkerProfile
+from router.core.model import QueueConfig, RoutingPolicy, TaskSpec, WorkerProfile
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +32,18 @@ class UpsertQueue:
 @dataclass(frozen=True, slots=True)
 class DeleteQueue:
     queue_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class UpsertRoutingPolicy:
+    """Creates or replaces a policy; the waiting tasks it routed are routed again by it."""
+
+    policy: RoutingPolicy
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteRoutingPolicy:
+    policy_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +106,8 @@ class WrapUpTask:
 
 @dataclass(frozen=True, slots=True)
 class Tick:
-    """Fires the timers that fell due (offer expiry, wrap-up end, task time-to-live)."""
+    """Fires the timers that fell due (offer expiry, wrap-up end, time-to-live, step timeouts,
+    exception wait times, assignment rounds)."""
 
 
 Command = (
@@ -102,6 +115,8 @@ Command = (
     | UpsertActivity
     | UpsertQueue
     | DeleteQueue
+    | UpsertRoutingPolicy
+    | DeleteRoutingPolicy
     | UpsertWorker
     | RemoveWorker
     | SetActivity

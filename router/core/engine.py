@@ -10,14 +10,17 @@ import hashlib
 import heapq
 import json
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
+import numpy.typing as npt
 
 from router.core import commands as cmd
+from router.core.assignment import INELIGIBLE, best_pairs
+from router.core.calendar import is_open
 from router.core.columns import IDLE_SINCE_MS, WorkerColumns
 from router.core.errors import (
     AlreadyExists,
@@ -38,9 +41,11 @@ from router.core.events import (
 )
 from router.core.expressions import MATCH_ALL, AttributeColumns, Expression, ExpressionError, parse
 from router.core.limits import (
+    ASSIGNMENT_ROUND_TASKS_MAX,
     CHANNELS_MAX,
     CLOSED_TASKS_KEPT_MAX,
     OPEN_TASKS_MAX,
+    POLICIES_MAX,
     QUEUE_DEPTH_MAX,
     QUEUES_MAX,
     REQUEST_IDS_KEPT_MAX,
@@ -52,34 +57,55 @@ from router.core.model import (
     DEFAULT_ACTIVITIES,
     DEFAULT_CHANNELS,
     NEW_WORKER_ACTIVITY,
+    NO_ROUTE,
+    ActionKind,
+    ExceptionRule,
+    QueueAction,
     QueueConfig,
     Reservation,
     ReservationStatus,
+    RoutingPolicy,
+    RoutingStep,
     TaskRecord,
     TaskSpec,
     TaskStatus,
+    TriggerKind,
     WorkerProfile,
     WorkerRecord,
 )
+from router.core.policies import OPEN_STEP, CompiledPolicy, route_steps, step_at
 from router.core.scoring import (
     REPEAT_CONTACT_WINDOW_MS,
     Requirement,
     best_row,
+    eligible_rows,
     empathy_need,
     make_requirement,
+    scores,
 )
 from router.core.validation import (
     check_attributes,
     check_id,
     check_priority,
+    check_queue_references,
+    validate_policy,
     validate_queue,
     validate_task,
     validate_worker,
 )
-from router.core.waiting import QueueMembership, WaitingIndex, order_key
+from router.core.waiting import (
+    NO_PIN,
+    PINNED_TO_NOBODY,
+    GroupTarget,
+    QueueMembership,
+    WaitingIndex,
+    order_key,
+)
 
 SERVICE_RATE_SAMPLES = 64
-"""Assignments per queue remembered to estimate its service rate (the estimated wait)."""
+"""Assignments (and completions) per queue remembered to estimate its service rate."""
+EVERYONE = "\x00"
+"""The membership key of the row of every worker (steps without a worker expression)."""
 CUSTOMERS_KEPT_MAX = 200_000
 """Customers whose last agent and recent contacts are remembered, least recent forgotten first."""
 _CLOSED_RESERVATIONS_KEPT_MAX = 100_000
@@ -97,6 +123,8 @@ class QueueCounters:
     by_status: dict[TaskStatus, int] = field(default_factory=dict)
     assigned_ms: deque[int] = field(default_factory=lambda: deque(maxlen=SERVICE_RATE_SAMPLES))
     """When the latest assignments happened: the queue's recent service rate."""
+    handle_ms: deque[int] = field(default_factory=lambda: deque(maxlen=SERVICE_RATE_SAMPLES))
+    """How long the latest completed tasks held a worker (assignment to the end of wrap-up)."""
 
 
 @dataclass(slots=True)
@@ -126,6 +154,31 @@ class UpsertedQueue:
 
 
 @dataclass(frozen=True, slots=True)
+class UpsertedPolicy:
+    policy: RoutingPolicy
+    created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Arrival:
+    """Where a task arriving at a queue ends up (see `Engine._arrival`)."""
+
+    queue_id: str
+    cancel_reason: str | None
+    priority_raised: int
+    cancel_origin: str = "exception"
+    """"after_hours" or "exception": which of the queue's rules canceled it."""
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRouting:
+    """What a task's current step makes of it, derived from the record (never stored)."""
+
+    requirement: Requirement
+    target: GroupTarget
+
+
+@dataclass(frozen=True, slots=True)
 class QueueStats:
     queue_id: str
     waiting: int
@@ -142,6 +195,7 @@ class QueueStats:
 
 
 Result = Any
+_Value = TypeVar("_Value")
 """What a command returns: a TaskRecord, CreatedTask, UpsertedWorker, ... (see each handler)."""
 
 
@@ -157,11 +211,23 @@ class Engine:
         self.activities: dict[str, bool] = dict(DEFAULT_ACTIVITIES)
         self.queues: dict[str, QueueConfig] = {}
         self._queue_expressions: dict[str, Expression] = {}
+        self._wait_rules: dict[str, tuple[ExceptionRule, ...]] = {}
+        """Per queue, its wait-time rules by threshold (the order in which they fire)."""
+        self.policies: dict[str, RoutingPolicy] = {}
+        self._compiled: dict[str, CompiledPolicy] = {}
+        self._step_expressions: dict[str, Expression] = {EVERYONE: MATCH_ALL}
+        """Membership key -> expression, for the worker expressions of every policy's steps."""
+        self._round_due_ms: dict[str, int] = {}
+        """Per batch-assigned queue, when its next assignment round runs."""
+        self._staffing_version = 0
+        """Bumped whenever who is available or who belongs to a queue may have changed."""
+        self._staffing_cache: dict[tuple[str, int], tuple[int, int]] = {}
         self.counters: dict[str, QueueCounters] = {}
         self.workers: dict[str, WorkerRecord] = {}
         self._worker_at_row: dict[int, str] = {}
         self.tasks: dict[str, TaskRecord] = {}
-        self._requirements: dict[str, Requirement] = {}
+        self._routing: dict[str, TaskRouting] = {}
+        """Per open task, its current step's requirement and target."""
         self.reservations: dict[str, Reservation] = {}
         self._closed_reservations: OrderedDict[str, None] = OrderedDict()
         self._closed_tasks: OrderedDict[str, None] = OrderedDict()
@@ -176,6 +242,7 @@ class Engine:
             self.columns.channel_col(name)
         self.worker_attributes = AttributeColumns()
         self.membership = QueueMembership()
+        self.membership.index_of(EVERYONE)
         self.waiting = WaitingIndex()
         self._events: list[Event] = []
         self._handlers: dict[type, Callable[[Any], Result]] = {
@@ -183,6 +250,8 @@ class Engine:
             cmd.UpsertActivity: self._upsert_activity,
             cmd.UpsertQueue: self._upsert_queue,
             cmd.DeleteQueue: self._delete_queue,
+            cmd.UpsertRoutingPolicy: self._upsert_policy,
+            cmd.DeleteRoutingPolicy: self._delete_policy,
             cmd.UpsertWorker: self._upsert_worker,
             cmd.RemoveWorker: self._remove_worker,
             cmd.SetActivity: self._set_activity,
@@ -220,7 +289,9 @@ class Engine:
         while self._timers and self._timers[0][0] <= now_ms:
             timer = heapq.heappop(self._timers)
             if not self._timer_live(timer):
-                self._timers_stale -= 1
+                # Not every dead timer is counted when it dies (a step timer of a task served
+                # early, say); the count only paces the sweep, so it is clamped, not exact.
+                self._timers_stale = max(0, self._timers_stale - 1)
                 continue
             due_ms, _, kind, ref = timer
             self.now_ms = max(self.now_ms, due_ms)
@@ -228,8 +299,16 @@ class Engine:
                 self._end_offer(self.reservations[ref], ReservationStatus.TIMED_OUT, exclude=True)
             elif kind == "wrapup":
                 self._finish(self.tasks[ref])
+            elif kind == "ttl":
+                self._cancel(self.tasks[ref], "ttl_expired", "ttl")
+            elif kind == "step":
+                self._step_timed_out(self.tasks[ref])
+            elif kind == "wait":
+                self._fire_wait_rules(self.tasks[ref])
             else:
-                self._cancel(self.tasks[ref], "ttl_expired")
+                assert kind == "round", kind
+                del self._round_due_ms[ref]
+                self._run_round(ref)
 
     def _timer_live(self, timer: tuple[int, int, str, str]) -> bool:
         """Whether a timer still has something to do (timers are not removed when their
@@ -238,12 +317,20 @@ class Engine:
         if kind == "offer":
             reservation = self.reservations.get(ref)
             return reservation is not None and reservation.status is ReservationStatus.PENDING
+        if kind == "round":
+            return self._round_due_ms.get(ref) == due_ms
         task = self.tasks.get(ref)
         if task is None:
             return False
         if kind == "wrapup":
             return task.status is TaskStatus.WRAPPING and task.wrapup_due_ms == due_ms
-        return task.status in (TaskStatus.PENDING, TaskStatus.RESERVED)
+        if task.status not in (TaskStatus.PENDING, TaskStatus.RESERVED):
+            return False
+        if kind == "step":
+            return task.step_due_ms == due_ms
+        if kind == "wait":
+            return self._next_wait_due_ms(task) == due_ms
+        return True
 
     def _add_timer(self, due_ms: int, kind: str, ref: str) -> None:
         self._timer_seq += 1
@@ -281,28 +368,39 @@ class Engine:
         return command.activity_id
 
     def _upsert_queue(self, command: cmd.UpsertQueue) -> UpsertedQueue:
+        """Creates or replaces a queue. The tasks already waiting in it are re-evaluated under
+        the new configuration: reordered, their exception rules applied afresh (as if the new
+        rules had applied all along), and offered to the workers who may now take them."""
         queue = command.queue
         validate_queue(queue)
         created = queue.queue_id not in self.queues
         if created and len(self.queues) >= QUEUES_MAX:
             raise ResourceExhausted(f"a workspace may define at most {QUEUES_MAX} queues")
+        check_queue_references(queue, self.queues)
         expression = _parse_target(queue.target_expression)
         previous = self.queues.get(queue.queue_id)
-        slot = self.membership.index_of(queue.queue_id)
         self.membership.ensure_rows(self.columns.row_count)
         members = self._evaluate_members(expression)
+        self.queues[queue.queue_id] = queue
+        self._queue_expressions[queue.queue_id] = expression
+        self._wait_rules[queue.queue_id] = wait_rules_of(queue)
+        self.counters.setdefault(queue.queue_id, QueueCounters())
+        self._set_members(queue.queue_id, members)
+        if previous is not None and previous != queue:
+            self._reevaluate_queue(
+                queue, rules_changed=previous.exception_rules != queue.exception_rules
+            )
+        return UpsertedQueue(queue, created)
+
+    def _set_members(self, key: str, members: np.ndarray) -> None:
+        """Writes a membership row and serves the workers who joined it."""
+        slot = self.membership.index_of(key)
         before = self.membership.matrix[slot, : members.size].copy()
         self.membership.matrix[slot, :] = False
         self.membership.matrix[slot, : members.size] = members
-        self.queues[queue.queue_id] = queue
-        self._queue_expressions[queue.queue_id] = expression
-        self.counters.setdefault(queue.queue_id, QueueCounters())
-        if previous is not None and previous.order is not queue.order:
-            self._rekey_waiting(queue)
+        self._staffing_version += 1
         for row in np.flatnonzero(members & ~before).tolist():
-            worker = self.workers[self._worker_at_row[row]]
-            self._serve_worker(worker)
-        return UpsertedQueue(queue, created)
+            self._serve_worker(self.workers[self._worker_at_row[row]])
 
     def _evaluate_members(self, expression: Expression) -> np.ndarray:
         rows = self.columns.row_count
@@ -315,10 +413,32 @@ class Engine:
             mask[:count] = evaluated[:count]
         return mask & self.columns.alive[:rows]
 
-    def _rekey_waiting(self, queue: QueueConfig) -> None:
-        for task_id in self.waiting.task_ids(queue.queue_id):
+    def _reevaluate_queue(self, queue: QueueConfig, *, rules_changed: bool) -> None:
+        """Re-enters every waiting task of a changed queue, then serves its free members."""
+        task_ids = self.waiting.task_ids(queue.queue_id)
+        for task_id in task_ids:
             self.waiting.remove(task_id)
-            self._enqueue(self.tasks[task_id])
+        for task_id in task_ids:
+            task = self.tasks[task_id]
+            if rules_changed:
+                task.priority_raised = 0
+                task.wait_rules_fired = 0
+            self._derive(task)
+            self._enqueue(task)
+        if rules_changed:
+            for task_id in task_ids:
+                task = self.tasks[task_id]
+                if task.status is TaskStatus.PENDING and task.queue_id == queue.queue_id:
+                    self._fire_wait_rules(task)
+        self._serve_members(queue.queue_id)
+        self._schedule_round(queue.queue_id)
+
+    def _serve_members(self, queue_id: str) -> None:
+        """Offers waiting work to every free worker of a queue."""
+        rows = self.columns.row_count
+        free = self.columns.ready[:rows].any(axis=1) & self.membership.members(queue_id)[:rows]
+        for row in np.flatnonzero(free).tolist():
+            self._serve_worker(self.workers[self._worker_at_row[row]])
 
     def _delete_queue(self, command: cmd.DeleteQueue) -> None:
         self._queue(command.queue_id)
@@ -329,10 +449,92 @@ class Engine:
                 f"queue {command.queue_id!r} has {open_tasks} open tasks; cancel or complete "
                 "them first"
             )
+        for user in self._queue_users(command.queue_id):
+            raise FailedPrecondition(f"queue {command.queue_id!r} is used by {user}")
         del self.queues[command.queue_id]
         del self._queue_expressions[command.queue_id]
+        del self._wait_rules[command.queue_id]
         del self.counters[command.queue_id]
+        self._round_due_ms.pop(command.queue_id, None)
         self.membership.matrix[self.membership.index_of(command.queue_id), :] = False
+
+    def _queue_users(self, queue_id: str) -> Iterator[str]:
+        """What names a queue: policies' routes and other queues' move actions."""
+        for policy in self.policies.values():
+            routes = [f.route for f in policy.filters]
+            if policy.default_route is not None:
+                routes.append(policy.default_route)
+            if any(route.queue_id == queue_id for route in routes):
+                yield f"routing policy {policy.policy_id!r}"
+        for other in self.queues.values():
+            actions = [rule.action for rule in other.exception_rules]
+            if other.after_hours_action is not None:
+                actions.append(other.after_hours_action)
+            if other.queue_id != queue_id and any(
+                a.kind is ActionKind.MOVE_TO_QUEUE and a.queue_id == queue_id for a in actions
+            ):
+                yield f"queue {other.queue_id!r} (it moves tasks there)"
+
+    def _upsert_policy(self, command: cmd.UpsertRoutingPolicy) -> UpsertedPolicy:
+        """Creates or replaces a routing policy. The waiting tasks it routed are routed again:
+        their filter re-evaluated, and their step the one the new policy gives their wait."""
+        policy = command.policy
+        validate_policy(policy, self.queues)
+        created = policy.policy_id not in self.policies
+        if created and len(self.policies) >= POLICIES_MAX:
+            raise ResourceExhausted(f"a workspace may define at most {POLICIES_MAX} policies")
+        compiled = CompiledPolicy(policy)
+        routed = [
+            task
+            for task in self.tasks.values()
+            if task.spec.policy_id == policy.policy_id
+            and task.route_index != NO_ROUTE
+            and task.status in (TaskStatus.PENDING, TaskStatus.RESERVED)
+        ]
+        for task in routed:  # refuse before changing anything
+            if compiled.route_index(task.spec) is None:
+                raise FailedPrecondition(
+                    f"task {task.task_id} is routed by policy {policy.policy_id!r} and would "
+                    "match none of its filters; give the policy a default route"
+                )
+        self.policies[policy.policy_id] = policy
+        self._compiled[policy.policy_id] = compiled
+        self._refresh_step_expressions()
+        for task in routed:
+            if task.status is TaskStatus.PENDING:
+                self.waiting.remove(task.task_id)
+            self._reroute_by_policy(task)
+        return UpsertedPolicy(policy, created)
+
+    def _refresh_step_expressions(self) -> None:
+        """Keeps a membership row for every worker expression the policies' steps use."""
+        sources = set().union(*(c.worker_expressions() for c in self._compiled.values()))
+        wanted = {EVERYONE + source for source in sources} | {EVERYONE}
+        for key in list(self._step_expressions):
+            if key not in wanted:
+                del self._step_expressions[key]
+                self.membership.matrix[self.membership.index_of(key), :] = False
+        self.membership.ensure_rows(self.columns.row_count)
+        for key in sorted(wanted - self._step_expressions.keys()):
+            expression = parse(key[len(EVERYONE) :])
+            self._step_expressions[key] = expression
+            self._set_members(key, self._evaluate_members(expression))
+
+    def _delete_policy(self, command: cmd.DeleteRoutingPolicy) -> None:
+        self.get_policy(command.policy_id)
+        users = sum(
+            1
+            for task in self.tasks.values()
+            if task.status.is_open and task.spec.policy_id == command.policy_id
+        )
+        if users:
+            raise FailedPrecondition(
+                f"routing policy {command.policy_id!r} routes {users} open tasks; it can be "
+                "deleted once they are closed"
+            )
+        del self.policies[command.policy_id]
+        del self._compiled[command.policy_id]
+        self._refresh_step_expressions()
 
     # == workers ===============================================================================
 
@@ -366,9 +568,12 @@ class Engine:
         self.columns.write_profile(worker.row, profile)
         document = _worker_document(profile)
         self.worker_attributes.set_row(worker.row, document)
-        for queue_id, expression in self._queue_expressions.items():
-            slot = self.membership.index_of(queue_id)
+        for key, expression in self._membership_expressions():
+            slot = self.membership.index_of(key)
             self.membership.matrix[slot, worker.row] = expression.evaluate(document)
+        self._staffing_version += 1
+        if existing is None:
+            self._repin(worker.worker_id)
         if self.activities[worker.activity] != was_available:
             self._availability_changed(worker, was_available)
         else:  # new skills or capacity may make waiting tasks eligible
@@ -420,8 +625,27 @@ class Engine:
         self.columns.release_row(worker.row)
         self.worker_attributes.clear_row(worker.row)
         self.membership.matrix[:, worker.row] = False
+        self._staffing_version += 1
+        pinned = self.waiting.task_ids_pinned_to(worker.row)
         del self._worker_at_row[worker.row]
         del self.workers[worker.worker_id]
+        for task_id in pinned:  # its row may go to another worker: they now wait for nobody
+            self.waiting.remove(task_id)
+            self._derive(self.tasks[task_id])
+            self._enqueue(self.tasks[task_id])
+
+    def _repin(self, worker_id: str) -> None:
+        """A new worker may be the known agent that waiting tasks wait for."""
+        for task_id in self.waiting.task_ids_pinned_to(PINNED_TO_NOBODY):
+            task = self.tasks[task_id]
+            if task.known_agent_id == worker_id:
+                self.waiting.remove(task_id)
+                self._derive(task)
+                self._enqueue(task)
+
+    def _membership_expressions(self) -> Iterator[tuple[str, Expression]]:
+        yield from self._queue_expressions.items()
+        yield from self._step_expressions.items()
 
     def _set_activity(self, command: cmd.SetActivity) -> WorkerRecord:
         worker = self._worker(command.worker_id)
@@ -444,6 +668,7 @@ class Engine:
         self.columns.refresh(worker.row)
         if available == was_available:
             return
+        self._staffing_version += 1
         if available:
             if not worker.task_ids:
                 self._set_idle(worker)
@@ -453,9 +678,8 @@ class Engine:
 
     def _rescind_offers(self, worker: WorkerRecord) -> None:
         for task_id in list(worker.task_ids):
-            task = self.tasks[task_id]
-            if task.status is TaskStatus.RESERVED:
-                reservation = self.reservations[task.reservation_id]
+            reservation = self._offer_to(self.tasks[task_id], worker.worker_id)
+            if reservation is not None:
                 self._end_offer(reservation, ReservationStatus.RESCINDED, exclude=False)
 
     def _set_idle(self, worker: WorkerRecord) -> None:
@@ -481,8 +705,14 @@ class Engine:
                     f"and is no longer kept (the latest {CLOSED_TASKS_KEPT_MAX} closed tasks are)"
                 )
             return self._created(task, deduplicated=True)
-        queue = self._queue(spec.queue_id)
-        self._check_room(queue)
+        route_index = NO_ROUTE
+        if spec.policy_id:
+            route_index, queue_id = self._policy_route(spec)
+        else:
+            queue_id = self._queue(spec.queue_id).queue_id
+        arrival = self._arrival(queue_id)
+        if arrival.cancel_reason is None:
+            self._check_room(self.queues[arrival.queue_id])
         skills = {**spec.required_skills, **spec.preferred_skills}
         self._check_new_skills(skills)
 
@@ -496,6 +726,7 @@ class Engine:
             repeats = len(recent)
             history.contacts_ms = (*recent, self.now_ms)[-3:]
         ttl_ms = round((spec.ttl_s or TASK_TTL_S_DEFAULT) * 1000)
+        moved = arrival.queue_id != queue_id
         task = TaskRecord(
             task_id=task_id,
             seq=self._task_seq,
@@ -505,17 +736,44 @@ class Engine:
             updated_ms=self.now_ms,
             ttl_due_ms=self.now_ms + ttl_ms,
             repeat_contacts=repeats,
+            queue_id=arrival.queue_id,
+            queued_ms=self.now_ms,
+            route_index=NO_ROUTE if moved else route_index,
+            route_started_ms=self.now_ms,
+            priority_raised=arrival.priority_raised,
+            known_agent_id="" if moved else self._known_agent_of(spec, history),
         )
         self.tasks[task_id] = task
-        self._requirements[task_id] = self._requirement(spec)
         if request_id:
             self._request_ids[request_id] = (task_id, spec)
             _trim(self._request_ids, REQUEST_IDS_KEPT_MAX)
         self._add_timer(task.ttl_due_ms, "ttl", task_id)
-        self.counters[spec.queue_id].created_total += 1
+        self.counters[task.queue_id].created_total += 1
         self._events.append(TaskCreated(task.snapshot()))
-        self._route_task(task)
+        if arrival.cancel_reason is not None:
+            self._derive(task)
+            self._cancel(task, arrival.cancel_reason, arrival.cancel_origin)
+        else:
+            self._start_route(task)
         return self._created(task, deduplicated=False)
+
+    def _policy_route(self, spec: TaskSpec) -> tuple[int, str]:
+        """The route (filter index) and queue a policy gives a new task."""
+        compiled = self._compiled.get(spec.policy_id)
+        if compiled is None:
+            raise NotFound(f"no routing policy {spec.policy_id!r}")
+        index = compiled.route_index(spec)
+        if index is None:
+            raise FailedPrecondition(
+                f"the task matches no filter of routing policy {spec.policy_id!r}, which has "
+                "no default route"
+            )
+        return index, compiled.route(index).queue_id
+
+    def _known_agent_of(self, spec: TaskSpec, history: CustomerHistory | None) -> str:
+        if spec.preferred_worker_id:
+            return spec.preferred_worker_id
+        return history.last_worker_id if history is not None else ""
 
     def _check_room(self, queue: QueueConfig) -> None:
         depth_max = queue.depth_max or QUEUE_DEPTH_MAX
@@ -526,12 +784,20 @@ class Engine:
         if len(self.tasks) - len(self._closed_tasks) >= OPEN_TASKS_MAX:
             raise ResourceExhausted(f"the workspace has {OPEN_TASKS_MAX} open tasks, the limit")
 
-    def _requirement(self, spec: TaskSpec) -> Requirement:
-        """The task's requirement, shared by every task with the same skills, channel and
-        language (a contact center has a few hundred such task types, not one per task)."""
+    def _requirement(
+        self, spec: TaskSpec, step_skills: Mapping[str, float] | None = None
+    ) -> Requirement:
+        """The task's requirement in a step, shared by every task with the same skills, channel
+        and language (a contact center has a few hundred such task types, not one per task).
+        A step's minimum levels raise the task's own."""
+        required = spec.required_skills
+        if step_skills:
+            required = dict(required)
+            for skill, level in step_skills.items():
+                required[skill] = max(level, required.get(skill, level))
         key = (
             spec.channel,
-            tuple(sorted(spec.required_skills.items())),
+            tuple(sorted(required.items())),
             tuple(spec.preferred_skills.items()),
             spec.language,
         )
@@ -540,7 +806,7 @@ class Engine:
             columns = self.columns
             requirement = make_requirement(
                 channel_col=columns.channel_index.get(spec.channel),
-                required=[(columns.skill_col(s), lvl) for s, lvl in spec.required_skills.items()],
+                required=[(columns.skill_col(s), lvl) for s, lvl in required.items()],
                 preferred=[(columns.skill_col(s), w) for s, w in spec.preferred_skills.items()],
                 language_col=columns.language_col(spec.language) if spec.language else -1,
             )
@@ -556,6 +822,8 @@ class Engine:
         )
 
     def _update_task(self, command: cmd.UpdateTask) -> TaskRecord:
+        """Changes a task's priority or attributes. A waiting task routed by a policy has the
+        policy's filters evaluated again on its new attributes (it may change route)."""
         task = self._task(command.task_id)
         if command.priority is not None:
             check_priority("priority", command.priority)
@@ -569,13 +837,29 @@ class Engine:
         if command.attributes is not None:
             spec = replace(spec, attributes=command.attributes)
         waiting = task.task_id in self.waiting
+        rerouted = waiting and bool(task.spec.policy_id) and task.route_index != NO_ROUTE
+        if rerouted:  # refuse before changing anything
+            self._compiled_route_index(task.spec.policy_id, spec)
         if waiting:
             self.waiting.remove(task.task_id)
         task.spec = spec
         task.updated_ms = self.now_ms
-        if waiting:
-            self._enqueue(task)
+        if waiting and rerouted:
+            self._reroute_by_policy(task)
+        elif task.status.is_open:
+            self._derive(task)
+            if waiting:
+                self._enqueue(task)
         return task.snapshot()
+
+    def _compiled_route_index(self, policy_id: str, spec: TaskSpec) -> int:
+        index = self._compiled[policy_id].route_index(spec)
+        if index is None:
+            raise FailedPrecondition(
+                f"the task would match no filter of routing policy {policy_id!r}, which has "
+                "no default route"
+            )
+        return index
 
     def _cancel_task(self, command: cmd.CancelTask) -> TaskRecord:
         task = self._task(command.task_id)
@@ -587,30 +871,40 @@ class Engine:
         self._cancel(task, command.reason or "canceled")
         return task.snapshot()
 
-    def _cancel(self, task: TaskRecord, reason: str) -> None:
+    def _cancel(self, task: TaskRecord, reason: str, origin: str = "caller") -> None:
+        freed = []
         if task.status is TaskStatus.RESERVED:
-            reservation = self.reservations[task.reservation_id]
-            self._close_reservation(reservation, ReservationStatus.CANCELED, exclude=False)
-            worker = self.workers.get(reservation.worker_id)
-        else:
+            for reservation_id in task.offer_ids:
+                reservation = self.reservations[reservation_id]
+                self._close_reservation(reservation, ReservationStatus.CANCELED, exclude=False)
+                worker = self.workers.get(reservation.worker_id)
+                if worker is not None:
+                    freed.append(worker)
+        elif task.task_id in self.waiting:
             self.waiting.remove(task.task_id)
-            worker = None
         task.cancel_reason = reason
         self._set_status(task, TaskStatus.CANCELED)
-        self.counters[task.spec.queue_id].canceled_total += 1
+        self.counters[task.queue_id].canceled_total += 1
         self._close_task(task)
-        self._events.append(TaskCanceled(task.snapshot()))
-        if worker is not None:
+        self._events.append(TaskCanceled(task.snapshot(), origin))
+        for worker in freed:
             self._serve_worker(worker)
 
     def _accept_offer(self, command: cmd.AcceptOffer) -> TaskRecord:
+        """The worker takes the task; its other offers (a multi-offer) are rescinded at once."""
         reservation = self._reservation_of(command.worker_id, command.reservation_id)
         task = self.tasks[reservation.task_id]
         reservation.status = ReservationStatus.ACCEPTED
         self._retire_reservation(reservation)
+        others = [self.reservations[r] for r in task.offer_ids if r != reservation.reservation_id]
+        task.offer_ids = ()
+        for other in others:
+            self._close_reservation(other, ReservationStatus.RESCINDED, exclude=False)
+        task.worker_id = reservation.worker_id
+        task.reservation_id = reservation.reservation_id
         task.assigned_ms = self.now_ms
         self._set_status(task, TaskStatus.ASSIGNED)
-        counters = self.counters[task.spec.queue_id]
+        counters = self.counters[task.queue_id]
         counters.assigned_total += 1
         counters.assigned_ms.append(self.now_ms)
         if task.spec.customer_id:
@@ -618,6 +912,10 @@ class Engine:
         self._events.append(
             TaskAssigned(reservation.snapshot(), task.snapshot(), self.now_ms - task.created_ms)
         )
+        for other in others:
+            worker = self.workers.get(other.worker_id)
+            if worker is not None:
+                self._serve_worker(worker)
         return task.snapshot()
 
     def _reject_offer(self, command: cmd.RejectOffer) -> None:
@@ -640,6 +938,14 @@ class Engine:
             )
         return reservation
 
+    def _offer_to(self, task: TaskRecord, worker_id: str) -> Reservation | None:
+        """The task's pending offer to this worker, if any."""
+        for reservation_id in task.offer_ids:
+            reservation = self.reservations[reservation_id]
+            if reservation.worker_id == worker_id:
+                return reservation
+        return None
+
     def _complete_task(self, command: cmd.CompleteTask) -> TaskRecord:
         task = self._task(command.task_id)
         if task.status is not TaskStatus.ASSIGNED:
@@ -647,7 +953,7 @@ class Engine:
                 f"task {task.task_id} is {task.status.value}; only an assigned task can be "
                 "completed"
             )
-        wrapup_ms = round(self.queues[task.spec.queue_id].wrapup_s * 1000)
+        wrapup_ms = round(self.queues[task.queue_id].wrapup_s * 1000)
         if wrapup_ms > 0:
             task.wrapup_due_ms = self.now_ms + wrapup_ms
             self._set_status(task, TaskStatus.WRAPPING)
@@ -672,23 +978,271 @@ class Engine:
         worker = self.workers[task.worker_id]
         self._release(worker, task)
         self._set_status(task, TaskStatus.COMPLETED)
-        self.counters[task.spec.queue_id].completed_total += 1
+        counters = self.counters[task.queue_id]
+        counters.completed_total += 1
+        counters.handle_ms.append(self.now_ms - task.assigned_ms)
         self._close_task(task)
         self._events.append(TaskCompleted(task.snapshot()))
         self._serve_worker(worker)
 
+    # == steps and exceptions ==================================================================
+
+    def _arrival(self, queue_id: str) -> Arrival:
+        """Where a task arriving at a queue ends up: the after-hours action of a closed queue
+        and the queue-length rules may move it on (validation keeps these chains acyclic) or
+        cancel it. Pure: nothing changes until the task is created."""
+        raised = 0
+        visited: list[str] = []
+        while True:
+            assert queue_id not in visited, f"overflow cycle through {visited}"
+            visited.append(queue_id)
+            queue = self.queues[queue_id]
+            action = None
+            origin = "exception"
+            if (
+                queue.business_hours is not None
+                and queue.after_hours_action is not None
+                and not is_open(queue.business_hours, self.now_ms)
+            ):
+                action = queue.after_hours_action
+                origin = "after_hours"
+            else:
+                depth = self.waiting.queue_depth(queue_id)
+                for rule in queue.exception_rules:
+                    if rule.trigger is TriggerKind.QUEUE_LENGTH and depth >= rule.queue_length:
+                        if rule.action.kind is ActionKind.RAISE_PRIORITY:
+                            raised += rule.action.priority_delta
+                        else:
+                            action = rule.action
+                            break
+            if action is None:
+                return Arrival(queue_id, None, raised)
+            if action.kind is ActionKind.CANCEL:
+                return Arrival(queue_id, action.reason or origin, raised, origin)
+            target = self.queues[action.queue_id]
+            if self.waiting.queue_depth(target.queue_id) >= (target.depth_max or QUEUE_DEPTH_MAX):
+                return Arrival(queue_id, None, raised)  # a full overflow: stay
+            queue_id = action.queue_id
+
+    def _start_route(self, task: TaskRecord) -> None:
+        """Puts a new (or moved) task on the first step of its route and routes it."""
+        self._enter_step(task, 0, started_ms=self.now_ms)
+        self._schedule_wait_timer(task)
+        self._route_task(task)
+
+    def _steps(self, task: TaskRecord) -> tuple[RoutingStep, ...]:
+        """The task's steps: a wait for its known agent when it asks for one, then its route's."""
+        if task.route_index == NO_ROUTE:
+            steps: tuple[RoutingStep, ...] = (OPEN_STEP,)
+        else:
+            steps = route_steps(self._compiled[task.spec.policy_id].route(task.route_index))
+        if task.known_agent_id and task.spec.known_agent_wait_s > 0:
+            wait = RoutingStep(timeout_s=task.spec.known_agent_wait_s, known_agent=True)
+            steps = (wait, *steps)
+        return steps
+
+    def _enter_step(self, task: TaskRecord, index: int, *, started_ms: int) -> None:
+        """Moves a task not waiting in the index to step `index` (or the first later step not
+        skipped; the last step is never skipped) and derives its routing from it."""
+        steps = self._steps(task)
+        while index < len(steps) - 1 and self._skips(task, steps[index]):
+            started_ms = self.now_ms
+            index += 1
+        step = steps[index]
+        task.step_index = index
+        timeout_ms = round(step.timeout_s * 1000)
+        task.step_due_ms = started_ms + timeout_ms if timeout_ms > 0 else 0
+        if task.step_due_ms:
+            self._add_timer(task.step_due_ms, "step", task.task_id)
+        self._derive(task)
+
+    def _skips(self, task: TaskRecord, step: RoutingStep) -> bool:
+        if step.known_agent and task.known_agent_id not in self.workers:
+            return True
+        if not step.skip_if_no_workers:
+            return False
+        routing = self._routing_for(task, step)
+        members = self._members(routing.target)
+        candidates = (
+            members[: self.columns.row_count] & self.columns.available[: self.columns.row_count]
+        )
+        for col, level in routing.requirement.required:
+            candidates &= self.columns.skills[: self.columns.row_count, col] >= level
+        return not candidates.any()
+
+    def _derive(self, task: TaskRecord) -> None:
+        """Recomputes what the task's step makes of it: priority, requirement, target."""
+        step = self._steps(task)[task.step_index]
+        task.priority = task.spec.priority + task.priority_raised + step.priority_delta
+        self._routing[task.task_id] = self._routing_for(task, step)
+
+    def _routing_for(self, task: TaskRecord, step: RoutingStep) -> TaskRouting:
+        queue = self.queues[task.queue_id]
+        pinned = NO_PIN
+        if step.known_agent:
+            agent = self.workers.get(task.known_agent_id)
+            pinned = agent.row if agent is not None else PINNED_TO_NOBODY
+        target = GroupTarget(
+            queue_id=queue.queue_id,
+            queue_slot=self.membership.index_of(queue.queue_id),
+            expression_slot=self.membership.index_of(EVERYONE + step.worker_expression),
+            pinned_row=pinned,
+            aging_per_ms=queue.priority_aging_per_min / 60_000,
+            batched=queue.assignment_window_s > 0,
+        )
+        return TaskRouting(self._requirement(task.spec, step.required_skills), target)
+
+    def _step_timed_out(self, task: TaskRecord) -> None:
+        steps = self._steps(task)
+        waiting = task.task_id in self.waiting
+        if task.step_index + 1 >= len(steps):
+            task.step_due_ms = 0
+            self._exception(task, TriggerKind.STEPS_EXHAUSTED)
+            return
+        if waiting:
+            self.waiting.remove(task.task_id)
+        self._enter_step(task, task.step_index + 1, started_ms=task.step_due_ms)
+        task.updated_ms = self.now_ms
+        if waiting:
+            self._route_task(task)
+
+    def _reroute_by_policy(self, task: TaskRecord) -> None:
+        """Routes a task by its policy as it is now: the first matching filter, and the step
+        its wait since routing gives. A waiting task (already out of the index) is routed at
+        once; a task being offered keeps its offers and is routed so if they end."""
+        index = self._compiled_route_index(task.spec.policy_id, task.spec)
+        queue_id = self._compiled[task.spec.policy_id].route(index).queue_id
+        if queue_id != task.queue_id:
+            status = task.status
+            self._set_status(task, TaskStatus.PENDING)  # moves the status count with the task
+            task.queue_id = queue_id
+            task.queued_ms = self.now_ms
+            task.wait_rules_fired = 0
+            self._set_status(task, status)
+        task.route_index = index
+        steps = self._steps(task)
+        at = step_at(steps, task.route_started_ms, self.now_ms)
+        self._enter_step(task, at.index, started_ms=at.started_ms)
+        self._schedule_wait_timer(task)
+        if task.status is TaskStatus.PENDING:
+            self._route_task(task)
+
+    def _exception(self, task: TaskRecord, trigger: TriggerKind) -> None:
+        """Applies the first rule of the task's queue with this trigger, if any."""
+        for rule in self.queues[task.queue_id].exception_rules:
+            if rule.trigger is trigger:
+                self._apply_action(task, rule.action)
+                return
+
+    def _apply_action(self, task: TaskRecord, action: QueueAction) -> None:
+        """An exception action on a pending task (a task being offered is left alone). The
+        task may be out of the index (back from an offer, about to be routed)."""
+        if task.status is not TaskStatus.PENDING:
+            return
+        if action.kind is ActionKind.CANCEL:
+            self._cancel(task, action.reason or "exception", "exception")
+            return
+        if task.task_id in self.waiting:
+            self.waiting.remove(task.task_id)
+        task.updated_ms = self.now_ms
+        if action.kind is ActionKind.RAISE_PRIORITY:
+            task.priority_raised += action.priority_delta
+            self._derive(task)
+            self._route_task(task)
+            return
+        arrival = self._arrival(action.queue_id)
+        target = self.queues[arrival.queue_id]
+        if arrival.cancel_reason is None and self.waiting.queue_depth(target.queue_id) >= (
+            target.depth_max or QUEUE_DEPTH_MAX
+        ):
+            self._enqueue(task)  # the overflow is full: the task stays where it is
+            return
+        task.queue_id = arrival.queue_id
+        task.queued_ms = self.now_ms
+        task.route_index = NO_ROUTE
+        task.known_agent_id = ""
+        task.wait_rules_fired = 0
+        task.priority_raised += arrival.priority_raised
+        if arrival.cancel_reason is not None:
+            self._derive(task)
+            self._cancel(task, arrival.cancel_reason, arrival.cancel_origin)
+        else:
+            self._start_route(task)
+
+    def _next_wait_due_ms(self, task: TaskRecord) -> int | None:
+        rules = self._wait_rules[task.queue_id]
+        if task.wait_rules_fired >= len(rules):
+            return None
+        return task.queued_ms + round(rules[task.wait_rules_fired].wait_s * 1000)
+
+    def _schedule_wait_timer(self, task: TaskRecord) -> None:
+        due_ms = self._next_wait_due_ms(task)
+        if due_ms is not None:
+            self._add_timer(max(due_ms, self.now_ms), "wait", task.task_id)
+
+    def _fire_wait_rules(self, task: TaskRecord) -> None:
+        """Fires the wait-time rules a pending task is due (one at a time, in threshold order,
+        until one moves or cancels it), then schedules the next."""
+        while task.status is TaskStatus.PENDING:
+            due_ms = self._next_wait_due_ms(task)
+            if due_ms is None or due_ms > self.now_ms:
+                break
+            queue_id = task.queue_id
+            rule = self._wait_rules[queue_id][task.wait_rules_fired]
+            task.wait_rules_fired += 1
+            self._apply_action(task, rule.action)
+            if task.queue_id != queue_id:
+                return  # moved: its new queue's rules were scheduled on arrival
+        if task.status is TaskStatus.PENDING:
+            self._schedule_wait_timer(task)
+
     # == matching ==============================================================================
 
+    def _members(self, target: GroupTarget) -> npt.NDArray[np.bool_]:
+        """Who may take tasks of this target (availability and requirement aside)."""
+        matrix = self.membership.matrix
+        members: npt.NDArray[np.bool_] = matrix[target.queue_slot]
+        if target.expression_slot != self.membership.index_of(EVERYONE):
+            members = members & matrix[target.expression_slot]
+        if target.pinned_row != NO_PIN:
+            pinned = np.zeros_like(members)
+            if target.pinned_row >= 0:
+                pinned[target.pinned_row] = members[target.pinned_row]
+            members = pinned
+        return members
+
     def _route_task(self, task: TaskRecord) -> None:
-        """Offers a pending task to the best eligible worker, or makes it wait."""
-        queue = self.queues[task.spec.queue_id]
+        """Offers a pending task to the best eligible worker (or the best few, for a queue that
+        offers to several at once), or makes it wait."""
+        queue = self.queues[task.queue_id]
+        routing = self._routing[task.task_id]
+        if queue.assignment_window_s > 0:
+            self._enqueue(task)
+            self._schedule_round(queue.queue_id)
+            return
+        members = self._members(routing.target)
+        excluded = self._rows_of(task.excluded_worker_ids)
+        need = empathy_need(task.spec.sentiment, task.repeat_contacts)
+        if queue.offer_workers_max > 1:
+            rows = eligible_rows(self.columns, routing.requirement, members, excluded)
+            if rows.size == 0:
+                self._enqueue(task)
+                return
+            candidate_scores = scores(
+                self.columns, rows, routing.requirement, need, queue.weights,
+                self._affinity_rows(task), self.now_ms,
+            )  # fmt: skip
+            best_first = np.argsort(-candidate_scores, kind="stable")[: queue.offer_workers_max]
+            for row in rows[best_first].tolist():
+                self._offer(task, self.workers[self._worker_at_row[row]])
+            return
         row = best_row(
             self.columns,
-            self._requirements[task.task_id],
-            self.membership.members(queue.queue_id),
+            routing.requirement,
+            members,
             queue.weights,
-            need=empathy_need(task.spec.sentiment, task.repeat_contacts),
-            excluded_rows=self._rows_of(task.excluded_worker_ids),
+            need=need,
+            excluded_rows=excluded,
             affinity_rows=self._affinity_rows(task),
             now_ms=self.now_ms,
         )
@@ -707,33 +1261,115 @@ class Engine:
                 self.columns,
                 self.membership,
                 lambda task_id: worker_id in self.tasks[task_id].excluded_worker_ids,
+                self.now_ms,
             )
             if task_id is None:
-                return
+                break
             self.waiting.remove(task_id)
             self._offer(self.tasks[task_id], worker)
+        if self._round_due_ms or any(q.assignment_window_s > 0 for q in self.queues.values()):
+            self._serve_rounds(worker)
+
+    def _serve_rounds(self, worker: WorkerRecord) -> None:
+        """A worker still free may serve a batch-assigned queue: its next round will tell."""
+        if not self.columns.ready[worker.row].any():
+            return
+        for queue in self.queues.values():
+            if (
+                queue.assignment_window_s > 0
+                and self.waiting.queue_depth(queue.queue_id)
+                and self.membership.members(queue.queue_id)[worker.row]
+            ):
+                self._schedule_round(queue.queue_id)
 
     def _enqueue(self, task: TaskRecord) -> None:
-        queue = self.queues[task.spec.queue_id]
+        routing = self._routing[task.task_id]
+        queue = self.queues[task.queue_id]
         key = order_key(
-            priority=task.spec.priority,
+            priority=task.priority,
             created_ms=task.created_ms,
             seq=task.seq,
             task_id=task.task_id,
             order=queue.order,
+            aging_per_ms=routing.target.aging_per_ms,
         )
         self.waiting.add(
             task_id=task.task_id,
-            queue_id=queue.queue_id,
-            queue_slot=self.membership.index_of(queue.queue_id),
-            requirement=self._requirements[task.task_id],
+            target=routing.target,
+            requirement=routing.requirement,
             key=key,
             created_ms=task.created_ms,
             seq=task.seq,
         )
 
+    # == batch assignment ======================================================================
+
+    def _schedule_round(self, queue_id: str) -> None:
+        queue = self.queues[queue_id]
+        if queue.assignment_window_s <= 0 or queue_id in self._round_due_ms:
+            return
+        if not self.waiting.queue_depth(queue_id):
+            return
+        due_ms = self.now_ms + round(queue.assignment_window_s * 1000)
+        self._round_due_ms[queue_id] = due_ms
+        self._add_timer(due_ms, "round", queue_id)
+
+    def _run_round(self, queue_id: str) -> None:
+        """Assigns the queue's longest-waiting tasks to its free workers as an assignment
+        problem: tier by tier of priority (a higher tier is served first), the tasks that get a
+        worker are the first in queue order, and who serves whom maximises the total score."""
+        queue = self.queues[queue_id]
+        task_ids = self.waiting.first_task_ids(queue_id, ASSIGNMENT_ROUND_TASKS_MAX)
+        tiers: dict[int, list[TaskRecord]] = {}
+        for task_id in task_ids:
+            task = self.tasks[task_id]
+            tiers.setdefault(task.priority, []).append(task)
+        for priority in sorted(tiers, reverse=True):
+            pending = tiers[priority]
+            while pending:
+                pending = self._assign_tier(queue, pending)
+        if len(task_ids) == ASSIGNMENT_ROUND_TASKS_MAX:
+            self._schedule_round(queue_id)
+
+    def _assign_tier(self, queue: QueueConfig, tasks: list[TaskRecord]) -> list[TaskRecord]:
+        """One assignment of tasks of one priority to free workers (one task each); returns
+        the tasks left that still have an eligible free worker (multi-task workers may take
+        another), or [] when no pair was made."""
+        eligible = []
+        for task in tasks:
+            routing = self._routing[task.task_id]
+            rows = eligible_rows(
+                self.columns, routing.requirement, self._members(routing.target),
+                self._rows_of(task.excluded_worker_ids),
+            )  # fmt: skip
+            if rows.size:
+                eligible.append((task, routing, rows))
+        if not eligible:
+            return []
+        columns = sorted(set().union(*(rows.tolist() for _, _, rows in eligible)))
+        eligible = eligible[: len(columns)]  # the first in order get the workers
+        column_of = {row: j for j, row in enumerate(columns)}
+        matrix = np.full((len(eligible), len(columns)), INELIGIBLE)
+        for i, (task, routing, rows) in enumerate(eligible):
+            need = empathy_need(task.spec.sentiment, task.repeat_contacts)
+            row_scores = scores(
+                self.columns, rows, routing.requirement, need, queue.weights,
+                self._affinity_rows(task), self.now_ms,
+            )  # fmt: skip
+            matrix[i, [column_of[r] for r in rows.tolist()]] = row_scores
+        pairs = best_pairs(matrix)
+        for i, j in pairs:
+            task = eligible[i][0]
+            self.waiting.remove(task.task_id)
+            self._offer(task, self.workers[self._worker_at_row[columns[j]]])
+        if not pairs:
+            return []
+        return [task for task, _, _ in eligible if task.status is TaskStatus.PENDING]
+
+    # == offers ================================================================================
+
     def _offer(self, task: TaskRecord, worker: WorkerRecord) -> None:
-        queue = self.queues[task.spec.queue_id]
+        queue = self.queues[task.queue_id]
         self._reservation_seq += 1
         reservation = Reservation(
             reservation_id=f"res-{self._reservation_seq}",
@@ -743,9 +1379,15 @@ class Engine:
             expires_ms=self.now_ms + round(queue.reservation_timeout_s * 1000),
         )
         self.reservations[reservation.reservation_id] = reservation
-        task.worker_id = worker.worker_id
-        task.reservation_id = reservation.reservation_id
-        self._set_status(task, TaskStatus.RESERVED)
+        task.offer_ids = (*task.offer_ids, reservation.reservation_id)
+        if len(task.offer_ids) == 1:
+            task.worker_id = worker.worker_id
+            task.reservation_id = reservation.reservation_id
+        else:  # offered to several: nobody holds it until one accepts
+            task.worker_id = ""
+            task.reservation_id = ""
+        if task.status is not TaskStatus.RESERVED:
+            self._set_status(task, TaskStatus.RESERVED)
         self._hold(worker, task)
         self._add_timer(reservation.expires_ms, "offer", reservation.reservation_id)
         self.counters[queue.queue_id].offered_total += 1
@@ -754,12 +1396,15 @@ class Engine:
     def _end_offer(
         self, reservation: Reservation, status: ReservationStatus, *, exclude: bool
     ) -> None:
-        """Ends a pending offer without acceptance; the task is routed again, and the worker,
-        if still available, takes other work."""
+        """Ends a pending offer without acceptance. When it was the task's last, the task is
+        routed again; the worker, if still available, takes other work."""
         task = self.tasks[reservation.task_id]
         self._close_reservation(reservation, status, exclude=exclude)
-        self._set_status(task, TaskStatus.PENDING)
-        self._route_task(task)
+        if not task.offer_ids:
+            self._set_status(task, TaskStatus.PENDING)
+            self._fire_wait_rules(task)  # those that fell due during the offer
+            if task.status is TaskStatus.PENDING and task.task_id not in self.waiting:
+                self._route_task(task)
         worker = self.workers.get(reservation.worker_id)
         if worker is not None:
             self._serve_worker(worker)
@@ -773,8 +1418,13 @@ class Engine:
         worker = self.workers.get(reservation.worker_id)
         if worker is not None:
             self._release(worker, task)
-        task.worker_id = ""
-        task.reservation_id = ""
+        task.offer_ids = tuple(r for r in task.offer_ids if r != reservation.reservation_id)
+        if len(task.offer_ids) == 1:
+            task.reservation_id = task.offer_ids[0]
+            task.worker_id = self.reservations[task.reservation_id].worker_id
+        else:
+            task.worker_id = ""
+            task.reservation_id = ""
         if exclude:
             task.excluded_worker_ids = task.excluded_worker_ids | {reservation.worker_id}
         task.updated_ms = self.now_ms
@@ -822,7 +1472,7 @@ class Engine:
     # == bookkeeping ===========================================================================
 
     def _set_status(self, task: TaskRecord, status: TaskStatus) -> None:
-        by_status = self.counters[task.spec.queue_id].by_status
+        by_status = self.counters[task.queue_id].by_status
         for old_or_new, step in ((task.status, -1), (status, 1)):
             if old_or_new in (TaskStatus.RESERVED, TaskStatus.ASSIGNED, TaskStatus.WRAPPING):
                 by_status[old_or_new] = by_status.get(old_or_new, 0) + step
@@ -831,7 +1481,8 @@ class Engine:
 
     def _close_task(self, task: TaskRecord) -> None:
         """Forgets what only open tasks need, and the oldest closed tasks past the limit."""
-        self._requirements.pop(task.task_id, None)
+        self._routing.pop(task.task_id, None)
+        task.offer_ids = ()
         self._timer_ended()  # its time-to-live
         self._closed_tasks[task.task_id] = None
         while len(self._closed_tasks) > CLOSED_TASKS_KEPT_MAX:
@@ -850,25 +1501,13 @@ class Engine:
     # == reads =================================================================================
 
     def _task(self, task_id: str) -> TaskRecord:
-        check_id("task_id", task_id)
-        task = self.tasks.get(task_id)
-        if task is None:
-            raise NotFound(f"no task {task_id!r}")
-        return task
+        return _found("task_id", "task", self.tasks, task_id)
 
     def _worker(self, worker_id: str) -> WorkerRecord:
-        check_id("worker_id", worker_id)
-        worker = self.workers.get(worker_id)
-        if worker is None:
-            raise NotFound(f"no worker {worker_id!r}")
-        return worker
+        return _found("worker_id", "worker", self.workers, worker_id)
 
     def _queue(self, queue_id: str) -> QueueConfig:
-        check_id("queue_id", queue_id)
-        queue = self.queues.get(queue_id)
-        if queue is None:
-            raise NotFound(f"no queue {queue_id!r}")
-        return queue
+        return _found("queue_id", "queue", self.queues, queue_id)
 
     def get_task(self, task_id: str) -> TaskRecord:
         return self._task(task_id)
@@ -879,22 +1518,51 @@ class Engine:
     def get_queue(self, queue_id: str) -> QueueConfig:
         return self._queue(queue_id)
 
+    def get_policy(self, policy_id: str) -> RoutingPolicy:
+        return _found("policy_id", "routing policy", self.policies, policy_id)
+
     def queue_position(self, task_id: str) -> int:
         """0-based position of a pending task in its queue (0 when not waiting)."""
         return self.waiting.position(task_id) if task_id in self.waiting else 0
 
     def estimated_wait_ms(self, task_id: str) -> int | None:
-        """Time until the task is offered: 0 once it has been; for a waiting task, its
-        position + 1 over the queue's recent service rate (assignments per ms over the last
-        `SERVICE_RATE_SAMPLES` assignments); None when the queue has no recent service."""
+        """Time until the task is offered: 0 once it has been, None for a closed task or when
+        nothing is known yet. A waiting task at position k (k tasks ahead of it) is offered once
+        k + 1 workers' slots have come free; with the queue's staffed slots s (the capacity on
+        the task's channel of its members who are available) each busy for the mean handle
+        time h (assignment to the end of wrap-up, over the latest completions), slots come free
+        at s / h, so the estimate is (k + 1) x h / s: the M/M/c expectation once every agent is
+        busy. Before any completion, it falls back on the observed rate of assignments."""
         task = self.tasks[task_id]
         if task_id not in self.waiting:
-            return 0 if task.status is not TaskStatus.CANCELED else None
-        samples = self.counters[task.spec.queue_id].assigned_ms
+            return 0 if task.status.is_open else None
+        ahead = self.waiting.position(task_id)
+        counters = self.counters[task.queue_id]
+        slots = self._staffed_slots(task)
+        if counters.handle_ms and slots:
+            handle_ms = sum(counters.handle_ms) / len(counters.handle_ms)
+            return round((ahead + 1) * handle_ms / slots)
+        samples = counters.assigned_ms
         if len(samples) < 2 or samples[-1] <= samples[0]:
             return None
         ms_per_task = (samples[-1] - samples[0]) / (len(samples) - 1)
-        return round((self.waiting.position(task_id) + 1) * ms_per_task)
+        return round((ahead + 1) * ms_per_task)
+
+    def _staffed_slots(self, task: TaskRecord) -> int:
+        """Capacity on the task's channel of the queue's available members (cached until who
+        is available or who belongs changes)."""
+        channel_col = self._routing[task.task_id].requirement.channel_col
+        key = (task.queue_id, channel_col)
+        cached = self._staffing_cache.get(key)
+        if cached is not None and cached[0] == self._staffing_version:
+            return cached[1]
+        rows = self.columns.row_count
+        staffed = self.membership.members(task.queue_id)[:rows] & self.columns.available[:rows]
+        slots = int(self.columns.capacity[:rows, channel_col][staffed].sum())
+        if len(self._staffing_cache) > 4 * len(self.queues) + 64:
+            self._staffing_cache.clear()
+        self._staffing_cache[key] = (self._staffing_version, slots)
+        return slots
 
     def iter_tasks(self) -> Iterator[TaskRecord]:
         """Every known task, in creation order."""
@@ -930,7 +1598,7 @@ class Engine:
         """Raises AssertionError when the state breaks a rule that must always hold: no worker
         over capacity, no task held by two workers, columns agree with records, and no waiting
         task has an eligible free worker (matching left nothing undone). O(state): for tests."""
-        holders: dict[str, str] = {}
+        holders: dict[str, list[str]] = {}
         for worker in self.workers.values():
             row = worker.row
             for channel, load in worker.load_by_channel.items():
@@ -948,22 +1616,29 @@ class Engine:
             if worker.profile.total_capacity is not None:
                 assert priced <= worker.profile.total_capacity + 1e-9, f"{worker.worker_id} over"
             for task_id in worker.task_ids:
-                assert task_id not in holders, f"{task_id} held by {holders[task_id]} and more"
-                holders[task_id] = worker.worker_id
+                holders.setdefault(task_id, []).append(worker.worker_id)
         for task in self.tasks.values():
-            held = task.status in (TaskStatus.RESERVED, TaskStatus.ASSIGNED, TaskStatus.WRAPPING)
-            assert held == (task.task_id in holders), f"{task.task_id} {task.status} holders"
-            if held:
-                assert holders[task.task_id] == task.worker_id
+            held_by = sorted(holders.get(task.task_id, []))
+            if task.status is TaskStatus.RESERVED:
+                offered = sorted(self.reservations[r].worker_id for r in task.offer_ids)
+                assert offered and held_by == offered, f"{task.task_id} offers {offered} {held_by}"
+            elif task.status in (TaskStatus.ASSIGNED, TaskStatus.WRAPPING):
+                assert held_by == [task.worker_id], f"{task.task_id} held by {held_by}"
+            else:
+                assert not held_by, f"{task.task_id} {task.status} held by {held_by}"
+                assert not task.offer_ids, f"{task.task_id} {task.status} has offers"
             assert (task.status is TaskStatus.PENDING) == (task.task_id in self.waiting)
-        for queue_id in self.queues:
+        for queue_id, queue in self.queues.items():
+            if queue_id in self._round_due_ms:
+                continue  # its free workers wait for the round
             for task_id in self.waiting.task_ids(queue_id):
                 task = self.tasks[task_id]
-                queue = self.queues[queue_id]
+                routing = self._routing[task_id]
+                assert self.waiting.group_target(task_id) == routing.target, f"{task_id} target"
                 free_row = best_row(
                     self.columns,
-                    self._requirements[task_id],
-                    self.membership.members(queue_id),
+                    routing.requirement,
+                    self._members(routing.target),
                     queue.weights,
                     need=0.0,
                     excluded_rows=self._rows_of(task.excluded_worker_ids),
@@ -990,6 +1665,8 @@ class Engine:
             "channels": self.channels,
             "activities": self.activities,
             "queues": [asdict(q) for q in self.queues.values()],
+            "policies": [asdict(p) for p in self.policies.values()],
+            "rounds": sorted(self._round_due_ms.items()),
             "workers": [
                 [
                     asdict(w.profile),
@@ -1016,10 +1693,21 @@ class Engine:
                     c.completed_total,
                     c.canceled_total,
                     list(c.assigned_ms),
+                    list(c.handle_ms),
                 ]
                 for q, c in self.counters.items()
             ],
         }
+
+
+def wait_rules_of(queue: QueueConfig) -> tuple[ExceptionRule, ...]:
+    """A queue's wait-time rules in the order they fire (by threshold, then as given)."""
+    return tuple(
+        sorted(
+            (r for r in queue.exception_rules if r.trigger is TriggerKind.WAIT_TIME),
+            key=lambda rule: rule.wait_s,
+        )
+    )
 
 
 def _worker_document(profile: WorkerProfile) -> dict[str, Any]:
@@ -1040,6 +1728,15 @@ def _parse_target(source: str) -> Expression:
         return parse(source)
     except ExpressionError as error:
         raise InvalidArgument("queue.target_expression", str(error)) from None
+
+
+def _found(field: str, kind: str, table: Mapping[str, _Value], key: str) -> _Value:
+    """The entry for `key`: a refused id is INVALID_ARGUMENT, an unknown one NOT_FOUND."""
+    check_id(field, key)
+    value = table.get(key)
+    if value is None:
+        raise NotFound(f"no {kind} {key!r}")
+    return value
 
 
 def _trim(mapping: OrderedDict[str, Any], size_max: int) -> None:

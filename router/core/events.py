@@ -39,6 +39,9 @@ class TaskAssigned:
 @dataclass(frozen=True, slots=True)
 class TaskCanceled:
     task: TaskRecord
+    origin: str = "caller"
+    """Who canceled it: "caller", "ttl" (its time-to-live ran out), "exception" (a queue's
+    exception rule) or "after_hours" (it arrived while its queue was closed)."""
 
 
 @dataclass(frozen=True, slots=True)

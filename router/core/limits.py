@@ -48,3 +48,28 @@ CLOSED_TASKS_KEPT_MAX: Final = 100_000
 
 REQUEST_IDS_KEPT_MAX: Final = 1_000_000
 """Client request ids remembered for idempotent retries, oldest forgotten first."""
+
+POLICIES_MAX: Final = 1024
+"""Most routing policies a workspace may define."""
+FILTERS_PER_POLICY_MAX: Final = 64
+STEPS_PER_ROUTE_MAX: Final = 16
+STEP_TIMEOUT_S_MAX: Final = TASK_TTL_S_MAX
+EXCEPTION_RULES_PER_QUEUE_MAX: Final = 16
+OPEN_HOURS_PER_CALENDAR_MAX: Final = 64
+HOLIDAYS_PER_CALENDAR_MAX: Final = 1000
+PRIORITY_AGING_PER_MIN_MAX: Final = 1000.0
+OFFER_WORKERS_MAX: Final = 16
+"""Most workers one task may be offered to at once."""
+ASSIGNMENT_WINDOW_S_MAX: Final = 60.0
+ASSIGNMENT_ROUND_TASKS_MAX: Final = 256
+"""Most tasks one assignment round considers (the longest-waiting first); the rest wait for
+the next round."""
+KNOWN_AGENT_WAIT_S_MAX: Final = 3600.0
+PRIORITY_DELTA_ABS_MAX: Final = 2 * PRIORITY_ABS_MAX
+"""Largest raise (or cut) of a priority by a routing step or an exception rule: enough to carry
+any priority to any other."""
+DISPLAY_NAME_CHARS_MAX: Final = 256
+"""Longest display name of a routing policy."""
+FILTER_NAME_CHARS_MAX: Final = 128
+CANCEL_REASON_CHARS_MAX: Final = 256
+"""Longest reason of an exception rule's or after-hours cancel action."""

@@ -52,6 +52,75 @@ class QueueOrder(Enum):
     LIFO = "lifo"
 
 
+class Weekday(Enum):
+    MONDAY = "monday"
+    TUESDAY = "tuesday"
+    WEDNESDAY = "wednesday"
+    THURSDAY = "thursday"
+    FRIDAY = "friday"
+    SATURDAY = "saturday"
+    SUNDAY = "sunday"
+
+
+@dataclass(frozen=True, slots=True)
+class OpenHours:
+    """One opening interval of a weekday, in the calendar's local time."""
+
+    day: Weekday
+    opens: str
+    """"HH:MM", 00:00 to 23:59."""
+    closes: str
+    """"HH:MM", after `opens`; "24:00" is the end of the day."""
+
+
+@dataclass(frozen=True, slots=True)
+class BusinessHours:
+    """When a queue is open: weekly hours in a time zone, minus holidays."""
+
+    time_zone: str
+    """An IANA time zone name, e.g. "Europe/Paris" (daylight saving time follows it)."""
+    weekly: tuple[OpenHours, ...]
+    holidays: tuple[str, ...] = ()
+    """Local dates ("YYYY-MM-DD") on which the queue is closed all day."""
+
+
+class ActionKind(Enum):
+    MOVE_TO_QUEUE = "move_to_queue"
+    """The task leaves for `queue_id` (an overflow queue), keeping its age."""
+    RAISE_PRIORITY = "raise_priority"
+    """The task's priority rises by `priority_delta`."""
+    CANCEL = "cancel"
+    """The task is canceled with `reason`."""
+
+
+@dataclass(frozen=True, slots=True)
+class QueueAction:
+    kind: ActionKind
+    queue_id: str = ""
+    priority_delta: int = 0
+    reason: str = ""
+
+
+class TriggerKind(Enum):
+    WAIT_TIME = "wait_time"
+    """The task has waited `wait_s` seconds in the queue."""
+    QUEUE_LENGTH = "queue_length"
+    """The task would wait behind `queue_length` or more waiting tasks (checked on arrival)."""
+    STEPS_EXHAUSTED = "steps_exhausted"
+    """The last step of the task's routing policy timed out."""
+
+
+@dataclass(frozen=True, slots=True)
+class ExceptionRule:
+    """What happens to a task when a trigger fires (each rule fires at most once per task and
+    queue; rules are checked in the order given)."""
+
+    trigger: TriggerKind
+    action: QueueAction
+    wait_s: float = 0.0
+    queue_length: int = 0
+
+
 @dataclass(frozen=True, slots=True)
 class ScoringWeights:
     """Weights of the score terms (see `scoring.py`). The defaults make skill fit and empathy fit
@@ -81,6 +150,63 @@ class QueueConfig:
     order: QueueOrder = QueueOrder.FIFO
     depth_max: int = 0
     """Most waiting tasks (0: the workspace limit `QUEUE_DEPTH_MAX`)."""
+    priority_aging_per_min: float = 0.0
+    """Priority points a waiting task gains per minute waited (0: no aging)."""
+    exception_rules: tuple[ExceptionRule, ...] = ()
+    business_hours: BusinessHours | None = None
+    """None: always open."""
+    after_hours_action: QueueAction | None = None
+    """What a task arriving while the queue is closed meets (None: it waits as usual)."""
+    offer_workers_max: int = 1
+    """Offer each task to up to this many workers at once; the first to accept wins."""
+    assignment_window_s: float = 0.0
+    """0: offer at once (greedy). Above 0: collect the queue's tasks and free workers and assign
+    them together every window, as an assignment problem."""
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingStep:
+    """One stage of a task's wait: who may take it, and for how long."""
+
+    timeout_s: float = 0.0
+    """After this long in the step the next step applies (0: only for the last step, which then
+    lasts until the task is served)."""
+    required_skills: Mapping[str, float] = field(default_factory=dict)
+    """Minimum levels on top of the task's own (the higher of the two applies)."""
+    worker_expression: str = ""
+    """Which workers may take the task in this step, over worker attributes (empty: any)."""
+    known_agent: bool = False
+    """Only the task's known agent (its preferred worker, else the customer's last agent)."""
+    priority_delta: int = 0
+    """Added to the task's priority while in this step."""
+    skip_if_no_workers: bool = False
+    """Go straight to the next step when no worker this step allows is available."""
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    queue_id: str
+    steps: tuple[RoutingStep, ...] = ()
+    """Empty: one step with no extra constraints."""
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyFilter:
+    name: str
+    expression: str
+    """Over the task's attributes and its reserved keys (channel, priority, ...)."""
+    route: Route
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingPolicy:
+    """A workflow: the first filter whose expression matches a task routes it."""
+
+    policy_id: str
+    display_name: str = ""
+    filters: tuple[PolicyFilter, ...] = ()
+    default_route: Route | None = None
+    """For a task no filter matches (None: such a task is refused)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +230,8 @@ class TaskSpec:
     """What a front end says about a task when creating it."""
 
     channel: str
-    queue_id: str
+    queue_id: str = ""
+    """The queue to wait in; give this or `policy_id`."""
     attributes: JsonObject = field(default_factory=dict)
     required_skills: Mapping[str, float] = field(default_factory=dict)
     """Skill -> minimum level (0 to 5) the worker must have."""
@@ -117,6 +244,17 @@ class TaskSpec:
     ttl_s: float = 0.0
     """Seconds a task may stay open before it is canceled (0: `TASK_TTL_S_DEFAULT`)."""
     preferred_worker_id: str = ""
+    policy_id: str = ""
+    """The routing policy that chooses the queue and the steps; give this or `queue_id`."""
+    known_agent_wait_s: float = 0.0
+    """Wait this long for the known agent (the preferred worker, else the customer's last
+    agent) before anyone else may take the task."""
+
+
+NO_ROUTE = -2
+"""`TaskRecord.route_index` of a task routed by its queue alone (no policy, or moved)."""
+DEFAULT_ROUTE = -1
+"""`TaskRecord.route_index` of a task on its policy's default route."""
 
 
 @dataclass(slots=True)
@@ -139,6 +277,26 @@ class TaskRecord:
     assigned_ms: int = 0
     repeat_contacts: int = 0
     """Earlier contacts of the same customer within `REPEAT_CONTACT_WINDOW_MS`."""
+    queue_id: str = ""
+    """The queue the task is in now (a policy chooses it; an overflow moves it)."""
+    queued_ms: int = 0
+    """When the task entered its current queue (exception wait times count from here)."""
+    route_index: int = NO_ROUTE
+    """Its policy's filter that routed it, DEFAULT_ROUTE, or NO_ROUTE."""
+    route_started_ms: int = 0
+    step_index: int = 0
+    step_due_ms: int = 0
+    """When the current step times out (0: never)."""
+    priority: int = 0
+    """Effective priority: the task's own, plus exception raises and its step's delta (aging
+    comes on top, computed from the wait)."""
+    priority_raised: int = 0
+    """What exception rules have added to the priority."""
+    wait_rules_fired: int = 0
+    """How many of the queue's wait-time rules (in threshold order) have fired."""
+    known_agent_id: str = ""
+    offer_ids: tuple[str, ...] = ()
+    """The task's pending offers (several when its queue offers to several workers at once)."""
 
     def snapshot(self) -> TaskRecord:
         """A copy that later changes to this record do not reach (nested values are replaced,
@@ -148,7 +306,9 @@ class TaskRecord:
             self.task_id, self.seq, self.spec, self.client_request_id, self.created_ms,
             self.updated_ms, self.status, self.worker_id, self.reservation_id, self.cancel_reason,
             self.excluded_worker_ids, self.ttl_due_ms, self.wrapup_due_ms, self.assigned_ms,
-            self.repeat_contacts,
+            self.repeat_contacts, self.queue_id, self.queued_ms, self.route_index,
+            self.route_started_ms, self.step_index, self.step_due_ms, self.priority,
+            self.priority_raised, self.wait_rules_fired, self.known_agent_id, self.offer_ids,
         )  # fmt: skip
 
 

@@ -22,18 +22,21 @@ from router.core.engine import (
     QueueCounters,
     _parse_target,
     _worker_document,
+    wait_rules_of,
 )
 from router.core.model import (
     QueueConfig,
     Reservation,
+    RoutingPolicy,
     TaskRecord,
     TaskSpec,
     TaskStatus,
     WorkerProfile,
     WorkerRecord,
 )
+from router.core.policies import CompiledPolicy
 
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2
 
 
 class SnapshotError(ValueError):
@@ -50,6 +53,7 @@ class _Counters:
     canceled_total: int
     by_status: dict[TaskStatus, int]
     assigned_ms: list[int]
+    handle_ms: list[int]
 
 
 @dataclass(slots=True)
@@ -76,6 +80,8 @@ class _Snapshot:
     skill_columns: list[str]
     language_columns: list[str]
     queues: list[QueueConfig]
+    policies: list[RoutingPolicy]
+    rounds: dict[str, int]
     counters: list[_Counters]
     workers: list[_Worker]
     tasks: list[TaskRecord]
@@ -103,6 +109,8 @@ def take(engine: Engine) -> bytes:
         skill_columns=columns.skill_index.names(),
         language_columns=columns.language_index.names(),
         queues=list(engine.queues.values()),
+        policies=list(engine.policies.values()),
+        rounds=engine._round_due_ms,
         counters=[
             _Counters(
                 queue_id,
@@ -113,6 +121,7 @@ def take(engine: Engine) -> bytes:
                 c.canceled_total,
                 c.by_status,
                 list(c.assigned_ms),
+                list(c.handle_ms),
             )
             for queue_id, c in engine.counters.items()
         ],
@@ -174,11 +183,17 @@ def _restore_configuration(engine: Engine, snapshot: _Snapshot) -> None:
     for queue in snapshot.queues:
         engine.queues[queue.queue_id] = queue
         engine._queue_expressions[queue.queue_id] = _parse_target(queue.target_expression)
+        engine._wait_rules[queue.queue_id] = wait_rules_of(queue)
         engine.membership.index_of(queue.queue_id)
+    for policy in snapshot.policies:
+        engine.policies[policy.policy_id] = policy
+        engine._compiled[policy.policy_id] = CompiledPolicy(policy)
+    engine._round_due_ms = dict(snapshot.rounds)
     for c in snapshot.counters:
         engine.counters[c.queue_id] = QueueCounters(
             c.created_total, c.offered_total, c.assigned_total, c.completed_total,
             c.canceled_total, dict(c.by_status), deque(c.assigned_ms, maxlen=SERVICE_RATE_SAMPLES),
+            deque(c.handle_ms, maxlen=SERVICE_RATE_SAMPLES),
         )  # fmt: skip
 
 
@@ -203,16 +218,18 @@ def _restore_workers(engine: Engine, workers: list[_Worker]) -> None:
         engine.worker_attributes.set_row(row, _worker_document(saved.profile))
     columns.reclaim_free_rows()
     engine.membership.ensure_rows(columns.row_count)
-    for queue_id, expression in engine._queue_expressions.items():
+    engine._refresh_step_expressions()  # its rows, evaluated over every worker
+    for key, expression in engine._membership_expressions():
         members = engine._evaluate_members(expression)
-        engine.membership.matrix[engine.membership.index_of(queue_id), : members.size] = members
+        engine.membership.matrix[engine.membership.index_of(key), : members.size] = members
 
 
 def _restore_tasks(engine: Engine, snapshot: _Snapshot) -> None:
     for task in snapshot.tasks:
         engine.tasks[task.task_id] = task
+    for task in snapshot.tasks:
         if task.status.is_open:
-            engine._requirements[task.task_id] = engine._requirement(task.spec)
+            engine._derive(task)
     for task in snapshot.tasks:
         if task.status is TaskStatus.PENDING:
             engine._enqueue(task)

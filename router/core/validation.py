@@ -7,24 +7,48 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Iterator, Mapping
 from typing import Any
 
+from router.core.calendar import check_business_hours
 from router.core.errors import InvalidArgument
+from router.core.expressions import ExpressionError, parse
 from router.core.limits import (
+    ASSIGNMENT_WINDOW_S_MAX,
     ATTRIBUTES_BYTES_MAX,
+    CANCEL_REASON_CHARS_MAX,
     CAPACITY_PER_CHANNEL_MAX,
+    DISPLAY_NAME_CHARS_MAX,
+    EXCEPTION_RULES_PER_QUEUE_MAX,
+    FILTER_NAME_CHARS_MAX,
+    FILTERS_PER_POLICY_MAX,
     ID_CHARS_MAX,
+    KNOWN_AGENT_WAIT_S_MAX,
     LANGUAGES_PER_WORKER_MAX,
+    OFFER_WORKERS_MAX,
     PRIORITY_ABS_MAX,
+    PRIORITY_AGING_PER_MIN_MAX,
+    PRIORITY_DELTA_ABS_MAX,
+    QUEUE_DEPTH_MAX,
     RESERVATION_TIMEOUT_S_MAX,
     SKILL_LEVEL_MAX,
     SKILLS_PER_TASK_MAX,
     SKILLS_PER_WORKER_MAX,
+    STEP_TIMEOUT_S_MAX,
+    STEPS_PER_ROUTE_MAX,
     TASK_TTL_S_MAX,
     WRAPUP_S_MAX,
 )
-from router.core.model import QueueConfig, TaskSpec, WorkerProfile
+from router.core.model import (
+    ActionKind,
+    QueueAction,
+    QueueConfig,
+    Route,
+    RoutingPolicy,
+    TaskSpec,
+    TriggerKind,
+    WorkerProfile,
+)
 
 _ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@+\-]*")
 RESERVED_WORKER_KEYS = frozenset({"skills", "languages", "empathy", "worker_id"})
@@ -150,7 +174,12 @@ def validate_task(spec: TaskSpec, channels: Mapping[str, str], client_request_id
     check_id("task.channel", spec.channel)
     if spec.channel not in channels:
         raise InvalidArgument("task.channel", f"unknown channel {spec.channel!r}")
-    check_id("task.queue_id", spec.queue_id)
+    if not spec.queue_id and not spec.policy_id:
+        raise InvalidArgument("task.queue_id", "give queue_id or policy_id")
+    if spec.queue_id and spec.policy_id:
+        raise InvalidArgument("task.policy_id", "give queue_id or policy_id, not both")
+    check_id("task.queue_id", spec.queue_id, required=False)
+    check_id("task.policy_id", spec.policy_id, required=False)
     check_attributes("task.attributes", spec.attributes)
     skill_count = len(spec.required_skills) + len(spec.preferred_skills)
     if skill_count > SKILLS_PER_TASK_MAX:
@@ -173,9 +202,11 @@ def validate_task(spec: TaskSpec, channels: Mapping[str, str], client_request_id
     check_finite("task.sentiment", spec.sentiment, -1.0, 1.0)
     check_finite("task.ttl_s", spec.ttl_s, 0.0, TASK_TTL_S_MAX)
     check_id("task.preferred_worker_id", spec.preferred_worker_id, required=False)
+    check_finite("task.known_agent_wait_s", spec.known_agent_wait_s, 0.0, KNOWN_AGENT_WAIT_S_MAX)
 
 
 def validate_queue(queue: QueueConfig) -> None:
+    """Check a queue on its own; `check_queue_references` checks it against the other queues."""
     check_id("queue.queue_id", queue.queue_id)
     for name in ("skill", "empathy", "idle", "affinity", "load"):
         check_finite(f"queue.weights.{name}", getattr(queue.weights, name), 0.0, 1000.0)
@@ -185,6 +216,245 @@ def validate_queue(queue: QueueConfig) -> None:
     check_finite("queue.wrapup_s", queue.wrapup_s, 0.0, WRAPUP_S_MAX)
     if queue.depth_max < 0:
         raise InvalidArgument("queue.depth_max", f"must be 0 or more, got {queue.depth_max}")
+    check_finite(
+        "queue.priority_aging_per_min",
+        queue.priority_aging_per_min,
+        0.0,
+        PRIORITY_AGING_PER_MIN_MAX,
+    )
+    _check_exception_rules(queue)
+    if queue.business_hours is not None:
+        check_business_hours("queue.business_hours", queue.business_hours)
+    if queue.after_hours_action is not None:
+        field = "queue.after_hours_action"
+        if queue.business_hours is None:
+            raise InvalidArgument(
+                field, "needs business_hours (a queue without them is always open)"
+            )
+        if queue.after_hours_action.kind is ActionKind.RAISE_PRIORITY:
+            raise InvalidArgument(
+                f"{field}.kind", "must be move_to_queue or cancel, got raise_priority"
+            )
+        _check_action(field, queue.after_hours_action, queue.queue_id)
+    if not 1 <= queue.offer_workers_max <= OFFER_WORKERS_MAX:
+        raise InvalidArgument(
+            "queue.offer_workers_max",
+            f"must be between 1 and {OFFER_WORKERS_MAX}, got {queue.offer_workers_max}",
+        )
+    check_finite(
+        "queue.assignment_window_s", queue.assignment_window_s, 0.0, ASSIGNMENT_WINDOW_S_MAX
+    )
+    if queue.offer_workers_max > 1 and queue.assignment_window_s > 0:
+        raise InvalidArgument(
+            "queue.offer_workers_max",
+            "must be 1 when assignment_window_s is set (an assignment round offers each task "
+            f"to one worker), got {queue.offer_workers_max}",
+        )
+
+
+def _check_exception_rules(queue: QueueConfig) -> None:
+    rules = queue.exception_rules
+    if len(rules) > EXCEPTION_RULES_PER_QUEUE_MAX:
+        raise InvalidArgument(
+            "queue.exception_rules",
+            f"has {len(rules)} rules, the limit is {EXCEPTION_RULES_PER_QUEUE_MAX}",
+        )
+    for i, rule in enumerate(rules):
+        field = f"queue.exception_rules[{i}]"
+        trigger = rule.trigger.value
+        if rule.trigger is TriggerKind.WAIT_TIME:
+            check_finite(f"{field}.wait_s", rule.wait_s, 0.0, TASK_TTL_S_MAX)
+            if rule.wait_s <= 0:
+                raise InvalidArgument(f"{field}.wait_s", f"must be above 0, got {rule.wait_s:g}")
+        elif rule.wait_s != 0:
+            raise InvalidArgument(f"{field}.wait_s", f"is not used by a {trigger} trigger")
+        if rule.trigger is TriggerKind.QUEUE_LENGTH:
+            if not 1 <= rule.queue_length <= QUEUE_DEPTH_MAX:
+                raise InvalidArgument(
+                    f"{field}.queue_length",
+                    f"must be between 1 and {QUEUE_DEPTH_MAX}, got {rule.queue_length}",
+                )
+        elif rule.queue_length != 0:
+            raise InvalidArgument(f"{field}.queue_length", f"is not used by a {trigger} trigger")
+        _check_action(f"{field}.action", rule.action, queue.queue_id)
+
+
+def _check_action(field: str, action: QueueAction, own_queue_id: str) -> None:
+    kind = action.kind.value
+    if action.kind is ActionKind.MOVE_TO_QUEUE:
+        check_id(f"{field}.queue_id", action.queue_id)
+        if action.queue_id == own_queue_id:
+            raise InvalidArgument(
+                f"{field}.queue_id", f"a task cannot move to its own queue {own_queue_id!r}"
+            )
+    elif action.queue_id:
+        raise InvalidArgument(f"{field}.queue_id", f"is not used by a {kind} action")
+    if action.kind is ActionKind.RAISE_PRIORITY:
+        if action.priority_delta == 0:
+            raise InvalidArgument(f"{field}.priority_delta", "must not be 0")
+        check_priority_delta(f"{field}.priority_delta", action.priority_delta)
+    elif action.priority_delta != 0:
+        raise InvalidArgument(f"{field}.priority_delta", f"is not used by a {kind} action")
+    if action.kind is ActionKind.CANCEL:
+        check_text(f"{field}.reason", action.reason, CANCEL_REASON_CHARS_MAX)
+    elif action.reason:
+        raise InvalidArgument(f"{field}.reason", f"is not used by a {kind} action")
+
+
+def check_queue_references(queue: QueueConfig, queues: Mapping[str, QueueConfig]) -> None:
+    """Check `queue` (already through `validate_queue`) against the workspace's `queues`, which
+    it joins or replaces: every queue it moves tasks to exists, and no overflow chain through it
+    comes back to where it started (a task would move round it for ever)."""
+    for field, target in _move_targets(queue):
+        if target not in queues and target != queue.queue_id:
+            raise InvalidArgument(field, f"unknown queue {target!r}")
+    # The other queues' chains were acyclic before, so a new cycle passes through `queue`: look
+    # for a way back to it from each of its targets, depth first, in the order actions are given.
+    for field, target in _move_targets(queue):
+        chain = _chain_back(target, queue.queue_id, queue, queues)
+        if chain is not None:
+            shown = _show_chain([queue.queue_id, *chain])
+            raise InvalidArgument(field, f"overflow chain {shown} is cyclic")
+
+
+_CHAIN_SHOWN_MAX = 12
+"""Longest chain shown whole in an error; a longer one keeps its ends."""
+
+
+def _show_chain(chain: list[str]) -> str:
+    if len(chain) > _CHAIN_SHOWN_MAX:
+        half = _CHAIN_SHOWN_MAX // 2
+        hidden = len(chain) - 2 * half
+        chain = [*chain[:half], f"({hidden} more)", *chain[-half:]]
+    return " -> ".join(chain)
+
+
+def _move_targets(queue: QueueConfig) -> Iterator[tuple[str, str]]:
+    """(field, target queue id) of each move_to_queue action of the queue, in order."""
+    for i, rule in enumerate(queue.exception_rules):
+        if rule.action.kind is ActionKind.MOVE_TO_QUEUE:
+            yield f"queue.exception_rules[{i}].action.queue_id", rule.action.queue_id
+    action = queue.after_hours_action
+    if action is not None and action.kind is ActionKind.MOVE_TO_QUEUE:
+        yield "queue.after_hours_action.queue_id", action.queue_id
+
+
+def _chain_back(
+    start: str, goal: str, queue: QueueConfig, queues: Mapping[str, QueueConfig]
+) -> list[str] | None:
+    """The queues from `start` to `goal` along move targets (both included), or None. `queue`
+    stands for its id in place of the version in `queues`."""
+    if start == goal:
+        return [goal]
+    path = [start]
+    seen = {start}
+    # One iterator of targets per queue on the path: an explicit stack, since a chain may be as
+    # long as the number of queues (QUEUES_MAX), beyond Python's recursion limit.
+    stack = [_targets_of(start, queue, queues)]
+    while stack:
+        target = next(stack[-1], None)
+        if target is None:
+            stack.pop()
+            path.pop()
+            continue
+        if target == goal:
+            return [*path, goal]
+        if target in seen:
+            continue
+        seen.add(target)
+        path.append(target)
+        stack.append(_targets_of(target, queue, queues))
+    return None
+
+
+def _targets_of(
+    queue_id: str, queue: QueueConfig, queues: Mapping[str, QueueConfig]
+) -> Iterator[str]:
+    current = queue if queue_id == queue.queue_id else queues.get(queue_id)
+    if current is None:
+        return iter(())
+    return (target for _, target in _move_targets(current))
+
+
+def validate_policy(policy: RoutingPolicy, queue_ids: Collection[str]) -> None:
+    """Check a routing policy; `queue_ids` are the workspace's queues, which its routes name."""
+    check_id("policy.policy_id", policy.policy_id)
+    check_text("policy.display_name", policy.display_name, DISPLAY_NAME_CHARS_MAX)
+    if not policy.filters and policy.default_route is None:
+        raise InvalidArgument(
+            "policy.filters", "a policy needs at least one filter or a default route"
+        )
+    if len(policy.filters) > FILTERS_PER_POLICY_MAX:
+        raise InvalidArgument(
+            "policy.filters",
+            f"has {len(policy.filters)} filters, the limit is {FILTERS_PER_POLICY_MAX}",
+        )
+    for i, policy_filter in enumerate(policy.filters):
+        field = f"policy.filters[{i}]"
+        check_text(f"{field}.name", policy_filter.name, FILTER_NAME_CHARS_MAX)
+        if not policy_filter.expression.strip():
+            raise InvalidArgument(
+                f"{field}.expression",
+                "position 0: empty expression (write true to match every task)",
+            )
+        check_expression(f"{field}.expression", policy_filter.expression)
+        _check_route(f"{field}.route", policy_filter.route, queue_ids)
+    if policy.default_route is not None:
+        _check_route("policy.default_route", policy.default_route, queue_ids)
+
+
+def _check_route(field: str, route: Route, queue_ids: Collection[str]) -> None:
+    check_id(f"{field}.queue_id", route.queue_id)
+    if route.queue_id not in queue_ids:
+        raise InvalidArgument(f"{field}.queue_id", f"unknown queue {route.queue_id!r}")
+    if len(route.steps) > STEPS_PER_ROUTE_MAX:
+        raise InvalidArgument(
+            f"{field}.steps",
+            f"has {len(route.steps)} steps, the limit is {STEPS_PER_ROUTE_MAX}",
+        )
+    last = len(route.steps) - 1
+    for j, step in enumerate(route.steps):
+        step_field = f"{field}.steps[{j}]"
+        check_finite(f"{step_field}.timeout_s", step.timeout_s, 0.0, STEP_TIMEOUT_S_MAX)
+        if j < last and step.timeout_s <= 0:
+            raise InvalidArgument(
+                f"{step_field}.timeout_s",
+                "must be above 0 on every step but the last (the steps after one without a "
+                "timeout would never apply)",
+            )
+        if len(step.required_skills) > SKILLS_PER_TASK_MAX:
+            raise InvalidArgument(
+                f"{step_field}.required_skills",
+                f"names {len(step.required_skills)} skills, the limit is {SKILLS_PER_TASK_MAX}",
+            )
+        for skill, level in step.required_skills.items():
+            check_id(f"{step_field}.required_skills[{skill}]", skill)
+            check_finite(f"{step_field}.required_skills[{skill}]", level, 0.0, SKILL_LEVEL_MAX)
+        if step.worker_expression:
+            check_expression(f"{step_field}.worker_expression", step.worker_expression)
+        check_priority_delta(f"{step_field}.priority_delta", step.priority_delta)
+
+
+def check_expression(field: str, source: str) -> None:
+    """Raise InvalidArgument if `source` does not parse; the message carries the parser's
+    "position N: reason", which points into the field's text."""
+    try:
+        parse(source)
+    except ExpressionError as error:
+        raise InvalidArgument(field, str(error)) from None
+
+
+def check_text(field: str, value: str, chars_max: int) -> None:
+    if len(value) > chars_max:
+        raise InvalidArgument(field, f"is {len(value)} characters long, the limit is {chars_max}")
+
+
+def check_priority_delta(field: str, delta: int) -> None:
+    if not -PRIORITY_DELTA_ABS_MAX <= delta <= PRIORITY_DELTA_ABS_MAX:
+        raise InvalidArgument(
+            field,
+            f"must be between {-PRIORITY_DELTA_ABS_MAX} and {PRIORITY_DELTA_ABS_MAX}, got {delta}",
+        )
 
 
 def check_priority(field: str, priority: int) -> None:

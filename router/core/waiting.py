@@ -18,20 +18,37 @@ import numpy.typing as npt
 from sortedcontainers import SortedList
 
 from router.core.columns import ColumnIndex, WorkerColumns
-from router.core.limits import PRIORITY_ABS_MAX
 from router.core.model import QueueOrder
 from router.core.scoring import Requirement
 
-OrderKey = tuple[int, int, int, str]
-"""(-priority, age key, sequence key, task id): ascending order is serving order."""
+OrderKey = tuple[float, int, int, str]
+"""(-base priority, age key, sequence key, task id): ascending order is serving order."""
+
+NO_PIN = -1
+"""`pinned_row` of a task any eligible worker may take."""
+PINNED_TO_NOBODY = -2
+"""`pinned_row` of a task waiting for a known agent who is not a worker (any more)."""
+
+
+def base_priority(priority: int, created_ms: int, aging_per_ms: float) -> float:
+    """The task's effective priority at time 0: at `now_ms` it is this + aging_per_ms * now_ms,
+    so tasks of one queue (one aging rate) keep their relative order as time passes."""
+    return priority - aging_per_ms * created_ms if aging_per_ms else float(priority)
 
 
 def order_key(
-    *, priority: int, created_ms: int, seq: int, task_id: str, order: QueueOrder
+    *,
+    priority: int,
+    created_ms: int,
+    seq: int,
+    task_id: str,
+    order: QueueOrder,
+    aging_per_ms: float = 0.0,
 ) -> OrderKey:
+    base = base_priority(priority, created_ms, aging_per_ms)
     if order is QueueOrder.LIFO:
-        return (-priority, -created_ms, -seq, task_id)
-    return (-priority, created_ms, seq, task_id)
+        return (-base, -created_ms, -seq, task_id)
+    return (-base, created_ms, seq, task_id)
 
 
 class QueueMembership:
@@ -104,11 +121,26 @@ class LazyMinHeap(Generic[_Item]):
         return iter(sorted({item for item in self._items if self._alive(item)}))
 
 
+@dataclass(frozen=True, slots=True)
+class GroupTarget:
+    """Who may take a group's tasks, besides the requirement: the queue's members, the workers
+    of the current step's expression, maybe one pinned worker; and how its heads compete."""
+
+    queue_id: str
+    queue_slot: int
+    """Membership row of the queue."""
+    expression_slot: int
+    """Membership row of the step's worker expression (a row of everyone when it has none)."""
+    pinned_row: int = NO_PIN
+    aging_per_ms: float = 0.0
+    batched: bool = False
+    """Assigned in rounds (see `Engine._run_round`), never taken by a freed worker at once."""
+
+
 @dataclass(eq=False)
 class TaskGroup:
     slot: int
-    queue_id: str
-    queue_slot: int
+    target: GroupTarget
     requirement: Requirement
     key: tuple[object, ...]
     entries: LazyMinHeap[OrderKey]
@@ -123,21 +155,31 @@ class WaitingIndex:
         self._groups: list[TaskGroup] = []
         self._group_by_key: dict[tuple[object, ...], TaskGroup] = {}
         self._entry_of_task: dict[str, tuple[TaskGroup, OrderKey, tuple[int, int]]] = {}
+        """Per waiting task: its group, its key and (created_ms, seq)."""
         self._queue_order: dict[str, SortedList] = {}
         """Per queue, every waiting task's order key: positions."""
         self._queue_age: dict[str, LazyMinHeap[tuple[int, int, str]]] = {}
         """Per queue, (created_ms, seq, task id) of the waiting tasks: the longest wait."""
         self._language_groups = 0
         """Groups that require a language (when none do, the scan skips languages)."""
+        self._pinned_groups = 0
+        self._aging_groups = 0
+        self._batched_groups = 0
         self._required_width = 1
         capacity = 16
         self._channel = np.zeros(capacity, dtype=np.intp)
         self._queue_slot = np.zeros(capacity, dtype=np.intp)
+        self._expression_slot = np.zeros(capacity, dtype=np.intp)
+        self._pinned = np.full(capacity, NO_PIN, dtype=np.intp)
+        self._batched = np.zeros(capacity, dtype=np.bool_)
+        self._aging_per_ms = np.zeros(capacity, dtype=np.float64)
         self._language = np.zeros(capacity, dtype=np.intp)
         self._required_cols = np.zeros((capacity, 1), dtype=np.intp)
         self._required_min = np.full((capacity, 1), -np.inf, dtype=np.float32)
-        self._head_key = np.zeros(capacity, dtype=np.int64)
-        """Per group, its head's (priority, age) packed by `_head_key_of`: smaller serves first."""
+        self._head_base = np.zeros(capacity, dtype=np.float64)
+        """Per group, its head's `base_priority`: its priority now is this + aging x now."""
+        self._head_created = np.zeros(capacity, dtype=np.int64)
+        """Per group, its head's creation time: older serves first among equal priorities."""
         self._head_seq = np.zeros(capacity, dtype=np.int64)
         """Per group, its head's creation sequence: the tie-break within one millisecond."""
 
@@ -154,7 +196,10 @@ class WaitingIndex:
     def position(self, task_id: str) -> int:
         """0-based position of a waiting task among its queue's waiting tasks."""
         group, key, _ = self._entry_of_task[task_id]
-        return int(self._queue_order[group.queue_id].bisect_left(key))
+        return int(self._queue_order[group.target.queue_id].bisect_left(key))
+
+    def group_target(self, task_id: str) -> GroupTarget:
+        return self._entry_of_task[task_id][0].target
 
     def oldest_created_ms(self, queue_id: str) -> int | None:
         ages = self._queue_age.get(queue_id)
@@ -173,21 +218,37 @@ class WaitingIndex:
         """The queue's waiting tasks in serving order."""
         return [key[3] for key in self._queue_order.get(queue_id, ())]
 
+    def first_task_ids(self, queue_id: str, count: int) -> list[str]:
+        """The first `count` of the queue's waiting tasks in serving order."""
+        order = self._queue_order.get(queue_id)
+        return [] if order is None else [key[3] for key in order.islice(0, count)]
+
+    def task_ids_pinned_to(self, row: int) -> list[str]:
+        """Waiting tasks that only the worker at `row` may take."""
+        if not self._pinned_groups:
+            return []
+        return [
+            key[3]
+            for group in self._groups
+            if group.target.pinned_row == row
+            for key in group.entries.ordered()
+        ]
+
     def add(
         self,
         *,
         task_id: str,
-        queue_id: str,
-        queue_slot: int,
+        target: GroupTarget,
         requirement: Requirement,
         key: OrderKey,
         created_ms: int,
         seq: int,
     ) -> None:
-        group_key = (queue_id, *requirement.group_key)
+        queue_id = target.queue_id
+        group_key = (target, *requirement.group_key)
         group = self._group_by_key.get(group_key)
         if group is None:
-            group = self._new_group(group_key, queue_id, queue_slot, requirement)
+            group = self._new_group(group_key, target, requirement)
         self._entry_of_task[task_id] = (group, key, (created_ms, seq))
         group.entries.push(key)
         if group.head is None or key < group.head:  # only a smaller key changes the head
@@ -204,8 +265,8 @@ class WaitingIndex:
     def remove(self, task_id: str) -> None:
         group, key, _ = self._entry_of_task.pop(task_id)
         group.entries.removed()
-        self._queue_order[group.queue_id].remove(key)
-        self._queue_age[group.queue_id].removed()
+        self._queue_order[group.target.queue_id].remove(key)
+        self._queue_age[group.target.queue_id].removed()
         if not group.entries.live:
             self._drop_group(group)
         elif key == group.head:
@@ -219,8 +280,10 @@ class WaitingIndex:
         columns: WorkerColumns,
         membership: QueueMembership,
         excludes: Callable[[str], bool],
+        now_ms: int,
     ) -> str | None:
-        """The waiting task a worker (free on at least one channel) should take next, or None.
+        """The waiting task a worker (free on at least one channel) should take next, or None:
+        the highest priority now (aging included), then the oldest.
 
         `excludes(task_id)` tells whether this worker may not be offered that task."""
         n = len(self._groups)
@@ -230,6 +293,12 @@ class WaitingIndex:
         if not ok.any():  # free on no channel that has waiting tasks: the common case when busy
             return None
         ok &= membership.matrix[self._queue_slot[:n], row]
+        ok &= membership.matrix[self._expression_slot[:n], row]
+        if self._batched_groups:
+            ok &= ~self._batched[:n]
+        if self._pinned_groups:
+            pinned = self._pinned[:n]
+            ok &= (pinned == NO_PIN) | (pinned == row)
         meets = columns.skills[row][self._required_cols[:n]] >= self._required_min[:n]
         for i in range(self._required_width):  # cheaper than meets.all(axis=1) at this size
             ok &= meets[:, i]
@@ -240,50 +309,61 @@ class WaitingIndex:
         candidates = np.flatnonzero(ok)
         if candidates.size == 0:
             return None
-        keys = self._head_key[candidates]
-        best = int(keys.argmin())
-        if candidates.size > 1 and int((keys == keys[best]).sum()) > 1:  # same priority and ms
-            best = int(np.lexsort((self._head_seq[candidates], keys))[0])
+        priorities = self._priorities_now(candidates, now_ms)
+        best = int(priorities.argmax())
+        if candidates.size > 1:
+            tied = np.flatnonzero(priorities == priorities[best])
+            if tied.size > 1:  # same priority: the oldest, then the first created
+                slots = candidates[tied]
+                best = int(tied[np.lexsort((self._head_seq[slots], self._head_created[slots]))[0]])
         head = self._groups[int(candidates[best])].head
         if head is not None and not excludes(head[3]):
             return head[3]
-        return self._best_not_excluded(candidates, excludes)
+        return self._best_not_excluded(candidates, excludes, now_ms)
+
+    def _priorities_now(
+        self, candidates: npt.NDArray[np.intp], now_ms: int
+    ) -> npt.NDArray[np.float64]:
+        priorities: npt.NDArray[np.float64] = self._head_base[candidates]
+        if self._aging_groups:
+            priorities += self._aging_per_ms[candidates] * now_ms
+        return priorities
 
     def _best_not_excluded(
-        self, candidates: npt.NDArray[np.intp], excludes: Callable[[str], bool]
+        self, candidates: npt.NDArray[np.intp], excludes: Callable[[str], bool], now_ms: int
     ) -> str | None:
         """The best head excludes this worker (it rejected that task): take the best task
         that does not, across every candidate group (rare, so every group is visited: a LIFO
         group's head is its newest task, no bound on the rest)."""
-        best: tuple[int, int, str] | None = None
+        best: tuple[float, int, int, str] | None = None
         for slot in candidates.tolist():
-            for key in self._groups[slot].entries.ordered():
+            group = self._groups[slot]
+            for key in group.entries.ordered():
                 if not excludes(key[3]):
                     created_ms, seq = self._entry_of_task[key[3]][2]
-                    found = (_head_key_of(key[0], created_ms), seq, key[3])
+                    priority_now = -key[0] + group.target.aging_per_ms * now_ms
+                    found = (-priority_now, created_ms, seq, key[3])
                     best = found if best is None or found < best else best
                     break
-        return None if best is None else best[2]
+        return None if best is None else best[3]
 
     # -- groups -------------------------------------------------------------------------------
 
     def _new_group(
-        self,
-        group_key: tuple[object, ...],
-        queue_id: str,
-        queue_slot: int,
-        requirement: Requirement,
+        self, group_key: tuple[object, ...], target: GroupTarget, requirement: Requirement
     ) -> TaskGroup:
         slot = len(self._groups)
         self._ensure_capacity(slot + 1, len(requirement.required))
-        group = TaskGroup(
-            slot, queue_id, queue_slot, requirement, group_key, LazyMinHeap(self._is_waiting_key)
-        )
+        group = TaskGroup(slot, target, requirement, group_key, LazyMinHeap(self._is_waiting_key))
         self._groups.append(group)
-        self._language_groups += requirement.language_col >= 0
+        self._count_group(group, 1)
         self._group_by_key[group_key] = group
         self._channel[slot] = requirement.channel_col
-        self._queue_slot[slot] = queue_slot
+        self._queue_slot[slot] = target.queue_slot
+        self._expression_slot[slot] = target.expression_slot
+        self._pinned[slot] = target.pinned_row
+        self._batched[slot] = target.batched
+        self._aging_per_ms[slot] = target.aging_per_ms
         self._language[slot] = requirement.language_col
         self._required_cols[slot, :] = 0
         self._required_min[slot, :] = -np.inf
@@ -296,7 +376,7 @@ class WaitingIndex:
         """Swap-removes an empty group so that the arrays stay dense."""
         last = self._groups.pop()
         del self._group_by_key[group.key]
-        self._language_groups -= group.requirement.language_col >= 0
+        self._count_group(group, -1)
         if last is not group:
             slot = group.slot
             self._groups[slot] = last
@@ -304,21 +384,34 @@ class WaitingIndex:
             for array in (
                 self._channel,
                 self._queue_slot,
+                self._expression_slot,
+                self._pinned,
+                self._batched,
+                self._aging_per_ms,
                 self._language,
-                self._head_key,
+                self._head_base,
+                self._head_created,
                 self._head_seq,
             ):
                 array[slot] = array[len(self._groups)]
             self._required_cols[slot] = self._required_cols[len(self._groups)]
             self._required_min[slot] = self._required_min[len(self._groups)]
 
+    def _count_group(self, group: TaskGroup, step: int) -> None:
+        """Counts the groups that need the optional parts of the scan."""
+        self._language_groups += step * (group.requirement.language_col >= 0)
+        self._pinned_groups += step * (group.target.pinned_row != NO_PIN)
+        self._aging_groups += step * (group.target.aging_per_ms != 0)
+        self._batched_groups += step * group.target.batched
+
     def _set_head(self, group: TaskGroup, head: OrderKey) -> None:
         """Heads compare across queues by priority, then true age: a LIFO queue serves its
         newest first, but its head does not outrank an older head of a FIFO queue."""
         group.head = head
-        neg_priority, _, _, task_id = head
+        neg_base, _, _, task_id = head
         created_ms, seq = self._entry_of_task[task_id][2]
-        self._head_key[group.slot] = _head_key_of(neg_priority, created_ms)
+        self._head_base[group.slot] = -neg_base
+        self._head_created[group.slot] = created_ms
         self._head_seq[group.slot] = seq
 
     def _ensure_capacity(self, groups: int, width: int) -> None:
@@ -327,8 +420,13 @@ class WaitingIndex:
             new_rows = rows * 2
             self._channel = np.resize(self._channel, new_rows)
             self._queue_slot = np.resize(self._queue_slot, new_rows)
+            self._expression_slot = np.resize(self._expression_slot, new_rows)
+            self._pinned = np.resize(self._pinned, new_rows)
+            self._batched = np.resize(self._batched, new_rows)
+            self._aging_per_ms = np.resize(self._aging_per_ms, new_rows)
             self._language = np.resize(self._language, new_rows)
-            self._head_key = np.resize(self._head_key, new_rows)
+            self._head_base = np.resize(self._head_base, new_rows)
+            self._head_created = np.resize(self._head_created, new_rows)
             self._head_seq = np.resize(self._head_seq, new_rows)
             self._required_cols = np.vstack(
                 [self._required_cols, np.zeros((new_rows - rows, self._required_width), np.intp)]
@@ -347,13 +445,3 @@ class WaitingIndex:
                 [self._required_min, np.full((rows, extra), -np.inf, np.float32)]
             )
             self._required_width = width
-
-
-_CREATED_MS_BITS = 42
-"""Creation times below 2**42 ms (the year 2109) pack under the priority in one int64."""
-
-
-def _head_key_of(neg_priority: int, created_ms: int) -> int:
-    """Priority first, then age, as one integer: one argmin orders the group heads."""
-    assert 0 <= created_ms < 1 << _CREATED_MS_BITS, f"created_ms {created_ms} out of range"
-    return ((neg_priority + PRIORITY_ABS_MAX) << _CREATED_MS_BITS) | created_ms

@@ -101,26 +101,25 @@ class RouterMetrics:
     def observe_events(self, events: Iterable[Event]) -> None:
         for event in events:
             if isinstance(event, TaskCreated):
-                spec = event.task.spec
-                self.tasks_created.labels(spec.queue_id, spec.channel).inc()
+                task = event.task
+                self.tasks_created.labels(task.queue_id, task.spec.channel).inc()
             elif isinstance(event, OfferCreated):
-                self.offers.labels(event.task.spec.queue_id, "offered").inc()
+                self.offers.labels(event.task.queue_id, "offered").inc()
             elif isinstance(event, OfferClosed):
                 outcome = event.reservation.status.value
-                self.offers.labels(event.task.spec.queue_id, outcome).inc()
+                self.offers.labels(event.task.queue_id, outcome).inc()
             elif isinstance(event, TaskAssigned):
-                spec = event.task.spec
-                self.offers.labels(spec.queue_id, "accepted").inc()
-                self.tasks_assigned.labels(spec.queue_id, spec.channel).inc()
-                self.wait_seconds.labels(spec.queue_id).observe(event.wait_ms / 1000)
+                task = event.task
+                self.offers.labels(task.queue_id, "accepted").inc()
+                self.tasks_assigned.labels(task.queue_id, task.spec.channel).inc()
+                self.wait_seconds.labels(task.queue_id).observe(event.wait_ms / 1000)
             elif isinstance(event, TaskCanceled):
-                spec = event.task.spec
-                # The reason given by callers is free text: only the router's own is a label.
-                reason = "ttl_expired" if event.task.cancel_reason == "ttl_expired" else "requested"
-                self.tasks_canceled.labels(spec.queue_id, spec.channel, reason).inc()
+                task = event.task
+                # Reasons are free text: the label is who canceled (caller, ttl, exception).
+                self.tasks_canceled.labels(task.queue_id, task.spec.channel, event.origin).inc()
             elif isinstance(event, TaskCompleted):
-                spec = event.task.spec
-                self.tasks_completed.labels(spec.queue_id, spec.channel).inc()
+                task = event.task
+                self.tasks_completed.labels(task.queue_id, task.spec.channel).inc()
 
     def observe_state(
         self, queue_stats: Iterable[QueueStats], workers_by_activity: Mapping[str, int]

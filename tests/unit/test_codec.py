@@ -12,7 +12,24 @@ import pytest
 from router.core import codec, snapshot
 from router.core import commands as cmd
 from router.core.engine import Engine
-from router.core.model import QueueConfig, QueueOrder, ScoringWeights, TaskSpec, WorkerProfile
+from router.core.model import (
+    ActionKind,
+    BusinessHours,
+    ExceptionRule,
+    OpenHours,
+    PolicyFilter,
+    QueueAction,
+    QueueConfig,
+    QueueOrder,
+    Route,
+    RoutingPolicy,
+    RoutingStep,
+    ScoringWeights,
+    TaskSpec,
+    TriggerKind,
+    Weekday,
+    WorkerProfile,
+)
 
 EXAMPLES: list[cmd.Command] = [
     cmd.UpsertChannel("fax", "Fax"),
@@ -22,7 +39,54 @@ EXAMPLES: list[cmd.Command] = [
             "q", "Q", "tier == 'gold'", ScoringWeights(skill=2.0), 10.0, 5.0, QueueOrder.LIFO, 7
         )
     ),
+    cmd.UpsertQueue(
+        QueueConfig(
+            "sales",
+            priority_aging_per_min=0.5,
+            exception_rules=(
+                ExceptionRule(
+                    TriggerKind.WAIT_TIME,
+                    QueueAction(ActionKind.MOVE_TO_QUEUE, queue_id="overflow"),
+                    wait_s=90.0,
+                ),
+                ExceptionRule(
+                    TriggerKind.QUEUE_LENGTH,
+                    QueueAction(ActionKind.RAISE_PRIORITY, priority_delta=5),
+                    queue_length=10,
+                ),
+            ),
+            business_hours=BusinessHours(
+                "Europe/Paris",
+                (OpenHours(Weekday.MONDAY, "09:00", "17:30"),),
+                ("2026-12-25",),
+            ),
+            after_hours_action=QueueAction(ActionKind.CANCEL, reason="closed"),
+            offer_workers_max=3,
+        )
+    ),
     cmd.DeleteQueue("q"),
+    cmd.UpsertRoutingPolicy(
+        RoutingPolicy(
+            "billing",
+            "Billing",
+            (
+                PolicyFilter(
+                    "vip",
+                    "customer.tier == 'gold'",
+                    Route(
+                        "sales",
+                        (
+                            RoutingStep(20.0, {"billing": 5.0}),
+                            RoutingStep(40.0, {"billing": 3.0}, "team == 'a'", True, 2, True),
+                            RoutingStep(),
+                        ),
+                    ),
+                ),
+            ),
+            Route("q"),
+        )
+    ),
+    cmd.DeleteRoutingPolicy("billing"),
     cmd.UpsertWorker(
         WorkerProfile(
             "w",

@@ -13,7 +13,23 @@ from router.core import codec, snapshot
 from router.core import commands as cmd
 from router.core.engine import Engine
 from router.core.errors import CoreError
-from router.core.model import QueueConfig, TaskSpec, TaskStatus, WorkerProfile
+from router.core.model import (
+    ActionKind,
+    BusinessHours,
+    ExceptionRule,
+    OpenHours,
+    PolicyFilter,
+    QueueAction,
+    QueueConfig,
+    Route,
+    RoutingPolicy,
+    RoutingStep,
+    TaskSpec,
+    TaskStatus,
+    TriggerKind,
+    Weekday,
+    WorkerProfile,
+)
 
 SKILLS = ("billing", "sales", "tech", "claims")
 LANGUAGES = ("en", "es", "fr")
@@ -34,16 +50,94 @@ def random_worker(rng: random.Random, worker_id: str) -> WorkerProfile:
     )
 
 
+def random_sales_queue(rng: random.Random) -> QueueConfig:
+    """The queue with every policy feature, its settings drawn at random (live reconfiguration
+    re-evaluates its waiting tasks)."""
+    rules = []
+    if rng.random() < 0.7:
+        rules.append(
+            ExceptionRule(
+                TriggerKind.WAIT_TIME,
+                QueueAction(ActionKind.RAISE_PRIORITY, priority_delta=rng.randint(1, 3)),
+                wait_s=float(rng.choice([20, 45])),
+            )
+        )
+    if rng.random() < 0.5:
+        rules.append(
+            ExceptionRule(
+                TriggerKind.WAIT_TIME,
+                QueueAction(ActionKind.MOVE_TO_QUEUE, queue_id="overflow"),
+                wait_s=float(rng.choice([60, 120])),
+            )
+        )
+    if rng.random() < 0.5:
+        rules.append(
+            ExceptionRule(
+                TriggerKind.QUEUE_LENGTH,
+                QueueAction(ActionKind.MOVE_TO_QUEUE, queue_id="overflow"),
+                queue_length=rng.randint(2, 6),
+            )
+        )
+    if rng.random() < 0.5:
+        rules.append(
+            ExceptionRule(
+                TriggerKind.STEPS_EXHAUSTED,
+                QueueAction(ActionKind.CANCEL, reason="no agent"),
+            )
+        )
+    batched = rng.random() < 0.3
+    return QueueConfig(
+        "sales",
+        reservation_timeout_s=10,
+        wrapup_s=3,
+        priority_aging_per_min=rng.choice([0.0, 0.5, 2.0]),
+        exception_rules=tuple(rules),
+        offer_workers_max=1 if batched else rng.choice([1, 2, 3]),
+        assignment_window_s=rng.choice([0.5, 2.0]) if batched else 0.0,
+    )
+
+
+def random_policy(rng: random.Random) -> RoutingPolicy:
+    """A bullseye policy whose steps, filters and skips are drawn at random."""
+    steps = (
+        RoutingStep(timeout_s=float(rng.choice([10, 30])), known_agent=True),
+        RoutingStep(
+            timeout_s=float(rng.choice([10, 20])),
+            required_skills={"billing": float(rng.choice([4, 5]))},
+            skip_if_no_workers=rng.random() < 0.5,
+        ),
+        RoutingStep(
+            timeout_s=float(rng.choice([15, 30])),
+            worker_expression=rng.choice(["team == 'a'", "senior OR languages HAS 'es'"]),
+            priority_delta=rng.choice([0, 2]),
+        ),
+        RoutingStep(timeout_s=rng.choice([0.0, 60.0])),
+    )
+    return RoutingPolicy(
+        "main",
+        filters=(
+            PolicyFilter("gold", "tier == 'gold'", Route("sales", steps[rng.randint(0, 2) :])),
+            PolicyFilter("vip", "tier == 'vip' AND channel != 'email'", Route("vip")),
+        ),
+        default_route=Route(rng.choice(["support", "sales"]), steps[rng.randint(1, 3) :]),
+    )
+
+
 def random_command(rng: random.Random, engine: Engine, step: int) -> cmd.Command:
     roll = rng.random()
     pending_offers = [r for r in engine.reservations.values() if r.status.value == "pending"]
     assigned = [t for t in engine.tasks.values() if t.status is TaskStatus.ASSIGNED]
     wrapping = [t for t in engine.tasks.values() if t.status is TaskStatus.WRAPPING]
     if roll < 0.30:
+        by_policy = rng.random() < 0.5
         return cmd.CreateTask(
             TaskSpec(
                 channel=rng.choice(CHANNELS),
-                queue_id=rng.choice(["support", "sales", "vip"]),
+                queue_id="" if by_policy else rng.choice(["support", "sales", "vip"]),
+                policy_id="main" if by_policy else "",
+                attributes={"tier": rng.choice(["gold", "vip", "basic"])},
+                known_agent_wait_s=rng.choice([0.0, 0.0, 15.0]),
+                preferred_worker_id=rng.choice(["", "", "w3", "w15"]),
                 required_skills={rng.choice(SKILLS): float(rng.randint(0, 4))}
                 if rng.random() < 0.7
                 else {},
@@ -74,10 +168,19 @@ def random_command(rng: random.Random, engine: Engine, step: int) -> cmd.Command
         return cmd.UpsertWorker(random_worker(rng, f"w{rng.randint(1, 14)}"))
     if roll < 0.95:
         return cmd.RemoveWorker(f"w{rng.randint(1, 14)}")
-    if roll < 0.97:
+    if roll < 0.96:
         return cmd.UpdateTask(
             rng.choice(list(engine.tasks) or ["task-1"]), priority=rng.randint(0, 9)
         )
+    if roll < 0.965:
+        return cmd.UpdateTask(
+            rng.choice(list(engine.tasks) or ["task-1"]),
+            attributes={"tier": rng.choice(["gold", "vip", "basic"])},
+        )
+    if roll < 0.97:
+        return cmd.UpsertQueue(random_sales_queue(rng))
+    if roll < 0.975:
+        return cmd.UpsertRoutingPolicy(random_policy(rng))
     if roll < 0.98:
         target = rng.choice(["", "team == 'a'", "senior OR languages HAS 'es'"])
         return cmd.UpsertQueue(QueueConfig("vip", target_expression=target, wrapup_s=5))
@@ -98,9 +201,27 @@ def run(seed: int, steps: int) -> tuple[Engine, list[tuple[cmd.Command, int]], l
             engine.apply(command, now_ms)
         events.extend(engine.take_events())
 
+    apply(cmd.UpsertQueue(QueueConfig("overflow", reservation_timeout_s=20)))
+    # Open 14:00-16:00 UTC on weekdays: the run starts at 22:13 UTC on a Tuesday, so tasks
+    # arriving in support are moved to overflow after hours.
+    hours = BusinessHours(
+        "UTC", tuple(OpenHours(day, "14:00", "16:00") for day in list(Weekday)[:5])
+    )
+    after_hours = QueueAction(ActionKind.MOVE_TO_QUEUE, queue_id="overflow")
     apply(cmd.UpsertQueue(QueueConfig("support", reservation_timeout_s=20)))
-    apply(cmd.UpsertQueue(QueueConfig("sales", reservation_timeout_s=10, wrapup_s=3)))
+    apply(
+        cmd.UpsertQueue(
+            QueueConfig(
+                "support",
+                reservation_timeout_s=20,
+                business_hours=hours,
+                after_hours_action=after_hours if rng.random() < 0.5 else None,
+            )
+        )
+    )
+    apply(cmd.UpsertQueue(random_sales_queue(rng)))
     apply(cmd.UpsertQueue(QueueConfig("vip", target_expression="senior", wrapup_s=5)))
+    apply(cmd.UpsertRoutingPolicy(random_policy(rng)))
     for i in range(1, 11):
         apply(cmd.UpsertWorker(random_worker(rng, f"w{i}")))
     for step in range(steps):
