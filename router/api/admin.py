@@ -1,4 +1,4 @@
-"""AdminService: channels, activities and queues."""
+"""AdminService: channels, activities, queues and routing policies."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import grpc
 from router._proto.switchboard.v1 import admin_service_pb2 as apb
 from router._proto.switchboard.v1 import admin_service_pb2_grpc as agrpc
 from router._proto.switchboard.v1 import resources_pb2 as pb
-from router.api.convert import queue_from_pb, queue_to_pb
+from router.api.convert import policy_from_pb, policy_to_pb, queue_from_pb, queue_to_pb
 from router.api.status import abort
 from router.core import commands as cmd
-from router.core.engine import UpsertedQueue
+from router.core.engine import UpsertedPolicy, UpsertedQueue
 from router.core.errors import CoreError
 from router.service import RouterService
 
@@ -107,3 +107,40 @@ class AdminServicer(agrpc.AdminServiceServicer):
         except CoreError as error:
             await abort(context, error)
         return apb.DeleteQueueResponse()
+
+    async def UpsertRoutingPolicy(
+        self, request: apb.UpsertRoutingPolicyRequest, context: grpc.aio.ServicerContext
+    ) -> apb.UpsertRoutingPolicyResponse:
+        try:
+            upserted: UpsertedPolicy = await self._service.submit(
+                cmd.UpsertRoutingPolicy(policy_from_pb(request.policy))
+            )
+        except CoreError as error:
+            await abort(context, error)
+        return apb.UpsertRoutingPolicyResponse(
+            policy=policy_to_pb(upserted.policy), created=upserted.created
+        )
+
+    async def GetRoutingPolicy(
+        self, request: apb.GetRoutingPolicyRequest, context: grpc.aio.ServicerContext
+    ) -> apb.GetRoutingPolicyResponse:
+        try:
+            policy = self._service.engine.get_policy(request.policy_id)
+        except CoreError as error:
+            await abort(context, error)
+        return apb.GetRoutingPolicyResponse(policy=policy_to_pb(policy))
+
+    async def ListRoutingPolicies(
+        self, request: apb.ListRoutingPoliciesRequest, context: grpc.aio.ServicerContext
+    ) -> apb.ListRoutingPoliciesResponse:
+        policies = self._service.engine.policies.values()
+        return apb.ListRoutingPoliciesResponse(policies=[policy_to_pb(p) for p in policies])
+
+    async def DeleteRoutingPolicy(
+        self, request: apb.DeleteRoutingPolicyRequest, context: grpc.aio.ServicerContext
+    ) -> apb.DeleteRoutingPolicyResponse:
+        try:
+            await self._service.submit(cmd.DeleteRoutingPolicy(request.policy_id))
+        except CoreError as error:
+            await abort(context, error)
+        return apb.DeleteRoutingPolicyResponse()

@@ -11,16 +11,28 @@ from google.protobuf import json_format, struct_pb2
 from router._proto.switchboard.v1 import resources_pb2 as pb
 from router._proto.switchboard.v1 import stats_service_pb2 as stats_pb
 from router.core.engine import QueueStats
+from router.core.errors import InvalidArgument
 from router.core.limits import RESERVATION_TIMEOUT_S_DEFAULT
 from router.core.model import (
+    ActionKind,
+    BusinessHours,
+    ExceptionRule,
+    OpenHours,
+    PolicyFilter,
+    QueueAction,
     QueueConfig,
     QueueOrder,
     Reservation,
     ReservationStatus,
+    Route,
+    RoutingPolicy,
+    RoutingStep,
     ScoringWeights,
     TaskRecord,
     TaskSpec,
     TaskStatus,
+    TriggerKind,
+    Weekday,
     WorkerProfile,
     WorkerRecord,
 )
@@ -48,6 +60,28 @@ QUEUE_ORDER_FROM_PB = {
     pb.QUEUE_ORDER_FIFO: QueueOrder.FIFO,
     pb.QUEUE_ORDER_LIFO: QueueOrder.LIFO,
 }
+WEEKDAY_TO_PB: dict[Weekday, pb.DayOfWeek.ValueType] = {
+    Weekday.MONDAY: pb.DAY_OF_WEEK_MONDAY,
+    Weekday.TUESDAY: pb.DAY_OF_WEEK_TUESDAY,
+    Weekday.WEDNESDAY: pb.DAY_OF_WEEK_WEDNESDAY,
+    Weekday.THURSDAY: pb.DAY_OF_WEEK_THURSDAY,
+    Weekday.FRIDAY: pb.DAY_OF_WEEK_FRIDAY,
+    Weekday.SATURDAY: pb.DAY_OF_WEEK_SATURDAY,
+    Weekday.SUNDAY: pb.DAY_OF_WEEK_SUNDAY,
+}
+WEEKDAY_FROM_PB = {value: key for key, value in WEEKDAY_TO_PB.items()}
+ACTION_KIND_TO_PB: dict[ActionKind, pb.QueueActionKind.ValueType] = {
+    ActionKind.MOVE_TO_QUEUE: pb.QUEUE_ACTION_KIND_MOVE_TO_QUEUE,
+    ActionKind.RAISE_PRIORITY: pb.QUEUE_ACTION_KIND_RAISE_PRIORITY,
+    ActionKind.CANCEL: pb.QUEUE_ACTION_KIND_CANCEL,
+}
+ACTION_KIND_FROM_PB = {value: key for key, value in ACTION_KIND_TO_PB.items()}
+TRIGGER_KIND_TO_PB: dict[TriggerKind, pb.ExceptionTrigger.ValueType] = {
+    TriggerKind.WAIT_TIME: pb.EXCEPTION_TRIGGER_WAIT_TIME,
+    TriggerKind.QUEUE_LENGTH: pb.EXCEPTION_TRIGGER_QUEUE_LENGTH,
+    TriggerKind.STEPS_EXHAUSTED: pb.EXCEPTION_TRIGGER_STEPS_EXHAUSTED,
+}
+TRIGGER_KIND_FROM_PB = {value: key for key, value in TRIGGER_KIND_TO_PB.items()}
 
 
 def struct_to_dict(struct: struct_pb2.Struct) -> dict[str, Any]:
@@ -73,6 +107,8 @@ def task_spec_from_pb(task: pb.Task) -> TaskSpec:
         sentiment=task.sentiment,
         ttl_s=task.ttl_s,
         preferred_worker_id=task.preferred_worker_id,
+        policy_id=task.policy_id,
+        known_agent_wait_s=task.known_agent_wait_s,
     )
 
 
@@ -84,7 +120,7 @@ def task_to_pb(
         task_id=task.task_id,
         client_request_id=task.client_request_id,
         channel=spec.channel,
-        queue_id=spec.queue_id,
+        queue_id=task.queue_id or spec.queue_id,
         required_skills=spec.required_skills,
         preferred_skills=spec.preferred_skills,
         language=spec.language,
@@ -93,6 +129,8 @@ def task_to_pb(
         sentiment=spec.sentiment,
         ttl_s=spec.ttl_s,
         preferred_worker_id=spec.preferred_worker_id,
+        policy_id=spec.policy_id,
+        known_agent_wait_s=spec.known_agent_wait_s,
         status=TASK_STATUS_TO_PB[task.status],
         worker_id=task.worker_id,
         created_at_ms=task.created_ms,
@@ -102,6 +140,9 @@ def task_to_pb(
         estimated_wait_s=(estimated_wait_ms or 0) / 1000,
         estimated_wait_known=estimated_wait_ms is not None,
         excluded_worker_ids=sorted(task.excluded_worker_ids),
+        effective_priority=task.priority,
+        step_index=task.step_index,
+        queued_at_ms=task.queued_ms,
     )
     dict_to_struct(spec.attributes, message.attributes)
     return message
@@ -157,6 +198,8 @@ def worker_to_pb(worker: WorkerRecord, *, available: bool) -> pb.Worker:
 
 
 def queue_from_pb(queue: pb.Queue) -> QueueConfig:
+    """Raises InvalidArgument for an enum left UNSPECIFIED or a required message left out (call
+    it where CoreError is mapped to a status)."""
     defaults = ScoringWeights()
     weights = queue.weights
     return QueueConfig(
@@ -174,12 +217,29 @@ def queue_from_pb(queue: pb.Queue) -> QueueConfig:
         wrapup_s=queue.wrapup_s,
         order=QUEUE_ORDER_FROM_PB.get(queue.order, QueueOrder.FIFO),
         depth_max=queue.depth_max,
+        priority_aging_per_min=queue.priority_aging_per_min,
+        exception_rules=tuple(
+            exception_rule_from_pb(rule, f"queue.exception_rules[{index}]")
+            for index, rule in enumerate(queue.exception_rules)
+        ),
+        business_hours=(
+            business_hours_from_pb(queue.business_hours, "queue.business_hours")
+            if queue.HasField("business_hours")
+            else None
+        ),
+        after_hours_action=(
+            queue_action_from_pb(queue.after_hours_action, "queue.after_hours_action")
+            if queue.HasField("after_hours_action")
+            else None
+        ),
+        offer_workers_max=queue.offer_workers_max or 1,
+        assignment_window_s=queue.assignment_window_s,
     )
 
 
 def queue_to_pb(queue: QueueConfig) -> pb.Queue:
     w = queue.weights
-    return pb.Queue(
+    message = pb.Queue(
         queue_id=queue.queue_id,
         display_name=queue.display_name,
         target_expression=queue.target_expression,
@@ -190,7 +250,161 @@ def queue_to_pb(queue: QueueConfig) -> pb.Queue:
         wrapup_s=queue.wrapup_s,
         order=QUEUE_ORDER_TO_PB[queue.order],
         depth_max=queue.depth_max,
+        priority_aging_per_min=queue.priority_aging_per_min,
+        exception_rules=[exception_rule_to_pb(rule) for rule in queue.exception_rules],
+        offer_workers_max=queue.offer_workers_max,
+        assignment_window_s=queue.assignment_window_s,
     )
+    if queue.business_hours is not None:
+        message.business_hours.CopyFrom(business_hours_to_pb(queue.business_hours))
+    if queue.after_hours_action is not None:
+        message.after_hours_action.CopyFrom(queue_action_to_pb(queue.after_hours_action))
+    return message
+
+
+def queue_action_from_pb(action: pb.QueueAction, field: str) -> QueueAction:
+    kind = ACTION_KIND_FROM_PB.get(action.kind)
+    if kind is None:
+        raise InvalidArgument(f"{field}.kind", _enum_problem(action.kind))
+    return QueueAction(
+        kind=kind,
+        queue_id=action.queue_id,
+        priority_delta=action.priority_delta,
+        reason=action.reason,
+    )
+
+
+def queue_action_to_pb(action: QueueAction) -> pb.QueueAction:
+    return pb.QueueAction(
+        kind=ACTION_KIND_TO_PB[action.kind],
+        queue_id=action.queue_id,
+        priority_delta=action.priority_delta,
+        reason=action.reason,
+    )
+
+
+def exception_rule_from_pb(rule: pb.ExceptionRule, field: str) -> ExceptionRule:
+    trigger = TRIGGER_KIND_FROM_PB.get(rule.trigger)
+    if trigger is None:
+        raise InvalidArgument(f"{field}.trigger", _enum_problem(rule.trigger))
+    if not rule.HasField("action"):
+        raise InvalidArgument(f"{field}.action", "is required")
+    return ExceptionRule(
+        trigger=trigger,
+        action=queue_action_from_pb(rule.action, f"{field}.action"),
+        wait_s=rule.wait_s,
+        queue_length=rule.queue_length,
+    )
+
+
+def exception_rule_to_pb(rule: ExceptionRule) -> pb.ExceptionRule:
+    return pb.ExceptionRule(
+        trigger=TRIGGER_KIND_TO_PB[rule.trigger],
+        wait_s=rule.wait_s,
+        queue_length=rule.queue_length,
+        action=queue_action_to_pb(rule.action),
+    )
+
+
+def business_hours_from_pb(hours: pb.BusinessHours, field: str) -> BusinessHours:
+    weekly = []
+    for index, interval in enumerate(hours.weekly):
+        day = WEEKDAY_FROM_PB.get(interval.day)
+        if day is None:
+            raise InvalidArgument(f"{field}.weekly[{index}].day", _enum_problem(interval.day))
+        weekly.append(OpenHours(day=day, opens=interval.opens, closes=interval.closes))
+    return BusinessHours(
+        time_zone=hours.time_zone, weekly=tuple(weekly), holidays=tuple(hours.holidays)
+    )
+
+
+def business_hours_to_pb(hours: BusinessHours) -> pb.BusinessHours:
+    return pb.BusinessHours(
+        time_zone=hours.time_zone,
+        weekly=[
+            pb.OpenHours(
+                day=WEEKDAY_TO_PB[interval.day], opens=interval.opens, closes=interval.closes
+            )
+            for interval in hours.weekly
+        ],
+        holidays=hours.holidays,
+    )
+
+
+def _enum_problem(value: int) -> str:
+    return "is required" if value == 0 else f"unknown value {value}"
+
+
+def routing_step_from_pb(step: pb.RoutingStep) -> RoutingStep:
+    return RoutingStep(
+        timeout_s=step.timeout_s,
+        required_skills=dict(sorted(step.required_skills.items())),
+        worker_expression=step.worker_expression,
+        known_agent=step.known_agent,
+        priority_delta=step.priority_delta,
+        skip_if_no_workers=step.skip_if_no_workers,
+    )
+
+
+def routing_step_to_pb(step: RoutingStep) -> pb.RoutingStep:
+    return pb.RoutingStep(
+        timeout_s=step.timeout_s,
+        required_skills=step.required_skills,
+        worker_expression=step.worker_expression,
+        known_agent=step.known_agent,
+        priority_delta=step.priority_delta,
+        skip_if_no_workers=step.skip_if_no_workers,
+    )
+
+
+def route_from_pb(route: pb.Route) -> Route:
+    return Route(
+        queue_id=route.queue_id, steps=tuple(routing_step_from_pb(step) for step in route.steps)
+    )
+
+
+def route_to_pb(route: Route) -> pb.Route:
+    return pb.Route(
+        queue_id=route.queue_id, steps=[routing_step_to_pb(step) for step in route.steps]
+    )
+
+
+def policy_from_pb(policy: pb.RoutingPolicy) -> RoutingPolicy:
+    """Raises InvalidArgument for a filter without a route (call it where CoreError is mapped to
+    a status)."""
+    filters = []
+    for index, entry in enumerate(policy.filters):
+        if not entry.HasField("route"):
+            raise InvalidArgument(f"policy.filters[{index}].route", "is required")
+        filters.append(
+            PolicyFilter(
+                name=entry.name, expression=entry.expression, route=route_from_pb(entry.route)
+            )
+        )
+    return RoutingPolicy(
+        policy_id=policy.policy_id,
+        display_name=policy.display_name,
+        filters=tuple(filters),
+        default_route=(
+            route_from_pb(policy.default_route) if policy.HasField("default_route") else None
+        ),
+    )
+
+
+def policy_to_pb(policy: RoutingPolicy) -> pb.RoutingPolicy:
+    message = pb.RoutingPolicy(
+        policy_id=policy.policy_id,
+        display_name=policy.display_name,
+        filters=[
+            pb.PolicyFilter(
+                name=entry.name, expression=entry.expression, route=route_to_pb(entry.route)
+            )
+            for entry in policy.filters
+        ],
+    )
+    if policy.default_route is not None:
+        message.default_route.CopyFrom(route_to_pb(policy.default_route))
+    return message
 
 
 def queue_stats_to_pb(stats: QueueStats) -> stats_pb.QueueStats:

@@ -71,7 +71,7 @@ class TaskServicer(tgrpc.TaskServiceServicer):
         for task in self._service.engine.iter_tasks():
             if task.seq <= after_seq:
                 continue
-            if request.queue_id and task.spec.queue_id != request.queue_id:
+            if request.queue_id and (task.queue_id or task.spec.queue_id) != request.queue_id:
                 continue
             if status is not None and task.status is not status:
                 continue

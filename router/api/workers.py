@@ -18,7 +18,7 @@ from router.core import commands as cmd
 from router.core.engine import UpsertedWorker
 from router.core.errors import CoreError
 from router.core.events import Event, OfferClosed, OfferCreated, TaskAssigned
-from router.core.model import TaskStatus, WorkerRecord
+from router.core.model import WorkerRecord
 from router.service import RouterService, WorkerStream
 
 ConnectRequest = wpb.ConnectRequest
@@ -168,9 +168,10 @@ class WorkerServicer(wgrpc.WorkerServiceServicer):
         offers = []
         for task_id in worker.task_ids:
             task = engine.tasks[task_id]
-            if task.status is TaskStatus.RESERVED:
-                reservation = engine.reservations[task.reservation_id]
-                offers.append(ConnectResponse(offer=offer_to_pb(reservation, task)))
+            for reservation_id in task.offer_ids:  # several when offered to several workers
+                reservation = engine.reservations[reservation_id]
+                if reservation.worker_id == worker.worker_id:
+                    offers.append(ConnectResponse(offer=offer_to_pb(reservation, task)))
         return offers
 
     async def _read(

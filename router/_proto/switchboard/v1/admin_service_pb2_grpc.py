@@ -26,7 +26,7 @@ if _version_not_supported:
 
 
 class AdminServiceStub:
-    """Workspace configuration: channels, activities and queues.
+    """Workspace configuration: channels, activities, queues and routing policies.
     """
 
     def __init__(self, channel):
@@ -75,6 +75,26 @@ class AdminServiceStub:
                 request_serializer=switchboard_dot_v1_dot_admin__service__pb2.DeleteQueueRequest.SerializeToString,
                 response_deserializer=switchboard_dot_v1_dot_admin__service__pb2.DeleteQueueResponse.FromString,
                 _registered_method=True)
+        self.UpsertRoutingPolicy = channel.unary_unary(
+                '/switchboard.v1.AdminService/UpsertRoutingPolicy',
+                request_serializer=switchboard_dot_v1_dot_admin__service__pb2.UpsertRoutingPolicyRequest.SerializeToString,
+                response_deserializer=switchboard_dot_v1_dot_admin__service__pb2.UpsertRoutingPolicyResponse.FromString,
+                _registered_method=True)
+        self.GetRoutingPolicy = channel.unary_unary(
+                '/switchboard.v1.AdminService/GetRoutingPolicy',
+                request_serializer=switchboard_dot_v1_dot_admin__service__pb2.GetRoutingPolicyRequest.SerializeToString,
+                response_deserializer=switchboard_dot_v1_dot_admin__service__pb2.GetRoutingPolicyResponse.FromString,
+                _registered_method=True)
+        self.ListRoutingPolicies = channel.unary_unary(
+                '/switchboard.v1.AdminService/ListRoutingPolicies',
+                request_serializer=switchboard_dot_v1_dot_admin__service__pb2.ListRoutingPoliciesRequest.SerializeToString,
+                response_deserializer=switchboard_dot_v1_dot_admin__service__pb2.ListRoutingPoliciesResponse.FromString,
+                _registered_method=True)
+        self.DeleteRoutingPolicy = channel.unary_unary(
+                '/switchboard.v1.AdminService/DeleteRoutingPolicy',
+                request_serializer=switchboard_dot_v1_dot_admin__service__pb2.DeleteRoutingPolicyRequest.SerializeToString,
+                response_deserializer=switchboard_dot_v1_dot_admin__service__pb2.DeleteRoutingPolicyResponse.FromString,
+                _registered_method=True)
         self.GetStateDigest = channel.unary_unary(
                 '/switchboard.v1.AdminService/GetStateDigest',
                 request_serializer=switchboard_dot_v1_dot_admin__service__pb2.GetStateDigestRequest.SerializeToString,
@@ -83,7 +103,7 @@ class AdminServiceStub:
 
 
 class AdminServiceServicer:
-    """Workspace configuration: channels, activities and queues.
+    """Workspace configuration: channels, activities, queues and routing policies.
     """
 
     def UpsertChannel(self, request, context):
@@ -131,6 +151,41 @@ class AdminServiceServicer:
 
     def DeleteQueue(self, request, context):
         """Deletes a queue that has no open tasks.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpsertRoutingPolicy(self, request, context):
+        """Creates or replaces a routing policy. Replacing one re-routes the waiting
+        tasks it routed: each takes the route its filters now give it (possibly a
+        different queue), at the step its wait since it was routed reaches under
+        the new steps; a task being offered keeps its offers. A refused policy
+        changes nothing: INVALID_ARGUMENT for a malformed one (the message names
+        the field, and for an expression the position), FAILED_PRECONDITION when a
+        task it routes that is waiting or being offered would match no filter and
+        there is no default route.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetRoutingPolicy(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRoutingPolicies(self, request, context):
+        """Every routing policy, in the order they were first created.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteRoutingPolicy(self, request, context):
+        """Deletes a routing policy. A policy that still has open tasks is refused
+        (FAILED_PRECONDITION).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -187,6 +242,26 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     request_deserializer=switchboard_dot_v1_dot_admin__service__pb2.DeleteQueueRequest.FromString,
                     response_serializer=switchboard_dot_v1_dot_admin__service__pb2.DeleteQueueResponse.SerializeToString,
             ),
+            'UpsertRoutingPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpsertRoutingPolicy,
+                    request_deserializer=switchboard_dot_v1_dot_admin__service__pb2.UpsertRoutingPolicyRequest.FromString,
+                    response_serializer=switchboard_dot_v1_dot_admin__service__pb2.UpsertRoutingPolicyResponse.SerializeToString,
+            ),
+            'GetRoutingPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRoutingPolicy,
+                    request_deserializer=switchboard_dot_v1_dot_admin__service__pb2.GetRoutingPolicyRequest.FromString,
+                    response_serializer=switchboard_dot_v1_dot_admin__service__pb2.GetRoutingPolicyResponse.SerializeToString,
+            ),
+            'ListRoutingPolicies': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRoutingPolicies,
+                    request_deserializer=switchboard_dot_v1_dot_admin__service__pb2.ListRoutingPoliciesRequest.FromString,
+                    response_serializer=switchboard_dot_v1_dot_admin__service__pb2.ListRoutingPoliciesResponse.SerializeToString,
+            ),
+            'DeleteRoutingPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteRoutingPolicy,
+                    request_deserializer=switchboard_dot_v1_dot_admin__service__pb2.DeleteRoutingPolicyRequest.FromString,
+                    response_serializer=switchboard_dot_v1_dot_admin__service__pb2.DeleteRoutingPolicyResponse.SerializeToString,
+            ),
             'GetStateDigest': grpc.unary_unary_rpc_method_handler(
                     servicer.GetStateDigest,
                     request_deserializer=switchboard_dot_v1_dot_admin__service__pb2.GetStateDigestRequest.FromString,
@@ -201,7 +276,7 @@ def add_AdminServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class AdminService:
-    """Workspace configuration: channels, activities and queues.
+    """Workspace configuration: channels, activities, queues and routing policies.
     """
 
     @staticmethod
@@ -410,6 +485,114 @@ class AdminService:
             '/switchboard.v1.AdminService/DeleteQueue',
             switchboard_dot_v1_dot_admin__service__pb2.DeleteQueueRequest.SerializeToString,
             switchboard_dot_v1_dot_admin__service__pb2.DeleteQueueResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpsertRoutingPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/switchboard.v1.AdminService/UpsertRoutingPolicy',
+            switchboard_dot_v1_dot_admin__service__pb2.UpsertRoutingPolicyRequest.SerializeToString,
+            switchboard_dot_v1_dot_admin__service__pb2.UpsertRoutingPolicyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRoutingPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/switchboard.v1.AdminService/GetRoutingPolicy',
+            switchboard_dot_v1_dot_admin__service__pb2.GetRoutingPolicyRequest.SerializeToString,
+            switchboard_dot_v1_dot_admin__service__pb2.GetRoutingPolicyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRoutingPolicies(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/switchboard.v1.AdminService/ListRoutingPolicies',
+            switchboard_dot_v1_dot_admin__service__pb2.ListRoutingPoliciesRequest.SerializeToString,
+            switchboard_dot_v1_dot_admin__service__pb2.ListRoutingPoliciesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteRoutingPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/switchboard.v1.AdminService/DeleteRoutingPolicy',
+            switchboard_dot_v1_dot_admin__service__pb2.DeleteRoutingPolicyRequest.SerializeToString,
+            switchboard_dot_v1_dot_admin__service__pb2.DeleteRoutingPolicyResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -27,7 +27,7 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class AdminServiceStub:
-    """Workspace configuration: channels, activities and queues."""
+    """Workspace configuration: channels, activities, queues and routing policies."""
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
@@ -43,6 +43,23 @@ class AdminServiceStub:
     ListQueues: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.ListQueuesRequest, _admin_service_pb2.ListQueuesResponse]
     DeleteQueue: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.DeleteQueueRequest, _admin_service_pb2.DeleteQueueResponse]
     """Deletes a queue that has no open tasks."""
+    UpsertRoutingPolicy: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.UpsertRoutingPolicyRequest, _admin_service_pb2.UpsertRoutingPolicyResponse]
+    """Creates or replaces a routing policy. Replacing one re-routes the waiting
+    tasks it routed: each takes the route its filters now give it (possibly a
+    different queue), at the step its wait since it was routed reaches under
+    the new steps; a task being offered keeps its offers. A refused policy
+    changes nothing: INVALID_ARGUMENT for a malformed one (the message names
+    the field, and for an expression the position), FAILED_PRECONDITION when a
+    task it routes that is waiting or being offered would match no filter and
+    there is no default route.
+    """
+    GetRoutingPolicy: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.GetRoutingPolicyRequest, _admin_service_pb2.GetRoutingPolicyResponse]
+    ListRoutingPolicies: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.ListRoutingPoliciesRequest, _admin_service_pb2.ListRoutingPoliciesResponse]
+    """Every routing policy, in the order they were first created."""
+    DeleteRoutingPolicy: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.DeleteRoutingPolicyRequest, _admin_service_pb2.DeleteRoutingPolicyResponse]
+    """Deletes a routing policy. A policy that still has open tasks is refused
+    (FAILED_PRECONDITION).
+    """
     GetStateDigest: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.GetStateDigestRequest, _admin_service_pb2.GetStateDigestResponse]
     """A hash of the whole routing state: two routers with equal digests hold the same state
     (for checking a recovery or a standby).
@@ -50,7 +67,7 @@ class AdminServiceStub:
 
 @_typing.type_check_only
 class AdminServiceAsyncStub(AdminServiceStub):
-    """Workspace configuration: channels, activities and queues."""
+    """Workspace configuration: channels, activities, queues and routing policies."""
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     UpsertChannel: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.UpsertChannelRequest, _admin_service_pb2.UpsertChannelResponse]  # type: ignore[assignment]
@@ -63,13 +80,30 @@ class AdminServiceAsyncStub(AdminServiceStub):
     ListQueues: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.ListQueuesRequest, _admin_service_pb2.ListQueuesResponse]  # type: ignore[assignment]
     DeleteQueue: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.DeleteQueueRequest, _admin_service_pb2.DeleteQueueResponse]  # type: ignore[assignment]
     """Deletes a queue that has no open tasks."""
+    UpsertRoutingPolicy: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.UpsertRoutingPolicyRequest, _admin_service_pb2.UpsertRoutingPolicyResponse]  # type: ignore[assignment]
+    """Creates or replaces a routing policy. Replacing one re-routes the waiting
+    tasks it routed: each takes the route its filters now give it (possibly a
+    different queue), at the step its wait since it was routed reaches under
+    the new steps; a task being offered keeps its offers. A refused policy
+    changes nothing: INVALID_ARGUMENT for a malformed one (the message names
+    the field, and for an expression the position), FAILED_PRECONDITION when a
+    task it routes that is waiting or being offered would match no filter and
+    there is no default route.
+    """
+    GetRoutingPolicy: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.GetRoutingPolicyRequest, _admin_service_pb2.GetRoutingPolicyResponse]  # type: ignore[assignment]
+    ListRoutingPolicies: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.ListRoutingPoliciesRequest, _admin_service_pb2.ListRoutingPoliciesResponse]  # type: ignore[assignment]
+    """Every routing policy, in the order they were first created."""
+    DeleteRoutingPolicy: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.DeleteRoutingPolicyRequest, _admin_service_pb2.DeleteRoutingPolicyResponse]  # type: ignore[assignment]
+    """Deletes a routing policy. A policy that still has open tasks is refused
+    (FAILED_PRECONDITION).
+    """
     GetStateDigest: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.GetStateDigestRequest, _admin_service_pb2.GetStateDigestResponse]  # type: ignore[assignment]
     """A hash of the whole routing state: two routers with equal digests hold the same state
     (for checking a recovery or a standby).
     """
 
 class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
-    """Workspace configuration: channels, activities and queues."""
+    """Workspace configuration: channels, activities, queues and routing policies."""
 
     @_abc_1.abstractmethod
     def UpsertChannel(
@@ -128,6 +162,47 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_admin_service_pb2.DeleteQueueResponse, _abc.Awaitable[_admin_service_pb2.DeleteQueueResponse]]:
         """Deletes a queue that has no open tasks."""
+
+    @_abc_1.abstractmethod
+    def UpsertRoutingPolicy(
+        self,
+        request: _admin_service_pb2.UpsertRoutingPolicyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_service_pb2.UpsertRoutingPolicyResponse, _abc.Awaitable[_admin_service_pb2.UpsertRoutingPolicyResponse]]:
+        """Creates or replaces a routing policy. Replacing one re-routes the waiting
+        tasks it routed: each takes the route its filters now give it (possibly a
+        different queue), at the step its wait since it was routed reaches under
+        the new steps; a task being offered keeps its offers. A refused policy
+        changes nothing: INVALID_ARGUMENT for a malformed one (the message names
+        the field, and for an expression the position), FAILED_PRECONDITION when a
+        task it routes that is waiting or being offered would match no filter and
+        there is no default route.
+        """
+
+    @_abc_1.abstractmethod
+    def GetRoutingPolicy(
+        self,
+        request: _admin_service_pb2.GetRoutingPolicyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_service_pb2.GetRoutingPolicyResponse, _abc.Awaitable[_admin_service_pb2.GetRoutingPolicyResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListRoutingPolicies(
+        self,
+        request: _admin_service_pb2.ListRoutingPoliciesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_service_pb2.ListRoutingPoliciesResponse, _abc.Awaitable[_admin_service_pb2.ListRoutingPoliciesResponse]]:
+        """Every routing policy, in the order they were first created."""
+
+    @_abc_1.abstractmethod
+    def DeleteRoutingPolicy(
+        self,
+        request: _admin_service_pb2.DeleteRoutingPolicyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_service_pb2.DeleteRoutingPolicyResponse, _abc.Awaitable[_admin_service_pb2.DeleteRoutingPolicyResponse]]:
+        """Deletes a routing policy. A policy that still has open tasks is refused
+        (FAILED_PRECONDITION).
+        """
 
     @_abc_1.abstractmethod
     def GetStateDigest(

@@ -111,6 +111,92 @@ QUEUE_ORDER_LIFO: QueueOrder.ValueType  # 2
 """Newest first."""
 Global___QueueOrder: _TypeAlias = QueueOrder  # noqa: Y015
 
+class _DayOfWeek:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _DayOfWeekEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DayOfWeek.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    DAY_OF_WEEK_UNSPECIFIED: _DayOfWeek.ValueType  # 0
+    DAY_OF_WEEK_MONDAY: _DayOfWeek.ValueType  # 1
+    DAY_OF_WEEK_TUESDAY: _DayOfWeek.ValueType  # 2
+    DAY_OF_WEEK_WEDNESDAY: _DayOfWeek.ValueType  # 3
+    DAY_OF_WEEK_THURSDAY: _DayOfWeek.ValueType  # 4
+    DAY_OF_WEEK_FRIDAY: _DayOfWeek.ValueType  # 5
+    DAY_OF_WEEK_SATURDAY: _DayOfWeek.ValueType  # 6
+    DAY_OF_WEEK_SUNDAY: _DayOfWeek.ValueType  # 7
+
+class DayOfWeek(_DayOfWeek, metaclass=_DayOfWeekEnumTypeWrapper):
+    """A day of the week, in a business-hours calendar's time zone."""
+
+DAY_OF_WEEK_UNSPECIFIED: DayOfWeek.ValueType  # 0
+DAY_OF_WEEK_MONDAY: DayOfWeek.ValueType  # 1
+DAY_OF_WEEK_TUESDAY: DayOfWeek.ValueType  # 2
+DAY_OF_WEEK_WEDNESDAY: DayOfWeek.ValueType  # 3
+DAY_OF_WEEK_THURSDAY: DayOfWeek.ValueType  # 4
+DAY_OF_WEEK_FRIDAY: DayOfWeek.ValueType  # 5
+DAY_OF_WEEK_SATURDAY: DayOfWeek.ValueType  # 6
+DAY_OF_WEEK_SUNDAY: DayOfWeek.ValueType  # 7
+Global___DayOfWeek: _TypeAlias = DayOfWeek  # noqa: Y015
+
+class _QueueActionKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _QueueActionKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_QueueActionKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    QUEUE_ACTION_KIND_UNSPECIFIED: _QueueActionKind.ValueType  # 0
+    QUEUE_ACTION_KIND_MOVE_TO_QUEUE: _QueueActionKind.ValueType  # 1
+    """The task moves to QueueAction.queue_id (an overflow queue), keeping its age."""
+    QUEUE_ACTION_KIND_RAISE_PRIORITY: _QueueActionKind.ValueType  # 2
+    """The task's priority rises by QueueAction.priority_delta."""
+    QUEUE_ACTION_KIND_CANCEL: _QueueActionKind.ValueType  # 3
+    """The task is canceled with QueueAction.reason."""
+
+class QueueActionKind(_QueueActionKind, metaclass=_QueueActionKindEnumTypeWrapper):
+    """What a queue does to a task when an exception rule fires or when the task
+    arrives out of business hours. UNSPECIFIED is refused (INVALID_ARGUMENT).
+    """
+
+QUEUE_ACTION_KIND_UNSPECIFIED: QueueActionKind.ValueType  # 0
+QUEUE_ACTION_KIND_MOVE_TO_QUEUE: QueueActionKind.ValueType  # 1
+"""The task moves to QueueAction.queue_id (an overflow queue), keeping its age."""
+QUEUE_ACTION_KIND_RAISE_PRIORITY: QueueActionKind.ValueType  # 2
+"""The task's priority rises by QueueAction.priority_delta."""
+QUEUE_ACTION_KIND_CANCEL: QueueActionKind.ValueType  # 3
+"""The task is canceled with QueueAction.reason."""
+Global___QueueActionKind: _TypeAlias = QueueActionKind  # noqa: Y015
+
+class _ExceptionTrigger:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ExceptionTriggerEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ExceptionTrigger.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    EXCEPTION_TRIGGER_UNSPECIFIED: _ExceptionTrigger.ValueType  # 0
+    EXCEPTION_TRIGGER_WAIT_TIME: _ExceptionTrigger.ValueType  # 1
+    """The task has waited ExceptionRule.wait_s seconds in the queue."""
+    EXCEPTION_TRIGGER_QUEUE_LENGTH: _ExceptionTrigger.ValueType  # 2
+    """On arrival, the task would wait behind ExceptionRule.queue_length or more
+    waiting tasks.
+    """
+    EXCEPTION_TRIGGER_STEPS_EXHAUSTED: _ExceptionTrigger.ValueType  # 3
+    """The last step of the task's routing policy timed out."""
+
+class ExceptionTrigger(_ExceptionTrigger, metaclass=_ExceptionTriggerEnumTypeWrapper):
+    """What makes an exception rule fire. UNSPECIFIED is refused (INVALID_ARGUMENT)."""
+
+EXCEPTION_TRIGGER_UNSPECIFIED: ExceptionTrigger.ValueType  # 0
+EXCEPTION_TRIGGER_WAIT_TIME: ExceptionTrigger.ValueType  # 1
+"""The task has waited ExceptionRule.wait_s seconds in the queue."""
+EXCEPTION_TRIGGER_QUEUE_LENGTH: ExceptionTrigger.ValueType  # 2
+"""On arrival, the task would wait behind ExceptionRule.queue_length or more
+waiting tasks.
+"""
+EXCEPTION_TRIGGER_STEPS_EXHAUSTED: ExceptionTrigger.ValueType  # 3
+"""The last step of the task's routing policy timed out."""
+Global___ExceptionTrigger: _TypeAlias = ExceptionTrigger  # noqa: Y015
+
 @_typing.final
 class Task(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -168,6 +254,8 @@ class Task(_message.Message):
     SENTIMENT_FIELD_NUMBER: _builtins.int
     TTL_S_FIELD_NUMBER: _builtins.int
     PREFERRED_WORKER_ID_FIELD_NUMBER: _builtins.int
+    POLICY_ID_FIELD_NUMBER: _builtins.int
+    KNOWN_AGENT_WAIT_S_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
     WORKER_ID_FIELD_NUMBER: _builtins.int
     CREATED_AT_MS_FIELD_NUMBER: _builtins.int
@@ -177,11 +265,18 @@ class Task(_message.Message):
     ESTIMATED_WAIT_S_FIELD_NUMBER: _builtins.int
     ESTIMATED_WAIT_KNOWN_FIELD_NUMBER: _builtins.int
     EXCLUDED_WORKER_IDS_FIELD_NUMBER: _builtins.int
+    EFFECTIVE_PRIORITY_FIELD_NUMBER: _builtins.int
+    STEP_INDEX_FIELD_NUMBER: _builtins.int
+    QUEUED_AT_MS_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
     client_request_id: _builtins.str
     """The caller's idempotency key given at creation, if any."""
     channel: _builtins.str
     queue_id: _builtins.str
+    """On input: the queue to wait in; give exactly one of queue_id and
+    policy_id. On output: the queue the task is in now (its policy chose it,
+    or an exception rule moved it there).
+    """
     language: _builtins.str
     """A language the worker must speak (empty: any)."""
     priority: _builtins.int
@@ -193,6 +288,15 @@ class Task(_message.Message):
     """A pending task older than this is canceled (0: the server's default)."""
     preferred_worker_id: _builtins.str
     """A worker this task should preferably go to (affinity)."""
+    policy_id: _builtins.str
+    """The routing policy (workflow) that chooses the task's queue and its steps;
+    give exactly one of policy_id and queue_id (empty: the task waits in
+    queue_id with no steps). An unknown policy is NOT_FOUND.
+    """
+    known_agent_wait_s: _builtins.float
+    """Seconds to wait for the task's known agent (preferred_worker_id, else the
+    customer's last agent) before any other worker may take it (0: no wait).
+    """
     status: Global___TaskStatus.ValueType
     """Read-only fields, set by the router."""
     worker_id: _builtins.str
@@ -205,6 +309,21 @@ class Task(_message.Message):
     estimated_wait_s: _builtins.float
     """Estimated time until an offer is made; valid only when estimated_wait_known."""
     estimated_wait_known: _builtins.bool
+    effective_priority: _builtins.int
+    """The priority the router orders the task by: priority, plus what exception
+    rules raised, plus the current step's priority_delta (the queue's aging
+    comes on top, from the wait).
+    """
+    step_index: _builtins.int
+    """0-based index of the task's current step. When the task waits for its
+    known agent (known_agent_wait_s above 0 and a known agent), step 0 is that
+    wait and its route's steps follow from 1; a route without steps has one
+    open step, as does a task without a policy.
+    """
+    queued_at_ms: _builtins.int
+    """When the task entered the queue it is in now (exception wait times count
+    from here).
+    """
     @_builtins.property
     def attributes(self) -> _struct_pb2.Struct:
         """Free-form attributes (at most `attributes_bytes_max` as JSON)."""
@@ -237,6 +356,8 @@ class Task(_message.Message):
         sentiment: _builtins.float = ...,
         ttl_s: _builtins.float = ...,
         preferred_worker_id: _builtins.str = ...,
+        policy_id: _builtins.str = ...,
+        known_agent_wait_s: _builtins.float = ...,
         status: Global___TaskStatus.ValueType = ...,
         worker_id: _builtins.str = ...,
         created_at_ms: _builtins.int = ...,
@@ -246,10 +367,13 @@ class Task(_message.Message):
         estimated_wait_s: _builtins.float = ...,
         estimated_wait_known: _builtins.bool = ...,
         excluded_worker_ids: _abc.Iterable[_builtins.str] | None = ...,
+        effective_priority: _builtins.int = ...,
+        step_index: _builtins.int = ...,
+        queued_at_ms: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["attributes", b"attributes"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attributes", b"attributes", "cancel_reason", b"cancel_reason", "channel", b"channel", "client_request_id", b"client_request_id", "created_at_ms", b"created_at_ms", "customer_id", b"customer_id", "estimated_wait_known", b"estimated_wait_known", "estimated_wait_s", b"estimated_wait_s", "excluded_worker_ids", b"excluded_worker_ids", "language", b"language", "preferred_skills", b"preferred_skills", "preferred_worker_id", b"preferred_worker_id", "priority", b"priority", "queue_id", b"queue_id", "queue_position", b"queue_position", "required_skills", b"required_skills", "sentiment", b"sentiment", "status", b"status", "task_id", b"task_id", "ttl_s", b"ttl_s", "updated_at_ms", b"updated_at_ms", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attributes", b"attributes", "cancel_reason", b"cancel_reason", "channel", b"channel", "client_request_id", b"client_request_id", "created_at_ms", b"created_at_ms", "customer_id", b"customer_id", "effective_priority", b"effective_priority", "estimated_wait_known", b"estimated_wait_known", "estimated_wait_s", b"estimated_wait_s", "excluded_worker_ids", b"excluded_worker_ids", "known_agent_wait_s", b"known_agent_wait_s", "language", b"language", "policy_id", b"policy_id", "preferred_skills", b"preferred_skills", "preferred_worker_id", b"preferred_worker_id", "priority", b"priority", "queue_id", b"queue_id", "queue_position", b"queue_position", "queued_at_ms", b"queued_at_ms", "required_skills", b"required_skills", "sentiment", b"sentiment", "status", b"status", "step_index", b"step_index", "task_id", b"task_id", "ttl_s", b"ttl_s", "updated_at_ms", b"updated_at_ms", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -567,6 +691,12 @@ class Queue(_message.Message):
     WRAPUP_S_FIELD_NUMBER: _builtins.int
     ORDER_FIELD_NUMBER: _builtins.int
     DEPTH_MAX_FIELD_NUMBER: _builtins.int
+    PRIORITY_AGING_PER_MIN_FIELD_NUMBER: _builtins.int
+    EXCEPTION_RULES_FIELD_NUMBER: _builtins.int
+    BUSINESS_HOURS_FIELD_NUMBER: _builtins.int
+    AFTER_HOURS_ACTION_FIELD_NUMBER: _builtins.int
+    OFFER_WORKERS_MAX_FIELD_NUMBER: _builtins.int
+    ASSIGNMENT_WINDOW_S_FIELD_NUMBER: _builtins.int
     queue_id: _builtins.str
     display_name: _builtins.str
     target_expression: _builtins.str
@@ -580,8 +710,40 @@ class Queue(_message.Message):
     order: Global___QueueOrder.ValueType
     depth_max: _builtins.int
     """Most tasks that may wait in this queue (0: the server's limit)."""
+    priority_aging_per_min: _builtins.float
+    """Priority points a waiting task gains per minute waited, 0 to 1000 (0, the
+    default: no aging).
+    """
+    offer_workers_max: _builtins.int
+    """Offer each task to up to this many workers at once, 1 to 16; the first to
+    accept wins and the other offers are rescinded (0 on input means 1, the
+    default). Must be 1 when assignment_window_s is above 0.
+    """
+    assignment_window_s: _builtins.float
+    """Seconds between assignment rounds, 0 to 60: above 0, the queue's waiting
+    tasks and free workers are matched together as an assignment problem every
+    window (0, the default: each task is offered at once, greedily).
+    """
     @_builtins.property
     def weights(self) -> Global___ScoringWeights: ...
+    @_builtins.property
+    def exception_rules(self) -> _containers.RepeatedCompositeFieldContainer[Global___ExceptionRule]:
+        """What happens to tasks that wait too long or meet a long queue; checked in
+        the order given, each rule firing at most once per task and queue
+        (default: none).
+        """
+
+    @_builtins.property
+    def business_hours(self) -> Global___BusinessHours:
+        """When the queue is open (absent: always open)."""
+
+    @_builtins.property
+    def after_hours_action(self) -> Global___QueueAction:
+        """What a task arriving while the queue is closed meets: MOVE_TO_QUEUE or
+        CANCEL, and only with business_hours (absent: it waits and is routed as
+        usual; business hours do not hold back agents who are available).
+        """
+
     def __init__(
         self,
         *,
@@ -593,11 +755,343 @@ class Queue(_message.Message):
         wrapup_s: _builtins.float = ...,
         order: Global___QueueOrder.ValueType = ...,
         depth_max: _builtins.int = ...,
+        priority_aging_per_min: _builtins.float = ...,
+        exception_rules: _abc.Iterable[Global___ExceptionRule] | None = ...,
+        business_hours: Global___BusinessHours | None = ...,
+        after_hours_action: Global___QueueAction | None = ...,
+        offer_workers_max: _builtins.int = ...,
+        assignment_window_s: _builtins.float = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["weights", b"weights"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["after_hours_action", b"after_hours_action", "business_hours", b"business_hours", "weights", b"weights"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["depth_max", b"depth_max", "display_name", b"display_name", "order", b"order", "queue_id", b"queue_id", "reservation_timeout_s", b"reservation_timeout_s", "target_expression", b"target_expression", "weights", b"weights", "wrapup_s", b"wrapup_s"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_hours_action", b"after_hours_action", "assignment_window_s", b"assignment_window_s", "business_hours", b"business_hours", "depth_max", b"depth_max", "display_name", b"display_name", "exception_rules", b"exception_rules", "offer_workers_max", b"offer_workers_max", "order", b"order", "priority_aging_per_min", b"priority_aging_per_min", "queue_id", b"queue_id", "reservation_timeout_s", b"reservation_timeout_s", "target_expression", b"target_expression", "weights", b"weights", "wrapup_s", b"wrapup_s"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Queue: _TypeAlias = Queue  # noqa: Y015
+
+@_typing.final
+class OpenHours(_message.Message):
+    """One opening interval [opens, closes) of a weekday, in the calendar's local
+    time. Intervals of the same day may not overlap.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DAY_FIELD_NUMBER: _builtins.int
+    OPENS_FIELD_NUMBER: _builtins.int
+    CLOSES_FIELD_NUMBER: _builtins.int
+    day: Global___DayOfWeek.ValueType
+    """Required."""
+    opens: _builtins.str
+    """Opening time "HH:MM", 00:00 to 23:59 (local time)."""
+    closes: _builtins.str
+    """Closing time "HH:MM", after opens; "24:00" is the end of the day."""
+    def __init__(
+        self,
+        *,
+        day: Global___DayOfWeek.ValueType = ...,
+        opens: _builtins.str = ...,
+        closes: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["closes", b"closes", "day", b"day", "opens", b"opens"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OpenHours: _TypeAlias = OpenHours  # noqa: Y015
+
+@_typing.final
+class BusinessHours(_message.Message):
+    """When a queue is open: weekly hours in a time zone, minus holidays."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TIME_ZONE_FIELD_NUMBER: _builtins.int
+    WEEKLY_FIELD_NUMBER: _builtins.int
+    HOLIDAYS_FIELD_NUMBER: _builtins.int
+    time_zone: _builtins.str
+    """An IANA time zone name, e.g. "Europe/Paris" (daylight saving time
+    follows it). Required.
+    """
+    @_builtins.property
+    def weekly(self) -> _containers.RepeatedCompositeFieldContainer[Global___OpenHours]:
+        """The opening intervals of each week (at least one); a day with none is
+        closed.
+        """
+
+    @_builtins.property
+    def holidays(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Local dates ("YYYY-MM-DD") on which the queue is closed all day."""
+
+    def __init__(
+        self,
+        *,
+        time_zone: _builtins.str = ...,
+        weekly: _abc.Iterable[Global___OpenHours] | None = ...,
+        holidays: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["holidays", b"holidays", "time_zone", b"time_zone", "weekly", b"weekly"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BusinessHours: _TypeAlias = BusinessHours  # noqa: Y015
+
+@_typing.final
+class QueueAction(_message.Message):
+    """What a queue does to a task."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    QUEUE_ID_FIELD_NUMBER: _builtins.int
+    PRIORITY_DELTA_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    kind: Global___QueueActionKind.ValueType
+    """Required."""
+    queue_id: _builtins.str
+    """For MOVE_TO_QUEUE only: the queue the task moves to (it must exist, may
+    not be the queue itself, and the moves between queues may not form a
+    cycle).
+    """
+    priority_delta: _builtins.int
+    """For RAISE_PRIORITY only: priority points added (not 0; may be negative)."""
+    reason: _builtins.str
+    """For CANCEL only: the task's cancel_reason (may be empty)."""
+    def __init__(
+        self,
+        *,
+        kind: Global___QueueActionKind.ValueType = ...,
+        queue_id: _builtins.str = ...,
+        priority_delta: _builtins.int = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "priority_delta", b"priority_delta", "queue_id", b"queue_id", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___QueueAction: _TypeAlias = QueueAction  # noqa: Y015
+
+@_typing.final
+class ExceptionRule(_message.Message):
+    """An exception policy entry: when trigger fires for a task, action applies."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TRIGGER_FIELD_NUMBER: _builtins.int
+    WAIT_S_FIELD_NUMBER: _builtins.int
+    QUEUE_LENGTH_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    trigger: Global___ExceptionTrigger.ValueType
+    """Required."""
+    wait_s: _builtins.float
+    """For WAIT_TIME only (above 0): seconds waited in the queue, from the task's
+    queued_at_ms.
+    """
+    queue_length: _builtins.int
+    """For QUEUE_LENGTH only (1 or more): how many waiting tasks ahead make the
+    rule fire.
+    """
+    @_builtins.property
+    def action(self) -> Global___QueueAction:
+        """Required: what happens to the task."""
+
+    def __init__(
+        self,
+        *,
+        trigger: Global___ExceptionTrigger.ValueType = ...,
+        wait_s: _builtins.float = ...,
+        queue_length: _builtins.int = ...,
+        action: Global___QueueAction | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["action", b"action"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "queue_length", b"queue_length", "trigger", b"trigger", "wait_s", b"wait_s"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExceptionRule: _TypeAlias = ExceptionRule  # noqa: Y015
+
+@_typing.final
+class RoutingStep(_message.Message):
+    """One stage of a task's wait in a route: who may take it, and for how long
+    (bullseye widening: each step usually widens the last).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class RequiredSkillsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.float
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.float = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    TIMEOUT_S_FIELD_NUMBER: _builtins.int
+    REQUIRED_SKILLS_FIELD_NUMBER: _builtins.int
+    WORKER_EXPRESSION_FIELD_NUMBER: _builtins.int
+    KNOWN_AGENT_FIELD_NUMBER: _builtins.int
+    PRIORITY_DELTA_FIELD_NUMBER: _builtins.int
+    SKIP_IF_NO_WORKERS_FIELD_NUMBER: _builtins.int
+    timeout_s: _builtins.float
+    """Seconds in this step before the next applies: above 0 on every step but
+    the last (0, the default, is allowed on the last step only, which then
+    lasts until the task is served).
+    """
+    worker_expression: _builtins.str
+    """Which workers may take the task in this step, over worker attributes
+    (empty, the default: any worker of the queue).
+    """
+    known_agent: _builtins.bool
+    """Only the task's known agent (its preferred worker, else the customer's
+    last agent) may take it in this step (default false).
+    """
+    priority_delta: _builtins.int
+    """Added to the task's priority while it is in this step (default 0)."""
+    skip_if_no_workers: _builtins.bool
+    """Go straight to the next step when no worker this step allows is
+    available (default false).
+    """
+    @_builtins.property
+    def required_skills(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]:
+        """Skill -> minimum level (0 to 5) on top of the task's own required skills
+        (the higher of the two applies).
+        """
+
+    def __init__(
+        self,
+        *,
+        timeout_s: _builtins.float = ...,
+        required_skills: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
+        worker_expression: _builtins.str = ...,
+        known_agent: _builtins.bool = ...,
+        priority_delta: _builtins.int = ...,
+        skip_if_no_workers: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["known_agent", b"known_agent", "priority_delta", b"priority_delta", "required_skills", b"required_skills", "skip_if_no_workers", b"skip_if_no_workers", "timeout_s", b"timeout_s", "worker_expression", b"worker_expression"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RoutingStep: _TypeAlias = RoutingStep  # noqa: Y015
+
+@_typing.final
+class Route(_message.Message):
+    """Where a task waits and how its eligible workers widen over time."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUEUE_ID_FIELD_NUMBER: _builtins.int
+    STEPS_FIELD_NUMBER: _builtins.int
+    queue_id: _builtins.str
+    """The queue the task waits in. Required; it must exist."""
+    @_builtins.property
+    def steps(self) -> _containers.RepeatedCompositeFieldContainer[Global___RoutingStep]:
+        """The steps, in order (empty: one step with no extra constraints)."""
+
+    def __init__(
+        self,
+        *,
+        queue_id: _builtins.str = ...,
+        steps: _abc.Iterable[Global___RoutingStep] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["queue_id", b"queue_id", "steps", b"steps"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Route: _TypeAlias = Route  # noqa: Y015
+
+@_typing.final
+class PolicyFilter(_message.Message):
+    """One branch of a routing policy."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    EXPRESSION_FIELD_NUMBER: _builtins.int
+    ROUTE_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """A label for the filter (optional; for people reading the policy)."""
+    expression: _builtins.str
+    """Which tasks it takes, over the task's attributes and its reserved keys
+    (channel, priority, ...); same language as queue target expressions.
+    """
+    @_builtins.property
+    def route(self) -> Global___Route:
+        """Where the tasks it takes go. Required."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        expression: _builtins.str = ...,
+        route: Global___Route | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["route", b"route"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expression", b"expression", "name", b"name", "route", b"route"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PolicyFilter: _TypeAlias = PolicyFilter  # noqa: Y015
+
+@_typing.final
+class RoutingPolicy(_message.Message):
+    """A workflow: the first filter whose expression matches a task routes it. A
+    policy needs at least one filter or a default route.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POLICY_ID_FIELD_NUMBER: _builtins.int
+    DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    FILTERS_FIELD_NUMBER: _builtins.int
+    DEFAULT_ROUTE_FIELD_NUMBER: _builtins.int
+    policy_id: _builtins.str
+    display_name: _builtins.str
+    @_builtins.property
+    def filters(self) -> _containers.RepeatedCompositeFieldContainer[Global___PolicyFilter]:
+        """Checked in order; the first that matches routes the task."""
+
+    @_builtins.property
+    def default_route(self) -> Global___Route:
+        """For a task that no filter matches (absent: creating such a task is
+        refused with FAILED_PRECONDITION).
+        """
+
+    def __init__(
+        self,
+        *,
+        policy_id: _builtins.str = ...,
+        display_name: _builtins.str = ...,
+        filters: _abc.Iterable[Global___PolicyFilter] | None = ...,
+        default_route: Global___Route | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["default_route", b"default_route"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_route", b"default_route", "display_name", b"display_name", "filters", b"filters", "policy_id", b"policy_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RoutingPolicy: _TypeAlias = RoutingPolicy  # noqa: Y015

@@ -30,7 +30,9 @@ class CreateTaskRequest(_message.Message):
     """Idempotency key: retries with the same key and payload create the task once."""
     @_builtins.property
     def task(self) -> _resources_pb2.Task:
-        """The task to create: channel and queue_id are required; read-only fields are ignored."""
+        """The task to create: channel is required, and queue_id or policy_id;
+        read-only fields are ignored.
+        """
 
     def __init__(
         self,
@@ -120,7 +122,7 @@ class ListTasksRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     queue_id: _builtins.str
-    """Filters; empty fields do not filter."""
+    """Filters; empty fields do not filter. queue_id: the queue the task is in now."""
     status: _resources_pb2.TaskStatus.ValueType
     worker_id: _builtins.str
     channel: _builtins.str

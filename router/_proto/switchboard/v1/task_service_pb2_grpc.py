@@ -97,7 +97,8 @@ class TaskServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def UpdateTask(self, request, context):
-        """Changes a task's priority or attributes; a waiting task is reordered.
+        """Changes a task's priority or attributes; a waiting task is reordered, and
+        one its policy routed is routed again by its new attributes.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

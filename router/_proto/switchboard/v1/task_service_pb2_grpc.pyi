@@ -40,7 +40,9 @@ class TaskServiceStub:
     GetTask: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.GetTaskRequest, _task_service_pb2.GetTaskResponse]
     ListTasks: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.ListTasksRequest, _task_service_pb2.ListTasksResponse]
     UpdateTask: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.UpdateTaskRequest, _task_service_pb2.UpdateTaskResponse]
-    """Changes a task's priority or attributes; a waiting task is reordered."""
+    """Changes a task's priority or attributes; a waiting task is reordered, and
+    one its policy routed is routed again by its new attributes.
+    """
     CancelTask: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.CancelTaskRequest, _task_service_pb2.CancelTaskResponse]
     """Cancels a pending or reserved task (a pending offer is withdrawn)."""
     CompleteTask: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.CompleteTaskRequest, _task_service_pb2.CompleteTaskResponse]
@@ -60,7 +62,9 @@ class TaskServiceAsyncStub(TaskServiceStub):
     GetTask: _aio.UnaryUnaryMultiCallable[_task_service_pb2.GetTaskRequest, _task_service_pb2.GetTaskResponse]  # type: ignore[assignment]
     ListTasks: _aio.UnaryUnaryMultiCallable[_task_service_pb2.ListTasksRequest, _task_service_pb2.ListTasksResponse]  # type: ignore[assignment]
     UpdateTask: _aio.UnaryUnaryMultiCallable[_task_service_pb2.UpdateTaskRequest, _task_service_pb2.UpdateTaskResponse]  # type: ignore[assignment]
-    """Changes a task's priority or attributes; a waiting task is reordered."""
+    """Changes a task's priority or attributes; a waiting task is reordered, and
+    one its policy routed is routed again by its new attributes.
+    """
     CancelTask: _aio.UnaryUnaryMultiCallable[_task_service_pb2.CancelTaskRequest, _task_service_pb2.CancelTaskResponse]  # type: ignore[assignment]
     """Cancels a pending or reserved task (a pending offer is withdrawn)."""
     CompleteTask: _aio.UnaryUnaryMultiCallable[_task_service_pb2.CompleteTaskRequest, _task_service_pb2.CompleteTaskResponse]  # type: ignore[assignment]
@@ -101,7 +105,9 @@ class TaskServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _task_service_pb2.UpdateTaskRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_task_service_pb2.UpdateTaskResponse, _abc.Awaitable[_task_service_pb2.UpdateTaskResponse]]:
-        """Changes a task's priority or attributes; a waiting task is reordered."""
+        """Changes a task's priority or attributes; a waiting task is reordered, and
+        one its policy routed is routed again by its new attributes.
+        """
 
     @_abc_1.abstractmethod
     def CancelTask(
