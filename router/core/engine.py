@@ -13,7 +13,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -170,8 +170,7 @@ class Arrival:
     """"after_hours" or "exception": which of the queue's rules canceled it."""
 
 
-@dataclass(frozen=True, slots=True)
-class TaskRouting:
+class TaskRouting(NamedTuple):
     """What a task's current step makes of it, derived from the record (never stored)."""
 
     requirement: Requirement
@@ -219,6 +218,12 @@ class Engine:
         """Membership key -> expression, for the worker expressions of every policy's steps."""
         self._round_due_ms: dict[str, int] = {}
         """Per batch-assigned queue, when its next assignment round runs."""
+        self._batched_queues: set[str] = set()
+        """Queues assigned in rounds (`assignment_window_s` > 0)."""
+        self._queues_with_arrival_rules: set[str] = set()
+        """Queues with business hours or queue-length rules (arrivals there are checked)."""
+        self._targets: dict[tuple[str, str, int], GroupTarget] = {}
+        """GroupTarget by (queue, step worker expression, pinned row), rebuilt on change."""
         self._staffing_version = 0
         """Bumped whenever who is available or who belongs to a queue may have changed."""
         self._staffing_cache: dict[tuple[str, int], tuple[int, int]] = {}
@@ -242,7 +247,7 @@ class Engine:
             self.columns.channel_col(name)
         self.worker_attributes = AttributeColumns()
         self.membership = QueueMembership()
-        self.membership.index_of(EVERYONE)
+        self._everyone_slot = self.membership.index_of(EVERYONE)
         self.waiting = WaitingIndex()
         self._events: list[Event] = []
         self._handlers: dict[type, Callable[[Any], Result]] = {
@@ -383,7 +388,7 @@ class Engine:
         members = self._evaluate_members(expression)
         self.queues[queue.queue_id] = queue
         self._queue_expressions[queue.queue_id] = expression
-        self._wait_rules[queue.queue_id] = wait_rules_of(queue)
+        self._index_queue(queue)
         self.counters.setdefault(queue.queue_id, QueueCounters())
         self._set_members(queue.queue_id, members)
         if previous is not None and previous != queue:
@@ -391,6 +396,20 @@ class Engine:
                 queue, rules_changed=previous.exception_rules != queue.exception_rules
             )
         return UpsertedQueue(queue, created)
+
+    def _index_queue(self, queue: QueueConfig) -> None:
+        """Derived lookups of a queue's configuration (also rebuilt from a snapshot)."""
+        queue_id = queue.queue_id
+        self._wait_rules[queue_id] = wait_rules_of(queue)
+        self._batched_queues.discard(queue_id)
+        if queue.assignment_window_s > 0:
+            self._batched_queues.add(queue_id)
+        self._queues_with_arrival_rules.discard(queue_id)
+        if queue.business_hours is not None or any(
+            r.trigger is TriggerKind.QUEUE_LENGTH for r in queue.exception_rules
+        ):
+            self._queues_with_arrival_rules.add(queue_id)
+        self._targets.clear()
 
     def _set_members(self, key: str, members: np.ndarray) -> None:
         """Writes a membership row and serves the workers who joined it."""
@@ -454,6 +473,9 @@ class Engine:
         del self.queues[command.queue_id]
         del self._queue_expressions[command.queue_id]
         del self._wait_rules[command.queue_id]
+        self._batched_queues.discard(command.queue_id)
+        self._queues_with_arrival_rules.discard(command.queue_id)
+        self._targets.clear()
         del self.counters[command.queue_id]
         self._round_due_ms.pop(command.queue_id, None)
         self.membership.matrix[self.membership.index_of(command.queue_id), :] = False
@@ -514,6 +536,7 @@ class Engine:
             if key not in wanted:
                 del self._step_expressions[key]
                 self.membership.matrix[self.membership.index_of(key), :] = False
+        self._targets.clear()
         self.membership.ensure_rows(self.columns.row_count)
         for key in sorted(wanted - self._step_expressions.keys()):
             expression = parse(key[len(EVERYONE) :])
@@ -991,6 +1014,8 @@ class Engine:
         """Where a task arriving at a queue ends up: the after-hours action of a closed queue
         and the queue-length rules may move it on (validation keeps these chains acyclic) or
         cancel it. Pure: nothing changes until the task is created."""
+        if queue_id not in self._queues_with_arrival_rules:
+            return Arrival(queue_id, None, 0)
         raised = 0
         visited: list[str] = []
         while True:
@@ -1054,7 +1079,7 @@ class Engine:
         task.step_due_ms = started_ms + timeout_ms if timeout_ms > 0 else 0
         if task.step_due_ms:
             self._add_timer(task.step_due_ms, "step", task.task_id)
-        self._derive(task)
+        self._derive(task, step)
 
     def _skips(self, task: TaskRecord, step: RoutingStep) -> bool:
         if step.known_agent and task.known_agent_id not in self.workers:
@@ -1070,26 +1095,30 @@ class Engine:
             candidates &= self.columns.skills[: self.columns.row_count, col] >= level
         return not candidates.any()
 
-    def _derive(self, task: TaskRecord) -> None:
+    def _derive(self, task: TaskRecord, step: RoutingStep | None = None) -> None:
         """Recomputes what the task's step makes of it: priority, requirement, target."""
-        step = self._steps(task)[task.step_index]
+        if step is None:
+            step = self._steps(task)[task.step_index]
         task.priority = task.spec.priority + task.priority_raised + step.priority_delta
         self._routing[task.task_id] = self._routing_for(task, step)
 
     def _routing_for(self, task: TaskRecord, step: RoutingStep) -> TaskRouting:
-        queue = self.queues[task.queue_id]
         pinned = NO_PIN
         if step.known_agent:
             agent = self.workers.get(task.known_agent_id)
             pinned = agent.row if agent is not None else PINNED_TO_NOBODY
-        target = GroupTarget(
-            queue_id=queue.queue_id,
-            queue_slot=self.membership.index_of(queue.queue_id),
-            expression_slot=self.membership.index_of(EVERYONE + step.worker_expression),
-            pinned_row=pinned,
-            aging_per_ms=queue.priority_aging_per_min / 60_000,
-            batched=queue.assignment_window_s > 0,
-        )
+        key = (task.queue_id, step.worker_expression, pinned)
+        target = self._targets.get(key)
+        if target is None:
+            queue = self.queues[task.queue_id]
+            target = self._targets[key] = GroupTarget(
+                queue_id=queue.queue_id,
+                queue_slot=self.membership.index_of(queue.queue_id),
+                expression_slot=self.membership.index_of(EVERYONE + step.worker_expression),
+                pinned_row=pinned,
+                aging_per_ms=queue.priority_aging_per_min / 60_000,
+                batched=queue.assignment_window_s > 0,
+            )
         return TaskRouting(self._requirement(task.spec, step.required_skills), target)
 
     def _step_timed_out(self, task: TaskRecord) -> None:
@@ -1171,7 +1200,7 @@ class Engine:
 
     def _next_wait_due_ms(self, task: TaskRecord) -> int | None:
         rules = self._wait_rules[task.queue_id]
-        if task.wait_rules_fired >= len(rules):
+        if not rules or task.wait_rules_fired >= len(rules):
             return None
         return task.queued_ms + round(rules[task.wait_rules_fired].wait_s * 1000)
 
@@ -1202,7 +1231,7 @@ class Engine:
         """Who may take tasks of this target (availability and requirement aside)."""
         matrix = self.membership.matrix
         members: npt.NDArray[np.bool_] = matrix[target.queue_slot]
-        if target.expression_slot != self.membership.index_of(EVERYONE):
+        if target.expression_slot != self._everyone_slot:
             members = members & matrix[target.expression_slot]
         if target.pinned_row != NO_PIN:
             pinned = np.zeros_like(members)
@@ -1267,20 +1296,16 @@ class Engine:
                 break
             self.waiting.remove(task_id)
             self._offer(self.tasks[task_id], worker)
-        if self._round_due_ms or any(q.assignment_window_s > 0 for q in self.queues.values()):
+        if self._batched_queues:
             self._serve_rounds(worker)
 
     def _serve_rounds(self, worker: WorkerRecord) -> None:
         """A worker still free may serve a batch-assigned queue: its next round will tell."""
         if not self.columns.ready[worker.row].any():
             return
-        for queue in self.queues.values():
-            if (
-                queue.assignment_window_s > 0
-                and self.waiting.queue_depth(queue.queue_id)
-                and self.membership.members(queue.queue_id)[worker.row]
-            ):
-                self._schedule_round(queue.queue_id)
+        for queue_id in sorted(self._batched_queues):
+            if self.waiting.queue_depth(queue_id) and self.membership.members(queue_id)[worker.row]:
+                self._schedule_round(queue_id)
 
     def _enqueue(self, task: TaskRecord) -> None:
         routing = self._routing[task.task_id]

@@ -22,7 +22,6 @@ from router.core.engine import (
     QueueCounters,
     _parse_target,
     _worker_document,
-    wait_rules_of,
 )
 from router.core.model import (
     QueueConfig,
@@ -183,7 +182,7 @@ def _restore_configuration(engine: Engine, snapshot: _Snapshot) -> None:
     for queue in snapshot.queues:
         engine.queues[queue.queue_id] = queue
         engine._queue_expressions[queue.queue_id] = _parse_target(queue.target_expression)
-        engine._wait_rules[queue.queue_id] = wait_rules_of(queue)
+        engine._index_queue(queue)
         engine.membership.index_of(queue.queue_id)
     for policy in snapshot.policies:
         engine.policies[policy.policy_id] = policy

@@ -11,7 +11,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, NamedTuple, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -121,10 +121,10 @@ class LazyMinHeap(Generic[_Item]):
         return iter(sorted({item for item in self._items if self._alive(item)}))
 
 
-@dataclass(frozen=True, slots=True)
-class GroupTarget:
+class GroupTarget(NamedTuple):
     """Who may take a group's tasks, besides the requirement: the queue's members, the workers
-    of the current step's expression, maybe one pinned worker; and how its heads compete."""
+    of the current step's expression, maybe one pinned worker; and how its heads compete. A
+    named tuple: it is part of every group key, hashed on each enqueue."""
 
     queue_id: str
     queue_slot: int
