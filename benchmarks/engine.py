@@ -1,10 +1,13 @@
 """Engine benchmark: routing decisions per second and the latency of one decision.
 
-    python -m benchmarks.engine --quick            # 10k workers x 100k waiting tasks, < 60 s
+    python -m benchmarks.engine --quick            # 10k workers x 100k waiting tasks, plain
+                                                   # and through a routing policy, < 60 s
     python -m benchmarks.engine                    # 1k/10k/100k workers x 10k/100k waiting,
-                                                   # and 100k workers x 1M waiting (memory)
+                                                   # 100k workers x 1M waiting (memory), and
+                                                   # the policy case at 10k x 100k
     python -m benchmarks.engine --json bench.json  # also write the results as JSON
     python -m benchmarks.engine --profile          # cProfile of the decisions (10k x 100k)
+    python -m benchmarks.engine --profile policy   # the same, for the policy case
 
 Each case builds a realistic steady state in a fresh subprocess (so that `rss_mb` is that
 state's memory) and measures two events, each decision timed alone with `perf_counter_ns`:
@@ -24,9 +27,33 @@ with minimum levels x optional language x priority), drawn with skewed popularit
 produce them. The same decisions are made by a naive pure-Python router (`benchmarks.naive`) on
 the same state; the two must agree on the chosen worker or task (ties aside).
 
+The policy case (`"policy": true` in the JSON; the plain cases have `"policy": false`) builds
+the same steady state, at the same size, with every task, backlog and arriving alike, created
+with `TaskSpec(policy_id=...)` and no queue: a routing policy (`routing_policy()`) of 10 filters
+over 4 task attributes (`department`, `customer.tier`, `intent`, `region`) and a default route,
+each route with 3 steps: 20 s with high minimum levels of the queue's general skill and a worker
+expression over 4 worker attributes (`team`, `tier`, `site`, `senior`), then 40 s with lower
+levels, then anyone in the queue (at a priority one higher). The backlog is created over
+`POLICY_BACKLOG_SPAN_MS` of router clock (each task keeps its creation time), so that its tasks
+are spread over the 3 steps, and every filter and the default route have traffic
+(`backlog_by_route`). It then keeps flowing as the clock advances, outside the timed calls: a
+voice task arrives (and the longest waiting one abandons) every millisecond at 100k waiting
+(`backlog_flow_per_s`), so that the spread over the steps holds through the measurement
+(`backlog_by_step`, at the start of each event's) and the steps' timeouts keep firing between
+decisions, as they would in a service. The two events are measured exactly as in the plain
+case. The naive baseline is not run on it (it would have to mirror each task's
+current step: its raised levels, the worker expression, the step's priority, and the steps'
+timeouts as the clock advances): its fields (`baseline_*`, `speedup_vs_baseline`, `agreement*`,
+`eligible_workers_mean`) are null. Its target is relative: at 10k x 100k, at least half the
+decisions per second of the plain case for the same event (`decisions_per_s_vs_plain`), and a
+p99 of at most 2 ms.
+
 `decisions_per_s` is the number of decisions over the time spent inside the timed calls (the
 engine's single writer doing nothing but these decisions); `p50_ms` and `p99_ms` are over the
-individual decisions. Python's garbage collector stays on, as in the service.
+individual decisions. The timers that fell due since the previous decision (step timeouts, the
+expiry of answered offers, ...) are fired by a `Tick` just before each timed call, outside the
+timed region, as the service ticks when the next timer falls due: a decision's time is the
+decision's alone. Python's garbage collector stays on, as in the service.
 """
 
 from __future__ import annotations
@@ -57,7 +84,19 @@ from benchmarks import naive
 from router.core import commands as cmd
 from router.core.engine import CreatedTask, Engine
 from router.core.events import Event, OfferCreated
-from router.core.model import QueueConfig, TaskRecord, TaskSpec, TaskStatus, WorkerProfile
+from router.core.model import (
+    DEFAULT_ROUTE,
+    NO_ROUTE,
+    PolicyFilter,
+    QueueConfig,
+    Route,
+    RoutingPolicy,
+    RoutingStep,
+    TaskRecord,
+    TaskSpec,
+    TaskStatus,
+    WorkerProfile,
+)
 
 # == the workload ==================================================================================
 
@@ -170,6 +209,10 @@ WORKER_LANGUAGE_SHARES = {"en": 0.95, "es": 0.30, "fr": 0.10, "de": 0.08, "pt": 
 PRIORITY_SHARES = {0: 0.85, 1: 0.12, 2: 0.03}
 CUSTOMER_TIERS = ("standard", "standard", "standard", "gold", "platinum")
 SITES = ("lisbon", "manila", "austin", "krakow", "cape_town")
+WORKER_TIER_SHARES = {"tier1": 0.55, "tier2": 0.33, "tier3": 0.12}
+"""Support tier of an agent (front line, advanced, expert): the `tier` worker attribute."""
+SENIOR_TENURE_MONTHS = 36
+"""An agent with at least this tenure has the `senior` worker attribute true."""
 WORKER_ON_BREAK_SHARE = 0.08
 """Workers logged in but on break: present in the columns, never eligible."""
 WORKER_CAPACITY_BY_CHANNEL = {VOICE: 1, CHAT: 3, "email": 2}
@@ -187,6 +230,74 @@ BASELINE_TIME_BUDGET_S = 20.0
 BASELINE_DECISIONS_MIN = 20
 TIE_SCORE_TOLERANCE = 1e-5
 """Two scores closer than this are a tie (the engine scores in float32, the baseline in float64)."""
+
+# -- the routing policy of the policy case ---------------------------------------------------------
+
+POLICY_ID = "ivr_main"
+GENERAL_QUEUE = "general"
+"""The default route's queue, served by every agent."""
+INTENT_SHARES = {
+    "question": 0.35,
+    "problem": 0.30,
+    "change": 0.17,
+    "cancel": 0.10,
+    "purchase": 0.08,
+}
+REGION_SHARES = {"amer": 0.45, "emea": 0.35, "apac": 0.20}
+REGION_SITES = {"amer": ("austin",), "emea": ("lisbon", "krakow", "cape_town"), "apac": ("manila",)}
+HOME_SITE = {queue_id: SITES[index % len(SITES)] for index, queue_id in enumerate(DOMAIN_SKILLS)}
+"""Where each queue's team leads sit: a route's first step takes its seniors, or anyone there."""
+STEP_TIMEOUTS_S = (20.0, 40.0)
+"""The first two steps' timeouts; the third lasts until the task is served."""
+POLICY_BACKLOG_SPAN_MS = 120_000
+"""The policy case creates its backlog over at least this much router clock, so that its tasks
+are spread over the steps (a step ends 20 s and 60 s after routing)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyRule:
+    """One filter of the benchmark's policy and what its route's first two steps ask for."""
+
+    name: str
+    expression: str
+    queue_id: str
+    premium: bool = False
+    """Higher minimum levels, and agents of tier 2 or 3 in the first step (else tier 1 or 2)."""
+    region: str = ""
+    """The first step takes the region's sites (else the queue's seniors or its home site)."""
+
+
+POLICY_RULES = (
+    PolicyRule(
+        "billing_premium_emea",
+        "department == 'billing' AND customer.tier IN ['gold', 'platinum'] "
+        "AND intent != 'cancel' AND region == 'emea'",
+        "billing",
+        premium=True,
+        region="emea",
+    ),
+    PolicyRule("billing", "department == 'billing'", "billing"),
+    PolicyRule(
+        "tech_platinum",
+        "department == 'tech_support' AND customer.tier == 'platinum'",
+        "tech_support",
+        premium=True,
+    ),
+    PolicyRule(
+        "tech_support",
+        "department == 'tech_support' AND intent IN ['question', 'problem', 'change']",
+        "tech_support",
+    ),
+    PolicyRule("sales_amer", "department == 'sales' AND region == 'amer'", "sales", region="amer"),
+    PolicyRule("sales", "department == 'sales' AND intent != 'cancel'", "sales"),
+    PolicyRule("retention", "department == 'retention'", "retention", premium=True),
+    PolicyRule("accounts", "department == 'accounts' AND region IN ['amer', 'emea']", "accounts"),
+    PolicyRule("orders", "department == 'orders' AND intent != 'purchase'", "orders"),
+    PolicyRule("business", "department == 'business' AND customer.tier != 'standard'", "business"),
+)
+"""The filters in order. Tasks none matches take the default route: tech support to cancel or
+buy, sales cancellations outside the Americas, accounts in Asia-Pacific, orders to buy,
+standard business customers, and every claim."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,9 +391,8 @@ class TaskSource:
             cumulative = itertools.accumulate(type_popularity(types))
             self._cumulative_by_channel[channel] = list(cumulative)
 
-    def next_spec(self, channel: str) -> TaskSpec:
-        """A new task of that channel. Customers never repeat, so no task has a repeat-contact
-        bonus and the baseline needs no customer history."""
+    def _draw(self, channel: str) -> tuple[TaskType, float, str]:
+        """A task type of that channel, and the new customer's sentiment and tier."""
         rng = self._rng
         task_type = rng.choices(
             self._types_by_channel[channel], cum_weights=self._cumulative_by_channel[channel]
@@ -290,10 +400,43 @@ class TaskSource:
         self._customer_seq += 1
         sentiment = 0.0 if rng.random() < 0.6 else round(rng.uniform(-1.0, 0.6), 2)
         tier = CUSTOMER_TIERS[self._customer_seq % len(CUSTOMER_TIERS)]
+        return task_type, sentiment, tier
+
+    def next_spec(self, channel: str) -> TaskSpec:
+        """A new task of that channel. Customers never repeat, so no task has a repeat-contact
+        bonus and the baseline needs no customer history."""
+        task_type, sentiment, tier = self._draw(channel)
         return TaskSpec(
             channel=task_type.channel,
             queue_id=task_type.queue_id,
             attributes={"task_type": task_type.type_id, "tier": tier},
+            required_skills=dict(task_type.required_skills),
+            preferred_skills=dict(task_type.preferred_skills),
+            language=task_type.language,
+            priority=task_type.priority,
+            customer_id=f"cust-{self._customer_seq}",
+            sentiment=sentiment,
+        )
+
+
+class PolicyTaskSource(TaskSource):
+    """The same tasks, created through the routing policy: no queue, and the attributes its
+    filters read (the department is the task type's queue)."""
+
+    def next_spec(self, channel: str) -> TaskSpec:
+        task_type, sentiment, tier = self._draw(channel)
+        intent = _choose(self._rng, INTENT_SHARES)
+        region = _choose(self._rng, REGION_SHARES)
+        return TaskSpec(
+            channel=task_type.channel,
+            policy_id=POLICY_ID,
+            attributes={
+                "task_type": task_type.type_id,
+                "department": task_type.queue_id,
+                "customer": {"tier": tier},
+                "intent": intent,
+                "region": region,
+            },
             required_skills=dict(task_type.required_skills),
             preferred_skills=dict(task_type.preferred_skills),
             language=task_type.language,
@@ -327,8 +470,63 @@ def queue_configs() -> list[QueueConfig]:
     ]
 
 
-def worker_profiles(rng: random.Random, count: int) -> list[WorkerProfile]:
-    """Agents in one to three teams, skilled in their teams' domains, mostly available."""
+def routing_policy() -> RoutingPolicy:
+    """The policy of the policy case: `POLICY_RULES`, then a default route to the general
+    queue. Each route has 3 steps (see `route_steps`)."""
+    return RoutingPolicy(
+        policy_id=POLICY_ID,
+        display_name="IVR main menu",
+        filters=tuple(
+            PolicyFilter(rule.name, rule.expression, Route(rule.queue_id, route_steps(rule)))
+            for rule in POLICY_RULES
+        ),
+        default_route=Route(GENERAL_QUEUE, route_steps(None)),
+    )
+
+
+def route_steps(rule: PolicyRule | None) -> tuple[RoutingStep, RoutingStep, RoutingStep]:
+    """20 s for the queue's experienced agents that the first step's expression names (the
+    general skill at 3.5, 4 for a premium route), then 40 s for anyone in the queue with the
+    general skill at 2.5 (3 for a premium route), then anyone in the queue at a priority one
+    higher. The default route (`rule` None) serves every domain, so its steps raise no levels."""
+    if rule is None:
+        first = RoutingStep(
+            timeout_s=STEP_TIMEOUTS_S[0],
+            worker_expression="tier IN ['tier2', 'tier3'] AND senior",
+        )
+        second = RoutingStep(timeout_s=STEP_TIMEOUTS_S[1])
+    else:
+        general = DOMAIN_SKILLS[rule.queue_id][0]
+        tiers = "['tier2', 'tier3']" if rule.premium else "['tier1', 'tier2']"
+        if rule.region:
+            sites = ", ".join(f"'{site}'" for site in REGION_SITES[rule.region])
+            where = f"site IN [{sites}] AND senior"
+        else:
+            where = f"(senior OR site == '{HOME_SITE[rule.queue_id]}')"
+        first = RoutingStep(
+            timeout_s=STEP_TIMEOUTS_S[0],
+            required_skills={general: 4.0 if rule.premium else 3.5},
+            worker_expression=f"team == '{rule.queue_id}' AND tier IN {tiers} AND {where}",
+        )
+        second = RoutingStep(
+            timeout_s=STEP_TIMEOUTS_S[1], required_skills={general: 3.0 if rule.premium else 2.5}
+        )
+    return first, second, RoutingStep(priority_delta=1)
+
+
+def policy_route_names() -> list[str]:
+    """The routes of `routing_policy()` by index: the filters', then "default"."""
+    return [rule.name for rule in POLICY_RULES] + ["default"]
+
+
+def worker_profiles(
+    rng: random.Random, count: int, traits: random.Random | None = None
+) -> list[WorkerProfile]:
+    """Agents in one to three teams, skilled in their teams' domains, mostly available. Their
+    attributes: `teams`, `team` (the first, their home team), `site`, `tenure_months`, `senior`
+    (tenure of 3 years or more) and `tier` (support tier, drawn from `traits`, its own random
+    stream, so that it does not change what `rng` draws)."""
+    traits = traits or random.Random(count)
     profiles: list[WorkerProfile] = []
     for index in range(count):
         teams = _weighted_sample(rng, QUEUE_SHARES, _choose(rng, {1: 0.5, 2: 0.4, 3: 0.1}))
@@ -342,14 +540,18 @@ def worker_profiles(rng: random.Random, count: int) -> list[WorkerProfile]:
             language for language, share in WORKER_LANGUAGE_SHARES.items() if rng.random() < share
         ) or ("en",)
         activity = "break" if rng.random() < WORKER_ON_BREAK_SHARE else "available"
+        tenure_months = rng.randint(1, 119)
         profiles.append(
             WorkerProfile(
                 worker_id=f"agent-{index:06d}",
                 display_name=f"Agent {index}",
                 attributes={
                     "teams": teams,
+                    "team": teams[0],
                     "site": SITES[index % len(SITES)],
-                    "tenure_months": rng.randint(1, 119),
+                    "tenure_months": tenure_months,
+                    "senior": tenure_months >= SENIOR_TENURE_MONTHS,
+                    "tier": _choose(traits, WORKER_TIER_SHARES),
                 },
                 skills=skills,
                 languages=languages,
@@ -382,11 +584,14 @@ class SteadyState:
     no scan of the workers), then brings the workers in: each available one takes the best
     voice task it is eligible for and accepts it."""
 
+    policy = False
+    """Whether the tasks are created through the routing policy (see `PolicySteadyState`)."""
+
     def __init__(self, *, workers: int, waiting_tasks: int, seed: int) -> None:
         self.rng = random.Random(seed)
         self.catalog = build_catalog(self.rng)
-        self.source = TaskSource(self.catalog, self.rng)
-        self.profiles = worker_profiles(self.rng, workers)
+        self.source: TaskSource = TaskSource(self.catalog, self.rng)
+        self.profiles = worker_profiles(self.rng, workers, random.Random(seed + 1))
         self.profile_by_id = {profile.worker_id: profile for profile in self.profiles}
         self.waiting_tasks_target = waiting_tasks
         self.engine = Engine()
@@ -407,6 +612,13 @@ class SteadyState:
 
     def advance(self, step_ms: int) -> None:
         self.now_ms += step_ms
+
+    def tick(self) -> None:
+        """Fires the timers due by now (accepting any offer they make), as the service does
+        when the next timer falls due: the timed decisions then do nothing else."""
+        if (due_ms := self.engine.next_timer_ms()) is not None and due_ms <= self.now_ms:
+            self.apply(cmd.Tick())
+            self.accept_offers(self.engine.take_events())
 
     def accept_offers(self, events: Sequence[Event]) -> list[TaskRecord]:
         """Accepts every pending offer among the events; returns the accepted tasks."""
@@ -431,13 +643,13 @@ class SteadyState:
     def build(self, progress: Callable[[str], None] = lambda _: None) -> None:
         """Brings the engine to the steady state, by applying commands as the service would."""
         started = time.perf_counter()
-        for queue in queue_configs():
-            self.apply(cmd.UpsertQueue(queue))
+        self.configure()
         available = sum(1 for p in self.profiles if p.activity == "available")
         backlog = self.waiting_tasks_target + available
-        progress(f"creating {backlog:,} voice tasks")
+        step_ms = self.backlog_step_ms(backlog)
+        progress(f"creating {backlog:,} voice tasks, {step_ms} ms apart")
         for index in range(backlog):
-            self.advance(BACKLOG_STEP_MS)
+            self.advance(step_ms)
             self.apply(cmd.CreateTask(self.source.next_spec(VOICE)))
             if index % 1024 == 0:
                 self.engine.take_events()
@@ -454,6 +666,15 @@ class SteadyState:
         self._trim_backlog()
         self.times.workers_s = time.perf_counter() - workers_started
         self.times.total_s = time.perf_counter() - started
+
+    def configure(self) -> None:
+        """The queues (and, in the policy case, the policy)."""
+        for queue in queue_configs():
+            self.apply(cmd.UpsertQueue(queue))
+
+    def backlog_step_ms(self, backlog: int) -> int:
+        """Router clock between two tasks of the initial backlog."""
+        return BACKLOG_STEP_MS
 
     def _voice_ready_worker_ids(self) -> list[str]:
         columns = self.engine.columns
@@ -473,7 +694,8 @@ class SteadyState:
 
     def occupy_with_general_task(self, worker_id: str) -> None:
         """Creates a general voice task of the worker's first team: as the worker is the only
-        one free on voice, it is offered the task, and accepts it."""
+        one free on voice, it is offered the task, and accepts it. (Straight to the queue, in
+        the policy case too: a policy's first step might not allow this worker.)"""
         team = self.profile_by_id[worker_id].attributes["teams"][0]
         self.advance(1)
         self.apply(cmd.CreateTask(general_spec(team, VOICE)))
@@ -529,6 +751,107 @@ class SteadyState:
             self.apply(cmd.CreateTask(self.source.next_spec(VOICE)))
             self.accept_offers(self.engine.take_events())
         return offered
+
+
+class PolicySteadyState(SteadyState):
+    """The same steady state, with every task (backlog, arrivals, refills) created through
+    `routing_policy()`, and the backlog created over `POLICY_BACKLOG_SPAN_MS` of router clock
+    so that its tasks are spread over the 3 steps. Same catalog, same workers (the same random
+    draws up to the tasks).
+
+    Once built, the backlog keeps flowing as the clock advances (outside the timed calls): a
+    voice task arrives every `flow_step_ms` (the pace the backlog was built at) and the longest
+    waiting one abandons. Without that, a 20 s step would be empty 20 s into the measurement (a
+    decision advances the clock 10 ms) and the spread over the steps would be gone."""
+
+    policy = True
+
+    def __init__(self, *, workers: int, waiting_tasks: int, seed: int) -> None:
+        super().__init__(workers=workers, waiting_tasks=waiting_tasks, seed=seed)
+        self.source = PolicyTaskSource(self.catalog, self.rng)
+        self.flow_step_ms = 0
+        """Router clock between two arrivals (and abandons) of the flowing backlog; 0: not
+        flowing (while building)."""
+        self._flow_due_ms = 0
+        self._oldest_index = 0
+        """Where the search for the longest waiting task starts in `created_task_ids`."""
+        self.abandoned = 0
+
+    def build(self, progress: Callable[[str], None] = lambda _: None) -> None:
+        super().build(progress)
+        self.flow_step_ms = self.backlog_step_ms(self.waiting_tasks_target)
+        self._flow_due_ms = self.now_ms + self.flow_step_ms
+
+    def advance(self, step_ms: int) -> None:
+        super().advance(step_ms)
+        while self.flow_step_ms and self._flow_due_ms <= self.now_ms:
+            self._flow_due_ms += self.flow_step_ms
+            self.apply(cmd.CreateTask(self.source.next_spec(VOICE)))
+            self.accept_offers(self.engine.take_events())
+            self._abandon_longest_waiting()
+
+    def _abandon_longest_waiting(self) -> None:
+        ids, tasks = self.created_task_ids, self.engine.tasks
+        while self._oldest_index < len(ids):
+            task = tasks.get(ids[self._oldest_index])
+            self._oldest_index += 1
+            if task is not None and task.status is TaskStatus.PENDING:
+                self.apply(cmd.CancelTask(task.task_id, "abandoned"))
+                self.engine.take_events()
+                self.abandoned += 1
+                return
+
+    def configure(self) -> None:
+        super().configure()
+        self.apply(
+            cmd.UpsertQueue(
+                QueueConfig(
+                    queue_id=GENERAL_QUEUE,
+                    display_name="General",
+                    reservation_timeout_s=30.0,
+                    wrapup_s=0.0,
+                )
+            )
+        )
+        self.apply(cmd.UpsertRoutingPolicy(routing_policy()))
+
+    def backlog_step_ms(self, backlog: int) -> int:
+        return max(BACKLOG_STEP_MS, POLICY_BACKLOG_SPAN_MS // max(backlog, 1))
+
+    def backlog_by_step(self) -> list[int]:
+        """Waiting tasks on each of the routes' 3 steps."""
+        counts = [0, 0, 0]
+        for task in self._waiting_records():
+            counts[task.step_index] += 1
+        return counts
+
+    def backlog_by_route(self) -> dict[str, int]:
+        """Waiting tasks per route of the policy (every route listed, in order)."""
+        names = policy_route_names()
+        counts = dict.fromkeys(names, 0)
+        for task in self._waiting_records():
+            if task.route_index == NO_ROUTE:
+                continue  # not routed by the policy (none wait: see occupy_with_general_task)
+            counts[names[-1] if task.route_index == DEFAULT_ROUTE else names[task.route_index]] += 1
+        return counts
+
+    def _waiting_records(self) -> list[TaskRecord]:
+        engine = self.engine
+        return [
+            engine.tasks[task_id]
+            for queue_id in engine.queues
+            for task_id in engine.waiting.task_ids(queue_id)
+        ]
+
+
+def build_state(
+    size: CaseSize, seed: int, progress: Callable[[str], None] = lambda _: None
+) -> SteadyState:
+    """The steady state of a case, built."""
+    kind = PolicySteadyState if size.policy else SteadyState
+    state = kind(workers=size.workers, waiting_tasks=size.waiting_tasks, seed=seed)
+    state.build(progress)
+    return state
 
 
 # == measuring =====================================================================================
@@ -589,6 +912,7 @@ def measure_task_arrives(
     for index in range(warmup + decisions):
         spec = state.source.next_spec(CHAT)
         state.advance(DECISION_STEP_MS)
+        state.tick()
         command, now_ms = cmd.CreateTask(spec), state.now_ms
         created, elapsed_ns = _timed(
             profiler if index >= warmup else None,
@@ -614,8 +938,9 @@ def measure_worker_frees(
     picks = [state.rng.randrange(len(busy)) for _ in range(warmup + decisions)]
     for index, pick in enumerate(picks):
         worker_id = busy[pick]
-        task_id = state.voice_task_by_worker_id[worker_id]
         state.advance(DECISION_STEP_MS)
+        state.tick()
+        task_id = state.voice_task_by_worker_id[worker_id]
         command, now_ms = cmd.CompleteTask(task_id), state.now_ms
         _, elapsed_ns = _timed(
             profiler if index >= warmup else None,
@@ -801,9 +1126,12 @@ class CaseSize:
     waiting_tasks: int
     decisions: int
     baseline_decisions: int
+    """Ignored in the policy case, which has no baseline."""
+    policy: bool = False
 
     def label(self) -> str:
-        return f"{self.workers:,} workers x {self.waiting_tasks:,} waiting"
+        policy = ", through the routing policy" if self.policy else ""
+        return f"{self.workers:,} workers x {self.waiting_tasks:,} waiting{policy}"
 
 
 def rss_mb() -> float:
@@ -828,34 +1156,47 @@ def full_collection_ms() -> float:
 def run_case(
     size: CaseSize, *, seed: int = 7, progress: Callable[[str], None] = lambda _: None
 ) -> list[dict[str, Any]]:
-    """Builds the steady state of one size and measures both events, engine and baseline.
-    Returns one result per event, in the shape of the JSON `cases`."""
-    state = SteadyState(workers=size.workers, waiting_tasks=size.waiting_tasks, seed=seed)
-    state.build(progress)
+    """Builds the steady state of one size and measures both events, engine and baseline (no
+    baseline in the policy case: its fields are None). Returns one result per event, in the
+    shape of the JSON `cases`."""
+    state = build_state(size, seed, progress)
     memory_mb = rss_mb()
     gc_full_ms = full_collection_ms()  # before the baseline's copy of the state exists
     waiting = state.waiting_count()
+    policy_fields: dict[str, dict[str, Any]] = {}
     progress(f"built in {state.times.total_s:.1f} s, {memory_mb:,.0f} MB; measuring")
-    engine_runs = {
-        "task_arrives": measure_task_arrives(state, size.decisions),
-        "worker_frees": measure_worker_frees(state, size.decisions),
-    }
-    progress("measuring the baseline")
-    baseline_runs = {
-        "task_arrives": compare_task_arrives(state, size.baseline_decisions),
-        "worker_frees": compare_worker_frees(state, size.baseline_decisions),
-    }
+    engine_runs: dict[str, Run] = {}
+    for event, measure in (
+        ("task_arrives", measure_task_arrives),
+        ("worker_frees", measure_worker_frees),
+    ):
+        policy_fields[event] = {"policy": state.policy}
+        if isinstance(state, PolicySteadyState):
+            policy_fields[event] |= {
+                "policy_filters": len(POLICY_RULES),
+                "policy_steps": 3,
+                "backlog_by_step": state.backlog_by_step(),
+                "backlog_by_route": state.backlog_by_route(),
+                "backlog_flow_per_s": round(1000 / state.flow_step_ms, 1),
+            }
+        engine_runs[event] = measure(state, size.decisions)
+    baseline_runs: dict[str, Run] = {}
+    if not state.policy:
+        progress("measuring the baseline")
+        baseline_runs = {
+            "task_arrives": compare_task_arrives(state, size.baseline_decisions),
+            "worker_frees": compare_worker_frees(state, size.baseline_decisions),
+        }
     results = []
     for event, run in engine_runs.items():
-        baseline = baseline_runs[event]
         engine_rate = run.decisions_per_s()
-        baseline_rate = baseline.decisions_per_s()
         results.append(
             {
                 "workers": size.workers,
                 "skills": SKILL_COUNT,
                 "waiting_tasks": waiting,
                 "event": event,
+                **policy_fields[event],
                 "decisions": run.decisions,
                 "decisions_per_s": round(engine_rate, 1),
                 "p50_ms": round(run.percentile_ms(50), 4),
@@ -863,18 +1204,7 @@ def run_case(
                 "mean_ms": round(run.mean_ms(), 4),
                 "max_ms": round(max(run.latencies_ns) / 1e6, 4),
                 "offered_share": round(run.offered / run.decisions, 4),
-                "baseline_decisions": baseline.decisions,
-                "baseline_decisions_per_s": round(baseline_rate, 1),
-                "baseline_p50_ms": round(baseline.percentile_ms(50), 4),
-                "baseline_p99_ms": round(baseline.percentile_ms(99), 4),
-                "speedup_vs_baseline": round(engine_rate / baseline_rate, 2),
-                "agreement": round(baseline.agreed / baseline.compared, 4),
-                "agreement_exact": round(baseline.agreed_exactly / baseline.compared, 4),
-                "eligible_workers_mean": (
-                    round(baseline.candidates_total / baseline.decisions, 1)
-                    if event == "task_arrives"
-                    else None
-                ),
+                **baseline_fields(event, engine_rate, baseline_runs.get(event)),
                 "task_types": len(state.catalog),
                 "rss_mb": round(memory_mb, 1),
                 "peak_rss_mb": round(peak_rss_mb(), 1),
@@ -888,9 +1218,45 @@ def run_case(
     return results
 
 
+BASELINE_FIELDS = (
+    "baseline_decisions",
+    "baseline_decisions_per_s",
+    "baseline_p50_ms",
+    "baseline_p99_ms",
+    "speedup_vs_baseline",
+    "agreement",
+    "agreement_exact",
+    "eligible_workers_mean",
+)
+"""The result fields that come from the baseline (all None when it did not run)."""
+
+
+def baseline_fields(event: str, engine_rate: float, baseline: Run | None) -> dict[str, Any]:
+    if baseline is None:
+        return dict.fromkeys(BASELINE_FIELDS)
+    baseline_rate = baseline.decisions_per_s()
+    return {
+        "baseline_decisions": baseline.decisions,
+        "baseline_decisions_per_s": round(baseline_rate, 1),
+        "baseline_p50_ms": round(baseline.percentile_ms(50), 4),
+        "baseline_p99_ms": round(baseline.percentile_ms(99), 4),
+        "speedup_vs_baseline": round(engine_rate / baseline_rate, 2),
+        "agreement": round(baseline.agreed / baseline.compared, 4),
+        "agreement_exact": round(baseline.agreed_exactly / baseline.compared, 4),
+        "eligible_workers_mean": (
+            round(baseline.candidates_total / baseline.decisions, 1)
+            if event == "task_arrives"
+            else None
+        ),
+    }
+
+
 # == the runs ======================================================================================
 
-QUICK_CASES = (CaseSize(10_000, 100_000, decisions=2_000, baseline_decisions=200),)
+QUICK_CASES = (
+    CaseSize(10_000, 100_000, decisions=2_000, baseline_decisions=200),
+    CaseSize(10_000, 100_000, decisions=2_000, baseline_decisions=0, policy=True),
+)
 FULL_CASES = (
     *(
         CaseSize(workers, waiting, decisions=3_000, baseline_decisions=200)
@@ -898,8 +1264,9 @@ FULL_CASES = (
         for waiting in (10_000, 100_000)
     ),
     CaseSize(100_000, 1_000_000, decisions=1_000, baseline_decisions=50),
+    CaseSize(10_000, 100_000, decisions=3_000, baseline_decisions=0, policy=True),
 )
-"""Every size of the full run; the last one is the memory check (1M waiting tasks)."""
+"""Every size of the full run; the 1M one is the memory check, the last the policy case."""
 
 TARGET_WORKERS = 10_000
 TARGET_WAITING = 100_000
@@ -908,6 +1275,28 @@ TARGET_DECISIONS_PER_S = 20_000
 TARGET_SPEEDUP = 10.0
 TARGET_RSS_MB = 4096
 """100k workers with 1M waiting tasks must fit in 4 GB."""
+TARGET_POLICY_SHARE = 0.5
+"""The policy case's decisions per second, as a share of the plain case's (same size, event)."""
+TARGET_POLICY_P99_MS = 2.0
+
+
+def plain_counterpart(cases: Sequence[dict[str, Any]], case: dict[str, Any]) -> dict[str, Any]:
+    """The plain case of the same size and event as a policy case, if the run has it."""
+    for other in cases:
+        if not other.get("policy") and all(
+            other[key] == case[key] for key in ("workers", "waiting_tasks", "event")
+        ):
+            return other
+    return {}
+
+
+def vs_plain(cases: Sequence[dict[str, Any]], case: dict[str, Any]) -> float | None:
+    """A policy case's decisions per second over its plain counterpart's (None: not a policy
+    case, or no counterpart in the run)."""
+    plain = plain_counterpart(cases, case) if case.get("policy") else {}
+    if not plain:
+        return None
+    return round(case["decisions_per_s"] / plain["decisions_per_s"], 3)
 
 
 def targets(cases: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -915,7 +1304,22 @@ def targets(cases: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     checks = []
     for case in cases:
         label = f"{case['workers']:,} x {case['waiting_tasks']:,} {case['event']}"
-        if case["workers"] == TARGET_WORKERS and case["waiting_tasks"] == TARGET_WAITING:
+        at_target_size = (
+            case["workers"] == TARGET_WORKERS and case["waiting_tasks"] == TARGET_WAITING
+        )
+        if case.get("policy"):
+            if at_target_size:
+                label += " policy"
+                checks.append(
+                    _check(label, "p99_ms", case["p99_ms"], TARGET_POLICY_P99_MS, at_most=True)
+                )
+                share = vs_plain(cases, case)
+                if share is not None:
+                    checks.append(
+                        _check(label, "decisions_per_s / plain", share, TARGET_POLICY_SHARE)
+                    )
+            continue
+        if at_target_size:
             checks += [
                 _check(label, "p99_ms", case["p99_ms"], TARGET_P99_MS, at_most=True),
                 _check(label, "decisions_per_s", case["decisions_per_s"], TARGET_DECISIONS_PER_S),
@@ -948,7 +1352,8 @@ def run_case_in_subprocess(size: CaseSize, seed: int) -> list[dict[str, Any]]:
             "-m",
             "benchmarks.engine",
             "--one-case",
-            f"{size.workers},{size.waiting_tasks},{size.decisions},{size.baseline_decisions}",
+            f"{size.workers},{size.waiting_tasks},{size.decisions},{size.baseline_decisions},"
+            f"{int(size.policy)}",
             "--seed",
             str(seed),
             "--one-case-out",
@@ -968,7 +1373,9 @@ def print_table(cases: Sequence[dict[str, Any]], checks: Sequence[dict[str, Any]
         ("workers", "workers", "{:,}"),
         ("waiting", "waiting_tasks", "{:,}"),
         ("event", "event", "{}"),
+        ("policy", "policy", "{}"),
         ("decisions/s", "decisions_per_s", "{:,.0f}"),
+        ("vs plain", "vs_plain", "{:.0%}"),
         ("p50 ms", "p50_ms", "{:.3f}"),
         ("p99 ms", "p99_ms", "{:.3f}"),
         ("naive/s", "baseline_decisions_per_s", "{:,.0f}"),
@@ -981,9 +1388,16 @@ def print_table(cases: Sequence[dict[str, Any]], checks: Sequence[dict[str, Any]
         ("setup s", "setup_s", "{:.1f}"),
     ]
     for header, _, _ in columns:
-        table.add_column(header, justify="left" if header == "event" else "right")
+        table.add_column(header, justify="left" if header in ("event", "policy") else "right")
     for case in cases:
-        table.add_row(*(fmt.format(case[key]) for _, key, fmt in columns))
+        row = {
+            **case,
+            "policy": "yes" if case.get("policy") else "no",
+            "vs_plain": vs_plain(cases, case),
+        }
+        table.add_row(
+            *("-" if row.get(key) is None else fmt.format(row[key]) for _, key, fmt in columns)
+        )
     console = Console(width=200)
     console.print(table)
     if checks:
@@ -1004,8 +1418,7 @@ def print_table(cases: Sequence[dict[str, Any]], checks: Sequence[dict[str, Any]
 
 def profile(size: CaseSize, seed: int, top: int) -> None:
     """cProfile of the timed calls only (the restores between decisions are not profiled)."""
-    state = SteadyState(workers=size.workers, waiting_tasks=size.waiting_tasks, seed=seed)
-    state.build(_progress)
+    state = build_state(size, seed, _progress)
     for event, measure in (
         ("task_arrives", measure_task_arrives),
         ("worker_frees", measure_worker_frees),
@@ -1058,8 +1471,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument(
         "--profile",
-        action="store_true",
-        help="profile the decisions at 10k workers x 100k waiting tasks",
+        nargs="?",
+        const="plain",
+        choices=("plain", "policy"),
+        help="profile the decisions at 10k workers x 100k waiting tasks, of the plain case "
+        "(the default) or of the policy case",
     )
     parser.add_argument("--profile-top", type=int, default=30)
     parser.add_argument("--one-case", help=argparse.SUPPRESS)
@@ -1070,13 +1486,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.one_case:
-        workers, waiting, decisions, baseline = (int(x) for x in args.one_case.split(","))
-        size = CaseSize(workers, waiting, decisions, baseline)
+        workers, waiting, decisions, baseline, policy = (int(x) for x in args.one_case.split(","))
+        size = CaseSize(workers, waiting, decisions, baseline, policy=bool(policy))
         results = run_case(size, seed=args.seed, progress=_progress)
         args.one_case_out.write_text(json.dumps(results))
         return 0
     if args.profile:
-        profile(QUICK_CASES[0], args.seed, args.profile_top)
+        policy = args.profile == "policy"
+        profile(next(c for c in QUICK_CASES if c.policy == policy), args.seed, args.profile_top)
         return 0
 
     started = time.perf_counter()
@@ -1084,6 +1501,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for size in QUICK_CASES if args.quick else FULL_CASES:
         _progress(f"case {size.label()}")
         cases += run_case_in_subprocess(size, args.seed)
+    for case in cases:
+        if case["policy"]:
+            case["decisions_per_s_vs_plain"] = vs_plain(cases, case)
     checks = targets(cases)
     print_table(cases, checks)
     elapsed_s = time.perf_counter() - started
