@@ -73,11 +73,18 @@ from router.core.model import (
     WorkerProfile,
     WorkerRecord,
 )
-from router.core.policies import OPEN_STEP, CompiledPolicy, route_steps, step_at
+from router.core.policies import (
+    OPEN_STEP,
+    CompiledPolicy,
+    policy_routes,
+    route_steps,
+    step_at,
+)
 from router.core.scoring import (
     REPEAT_CONTACT_WINDOW_MS,
     Requirement,
     best_row,
+    best_rows,
     eligible_rows,
     empathy_need,
     make_requirement,
@@ -88,6 +95,7 @@ from router.core.validation import (
     check_id,
     check_priority,
     check_queue_references,
+    move_targets,
     validate_policy,
     validate_queue,
     validate_task,
@@ -194,8 +202,8 @@ class QueueStats:
 
 
 Result = Any
-_Value = TypeVar("_Value")
 """What a command returns: a TaskRecord, CreatedTask, UpsertedWorker, ... (see each handler)."""
+_Value = TypeVar("_Value")
 
 
 class Engine:
@@ -483,17 +491,11 @@ class Engine:
     def _queue_users(self, queue_id: str) -> Iterator[str]:
         """What names a queue: policies' routes and other queues' move actions."""
         for policy in self.policies.values():
-            routes = [f.route for f in policy.filters]
-            if policy.default_route is not None:
-                routes.append(policy.default_route)
-            if any(route.queue_id == queue_id for route in routes):
+            if any(route.queue_id == queue_id for route in policy_routes(policy)):
                 yield f"routing policy {policy.policy_id!r}"
         for other in self.queues.values():
-            actions = [rule.action for rule in other.exception_rules]
-            if other.after_hours_action is not None:
-                actions.append(other.after_hours_action)
             if other.queue_id != queue_id and any(
-                a.kind is ActionKind.MOVE_TO_QUEUE and a.queue_id == queue_id for a in actions
+                target == queue_id for _, target in move_targets(other)
             ):
                 yield f"queue {other.queue_id!r} (it moves tasks there)"
 
@@ -653,18 +655,20 @@ class Engine:
         del self._worker_at_row[worker.row]
         del self.workers[worker.worker_id]
         for task_id in pinned:  # its row may go to another worker: they now wait for nobody
-            self.waiting.remove(task_id)
-            self._derive(self.tasks[task_id])
-            self._enqueue(self.tasks[task_id])
+            self._rederive_waiting(self.tasks[task_id])
 
     def _repin(self, worker_id: str) -> None:
         """A new worker may be the known agent that waiting tasks wait for."""
         for task_id in self.waiting.task_ids_pinned_to(PINNED_TO_NOBODY):
             task = self.tasks[task_id]
             if task.known_agent_id == worker_id:
-                self.waiting.remove(task_id)
-                self._derive(task)
-                self._enqueue(task)
+                self._rederive_waiting(task)
+
+    def _rederive_waiting(self, task: TaskRecord) -> None:
+        """Re-files a waiting task whose routing (target, pinned worker) has changed."""
+        self.waiting.remove(task.task_id)
+        self._derive(task)
+        self._enqueue(task)
 
     def _membership_expressions(self) -> Iterator[tuple[str, Expression]]:
         yield from self._queue_expressions.items()
@@ -782,27 +786,23 @@ class Engine:
 
     def _policy_route(self, spec: TaskSpec) -> tuple[int, str]:
         """The route (filter index) and queue a policy gives a new task."""
-        compiled = self._compiled.get(spec.policy_id)
-        if compiled is None:
-            raise NotFound(f"no routing policy {spec.policy_id!r}")
-        index = compiled.route_index(spec)
-        if index is None:
-            raise FailedPrecondition(
-                f"the task matches no filter of routing policy {spec.policy_id!r}, which has "
-                "no default route"
-            )
-        return index, compiled.route(index).queue_id
+        self.get_policy(spec.policy_id)
+        index = self._compiled_route_index(spec.policy_id, spec)
+        return index, self._compiled[spec.policy_id].route(index).queue_id
 
     def _known_agent_of(self, spec: TaskSpec, history: CustomerHistory | None) -> str:
         if spec.preferred_worker_id:
             return spec.preferred_worker_id
         return history.last_worker_id if history is not None else ""
 
+    def _queue_full(self, queue: QueueConfig) -> bool:
+        return self.waiting.queue_depth(queue.queue_id) >= (queue.depth_max or QUEUE_DEPTH_MAX)
+
     def _check_room(self, queue: QueueConfig) -> None:
-        depth_max = queue.depth_max or QUEUE_DEPTH_MAX
-        if self.waiting.queue_depth(queue.queue_id) >= depth_max:
+        if self._queue_full(queue):
             raise ResourceExhausted(
-                f"queue {queue.queue_id!r} is full: {depth_max} tasks are waiting"
+                f"queue {queue.queue_id!r} is full: "
+                f"{queue.depth_max or QUEUE_DEPTH_MAX} tasks are waiting"
             )
         if len(self.tasks) - len(self._closed_tasks) >= OPEN_TASKS_MAX:
             raise ResourceExhausted(f"the workspace has {OPEN_TASKS_MAX} open tasks, the limit")
@@ -876,10 +876,11 @@ class Engine:
         return task.snapshot()
 
     def _compiled_route_index(self, policy_id: str, spec: TaskSpec) -> int:
+        """The policy's route for a task; refused when it matches nothing."""
         index = self._compiled[policy_id].route_index(spec)
         if index is None:
             raise FailedPrecondition(
-                f"the task would match no filter of routing policy {policy_id!r}, which has "
+                f"the task matches no filter of routing policy {policy_id!r}, which has "
                 "no default route"
             )
         return index
@@ -1044,8 +1045,7 @@ class Engine:
                 return Arrival(queue_id, None, raised)
             if action.kind is ActionKind.CANCEL:
                 return Arrival(queue_id, action.reason or origin, raised, origin)
-            target = self.queues[action.queue_id]
-            if self.waiting.queue_depth(target.queue_id) >= (target.depth_max or QUEUE_DEPTH_MAX):
+            if self._queue_full(self.queues[action.queue_id]):
                 return Arrival(queue_id, None, raised)  # a full overflow: stay
             queue_id = action.queue_id
 
@@ -1180,10 +1180,7 @@ class Engine:
             self._route_task(task)
             return
         arrival = self._arrival(action.queue_id)
-        target = self.queues[arrival.queue_id]
-        if arrival.cancel_reason is None and self.waiting.queue_depth(target.queue_id) >= (
-            target.depth_max or QUEUE_DEPTH_MAX
-        ):
+        if arrival.cancel_reason is None and self._queue_full(self.queues[arrival.queue_id]):
             self._enqueue(task)  # the overflow is full: the task stays where it is
             return
         task.queue_id = arrival.queue_id
@@ -1249,35 +1246,20 @@ class Engine:
             self._enqueue(task)
             self._schedule_round(queue.queue_id)
             return
-        members = self._members(routing.target)
-        excluded = self._rows_of(task.excluded_worker_ids)
-        need = empathy_need(task.spec.sentiment, task.repeat_contacts)
-        if queue.offer_workers_max > 1:
-            rows = eligible_rows(self.columns, routing.requirement, members, excluded)
-            if rows.size == 0:
-                self._enqueue(task)
-                return
-            candidate_scores = scores(
-                self.columns, rows, routing.requirement, need, queue.weights,
-                self._affinity_rows(task), self.now_ms,
-            )  # fmt: skip
-            best_first = np.argsort(-candidate_scores, kind="stable")[: queue.offer_workers_max]
-            for row in rows[best_first].tolist():
-                self._offer(task, self.workers[self._worker_at_row[row]])
-            return
-        row = best_row(
+        rows = best_rows(
             self.columns,
             routing.requirement,
-            members,
+            self._members(routing.target),
             queue.weights,
-            need=need,
-            excluded_rows=excluded,
+            need=empathy_need(task.spec.sentiment, task.repeat_contacts),
+            excluded_rows=self._rows_of(task.excluded_worker_ids),
             affinity_rows=self._affinity_rows(task),
             now_ms=self.now_ms,
+            count=queue.offer_workers_max,
         )
-        if row is None:
+        if not rows:
             self._enqueue(task)
-        else:
+        for row in rows:
             self._offer(task, self.workers[self._worker_at_row[row]])
 
     def _serve_worker(self, worker: WorkerRecord) -> None:

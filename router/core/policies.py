@@ -108,10 +108,20 @@ class CompiledPolicy:
 
     def worker_expressions(self) -> set[str]:
         """The source of every step's worker expression."""
-        routes = [f.route for f in self.policy.filters]
-        if self.policy.default_route is not None:
-            routes.append(self.policy.default_route)
-        return {s.worker_expression for r in routes for s in r.steps if s.worker_expression}
+        return {
+            step.worker_expression
+            for route in policy_routes(self.policy)
+            for step in route.steps
+            if step.worker_expression
+        }
+
+
+def policy_routes(policy: RoutingPolicy) -> list[Route]:
+    """Every route of a policy: its filters' in order, then the default route."""
+    routes = [f.route for f in policy.filters]
+    if policy.default_route is not None:
+        routes.append(policy.default_route)
+    return routes
 
 
 _MISS: Final = object()

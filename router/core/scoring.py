@@ -130,6 +130,30 @@ def scores(
     return total
 
 
+def best_rows(
+    columns: WorkerColumns,
+    requirement: Requirement,
+    queue_members: BoolArray,
+    weights: ScoringWeights,
+    *,
+    need: float,
+    excluded_rows: Iterable[int],
+    affinity_rows: Iterable[int],
+    now_ms: int,
+    count: int,
+) -> list[int]:
+    """The rows of the best `count` eligible workers, best first (ties to the lowest row)."""
+    rows = eligible_rows(columns, requirement, queue_members, excluded_rows)
+    if rows.size <= 1:
+        ranked: list[int] = rows.tolist()
+        return ranked
+    candidate_scores = scores(columns, rows, requirement, need, weights, affinity_rows, now_ms)
+    if count == 1:  # the common case: one pass, no sort
+        return [int(rows[int(np.argmax(candidate_scores))])]
+    ranked = rows[np.argsort(-candidate_scores, kind="stable")[:count]].tolist()
+    return ranked
+
+
 def best_row(
     columns: WorkerColumns,
     requirement: Requirement,
@@ -142,10 +166,8 @@ def best_row(
     now_ms: int,
 ) -> int | None:
     """The row of the best eligible worker for the task, or None when nobody is eligible."""
-    rows = eligible_rows(columns, requirement, queue_members, excluded_rows)
-    if rows.size == 0:
-        return None
-    if rows.size == 1:
-        return int(rows[0])
-    candidate_scores = scores(columns, rows, requirement, need, weights, affinity_rows, now_ms)
-    return int(rows[int(np.argmax(candidate_scores))])
+    best = best_rows(
+        columns, requirement, queue_members, weights, need=need,
+        excluded_rows=excluded_rows, affinity_rows=affinity_rows, now_ms=now_ms, count=1,
+    )  # fmt: skip
+    return best[0] if best else None

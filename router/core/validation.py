@@ -305,12 +305,12 @@ def check_queue_references(queue: QueueConfig, queues: Mapping[str, QueueConfig]
     """Check `queue` (already through `validate_queue`) against the workspace's `queues`, which
     it joins or replaces: every queue it moves tasks to exists, and no overflow chain through it
     comes back to where it started (a task would move round it for ever)."""
-    for field, target in _move_targets(queue):
+    for field, target in move_targets(queue):
         if target not in queues and target != queue.queue_id:
             raise InvalidArgument(field, f"unknown queue {target!r}")
     # The other queues' chains were acyclic before, so a new cycle passes through `queue`: look
     # for a way back to it from each of its targets, depth first, in the order actions are given.
-    for field, target in _move_targets(queue):
+    for field, target in move_targets(queue):
         chain = _chain_back(target, queue.queue_id, queue, queues)
         if chain is not None:
             shown = _show_chain([queue.queue_id, *chain])
@@ -329,7 +329,7 @@ def _show_chain(chain: list[str]) -> str:
     return " -> ".join(chain)
 
 
-def _move_targets(queue: QueueConfig) -> Iterator[tuple[str, str]]:
+def move_targets(queue: QueueConfig) -> Iterator[tuple[str, str]]:
     """(field, target queue id) of each move_to_queue action of the queue, in order."""
     for i, rule in enumerate(queue.exception_rules):
         if rule.action.kind is ActionKind.MOVE_TO_QUEUE:
@@ -373,7 +373,7 @@ def _targets_of(
     current = queue if queue_id == queue.queue_id else queues.get(queue_id)
     if current is None:
         return iter(())
-    return (target for _, target in _move_targets(current))
+    return (target for _, target in move_targets(current))
 
 
 def validate_policy(policy: RoutingPolicy, queue_ids: Collection[str]) -> None:
