@@ -1,0 +1,443 @@
+"""Load benchmark: whole task lifecycles per second over gRPC, stepped up to saturation, against
+a null router measured in the same run.
+
+    python -m benchmarks.load [--quick] [--json PATH] [--plot PATH] [--target HOST:PORT]
+
+An open-loop generator sends CreateTask calls at Poisson arrival times over several gRPC
+channels, and simulated agents on the `workers` SDK accept and complete every offer at once
+(no think time, no handle time: this measures the router, not people). The arrival rate is
+multiplied step by step until the router saturates: its completed lifecycles per second fall
+clearly below the offered rate, or its latency explodes. Then one longer step runs at half the
+rate it sustained. Each step reports the lifecycles completed per second (create, offer,
+accept, complete), the time from CreateTask being sent to the offer reaching its agent, and
+from the agent's accept to the assignment reaching it, all stamped by one clock in this one
+process.
+
+The same generator and agents then load the null router (`benchmarks.null_router`): a bare gRPC
+server with the same messages that hands each task to the next free agent, with no scoring and
+no store, in its own process as the router is. Its throughput is the floor of what gRPC and
+protobuf in Python cost on this machine, and `ratio_to_null` says how much of it the router
+keeps.
+
+By default the router is a `switchboard serve` process started here, durable (the journal on,
+in a private Redis server under a temporary folder; `--in-memory` turns it off). `--target`
+measures a router that is already running instead (its durability is then unknown: null in the
+JSON); the null router is still started here. Every process listens on 127.0.0.1 only and is
+stopped on exit."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import Progress, TaskID
+from rich.table import Table
+
+from benchmarks.failover import is_serving
+from benchmarks.loadgen import AGENTS_DEFAULT, LoadRun, StepResult
+
+SATURATED_SHARE = 0.85
+"""A step whose completed lifecycles per second fall below this share of the offered rate is
+past saturation."""
+LATENCY_EXPLODED_MS = 100.0
+"""A step whose median create-to-offer time passes this is past saturation too (the backlog
+grows faster than the step is long enough to show in its throughput)."""
+SERVER_START_TIMEOUT_S = 30.0
+RUN_TIMEOUT_S = 900.0
+"""The whole measurement of one router stops after this long, whatever the plan."""
+TARGET_RATIO_TO_NULL = 0.6
+TARGET_P99_MS = 20.0
+TARGET_TASKS_PER_S = 1_000.0
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """How the rate is stepped up."""
+
+    start_per_s: float
+    """The first step's arrival rate."""
+    factor: float
+    """Each next step's rate is the previous one's times this."""
+    steps_max: int
+    """The ramp stops after this many steps even short of saturation."""
+    warmup_s: float
+    """Seconds of each step sent but not measured (the previous step's tail, caches, JIT-free
+    Python's first calls)."""
+    measure_s: float
+    half_measure_s: float
+    """The measured part of the step at half the saturation rate (a longer one: its p99 is the
+    headline figure)."""
+
+
+FULL = Plan(start_per_s=100, factor=1.3, steps_max=16, warmup_s=1.0, measure_s=3.0,
+            half_measure_s=10.0)  # fmt: skip
+QUICK = Plan(start_per_s=200, factor=1.6, steps_max=8, warmup_s=0.5, measure_s=1.5,
+             half_measure_s=4.0)  # fmt: skip
+
+
+# == processes =====================================================================================
+
+
+def _start(
+    command: list[str], env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], str]:
+    """Starts a server that prints `... serving on HOST:PORT` first; returns it and the address."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
+    assert process.stdout is not None
+    match = re.search(r"serving on (\S+)", process.stdout.readline())
+    if not match:
+        _stop(process)
+        raise RuntimeError(f"{' '.join(command)} did not start")
+    address = match.group(1)
+    deadline_s = time.monotonic() + SERVER_START_TIMEOUT_S
+    while not is_serving(address):  # a durable router serves once it holds the lease
+        if time.monotonic() > deadline_s or process.poll() is not None:
+            _stop(process)
+            raise RuntimeError(f"{address} did not start serving")
+        time.sleep(0.05)
+    return process, address
+
+
+def _stop(process: subprocess.Popen[str]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
+@contextlib.contextmanager
+def switchboard_router(
+    data_dir: Path, *, durable: bool, profile_path: Path | None = None
+) -> Iterator[str]:
+    """A `switchboard serve` process on 127.0.0.1 (durable: a private Redis in `data_dir`);
+    yields its address once it leads. With `profile_path`, it runs under cProfile, which writes
+    its statistics there when the process is stopped."""
+    command = [sys.executable]
+    if profile_path is not None:
+        command += ["-m", "cProfile", "-o", str(profile_path)]
+    command += ["-m", "router.cli", "serve", "--host", "127.0.0.1", "--port", "0",
+                "--metrics-port", "-1", "--log-level", "ERROR"]  # fmt: skip
+    command += ["--data-dir", str(data_dir)] if durable else ["--in-memory"]
+    process, address = _start(command)
+    try:
+        yield address
+    finally:
+        _stop(process)
+
+
+@contextlib.contextmanager
+def null_router() -> Iterator[str]:
+    """A `benchmarks.null_router` process on 127.0.0.1; yields its address."""
+    command = [sys.executable, "-m", "benchmarks.null_router", "--host", "127.0.0.1", "--port", "0"]
+    process, address = _start(command, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        yield address
+    finally:
+        _stop(process)
+
+
+# == the ramp ======================================================================================
+
+
+def is_saturated(step: StepResult) -> bool:
+    """Past saturation: throughput clearly below the offered rate, arrivals skipped or left
+    over, or the median latency exploded."""
+    return (
+        step.lifecycles_per_s < SATURATED_SHARE * step.offered_per_s
+        or step.skipped > 0
+        or not step.drained
+        or step.create_to_offer_p50_ms > LATENCY_EXPLODED_MS
+    )
+
+
+def sustained_per_s(steps: Sequence[StepResult]) -> float:
+    """The most lifecycles per second a router completed in one step of its ramp."""
+    return max((s.lifecycles_per_s for s in steps if s.phase == "ramp"), default=0.0)
+
+
+class _Bar:
+    """A progress bar on a terminal, nothing otherwise."""
+
+    def __init__(self, progress: Progress | None, total: int) -> None:
+        self._progress = progress
+        self._task: TaskID | None = None
+        if progress is not None:
+            self._task = progress.add_task("starting", total=total)
+
+    def show(self, description: str, *, advance: int = 0) -> None:
+        if self._progress is not None and self._task is not None:
+            self._progress.update(self._task, description=description, advance=advance)
+
+    def finish(self) -> None:
+        if self._progress is not None and self._task is not None:
+            task = self._progress.tasks[self._task]
+            self._progress.update(self._task, completed=task.total)
+
+
+async def measure_router(
+    address: str, router: str, plan: Plan, *, agents: int, bar: _Bar
+) -> list[StepResult]:
+    """Ramps the rate up to saturation, then runs a step at half the sustained rate."""
+    steps: list[StepResult] = []
+    async with LoadRun(address, router, agents=agents) as run:
+        rate_per_s = plan.start_per_s
+        for _ in range(plan.steps_max):
+            bar.show(f"{router}: {rate_per_s:,.0f}/s offered")
+            step = await run.step(rate_per_s, warmup_s=plan.warmup_s, measure_s=plan.measure_s)
+            saturated = is_saturated(step)
+            steps.append(replace(step, saturated=saturated))
+            bar.show(f"{router}: {step.lifecycles_per_s:,.0f}/s done", advance=1)
+            if saturated:
+                break
+            rate_per_s *= plan.factor
+        half_per_s = sustained_per_s(steps) / 2
+        bar.show(f"{router}: half saturation, {half_per_s:,.0f}/s")
+        half = await run.step(
+            half_per_s, warmup_s=plan.warmup_s, measure_s=plan.half_measure_s, phase="half"
+        )
+        steps.append(replace(half, saturated=is_saturated(half)))
+    bar.finish()
+    return steps
+
+
+def run_benchmark(
+    plan: Plan,
+    *,
+    target: str | None,
+    durable: bool,
+    agents: int,
+    progress: Progress | None,
+    profile_path: Path | None = None,
+) -> list[StepResult]:
+    """Measures the router (started here, or `target`) and then the null router."""
+    steps: list[StepResult] = []
+    timeout_s = RUN_TIMEOUT_S
+
+    def measure(address: str, router: str) -> list[StepResult]:
+        bar = _Bar(progress, plan.steps_max + 1)
+        coroutine = measure_router(address, router, plan, agents=agents, bar=bar)
+        return asyncio.run(asyncio.wait_for(coroutine, timeout_s))
+
+    if target is not None:
+        steps += measure(target, "switchboard")
+    else:
+        with (
+            tempfile.TemporaryDirectory(prefix="switchboard-load-") as folder,
+            switchboard_router(Path(folder), durable=durable, profile_path=profile_path) as address,
+        ):
+            steps += measure(address, "switchboard")
+    with null_router() as address:
+        steps += measure(address, "null")
+    return steps
+
+
+# == the report ====================================================================================
+
+
+def summary(steps: Sequence[StepResult], durable: bool | None) -> dict[str, Any]:
+    """The JSON report: headline figures, then every step."""
+    router = [s for s in steps if s.router == "switchboard"]
+    null = [s for s in steps if s.router == "null"]
+    router_per_s, null_per_s = sustained_per_s(router), sustained_per_s(null)
+    half = next((s for s in router if s.phase == "half"), None)
+    return {
+        "benchmark": "load",
+        "durable": durable,
+        "router_tasks_per_s": round(router_per_s, 1),
+        "null_router_tasks_per_s": round(null_per_s, 1),
+        "ratio_to_null": round(router_per_s / null_per_s, 3) if null_per_s else None,
+        "half_saturation_per_s": round(half.offered_per_s, 1) if half else None,
+        "create_to_offer_p50_ms": round(half.create_to_offer_p50_ms, 3) if half else None,
+        "create_to_offer_p99_ms": round(half.create_to_offer_p99_ms, 3) if half else None,
+        "accept_to_assigned_p50_ms": round(half.accept_to_assigned_p50_ms, 3) if half else None,
+        "accept_to_assigned_p99_ms": round(half.accept_to_assigned_p99_ms, 3) if half else None,
+        "steps": [s.as_json() for s in steps],
+    }
+
+
+def targets(result: dict[str, Any]) -> list[tuple[str, Any, str, bool]]:
+    """(figure, value, target, met) for each of the benchmark's targets."""
+
+    def at_least(value: Any, bound: float) -> bool:
+        return isinstance(value, float) and value >= bound
+
+    p99 = result["create_to_offer_p99_ms"]
+    return [
+        ("ratio_to_null", result["ratio_to_null"], f">= {TARGET_RATIO_TO_NULL:g}",
+         at_least(result["ratio_to_null"], TARGET_RATIO_TO_NULL)),
+        ("create_to_offer_p99_ms at half saturation", p99, f"<= {TARGET_P99_MS:g}",
+         isinstance(p99, float) and p99 <= TARGET_P99_MS),
+        ("router_tasks_per_s", result["router_tasks_per_s"], f">= {TARGET_TASKS_PER_S:,.0f}",
+         at_least(result["router_tasks_per_s"], TARGET_TASKS_PER_S)),
+    ]  # fmt: skip
+
+
+def _ms(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.2f}"
+
+
+def print_report(console: Console, steps: Sequence[StepResult], result: dict[str, Any]) -> None:
+    table = Table(title="load steps (latencies in ms)", title_justify="left")
+    for name in ("router", "phase", "offered/s", "lifecycles/s", "create→offer p50",
+                 "p99", "accept→assigned p50", "p99", "tasks", "errors", "saturated"):  # fmt: skip
+        table.add_column(name, justify="left" if name in ("router", "phase") else "right")
+    for s in steps:
+        table.add_row(
+            s.router, s.phase, f"{s.offered_per_s:,.0f}", f"{s.lifecycles_per_s:,.0f}",
+            _ms(s.create_to_offer_p50_ms), _ms(s.create_to_offer_p99_ms),
+            _ms(s.accept_to_assigned_p50_ms), _ms(s.accept_to_assigned_p99_ms),
+            f"{s.tasks:,}", str(s.errors + s.skipped), "yes" if s.saturated else "",
+        )  # fmt: skip
+    console.print(table)
+    for key, value in result.items():
+        if key != "steps":
+            console.print(f"  {key:<26} {value}")
+    console.print("targets:")
+    for name, value, target, met in targets(result):
+        console.print(f"  {name:<42} {value!s:>10} {target:>8}  {'PASS' if met else 'MISS'}")
+
+
+def plot(steps: Sequence[StepResult], path: Path, title: str) -> None:
+    """Latency against load (left) and throughput against load (right), both routers."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (latency, throughput) = plt.subplots(1, 2, figsize=(12, 4.8))
+    colours = {"switchboard": "tab:blue", "null": "tab:grey"}
+    top_per_s = max(s.offered_per_s for s in steps)
+    for router, colour in colours.items():
+        ramp = sorted(
+            (s for s in steps if s.router == router and s.phase == "ramp"),
+            key=lambda s: s.offered_per_s,
+        )
+        if not ramp:
+            continue
+        x = [s.offered_per_s for s in ramp]
+        latency.plot(x, [s.create_to_offer_p50_ms for s in ramp], "o-", color=colour,
+                     label=f"{router} p50")  # fmt: skip
+        latency.plot(x, [s.create_to_offer_p99_ms for s in ramp], "s--", color=colour,
+                     label=f"{router} p99")  # fmt: skip
+        throughput.plot(x, [s.lifecycles_per_s for s in ramp], "o-", color=colour, label=router)
+        for half in (s for s in steps if s.router == router and s.phase == "half"):
+            latency.plot([half.offered_per_s] * 2,
+                         [half.create_to_offer_p50_ms, half.create_to_offer_p99_ms], "*",
+                         color=colour, markersize=13,
+                         label=f"{router} at half saturation")  # fmt: skip
+    latency.axhline(TARGET_P99_MS, color="tab:red", linestyle=":", label="p99 target")
+    latency.set(xscale="log", yscale="log", xlabel="offered tasks/s (Poisson)",
+                ylabel="CreateTask sent → offer at the agent, ms",
+                title="create → offer latency")  # fmt: skip
+    throughput.plot([0, top_per_s], [0, top_per_s], ":", color="black", label="offered")
+    throughput.set(xlabel="offered tasks/s (Poisson)", ylabel="whole lifecycles completed/s",
+                   title="throughput")  # fmt: skip
+    for axes in (latency, throughput):
+        axes.grid(True, which="both", alpha=0.3)
+        axes.legend(fontsize="small")
+    figure.suptitle(title)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+# == the command ===================================================================================
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.load",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--quick", action="store_true", help="shorter steps, under 90 s in all")
+    parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument(
+        "--plot",
+        type=Path,
+        default=Path("bench-results/load.png"),
+        help="the latency-against-load figure (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--target", metavar="HOST:PORT", help="measure this running router instead of starting one"
+    )
+    parser.add_argument(
+        "--in-memory",
+        action="store_true",
+        help="start the router with its journal off (default: durable)",
+    )
+    parser.add_argument(
+        "--agents", type=int, default=AGENTS_DEFAULT, help="simulated agents (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--steps", type=int, metavar="N", help="at most N steps of the ramp per router"
+    )
+    parser.add_argument(
+        "--step-s",
+        type=float,
+        metavar="SECONDS",
+        help="measured seconds of each step (a quarter more is warm-up; "
+        "the half-saturation step measures twice as long)",
+    )
+    parser.add_argument(
+        "--start-rate", type=float, metavar="PER_S", help="the first step's arrival rate"
+    )
+    parser.add_argument(
+        "--server-profile",
+        type=Path,
+        metavar="PATH",
+        help="run the started router under cProfile, statistics to PATH",
+    )
+    args = parser.parse_args(argv)
+    plan = QUICK if args.quick else FULL
+    if args.steps is not None:
+        plan = replace(plan, steps_max=args.steps)
+    if args.step_s is not None:
+        plan = replace(plan, warmup_s=args.step_s / 4, measure_s=args.step_s,
+                       half_measure_s=2 * args.step_s)  # fmt: skip
+    if args.start_rate is not None:
+        plan = replace(plan, start_per_s=args.start_rate)
+    durable = None if args.target else not args.in_memory
+    # A table wider than the 80 columns rich assumes for a file or a pipe.
+    console = Console() if sys.stdout.isatty() else Console(width=150)
+    started_s = time.monotonic()
+    where = args.target or ("a durable router" if durable else "an in-memory router")
+    console.print(f"load: {where} and the null router, {args.agents} agents, rate from "
+                  f"{plan.start_per_s:g}/s x{plan.factor:g} per step")  # fmt: skip
+    with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
+        steps = run_benchmark(
+            plan, target=args.target, durable=bool(durable), agents=args.agents,
+            progress=progress, profile_path=args.server_profile,
+        )  # fmt: skip
+    result = summary(steps, durable)
+    result["elapsed_s"] = round(time.monotonic() - started_s, 1)
+    print_report(console, steps, result)
+    mode = {True: "journal on", False: "journal off", None: args.target}[durable]
+    plot(steps, args.plot, f"Switchboard ({mode}) against the null router, {os.cpu_count()} cores")
+    console.print(f"plot: {args.plot}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""The load benchmark runs end to end in its smallest form (two short steps and a half-saturation
+step per router, a durable router and the null router started on 127.0.0.1), reports every field
+of its JSON with sane values, and draws its figure. No performance figure is asserted."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from benchmarks.load import main
+
+TINY = ["--steps", "2", "--step-s", "0.5", "--start-rate", "40", "--agents", "4"]
+TOP_FIELDS = {
+    "durable": bool,
+    "router_tasks_per_s": float,
+    "null_router_tasks_per_s": float,
+    "ratio_to_null": float,
+    "create_to_offer_p50_ms": float,
+    "create_to_offer_p99_ms": float,
+    "steps": list,
+}
+STEP_FIELDS = {
+    "router": str,
+    "offered_per_s": float,
+    "lifecycles_per_s": float,
+    "create_to_offer_p50_ms": float,
+    "create_to_offer_p99_ms": float,
+    "accept_to_assigned_p50_ms": float,
+    "accept_to_assigned_p99_ms": float,
+    "tasks": int,
+}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path]:
+    folder = tmp_path_factory.mktemp("load")
+    report, figure = folder / "load.json", folder / "load.png"
+    assert main([*TINY, "--json", str(report), "--plot", str(figure)]) == 0
+    return json.loads(report.read_text()), figure
+
+
+def _positive(value: Any) -> bool:
+    return isinstance(value, float) and math.isfinite(value) and value > 0
+
+
+@pytest.mark.timeout(60)
+def test_the_report_has_every_field(run: tuple[dict[str, Any], Path]) -> None:
+    result, _ = run
+    assert result["benchmark"] == "load"
+    for name, kind in TOP_FIELDS.items():
+        assert isinstance(result[name], kind), (name, result[name])
+    assert result["durable"] is True
+    for name in ("router_tasks_per_s", "null_router_tasks_per_s", "ratio_to_null",
+                 "create_to_offer_p50_ms", "create_to_offer_p99_ms"):  # fmt: skip
+        assert _positive(result[name]), (name, result[name])
+    assert result["create_to_offer_p50_ms"] <= result["create_to_offer_p99_ms"]
+
+
+def test_each_router_ramps_then_runs_at_half_saturation(run: tuple[dict[str, Any], Path]) -> None:
+    result, _ = run
+    for router in ("switchboard", "null"):
+        steps = [s for s in result["steps"] if s["router"] == router]
+        assert [s["phase"] for s in steps][-1] == "half"
+        assert 2 <= len(steps) <= 3  # at most --steps 2 of the ramp, then the half step
+        for step in steps:
+            for name, kind in STEP_FIELDS.items():
+                assert isinstance(step[name], kind), (router, name, step[name])
+            assert step["tasks"] > 0 and step["errors"] == 0
+            for name in STEP_FIELDS:
+                if name.endswith(("_per_s", "_ms")):
+                    assert _positive(step[name]), (router, name, step[name])
+        half = steps[-1]
+        assert half["offered_per_s"] < max(s["lifecycles_per_s"] for s in steps[:-1])
+    first_router_half = next(
+        s for s in result["steps"] if s["router"] == "switchboard" and s["phase"] == "half"
+    )
+    assert result["create_to_offer_p99_ms"] == first_router_half["create_to_offer_p99_ms"]
+
+
+def test_the_figure_is_drawn(run: tuple[dict[str, Any], Path]) -> None:
+    _, figure = run
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
