@@ -83,9 +83,9 @@ class Plan:
     headline figure)."""
 
 
-FULL = Plan(start_per_s=100, factor=1.3, steps_max=16, warmup_s=1.0, measure_s=3.0,
-            half_measure_s=10.0)  # fmt: skip
-QUICK = Plan(start_per_s=200, factor=1.6, steps_max=8, warmup_s=0.5, measure_s=1.5,
+FULL = Plan(start_per_s=100, factor=1.25, steps_max=20, warmup_s=1.0, measure_s=4.0,
+            half_measure_s=15.0)  # fmt: skip
+QUICK = Plan(start_per_s=150, factor=1.4, steps_max=10, warmup_s=0.5, measure_s=1.5,
              half_measure_s=4.0)  # fmt: skip
 
 

@@ -35,7 +35,7 @@ CHAT_CAPACITY = 8
 """Chats each agent holds at once: plenty of free slots, so that tasks wait on the router,
 never on the agents."""
 CALL_TIMEOUT_S = 10.0
-OUTSTANDING_MAX = 5_000
+OUTSTANDING_MAX = 2_000
 """Tasks sent and not yet completed beyond which arrivals are skipped (and counted): bounds the
 backlog a saturated router builds up, so that a step past saturation ends in seconds."""
 DRAIN_TIMEOUT_S = 15.0
