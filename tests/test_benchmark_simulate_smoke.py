@@ -1,0 +1,128 @@
+"""The routing-quality simulation: the baselines follow their documented rules, the Erlang C
+formulas give known values, the real core agrees with ciw customer by customer on the same
+sample path, and the command runs end to end in its tiny mode (no figure of merit asserted)."""
+
+from __future__ import annotations
+
+import json
+from itertools import pairwise
+from pathlib import Path
+
+import pytest
+
+from benchmarks.simulate import main
+from benchmarks.simulation import outcomes
+from benchmarks.simulation.baselines import BASELINES
+from benchmarks.simulation.center import Agent, Contact, make_agents, make_trace
+from benchmarks.simulation.des import replay
+from benchmarks.simulation.erlang import ciw_waits_s, erlang_c
+from benchmarks.simulation.routers import EngineRouter
+from router.core.model import ScoringWeights
+
+BILLING = "billing"
+
+
+def _contact(index: int, sentiment: float = 0.0) -> Contact:
+    return Contact(index, index * 1000, BILLING, sentiment, None, 60.0, 0.5)
+
+
+def _staff(*levels: int) -> list[Agent]:
+    return [Agent(i, {BILLING: level}, empathy=0.5) for i, level in enumerate(levels)]
+
+
+def _chosen(policy: str, agents: list[Agent], contacts: int, *, release: bool = True) -> list[int]:
+    """The agent each of `contacts` successive contacts goes to; with `release`, each agent is
+    free again before the next contact arrives."""
+    router = BASELINES[policy](agents, 0)
+    chosen = []
+    for i in range(contacts):
+        contact = _contact(i)
+        [(_, agent_index)] = router.arrive(contact, i * 1000)
+        chosen.append(agent_index)
+        if release:
+            router.release(agents[agent_index], contact, i * 1000 + 500)
+    return chosen
+
+
+def test_round_robin_remembers_where_it_left_off() -> None:
+    assert _chosen("round_robin", _staff(1, 1, 1), 5) == [0, 1, 2, 0, 1]
+
+
+def test_top_down_tiers_always_start_from_the_experts() -> None:
+    assert _chosen("top_down_tiers", _staff(2, 5, 3), 3) == [1, 1, 1]
+    assert _chosen("top_down_tiers", _staff(2, 5, 3), 3, release=False) == [1, 2, 0]
+
+
+def test_acs_best_worker_takes_the_highest_level_and_longest_idle_breaks_ties() -> None:
+    assert _chosen("acs_best_worker", _staff(2, 4, 4), 3) == [1, 2, 1]
+
+
+def test_fewest_calls_and_longest_idle_spread_the_calls() -> None:
+    assert _chosen("fewest_calls", _staff(5, 1, 1), 3) == [0, 1, 2]
+    assert _chosen("longest_idle", _staff(5, 1, 1), 3) == [0, 1, 2]
+
+
+def test_a_freed_agent_takes_the_oldest_waiting_contact_and_hang_ups_are_skipped() -> None:
+    agents = _staff(3)
+    router = BASELINES["longest_idle"](agents, 0)
+    first, second, third = _contact(0), _contact(1), _contact(2)
+    assert router.arrive(first, 0) == [(0, 0)]
+    assert router.arrive(second, 1000) == []
+    assert router.arrive(third, 2000) == []
+    router.abandon(second, 3000)
+    assert router.release(agents[0], first, 4000) == [(2, 0)]
+
+
+def test_erlang_c_known_values() -> None:
+    two_agents = erlang_c(2, 1.0, handle_s=1.0, threshold_s=0.0)
+    assert two_agents.p_wait == pytest.approx(1 / 3)
+    assert two_agents.asa_s == pytest.approx(1 / 3)
+    # A textbook case: 10 agents, 8 Erlangs -> P(wait) 0.409.
+    assert erlang_c(10, 8.0, 180.0, 20.0).p_wait == pytest.approx(0.4092, abs=1e-4)
+    with pytest.raises(ValueError, match="offered load"):
+        erlang_c(3, 3.0, 180.0, 20.0)
+
+
+def test_the_real_core_and_ciw_give_every_customer_the_same_wait() -> None:
+    staff = [Agent(i, {"support": 3}, empathy=0.5) for i in range(4)]
+    trace = make_trace(
+        3_000, 3.4 / 60, seed=5, mean_work_s=60.0, mean_patience_s=None,
+        need_share={"support": 1.0}, exponential_work=True,
+    )  # fmt: skip
+    waits_ms = replay(trace, staff, EngineRouter(staff, ScoringWeights(), 0)).wait_ms
+    arrivals_s = [c.arrival_ms / 1000 for c in trace]
+    gaps_s = [arrivals_s[0]] + [b - a for a, b in pairwise(arrivals_s)]
+    handles_s = [outcomes.handle_ms(c, staff[0]) / 1000 for c in trace]
+    theirs = ciw_waits_s(4, gaps_s, handles_s)
+    assert sum(w > 0 for w in theirs) > 1_000
+    assert max(abs(ours / 1000 - t) for ours, t in zip(waits_ms, theirs, strict=True)) < 1e-6
+
+
+def test_the_same_trace_meets_every_policy_and_every_contact_ends() -> None:
+    agents = make_agents(30, seed=1)
+    trace = make_trace(2_000, 30 / 240, seed=2, mean_work_s=240.0, mean_patience_s=120.0)
+    for make in BASELINES.values():
+        result = replay(trace, agents, make(agents, 0))
+        answered = result.wait_ms >= 0
+        assert 0 < answered.sum() < len(trace)  # some hang up at this load
+        assert result.resolved[~answered].sum() == 0
+
+
+def test_the_command_writes_its_json_and_figures(tmp_path: Path) -> None:
+    out = tmp_path / "simulate.json"
+    assert main(["--tiny", "--json", str(out), "--plot", str(tmp_path)]) == 0
+    document = json.loads(out.read_text())
+    assert document["benchmark"] == "simulate"
+    assert document["simulated_tasks_per_s"] > 0
+    assert [r["policy"] for r in document["policies"]] == [
+        "switchboard", "switchboard_no_empathy", *BASELINES,
+    ]  # fmt: skip
+    for row in document["policies"]:
+        assert {"service_level", "asa_s", "abandon_rate", "resolution_rate", "csat",
+                "csat_ci95"} <= row.keys()  # fmt: skip
+    for case in document["erlang_c"]:
+        assert case["ciw_same_path_max_difference_s"] < 1e-6
+        assert {"agents", "offered_load_erlangs", "service_level_sim", "service_level_theory",
+                "asa_sim_s", "asa_theory_s", "p_wait_sim", "p_wait_theory"} <= case.keys()
+    assert (tmp_path / "simulate_policies.png").stat().st_size > 10_000
+    assert (tmp_path / "simulate_erlang.png").stat().st_size > 10_000
