@@ -38,7 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -122,10 +122,52 @@ def _stop(process: subprocess.Popen[str]) -> None:
             process.wait(timeout=5)
 
 
+@dataclass(frozen=True, slots=True)
+class Server:
+    """A server process started here."""
+
+    address: str
+    pid: int
+
+    def cpu_s(self) -> float:
+        """CPU seconds the process and its children (the private Redis) have used so far."""
+        return _cpu_s(self.pid) + sum(_cpu_s(child) for child in _children(self.pid))
+
+
+_CLOCK_TICKS_PER_S = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _stat_fields(pid: int) -> list[str]:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return []
+    return text[text.rindex(")") + 2 :].split()  # after the command, which may hold spaces
+
+
+def _cpu_s(pid: int) -> float:
+    fields = _stat_fields(pid)  # fields[11], [12]: utime, stime (man 5 proc, from field 3)
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS_PER_S if fields else 0.0
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        fields = _stat_fields(int(entry.name))
+        if fields and int(fields[1]) == pid:
+            found.append(int(entry.name))
+    return found
+
+
+def can_read_cpu() -> bool:
+    """Whether server CPU time can be read (Linux /proc)."""
+    return bool(_stat_fields(os.getpid()))
+
+
 @contextlib.contextmanager
 def switchboard_router(
     data_dir: Path, *, durable: bool, profile_path: Path | None = None
-) -> Iterator[str]:
+) -> Iterator[Server]:
     """A `switchboard serve` process on 127.0.0.1 (durable: a private Redis in `data_dir`);
     yields its address once it leads. With `profile_path`, it runs under cProfile, which writes
     its statistics there when the process is stopped."""
@@ -137,18 +179,18 @@ def switchboard_router(
     command += ["--data-dir", str(data_dir)] if durable else ["--in-memory"]
     process, address = _start(command)
     try:
-        yield address
+        yield Server(address, process.pid)
     finally:
         _stop(process)
 
 
 @contextlib.contextmanager
-def null_router() -> Iterator[str]:
-    """A `benchmarks.null_router` process on 127.0.0.1; yields its address."""
+def null_router() -> Iterator[Server]:
+    """A `benchmarks.null_router` process on 127.0.0.1."""
     command = [sys.executable, "-m", "benchmarks.null_router", "--host", "127.0.0.1", "--port", "0"]
     process, address = _start(command, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
-        yield address
+        yield Server(address, process.pid)
     finally:
         _stop(process)
 
@@ -192,7 +234,13 @@ class _Bar:
 
 
 async def measure_router(
-    address: str, router: str, plan: Plan, *, agents: int, bar: _Bar
+    address: str,
+    router: str,
+    plan: Plan,
+    *,
+    agents: int,
+    bar: _Bar,
+    server_cpu_s: Callable[[], float] | None = None,
 ) -> list[StepResult]:
     """Ramps the rate up to saturation, then runs a step at half the sustained rate."""
     steps: list[StepResult] = []
@@ -200,7 +248,12 @@ async def measure_router(
         rate_per_s = plan.start_per_s
         for _ in range(plan.steps_max):
             bar.show(f"{router}: {rate_per_s:,.0f}/s offered")
-            step = await run.step(rate_per_s, warmup_s=plan.warmup_s, measure_s=plan.measure_s)
+            step = await run.step(
+                rate_per_s,
+                warmup_s=plan.warmup_s,
+                measure_s=plan.measure_s,
+                server_cpu_s=server_cpu_s,
+            )
             saturated = is_saturated(step)
             steps.append(replace(step, saturated=saturated))
             bar.show(f"{router}: {step.lifecycles_per_s:,.0f}/s done", advance=1)
@@ -210,7 +263,11 @@ async def measure_router(
         half_per_s = sustained_per_s(steps) / 2
         bar.show(f"{router}: half saturation, {half_per_s:,.0f}/s")
         half = await run.step(
-            half_per_s, warmup_s=plan.warmup_s, measure_s=plan.half_measure_s, phase="half"
+            half_per_s,
+            warmup_s=plan.warmup_s,
+            measure_s=plan.half_measure_s,
+            phase="half",
+            server_cpu_s=server_cpu_s,
         )
         steps.append(replace(half, saturated=is_saturated(half)))
     bar.finish()
@@ -230,21 +287,24 @@ def run_benchmark(
     steps: list[StepResult] = []
     timeout_s = RUN_TIMEOUT_S
 
-    def measure(address: str, router: str) -> list[StepResult]:
+    def measure(address: str, router: str, server: Server | None) -> list[StepResult]:
         bar = _Bar(progress, plan.steps_max + 1)
-        coroutine = measure_router(address, router, plan, agents=agents, bar=bar)
+        cpu_s = server.cpu_s if server is not None and can_read_cpu() else None
+        coroutine = measure_router(
+            address, router, plan, agents=agents, bar=bar, server_cpu_s=cpu_s
+        )
         return asyncio.run(asyncio.wait_for(coroutine, timeout_s))
 
     if target is not None:
-        steps += measure(target, "switchboard")
+        steps += measure(target, "switchboard", None)
     else:
         with (
             tempfile.TemporaryDirectory(prefix="switchboard-load-") as folder,
-            switchboard_router(Path(folder), durable=durable, profile_path=profile_path) as address,
+            switchboard_router(Path(folder), durable=durable, profile_path=profile_path) as server,
         ):
-            steps += measure(address, "switchboard")
-    with null_router() as address:
-        steps += measure(address, "null")
+            steps += measure(server.address, "switchboard", server)
+    with null_router() as server:
+        steps += measure(server.address, "null", server)
     return steps
 
 
@@ -257,6 +317,7 @@ def summary(steps: Sequence[StepResult], durable: bool | None) -> dict[str, Any]
     null = [s for s in steps if s.router == "null"]
     router_per_s, null_per_s = sustained_per_s(router), sustained_per_s(null)
     half = next((s for s in router if s.phase == "half"), None)
+    null_half = next((s for s in null if s.phase == "half"), None)
     return {
         "benchmark": "load",
         "durable": durable,
@@ -268,6 +329,12 @@ def summary(steps: Sequence[StepResult], durable: bool | None) -> dict[str, Any]
         "create_to_offer_p99_ms": round(half.create_to_offer_p99_ms, 3) if half else None,
         "accept_to_assigned_p50_ms": round(half.accept_to_assigned_p50_ms, 3) if half else None,
         "accept_to_assigned_p99_ms": round(half.accept_to_assigned_p99_ms, 3) if half else None,
+        # CPU per lifecycle at half saturation: what each server costs, whatever else runs.
+        "router_cpu_ms_per_task": _rounded(half.server_cpu_ms_per_task if half else None),
+        "null_router_cpu_ms_per_task": _rounded(
+            null_half.server_cpu_ms_per_task if null_half else None
+        ),
+        "client_cpu_ms_per_task": _rounded(half.client_cpu_ms_per_task if half else None),
         "steps": [s.as_json() for s in steps],
     }
 
@@ -289,26 +356,34 @@ def targets(result: dict[str, Any]) -> list[tuple[str, Any, str, bool]]:
     ]  # fmt: skip
 
 
-def _ms(value: float) -> str:
-    return "-" if math.isnan(value) else f"{value:.2f}"
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None or math.isnan(value) else f"{value:.2f}"
 
 
 def print_report(console: Console, steps: Sequence[StepResult], result: dict[str, Any]) -> None:
-    table = Table(title="load steps (latencies in ms)", title_justify="left")
+    table = Table(
+        title="load steps (latencies in ms; CPU in ms per lifecycle)", title_justify="left"
+    )
     for name in ("router", "phase", "offered/s", "lifecycles/s", "create→offer p50",
-                 "p99", "accept→assigned p50", "p99", "tasks", "errors", "saturated"):  # fmt: skip
+                 "p99", "accept→assigned p50", "p99", "server CPU", "client CPU", "tasks",
+                 "errors", "saturated"):  # fmt: skip
         table.add_column(name, justify="left" if name in ("router", "phase") else "right")
     for s in steps:
         table.add_row(
             s.router, s.phase, f"{s.offered_per_s:,.0f}", f"{s.lifecycles_per_s:,.0f}",
             _ms(s.create_to_offer_p50_ms), _ms(s.create_to_offer_p99_ms),
             _ms(s.accept_to_assigned_p50_ms), _ms(s.accept_to_assigned_p99_ms),
-            f"{s.tasks:,}", str(s.errors + s.skipped), "yes" if s.saturated else "",
+            _ms(s.server_cpu_ms_per_task), _ms(s.client_cpu_ms_per_task), f"{s.tasks:,}",
+            str(s.errors + s.skipped), "yes" if s.saturated else "",
         )  # fmt: skip
     console.print(table)
     for key, value in result.items():
         if key != "steps":
-            console.print(f"  {key:<26} {value}")
+            console.print(f"  {key:<28} {value}")
     console.print("targets:")
     for name, value, target, met in targets(result):
         console.print(f"  {name:<42} {value!s:>10} {target:>8}  {'PASS' if met else 'MISS'}")

@@ -12,6 +12,7 @@ import contextlib
 import random
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -68,6 +69,12 @@ class StepResult:
     """Arrivals not sent because OUTSTANDING_MAX tasks were already in the air."""
     drained: bool
     """Whether every task of the step completed before the next step began."""
+    server_cpu_ms_per_task: float | None
+    """CPU time the server process (with its children: the private Redis) spent per lifecycle
+    completed in the window; None when unknown (--target). Unlike throughput, it hardly
+    depends on what else the machine runs."""
+    client_cpu_ms_per_task: float
+    """CPU time this process (generator and agents) spent per lifecycle completed."""
     saturated: bool = False
 
     def as_json(self) -> dict[str, Any]:
@@ -86,6 +93,8 @@ class StepResult:
             "errors": self.errors,
             "skipped": self.skipped,
             "drained": self.drained,
+            "server_cpu_ms_per_task": _rounded(self.server_cpu_ms_per_task),
+            "client_cpu_ms_per_task": _rounded(self.client_cpu_ms_per_task),
             "saturated": self.saturated,
         }
 
@@ -288,17 +297,28 @@ class LoadRun:
         return True
 
     async def step(
-        self, rate_per_s: float, *, warmup_s: float, measure_s: float, phase: str = "ramp"
+        self,
+        rate_per_s: float,
+        *,
+        warmup_s: float,
+        measure_s: float,
+        phase: str = "ramp",
+        server_cpu_s: Callable[[], float] | None = None,
     ) -> StepResult:
         """Offers `rate_per_s` for `warmup_s` + `measure_s`, measures the second part, and
-        waits (up to DRAIN_TIMEOUT_S) for every task of the step to complete."""
+        waits (up to DRAIN_TIMEOUT_S) for every task of the step to complete. `server_cpu_s`
+        reads the server's CPU seconds so far, when it is known."""
         timings = self._timings
         errors_before = timings.errors
         skipped = await self._arrivals(rate_per_s, warmup_s)
         first_seq = len(timings.sent_ns)
         window_start_ns = time.perf_counter_ns()
+        client_start_s = time.process_time()
+        server_start_s = server_cpu_s() if server_cpu_s else 0.0
         skipped += await self._arrivals(rate_per_s, measure_s)
         window_end_ns = time.perf_counter_ns()
+        client_s = time.process_time() - client_start_s
+        server_s = server_cpu_s() - server_start_s if server_cpu_s else None
         last_seq = len(timings.sent_ns)
         drained = await self._drain(DRAIN_TIMEOUT_S)
         window_s = (window_end_ns - window_start_ns) / 1e9
@@ -313,6 +333,7 @@ class LoadRun:
         to_offer_ms = (offered[reached] - sent[reached]) / 1e6
         both = (accepting >= 0) & (assigned >= 0)
         to_assigned_ms = (assigned[both] - accepting[both]) / 1e6
+        lifecycles = max(1, int(in_window.sum()))
         return StepResult(
             router=self.router,
             phase=phase,
@@ -327,7 +348,13 @@ class LoadRun:
             errors=timings.errors - errors_before,
             skipped=skipped,
             drained=drained,
+            server_cpu_ms_per_task=None if server_s is None else 1000 * server_s / lifecycles,
+            client_cpu_ms_per_task=1000 * client_s / lifecycles,
         )
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
 
 
 def _percentile(values_ms: np.ndarray[Any, Any], q: float) -> float:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks.load import main
+from benchmarks.load import can_read_cpu, main
 
 TINY = ["--steps", "2", "--step-s", "0.5", "--start-rate", "40", "--agents", "4"]
 TOP_FIELDS = {
@@ -73,6 +73,9 @@ def test_each_router_ramps_then_runs_at_half_saturation(run: tuple[dict[str, Any
             for name in STEP_FIELDS:
                 if name.endswith(("_per_s", "_ms")):
                     assert _positive(step[name]), (router, name, step[name])
+            assert _positive(step["client_cpu_ms_per_task"])
+            if can_read_cpu():  # /proc: the server's own CPU time is known
+                assert _positive(step["server_cpu_ms_per_task"]), (router, step)
         half = steps[-1]
         assert half["offered_per_s"] < max(s["lifecycles_per_s"] for s in steps[:-1])
     first_router_half = next(
