@@ -59,6 +59,8 @@ grows faster than the step is long enough to show in its throughput)."""
 SERVER_START_TIMEOUT_S = 30.0
 RUN_TIMEOUT_S = 900.0
 """The whole measurement of one router stops after this long, whatever the plan."""
+OTHER_LOAD_WARNING_CORES = 0.25
+"""Other programs busier than this during a step earn the run a warning."""
 TARGET_RATIO_TO_NULL = 0.6
 TARGET_P99_MS = 20.0
 TARGET_TASKS_PER_S = 1_000.0
@@ -159,6 +161,13 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+def machine_cpu_s() -> float:
+    """CPU seconds the whole machine has been busy (all cores, /proc/stat)."""
+    with Path("/proc/stat").open() as stat:
+        fields = stat.readline().split()  # cpu user nice system idle iowait irq softirq steal
+    return sum(int(fields[i]) for i in (1, 2, 3, 6, 7, 8)) / _CLOCK_TICKS_PER_S
+
+
 def can_read_cpu() -> bool:
     """Whether server CPU time can be read (Linux /proc)."""
     return bool(_stat_fields(os.getpid()))
@@ -241,6 +250,7 @@ async def measure_router(
     agents: int,
     bar: _Bar,
     server_cpu_s: Callable[[], float] | None = None,
+    machine_cpu_s: Callable[[], float] | None = None,
 ) -> list[StepResult]:
     """Ramps the rate up to saturation, then runs a step at half the sustained rate."""
     steps: list[StepResult] = []
@@ -253,6 +263,7 @@ async def measure_router(
                 warmup_s=plan.warmup_s,
                 measure_s=plan.measure_s,
                 server_cpu_s=server_cpu_s,
+                machine_cpu_s=machine_cpu_s,
             )
             saturated = is_saturated(step)
             steps.append(replace(step, saturated=saturated))
@@ -268,6 +279,7 @@ async def measure_router(
             measure_s=plan.half_measure_s,
             phase="half",
             server_cpu_s=server_cpu_s,
+            machine_cpu_s=machine_cpu_s,
         )
         steps.append(replace(half, saturated=is_saturated(half)))
     bar.finish()
@@ -291,8 +303,9 @@ def run_benchmark(
         bar = _Bar(progress, plan.steps_max + 1)
         cpu_s = server.cpu_s if server is not None and can_read_cpu() else None
         coroutine = measure_router(
-            address, router, plan, agents=agents, bar=bar, server_cpu_s=cpu_s
-        )
+            address, router, plan, agents=agents, bar=bar, server_cpu_s=cpu_s,
+            machine_cpu_s=machine_cpu_s if cpu_s else None,
+        )  # fmt: skip
         return asyncio.run(asyncio.wait_for(coroutine, timeout_s))
 
     if target is not None:
@@ -336,6 +349,9 @@ def summary(steps: Sequence[StepResult], durable: bool | None) -> dict[str, Any]
         ),
         "client_cpu_ms_per_task": _rounded(half.client_cpu_ms_per_task if half else None),
         "cpu_ratio_to_null": _cpu_ratio(half, null_half),
+        "other_load_cores_max": _rounded(
+            max((s.other_load_cores for s in steps if s.other_load_cores is not None), default=None)
+        ),
         "steps": [s.as_json() for s in steps],
     }
 
@@ -380,24 +396,31 @@ def _ms(value: float | None) -> str:
 
 def print_report(console: Console, steps: Sequence[StepResult], result: dict[str, Any]) -> None:
     table = Table(
-        title="load steps (latencies in ms; CPU in ms per lifecycle)", title_justify="left"
+        title="load steps (latencies in ms; CPU in ms per lifecycle; other load in cores)",
+        title_justify="left",
     )
     for name in ("router", "phase", "offered/s", "lifecycles/s", "create→offer p50",
-                 "p99", "accept→assigned p50", "p99", "server CPU", "client CPU", "tasks",
-                 "errors", "saturated"):  # fmt: skip
+                 "p99", "accept→assigned p50", "p99", "server CPU", "client CPU",
+                 "other load", "tasks", "errors", "saturated"):  # fmt: skip
         table.add_column(name, justify="left" if name in ("router", "phase") else "right")
     for s in steps:
         table.add_row(
             s.router, s.phase, f"{s.offered_per_s:,.0f}", f"{s.lifecycles_per_s:,.0f}",
             _ms(s.create_to_offer_p50_ms), _ms(s.create_to_offer_p99_ms),
             _ms(s.accept_to_assigned_p50_ms), _ms(s.accept_to_assigned_p99_ms),
-            _ms(s.server_cpu_ms_per_task), _ms(s.client_cpu_ms_per_task), f"{s.tasks:,}",
+            _ms(s.server_cpu_ms_per_task), _ms(s.client_cpu_ms_per_task),
+            _ms(s.other_load_cores), f"{s.tasks:,}",
             str(s.errors + s.skipped), "yes" if s.saturated else "",
         )  # fmt: skip
     console.print(table)
     for key, value in result.items():
         if key != "steps":
             console.print(f"  {key:<28} {value}")
+    busy = result["other_load_cores_max"]
+    if busy is not None and busy > OTHER_LOAD_WARNING_CORES:
+        console.print(f"warning: other programs kept up to {busy:.2f} cores busy during a step: "
+                      "its throughput and latency are lower than the machine can do; its CPU "
+                      "per task still holds")  # fmt: skip
     console.print("targets:")
     for name, value, target, met in targets(result):
         console.print(f"  {name:<42} {value!s:>10} {target:>8}  {'PASS' if met else 'MISS'}")

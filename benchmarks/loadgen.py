@@ -75,6 +75,9 @@ class StepResult:
     depends on what else the machine runs."""
     client_cpu_ms_per_task: float
     """CPU time this process (generator and agents) spent per lifecycle completed."""
+    other_load_cores: float | None
+    """Cores busy with anything else on the machine during the window (other programs): a
+    step measured while they took a core has half the machine."""
     saturated: bool = False
 
     def as_json(self) -> dict[str, Any]:
@@ -95,6 +98,7 @@ class StepResult:
             "drained": self.drained,
             "server_cpu_ms_per_task": _rounded(self.server_cpu_ms_per_task),
             "client_cpu_ms_per_task": _rounded(self.client_cpu_ms_per_task),
+            "other_load_cores": _rounded(self.other_load_cores),
             "saturated": self.saturated,
         }
 
@@ -304,10 +308,12 @@ class LoadRun:
         measure_s: float,
         phase: str = "ramp",
         server_cpu_s: Callable[[], float] | None = None,
+        machine_cpu_s: Callable[[], float] | None = None,
     ) -> StepResult:
         """Offers `rate_per_s` for `warmup_s` + `measure_s`, measures the second part, and
         waits (up to DRAIN_TIMEOUT_S) for every task of the step to complete. `server_cpu_s`
-        reads the server's CPU seconds so far, when it is known."""
+        reads the server's CPU seconds so far, and `machine_cpu_s` the whole machine's, when
+        they are known."""
         timings = self._timings
         errors_before = timings.errors
         skipped = await self._arrivals(rate_per_s, warmup_s)
@@ -315,10 +321,12 @@ class LoadRun:
         window_start_ns = time.perf_counter_ns()
         client_start_s = time.process_time()
         server_start_s = server_cpu_s() if server_cpu_s else 0.0
+        machine_start_s = machine_cpu_s() if machine_cpu_s else 0.0
         skipped += await self._arrivals(rate_per_s, measure_s)
         window_end_ns = time.perf_counter_ns()
         client_s = time.process_time() - client_start_s
         server_s = server_cpu_s() - server_start_s if server_cpu_s else None
+        machine_s = machine_cpu_s() - machine_start_s if machine_cpu_s else None
         last_seq = len(timings.sent_ns)
         drained = await self._drain(DRAIN_TIMEOUT_S)
         window_s = (window_end_ns - window_start_ns) / 1e9
@@ -350,6 +358,11 @@ class LoadRun:
             drained=drained,
             server_cpu_ms_per_task=None if server_s is None else 1000 * server_s / lifecycles,
             client_cpu_ms_per_task=1000 * client_s / lifecycles,
+            other_load_cores=(
+                None
+                if server_s is None or machine_s is None
+                else max(0.0, machine_s - server_s - client_s) / window_s
+            ),
         )
 
 
