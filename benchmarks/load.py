@@ -529,7 +529,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         plan = replace(plan, start_per_s=args.start_rate)
     durable = None if args.target else not args.in_memory
     # A table wider than the 80 columns rich assumes for a file or a pipe.
-    console = Console() if sys.stdout.isatty() else Console(width=150)
+    console = Console() if sys.stdout.isatty() else Console(width=200)
     started_s = time.monotonic()
     where = args.target or ("a durable router" if durable else "an in-memory router")
     console.print(f"load: {where} and the null router, {args.agents} agents, rate from "
