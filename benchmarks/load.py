@@ -11,7 +11,8 @@ clearly below the offered rate, or its latency explodes. Then one longer step ru
 rate it sustained. Each step reports the lifecycles completed per second (create, offer,
 accept, complete), the time from CreateTask being sent to the offer reaching its agent, and
 from the agent's accept to the assignment reaching it, all stamped by one clock in this one
-process.
+process; and the CPU time the server and this process spent per lifecycle, with the cores other
+programs kept busy meanwhile (a step that shared the machine is slower than the machine).
 
 The same generator and agents then load the null router (`benchmarks.null_router`): a bare gRPC
 server with the same messages that hands each task to the next free agent, with no scoring and
@@ -29,16 +30,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import math
 import os
-import re
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -47,8 +45,14 @@ from rich.console import Console
 from rich.progress import Progress, TaskID
 from rich.table import Table
 
-from benchmarks.failover import is_serving
 from benchmarks.loadgen import AGENTS_DEFAULT, LoadRun, StepResult
+from benchmarks.loadservers import (
+    Server,
+    can_read_cpu,
+    machine_cpu_s,
+    null_router,
+    switchboard_router,
+)
 
 SATURATED_SHARE = 0.85
 """A step whose completed lifecycles per second fall below this share of the offered rate is
@@ -56,7 +60,6 @@ past saturation."""
 LATENCY_EXPLODED_MS = 100.0
 """A step whose median create-to-offer time passes this is past saturation too (the backlog
 grows faster than the step is long enough to show in its throughput)."""
-SERVER_START_TIMEOUT_S = 30.0
 RUN_TIMEOUT_S = 900.0
 """The whole measurement of one router stops after this long, whatever the plan."""
 OTHER_LOAD_WARNING_CORES = 0.25
@@ -89,119 +92,6 @@ FULL = Plan(start_per_s=100, factor=1.25, steps_max=20, warmup_s=1.0, measure_s=
             half_measure_s=15.0)  # fmt: skip
 QUICK = Plan(start_per_s=150, factor=1.4, steps_max=10, warmup_s=0.5, measure_s=1.5,
              half_measure_s=4.0)  # fmt: skip
-
-
-# == processes =====================================================================================
-
-
-def _start(
-    command: list[str], env: dict[str, str] | None = None
-) -> tuple[subprocess.Popen[str], str]:
-    """Starts a server that prints `... serving on HOST:PORT` first; returns it and the address."""
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
-    assert process.stdout is not None
-    match = re.search(r"serving on (\S+)", process.stdout.readline())
-    if not match:
-        _stop(process)
-        raise RuntimeError(f"{' '.join(command)} did not start")
-    address = match.group(1)
-    deadline_s = time.monotonic() + SERVER_START_TIMEOUT_S
-    while not is_serving(address):  # a durable router serves once it holds the lease
-        if time.monotonic() > deadline_s or process.poll() is not None:
-            _stop(process)
-            raise RuntimeError(f"{address} did not start serving")
-        time.sleep(0.05)
-    return process, address
-
-
-def _stop(process: subprocess.Popen[str]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
-
-
-@dataclass(frozen=True, slots=True)
-class Server:
-    """A server process started here."""
-
-    address: str
-    pid: int
-
-    def cpu_s(self) -> float:
-        """CPU seconds the process and its children (the private Redis) have used so far."""
-        return _cpu_s(self.pid) + sum(_cpu_s(child) for child in _children(self.pid))
-
-
-_CLOCK_TICKS_PER_S = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-
-def _stat_fields(pid: int) -> list[str]:
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return []
-    return text[text.rindex(")") + 2 :].split()  # after the command, which may hold spaces
-
-
-def _cpu_s(pid: int) -> float:
-    fields = _stat_fields(pid)  # fields[11], [12]: utime, stime (man 5 proc, from field 3)
-    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS_PER_S if fields else 0.0
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").glob("[0-9]*"):
-        fields = _stat_fields(int(entry.name))
-        if fields and int(fields[1]) == pid:
-            found.append(int(entry.name))
-    return found
-
-
-def machine_cpu_s() -> float:
-    """CPU seconds the whole machine has been busy (all cores, /proc/stat)."""
-    with Path("/proc/stat").open() as stat:
-        fields = stat.readline().split()  # cpu user nice system idle iowait irq softirq steal
-    return sum(int(fields[i]) for i in (1, 2, 3, 6, 7, 8)) / _CLOCK_TICKS_PER_S
-
-
-def can_read_cpu() -> bool:
-    """Whether server CPU time can be read (Linux /proc)."""
-    return bool(_stat_fields(os.getpid()))
-
-
-@contextlib.contextmanager
-def switchboard_router(
-    data_dir: Path, *, durable: bool, profile_path: Path | None = None
-) -> Iterator[Server]:
-    """A `switchboard serve` process on 127.0.0.1 (durable: a private Redis in `data_dir`);
-    yields its address once it leads. With `profile_path`, it runs under cProfile, which writes
-    its statistics there when the process is stopped."""
-    command = [sys.executable]
-    if profile_path is not None:
-        command += ["-m", "cProfile", "-o", str(profile_path)]
-    command += ["-m", "router.cli", "serve", "--host", "127.0.0.1", "--port", "0",
-                "--metrics-port", "-1", "--log-level", "ERROR"]  # fmt: skip
-    command += ["--data-dir", str(data_dir)] if durable else ["--in-memory"]
-    process, address = _start(command)
-    try:
-        yield Server(address, process.pid)
-    finally:
-        _stop(process)
-
-
-@contextlib.contextmanager
-def null_router() -> Iterator[Server]:
-    """A `benchmarks.null_router` process on 127.0.0.1."""
-    command = [sys.executable, "-m", "benchmarks.null_router", "--host", "127.0.0.1", "--port", "0"]
-    process, address = _start(command, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    try:
-        yield Server(address, process.pid)
-    finally:
-        _stop(process)
 
 
 # == the ramp ======================================================================================
