@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import re
 import signal
 import statistics
 import subprocess
@@ -32,8 +31,8 @@ from typing import Any
 
 import grpc
 import redis.asyncio as aioredis
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from benchmarks.servers import is_serving, start_process
 from router._proto.switchboard.v1 import admin_service_pb2 as apb
 from router._proto.switchboard.v1 import admin_service_pb2_grpc as agrpc
 from router._proto.switchboard.v1 import resources_pb2 as pb
@@ -64,21 +63,7 @@ def start_router_on(
                *extra]  # fmt: skip
     if redis_url is not None:
         command += ["--redis-url", redis_url]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    assert process.stdout is not None
-    match = re.search(r"serving on (\S+)", process.stdout.readline())
-    if not match:
-        process.kill()
-        raise RuntimeError("the router did not start")
-    return process, match.group(1)
-
-
-def is_serving(address: str) -> bool:
-    with contextlib.suppress(grpc.RpcError), grpc.insecure_channel(address) as channel:
-        health = health_pb2_grpc.HealthStub(channel)
-        reply = health.Check(health_pb2.HealthCheckRequest(), timeout=2)
-        return reply.status == health_pb2.HealthCheckResponse.SERVING
-    return False
+    return start_process(command)
 
 
 class Routers:

@@ -46,7 +46,7 @@ from rich.progress import Progress, TaskID
 from rich.table import Table
 
 from benchmarks.loadgen import AGENTS_DEFAULT, LoadRun, StepResult
-from benchmarks.loadservers import (
+from benchmarks.servers import (
     Server,
     can_read_cpu,
     machine_cpu_s,

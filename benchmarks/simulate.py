@@ -25,7 +25,6 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +32,10 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from benchmarks.simulation import outcomes as outcomes_model
 from benchmarks.simulation.baselines import BASELINES
 from benchmarks.simulation.center import NEED_SHARE, Agent, make_agents, make_trace
 from benchmarks.simulation.des import replay
-from benchmarks.simulation.erlang import ciw_waits_s, erlang_c
+from benchmarks.simulation.erlang import ciw_waits_for_trace, erlang_c
 from benchmarks.simulation.metrics import SERVICE_LEVEL_S, over_seeds, summarise
 from benchmarks.simulation.routers import EngineRouter, Router, experts_first_policy
 from router.core.model import ScoringWeights
@@ -122,10 +120,7 @@ def erlang_case(agents: int, load_erlangs: float, contacts: int, replications: i
         runs.append(summarise(outcomes))
         if seed == 1:
             waits_s = outcomes.wait_ms / 1000
-            arrivals_s = [(c.arrival_ms - START_MS) / 1000 for c in trace]
-            gaps_s = [arrivals_s[0]] + [b - a for a, b in pairwise(arrivals_s)]
-            handles_s = [outcomes_model.handle_ms(c, staff[0]) / 1000 for c in trace]
-            ciw_waits = ciw_waits_s(agents, gaps_s, handles_s)
+            ciw_waits = ciw_waits_for_trace(trace, staff, START_MS)
             ciw_max_difference_s = max(abs(a - b) for a, b in zip(waits_s, ciw_waits, strict=True))
     theory = erlang_c(agents, load_erlangs, ERLANG_HANDLE_S, SERVICE_LEVEL_S)
     sim = over_seeds(runs)

@@ -5,17 +5,15 @@ sample path, and the command runs end to end in its tiny mode (no figure of meri
 from __future__ import annotations
 
 import json
-from itertools import pairwise
 from pathlib import Path
 
 import pytest
 
 from benchmarks.simulate import main
-from benchmarks.simulation import outcomes
 from benchmarks.simulation.baselines import BASELINES
 from benchmarks.simulation.center import Agent, Contact, make_agents, make_trace
 from benchmarks.simulation.des import replay
-from benchmarks.simulation.erlang import ciw_waits_s, erlang_c
+from benchmarks.simulation.erlang import ciw_waits_for_trace, erlang_c
 from benchmarks.simulation.routers import EngineRouter
 from router.core.model import ScoringWeights
 
@@ -90,10 +88,7 @@ def test_the_real_core_and_ciw_give_every_customer_the_same_wait() -> None:
         need_share={"support": 1.0}, exponential_work=True,
     )  # fmt: skip
     waits_ms = replay(trace, staff, EngineRouter(staff, ScoringWeights(), 0)).wait_ms
-    arrivals_s = [c.arrival_ms / 1000 for c in trace]
-    gaps_s = [arrivals_s[0]] + [b - a for a, b in pairwise(arrivals_s)]
-    handles_s = [outcomes.handle_ms(c, staff[0]) / 1000 for c in trace]
-    theirs = ciw_waits_s(4, gaps_s, handles_s)
+    theirs = ciw_waits_for_trace(trace, staff, start_ms=0)
     assert sum(w > 0 for w in theirs) > 1_000
     assert max(abs(ours / 1000 - t) for ours, t in zip(waits_ms, theirs, strict=True)) < 1e-6
 

