@@ -3,6 +3,10 @@ so tests talk to it over real gRPC with ordinary clients."""
 
 from __future__ import annotations
 
+# First: importing router turns gRPC's fork handlers off, which must happen before gRPC loads.
+import router  # noqa: F401
+
+# isort: split
 import asyncio
 import threading
 import time
