@@ -1,10 +1,16 @@
 """The journal: every applied batch of commands, in order, in a Redis Stream; and the latest
 snapshot, behind which the stream is trimmed. Keys carry the workspace as a Redis Cluster hash
-tag (`sb:{workspace}:...`), so one workspace's keys live on one shard."""
+tag (`sb:{workspace}:...`), so one workspace's keys live on one shard.
+
+A snapshot is stored in pieces (`SNAPSHOT_CHUNK_BYTES`), one command each, into the one of two
+lists (`...:snapshot:a`, `...:snapshot:b`) that the current snapshot does not use, then made
+current by one fenced script that also trims the journal behind it. Redis runs one command at a
+time, so a snapshot of hundreds of megabytes written as one command would hold every journal
+append behind it; in pieces, appends interleave with the save."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,15 +18,43 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 READ_CHUNK_ENTRIES = 1000
+SNAPSHOT_CHUNK_BYTES = 512 * 1024
+"""Size of one piece of a snapshot in Redis: small enough that a journal append waits little
+behind one (with `appendfsync always`, Redis writes and fsyncs it in one event-loop turn)."""
+SNAPSHOT_CHUNKS_PER_READ = 32
 
-_FENCED_APPEND = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return redis.error_reply('FENCED') end
-return redis.call('XADD', KEYS[2], '*', 'b', ARGV[2])
+_FENCE = "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return redis.error_reply('FENCED') end\n"
+_FENCED_APPEND = _FENCE + "return redis.call('XADD', KEYS[2], '*', 'b', ARGV[2])"
+_FENCED_UNLINK = _FENCE + "return redis.call('UNLINK', KEYS[2])"
+_FENCED_RPUSH = _FENCE + "return redis.call('RPUSH', KEYS[2], ARGV[2])"
+_COMMIT_SNAPSHOT = _FENCE + """
+if redis.call('LLEN', KEYS[3]) ~= tonumber(ARGV[2]) then
+  return redis.error_reply('INCOMPLETE the snapshot list does not hold the pieces written')
+end
+redis.call('HDEL', KEYS[2], 'data')
+redis.call('HSET', KEYS[2], 'chunks_key', KEYS[3], 'chunks', ARGV[2], 'bytes', ARGV[3],
+           'through_id', ARGV[4])
+redis.call('XTRIM', KEYS[4], 'MINID', ARGV[5])
+if KEYS[5] ~= KEYS[3] then redis.call('UNLINK', KEYS[5]) end
+return 1
 """
-_FENCED_SNAPSHOT = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return redis.error_reply('FENCED') end
-redis.call('HSET', KEYS[2], 'data', ARGV[2], 'through_id', ARGV[3])
-redis.call('XTRIM', KEYS[3], 'MINID', ARGV[4])
+_RAISE_POSITION = _FENCE + """
+local info = redis.pcall('XINFO', 'STREAM', KEYS[2])
+local last = '0-0'
+if not info.err then
+  for i = 1, #info, 2 do
+    if info[i] == 'last-generated-id' then last = info[i + 1] end
+  end
+end
+local function key(id)
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  return tonumber(ms), tonumber(seq)
+end
+local lms, lseq = key(last)
+local tms, tseq = key(ARGV[2])
+if tms > lms or (tms == lms and tseq > lseq) then
+  redis.call('XADD', KEYS[2], 'MAXLEN', '0', ARGV[2], 'b', '')
+end
 return 1
 """
 
@@ -44,17 +78,18 @@ class RedisJournal:
         self.stream_key = f"sb:{{{workspace}}}:journal"
         self.snapshot_key = f"sb:{{{workspace}}}:snapshot"
         self.lease_key = f"sb:{{{workspace}}}:leader"
+        self._chunk_keys = (f"{self.snapshot_key}:a", f"{self.snapshot_key}:b")
 
     async def append(self, batch: bytes, token: str) -> str:
         """Appends one encoded batch if `token` still holds the lease (else FencedError);
         returns its entry id once Redis has it."""
-        try:
-            entry_id = await self._redis.eval(
-                _FENCED_APPEND, 2, self.lease_key, self.stream_key, token, batch
-            )
-        except ResponseError as error:
-            raise _fenced_or(error) from None
-        return _text(entry_id)
+        return _text(await self._fenced(_FENCED_APPEND, self.stream_key, token, batch))
+
+    async def wait_for_replicas(self, replicas: int, timeout_ms: int) -> int:
+        """How many replicas acknowledged every write so far (Redis `WAIT`), waiting up to
+        `timeout_ms` for `replicas` of them."""
+        acknowledged: Any = await self._redis.execute_command("WAIT", replicas, timeout_ms)
+        return int(acknowledged)
 
     async def entries_after(self, entry_id: str) -> AsyncIterator[tuple[str, bytes]]:
         """The entries after `entry_id` ("0" for all), in order."""
@@ -69,18 +104,37 @@ class RedisJournal:
                 return
             start = f"({_text(chunk[-1][0])}"
 
-    async def save_snapshot(self, data: bytes, through_id: str, token: str) -> None:
-        """Stores a snapshot and trims the journal entries it includes, atomically, if `token`
-        still holds the lease (else FencedError)."""
-        milliseconds, sequence = through_id.split("-")
-        keep_from = f"{milliseconds}-{int(sequence) + 1}"
+    async def save_snapshot(
+        self, data: bytes | AsyncIterable[bytes], through_id: str, token: str
+    ) -> int:
+        """Stores a snapshot (its bytes, or its pieces as they come) and trims the journal
+        entries it includes, if `token` holds the lease throughout (else FencedError). The
+        previous snapshot stays current until the new one is complete. Returns its size."""
+        current = _text(await self._redis.hget(self.snapshot_key, "chunks_key"))
+        key = self._chunk_keys[1] if current == self._chunk_keys[0] else self._chunk_keys[0]
+        await self._fenced(_FENCED_UNLINK, key, token)
+        chunks = size = 0
+        async for chunk in _pieces(data):
+            await self._fenced(_FENCED_RPUSH, key, token, chunk)
+            chunks += 1
+            size += len(chunk)
+        milliseconds, sequence = entry_key(through_id)
+        keep_from = f"{milliseconds}-{sequence + 1}"
+        keys = (self.lease_key, self.snapshot_key, key, self.stream_key, current or key)
         try:
             await self._redis.eval(
-                _FENCED_SNAPSHOT, 3, self.lease_key, self.snapshot_key, self.stream_key,
-                token, data, through_id, keep_from,
-            )  # fmt: skip
+                _COMMIT_SNAPSHOT, len(keys), *keys, token, chunks, size, through_id, keep_from
+            )
         except ResponseError as error:
             raise _fenced_or(error) from None
+        return size
+
+    async def raise_position(self, through_id: str, token: str) -> None:
+        """Makes the journal's next entry id follow `through_id` (an empty stream whose last id
+        is `through_id`): after a store came back behind this router, its own state, written back
+        as a snapshot through `through_id`, goes on from there."""
+        if through_id != "0":
+            await self._fenced(_RAISE_POSITION, self.stream_key, token, through_id)
 
     async def tail(self, after_id: str, block_ms: int) -> list[tuple[str, bytes]]:
         """The entries after `after_id`, waiting up to `block_ms` for the first one."""
@@ -95,16 +149,65 @@ class RedisJournal:
         first: list[Any] = await self._redis.xrange(self.stream_key, "-", "+", 1) or []
         return _text(first[0][0]) if first else None
 
+    async def position(self) -> str:
+        """The last journal entry the store holds, or includes in its snapshot ("0" for none):
+        a store that restarted empty, or came back from an older copy, is behind the routers
+        that saw it further on."""
+        try:
+            info: Any = await self._redis.xinfo_stream(self.stream_key)
+            last_id = _text(info["last-generated-id"])
+        except ResponseError:  # no such key
+            last_id = "0"
+        through_id = await self.load_snapshot_through_id() or "0"
+        return max(last_id, through_id, key=entry_key)
+
     async def load_snapshot_through_id(self) -> str | None:
         """The last entry the stored snapshot includes, without loading the snapshot."""
         through_id = await self._redis.hget(self.snapshot_key, "through_id")
         return None if through_id is None else _text(through_id)
 
     async def load_snapshot(self) -> StoredSnapshot | None:
-        stored: dict[Any, Any] = await self._redis.hgetall(self.snapshot_key)
-        if not stored:
-            return None
-        return StoredSnapshot(_bytes(stored[b"data"]), _text(stored[b"through_id"]))
+        """The current snapshot. Its pieces are read a few at a time; if a newer snapshot
+        replaced it meanwhile, the newer one is read instead."""
+        while True:
+            stored: dict[Any, Any] = await self._redis.hgetall(self.snapshot_key)
+            if not stored:
+                return None
+            through_id = _text(stored[b"through_id"])
+            if b"data" in stored:  # written whole, by a router of an earlier version
+                return StoredSnapshot(_bytes(stored[b"data"]), through_id)
+            key, chunks = _text(stored[b"chunks_key"]), int(stored[b"chunks"])
+            pieces: list[bytes] = []
+            while len(pieces) < chunks:
+                end = min(chunks, len(pieces) + SNAPSHOT_CHUNKS_PER_READ) - 1
+                pieces.extend(_bytes(p) for p in await self._redis.lrange(key, len(pieces), end))
+                if len(pieces) <= end:
+                    break  # the list went away: a newer snapshot replaced it
+            if len(pieces) == chunks and _text(
+                await self._redis.hget(self.snapshot_key, "through_id")
+            ) == through_id:
+                return StoredSnapshot(b"".join(pieces), through_id)
+
+    async def _fenced(self, script: str, key: str, token: str, *args: bytes | str) -> Any:
+        try:
+            return await self._redis.eval(script, 2, self.lease_key, key, token, *args)
+        except ResponseError as error:
+            raise _fenced_or(error) from None
+
+
+async def _pieces(data: bytes | AsyncIterable[bytes]) -> AsyncIterator[bytes]:
+    if isinstance(data, bytes):
+        for start in range(0, len(data), SNAPSHOT_CHUNK_BYTES):
+            yield data[start : start + SNAPSHOT_CHUNK_BYTES]
+        return
+    async for piece in data:
+        yield piece
+
+
+def entry_key(entry_id: str) -> tuple[int, int]:
+    """A journal entry id ("ms-seq") as a sortable pair; "0" sorts first."""
+    milliseconds, _, sequence = entry_id.partition("-")
+    return int(milliseconds), int(sequence or 0)
 
 
 def _fenced_or(error: ResponseError) -> Exception:
@@ -112,6 +215,8 @@ def _fenced_or(error: ResponseError) -> Exception:
 
 
 def _text(value: object) -> str:
+    if value is None:
+        return ""
     return value.decode() if isinstance(value, bytes) else str(value)
 
 

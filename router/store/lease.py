@@ -2,17 +2,40 @@
 
 The lease key holds `epoch|address`; the epoch rises with every acquisition, so a token names one
 tenure. Every journal append and snapshot checks the token atomically (`journal.py`), so a
-router that lost its lease (paused past the TTL, cut off) cannot write even once."""
+router that lost its lease (paused past the TTL, cut off) cannot write even once.
+
+The lease is renewed by a `LeaseKeeper` thread, not by the writer's event loop: a loop that is
+merely busy (a large reply being encoded, a burst of commands) keeps its lease, while a writer
+that makes no progress at all for `WRITER_STUCK_AFTER_S` stops being renewed and loses it, as
+does a router cut off from the store or frozen as a whole (the thread stops with it)."""
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import redis
 import redis.asyncio as aioredis
 
+log = logging.getLogger(__name__)
+
 LEASE_TTL_S_DEFAULT = 2.0
+WRITER_STUCK_AFTER_S = 10.0
+"""A writer that has not finished a batch nor woken up idle for this long is stuck: its lease is
+no longer renewed, so that a standby takes over. Longer than any legitimate pause (the longest
+journal write times out after 5 s), short enough that a stuck leader does not hold a center
+hostage."""
 
 _ACQUIRE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return false end
 local epoch = redis.call('INCR', KEYS[2])
+local floor = tonumber(ARGV[3])
+if epoch <= floor then
+  epoch = floor + 1
+  redis.call('SET', KEYS[2], epoch)
+end
 local token = epoch .. '|' .. ARGV[1]
 redis.call('SET', KEYS[1], token, 'PX', ARGV[2])
 return token
@@ -28,6 +51,12 @@ return 1
 """
 
 
+def epoch_of(token: str) -> int:
+    """The tenure number in a lease value (`epoch|address`), 0 when there is none."""
+    epoch, _, _ = token.partition("|")
+    return int(epoch) if epoch.isdigit() else 0
+
+
 class Lease:
     """One router's claim to lead a workspace."""
 
@@ -39,18 +68,24 @@ class Lease:
         self.ttl_ms = max(1, round(ttl_s * 1000))
         self.token = ""
         """The fencing token while this router holds the lease, else empty."""
+        self.highest_epoch = 0
+        """The highest epoch this router has seen: a store whose epoch counter is below it lost
+        data (it restarted empty or was rolled back), and acquisitions never go below it."""
 
     async def try_acquire(self) -> bool:
-        token = await self._redis.eval(
-            _ACQUIRE, 2, self.key, self._epoch_key, self.address, self.ttl_ms
+        acquired = await self._redis.eval(
+            _ACQUIRE, 2, self.key, self._epoch_key, self.address, self.ttl_ms, self.highest_epoch
         )
+        token = _text(acquired)
         if not token:
             return False
-        self.token = token.decode() if isinstance(token, bytes) else str(token)
+        self.token = token
+        self.highest_epoch = max(self.highest_epoch, epoch_of(token))
         return True
 
     async def renew(self) -> bool:
-        """Extends the lease; False when it was lost (expired, or taken by another router)."""
+        """Extends the lease once; False when it was lost (expired, or taken by another
+        router). The leader renews from a `LeaseKeeper` thread; this is for tools and tests."""
         if not self.token:
             return False
         renewed = await self._redis.eval(_RENEW, 1, self.key, self.token, self.ttl_ms)
@@ -63,10 +98,112 @@ class Lease:
             await self._redis.eval(_RELEASE, 1, self.key, self.token)
             self.token = ""
 
+    def forget(self) -> None:
+        """Drops the token after the lease was lost (the keeper saw it go)."""
+        self.token = ""
+
     async def leader_address(self) -> str:
         """The address of the router holding the lease, or empty when none does."""
-        value = await self._redis.get(self.key)
+        value = _text(await self._redis.get(self.key))
         if not value:
             return ""
-        text = value.decode() if isinstance(value, bytes) else str(value)
-        return text.split("|", 1)[1]
+        self.highest_epoch = max(self.highest_epoch, epoch_of(value))
+        return value.split("|", 1)[1]
+
+    async def stored_epoch(self) -> int:
+        """The store's epoch counter (0 when it has none: a new or emptied store)."""
+        value = _text(await self._redis.get(self._epoch_key))
+        return int(value) if value.isdigit() else 0
+
+    def keeper(
+        self,
+        client: redis.Redis,
+        *,
+        acquired_at_s: float,
+        writer_alive: Callable[[], bool],
+        on_lost: Callable[[str], None],
+    ) -> LeaseKeeper:
+        """A keeper that renews this lease (held now) through a blocking `client`."""
+        return LeaseKeeper(
+            client, self.key, self.token, self.ttl_ms,
+            acquired_at_s=acquired_at_s, writer_alive=writer_alive, on_lost=on_lost,
+        )  # fmt: skip
+
+
+class LeaseKeeper:
+    """Renews a held lease every third of its TTL from a thread of its own.
+
+    It stops, and calls `on_lost(reason)` from its thread, when the lease was taken or expired,
+    when the store stayed unreachable until the lease ran out, or when `writer_alive()` says the
+    writer is stuck (then the lease is left to expire, and the fencing token keeps the writer
+    from ever writing again)."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        key: str,
+        token: str,
+        ttl_ms: int,
+        *,
+        acquired_at_s: float,
+        writer_alive: Callable[[], bool],
+        on_lost: Callable[[str], None],
+    ) -> None:
+        self._client = client
+        self._key = key
+        self._token = token
+        self._ttl_s = ttl_ms / 1000
+        self._writer_alive = writer_alive
+        self._on_lost = on_lost
+        self.held_until_s = acquired_at_s + self._ttl_s
+        """Monotonic time until which the lease is surely held (from the latest renewal sent)."""
+        self.renewals = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="lease-keeper", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stops renewing, without waiting for the thread (the lease then expires unless
+        released; a renewal in flight that lands after a release finds nothing to renew)."""
+        self._stop.set()
+
+    def _run(self) -> None:
+        try:
+            self._renew_until_lost()
+        finally:
+            self._client.close()
+
+    def _renew_until_lost(self) -> None:
+        interval_s = self._ttl_s / 3
+        while not self._stop.wait(interval_s):
+            if not self._writer_alive():
+                self._lost(f"the writer made no progress for {WRITER_STUCK_AFTER_S:g} s")
+                return
+            sent_s = time.monotonic()
+            try:
+                renewed = self._client.eval(
+                    _RENEW, 1, self._key, self._token, round(self._ttl_s * 1000)
+                )
+            except (redis.RedisError, OSError) as error:
+                if time.monotonic() >= self.held_until_s:
+                    self._lost(f"the store did not answer until the lease expired ({error})")
+                    return
+                log.warning("the lease could not be renewed (%s); retrying", error)
+                continue
+            if not renewed:
+                self._lost("the lease expired or another router took it")
+                return
+            self.held_until_s = sent_s + self._ttl_s
+            self.renewals += 1
+
+    def _lost(self, reason: str) -> None:
+        if not self._stop.is_set():
+            self._on_lost(reason)
+
+
+def _text(value: object) -> str:
+    if value is None:
+        return ""
+    return value.decode() if isinstance(value, bytes) else str(value)
