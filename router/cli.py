@@ -59,6 +59,11 @@ def _serve_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
         "--advertise-address", default="",
         help="the address standbys give clients for this router (default: host:port)",
     )  # fmt: skip
+    serve.add_argument(
+        "--min-replicas-acked", type=int, default=0, metavar="N",
+        help="replicas of the store that must acknowledge each batch (Redis WAIT) before it is "
+        "answered (default 0: the primary's own persistence)",
+    )  # fmt: skip
     serve.add_argument("--log-level", default="INFO")
 
 
@@ -82,6 +87,7 @@ async def _serve(args: argparse.Namespace) -> None:
         snapshot_every_commands=args.snapshot_every,
         lease_ttl_s=args.lease_ttl,
         advertise_address=args.advertise_address,
+        min_replicas_acked=args.min_replicas_acked,
     )
     server = await start_server(config)
     # One line on stdout that scripts and tests wait for.

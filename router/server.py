@@ -34,10 +34,11 @@ from router.api.tasks import TaskServicer
 from router.api.workers import WorkerServicer
 from router.clock import Clock, SystemClock, TestClock
 from router.core.engine import Engine
+from router.obs.loop_monitor import LoopMonitor
 from router.obs.metrics import RouterMetrics
 from router.service import SNAPSHOT_EVERY_COMMANDS_DEFAULT, Durability, Role, RouterService
-from router.store.connect import open_redis
-from router.store.embedded import EmbeddedRedis
+from router.store.connect import open_blocking_redis, open_redis
+from router.store.embedded import EmbeddedRedis, supervise
 from router.store.journal import RedisJournal
 from router.store.lease import LEASE_TTL_S_DEFAULT, Lease
 from router.store.recovery import recover
@@ -57,9 +58,10 @@ SERVICE_NAMES = (
 
 GRPC_OPTIONS: list[tuple[str, Any]] = [
     # Requests are small (the largest is a task or worker with 16 KiB of attributes); a 4 MiB
-    # ceiling refuses abuse early while leaving room for List pages of 1000 tasks.
+    # ceiling refuses abuse early. Replies are cut to fit a default client's 4 MiB (List pages
+    # are cut by bytes): a larger one is a bug, refused here rather than by the client.
     ("grpc.max_receive_message_length", 4 * 1024 * 1024),
-    ("grpc.max_send_message_length", 16 * 1024 * 1024),
+    ("grpc.max_send_message_length", 4 * 1024 * 1024),
     # Agent streams live for hours behind NATs and load balancers that drop idle flows: ping
     # every 30 s and accept client pings as often as every 10 s (the SDK's keepalive).
     ("grpc.keepalive_time_ms", 30_000),
@@ -101,6 +103,9 @@ class ServerConfig:
     advertise_address: str = ""
     """The address clients should use for this router, given to them by standbys (default:
     host:port)."""
+    min_replicas_acked: int = 0
+    """Replicas of the store that must acknowledge each journaled batch (Redis WAIT) before it
+    is answered; 0 trusts the primary's own persistence."""
 
 
 @dataclass(slots=True)
@@ -112,9 +117,11 @@ class RunningServer:
     registry: CollectorRegistry
     port: int
     metrics_port: int | None
+    loop_monitor: LoopMonitor
     _metrics_http: Any = field(default=None, repr=False)
     _redis: aioredis.Redis | None = field(default=None, repr=False)
     _embedded: EmbeddedRedis | None = field(default=None, repr=False)
+    _supervisor: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @property
     def address(self) -> str:
@@ -137,6 +144,10 @@ class RunningServer:
         await self.grpc_server.stop(grace_s)
         await self.service.stop()
         await self.service.release_lease()  # a standby takes over at once
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            await asyncio.gather(self._supervisor, return_exceptions=True)
+        await self.loop_monitor.stop()
         await _close_store(self._redis, self._embedded)
         if self._metrics_http is not None:
             self._metrics_http.shutdown()
@@ -150,9 +161,9 @@ async def start_server(config: ServerConfig, *, engine: Engine | None = None) ->
     clock: Clock = TestClock(config.test_clock_start_ms) if config.test_clock else SystemClock()
     registry = CollectorRegistry()
     metrics = RouterMetrics(registry)
-    embedded, client, journal = None, None, None
+    embedded, client, journal, url = None, None, None, ""
     if config.durable:
-        embedded, client = await _open_store(config)
+        embedded, client, url = await _open_store(config)
         journal = RedisJournal(client, config.workspace)
         recovered = await recover(journal)
         log.info(
@@ -172,7 +183,16 @@ async def start_server(config: ServerConfig, *, engine: Engine | None = None) ->
     if client is not None and journal is not None:
         address = config.advertise_address or f"{config.host}:{port}"
         lease = Lease(client, config.workspace, address, config.lease_ttl_s)
-        durability = Durability(journal, lease, last_entry_id, config.snapshot_every_commands)
+        # The keeper's renewals must fail fast enough to retry within the lease's life.
+        lease_timeout_s = min(REDIS_TIMEOUT_S, config.lease_ttl_s / 3)
+        durability = Durability(
+            journal,
+            lease,
+            last_entry_id,
+            lease_client=lambda: open_blocking_redis(url, timeout_s=lease_timeout_s),
+            snapshot_every_commands=config.snapshot_every_commands,
+            min_replicas_acked=config.min_replicas_acked,
+        )
     service = RouterService(engine or Engine(), clock, metrics, durability)
     health_servicer = health.aio.HealthServicer()
     standby_refusal.service = service  # known only now: the lease needed the bound port
@@ -188,7 +208,14 @@ async def start_server(config: ServerConfig, *, engine: Engine | None = None) ->
 
     service.add_role_listener(on_role)
     await on_role(service.role)
+    loop_monitor = LoopMonitor(registry)
+    loop_monitor.start()
     service.start()
+    supervisor = None
+    if embedded is not None:
+        supervisor = asyncio.create_task(
+            supervise(embedded, metrics.store_restarts.inc), name="embedded-redis-supervisor"
+        )
 
     task_service_pb2_grpc.add_TaskServiceServicer_to_server(TaskServicer(service), server)
     worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(WorkerServicer(service), server)
@@ -208,19 +235,21 @@ async def start_server(config: ServerConfig, *, engine: Engine | None = None) ->
         metrics_port = metrics_http.server_port
     log.info("switchboard listening on %s:%s (metrics on %s)", config.host, port, metrics_port)
     return RunningServer(
-        config, server, service, health_servicer, registry, port, metrics_port, metrics_http,
-        client, embedded,
+        config, server, service, health_servicer, registry, port, metrics_port, loop_monitor,
+        metrics_http, client, embedded, supervisor,
     )  # fmt: skip
 
 
-async def _open_store(config: ServerConfig) -> tuple[EmbeddedRedis | None, aioredis.Redis]:
+async def _open_store(
+    config: ServerConfig,
+) -> tuple[EmbeddedRedis | None, aioredis.Redis, str]:
     embedded = None
     url = config.redis_url
     if url is None:
         embedded = EmbeddedRedis(config.data_dir)
         await asyncio.to_thread(embedded.start)
         url = embedded.url
-    return embedded, open_redis(url, timeout_s=REDIS_TIMEOUT_S)
+    return embedded, open_redis(url, timeout_s=REDIS_TIMEOUT_S), url
 
 
 async def _close_store(client: aioredis.Redis | None, embedded: EmbeddedRedis | None) -> None:

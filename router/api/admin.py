@@ -91,12 +91,15 @@ class AdminServicer(agrpc.AdminServiceServicer):
     async def GetStateDigest(
         self, request: apb.GetStateDigestRequest, context: grpc.aio.ServicerContext
     ) -> apb.GetStateDigestResponse:
-        engine = self._service.engine
+        try:
+            digest = await self._service.state_digest()  # off the writer's loop
+        except CoreError as error:
+            await abort(context, error)
         return apb.GetStateDigestResponse(
-            digest=engine.digest(),
-            tasks=len(engine.tasks),
-            workers=len(engine.workers),
-            journaled_batches=self._service.journaled_batches,
+            digest=digest.digest,
+            tasks=digest.tasks,
+            workers=digest.workers,
+            journaled_batches=digest.journaled_batches,
         )
 
     async def DeleteQueue(

@@ -13,13 +13,13 @@ from router._proto.switchboard.v1 import worker_service_pb2 as wpb
 from router._proto.switchboard.v1 import worker_service_pb2_grpc as wgrpc
 from router.api.convert import offer_to_pb, task_to_pb, worker_profile_from_pb, worker_to_pb
 from router.api.paging import page_size, page_start
-from router.api.status import STATUS_OF_ERROR, abort
+from router.api.status import LEADER_METADATA_KEY, STATUS_OF_ERROR, abort
 from router.core import commands as cmd
 from router.core.engine import UpsertedWorker
 from router.core.errors import CoreError
 from router.core.events import Event, OfferClosed, OfferCreated, TaskAssigned
 from router.core.model import WorkerRecord
-from router.service import RouterService, WorkerStream
+from router.service import RouterService, StreamEnd, WorkerStream
 
 ConnectRequest = wpb.ConnectRequest
 ConnectResponse = wpb.ConnectResponse
@@ -142,7 +142,7 @@ class WorkerServicer(wgrpc.WorkerServiceServicer):
         events = self._service.attach_worker_stream(worker_id)
         attached = ConnectResponse(request_id=hello.request_id, attached=self._worker_pb(worker))
         pending = self._pending_offers(worker)
-        outbox: asyncio.Queue[ConnectResponse | Event | None] = asyncio.Queue()
+        outbox: asyncio.Queue[ConnectResponse | Event | StreamEnd | None] = asyncio.Queue()
         forwarder = asyncio.create_task(_forward(events, outbox))
         reader = asyncio.create_task(self._read(worker_id, requests, outbox))
         try:
@@ -151,7 +151,14 @@ class WorkerServicer(wgrpc.WorkerServiceServicer):
                 yield offer
             while True:
                 item = await outbox.get()
-                if item is None:
+                if item is None:  # the agent closed its side
+                    return
+                if isinstance(item, StreamEnd):  # never OK: the agent must reconnect
+                    if item.leader_address:
+                        context.set_trailing_metadata(
+                            ((LEADER_METADATA_KEY, item.leader_address),)
+                        )
+                    await context.abort(grpc.StatusCode.UNAVAILABLE, item.message)
                     return
                 message = item if isinstance(item, ConnectResponse) else _event_message(item)
                 if message is not None:
@@ -178,7 +185,7 @@ class WorkerServicer(wgrpc.WorkerServiceServicer):
         self,
         worker_id: str,
         requests: AsyncIterator[ConnectRequest],
-        outbox: asyncio.Queue[ConnectResponse | Event | None],
+        outbox: asyncio.Queue[ConnectResponse | Event | StreamEnd | None],
     ) -> None:
         """Answers the agent's messages in order; ends the stream when the agent closes it."""
         try:
@@ -210,7 +217,7 @@ class WorkerServicer(wgrpc.WorkerServiceServicer):
 
 
 async def _forward(
-    events: WorkerStream, outbox: asyncio.Queue[ConnectResponse | Event | None]
+    events: WorkerStream, outbox: asyncio.Queue[ConnectResponse | Event | StreamEnd | None]
 ) -> None:
     while True:
         outbox.put_nowait(await events.get())

@@ -34,6 +34,8 @@ DECISION_BUCKETS_S = (
 )
 """From 50 us to 250 ms: one routing decision should take well under a millisecond."""
 WAIT_BUCKETS_S = (1, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600)
+SNAPSHOT_BUCKETS_S = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+"""From the writer's pause to fork (milliseconds) to a background save of a large state."""
 
 
 class RouterMetrics:
@@ -95,6 +97,42 @@ class RouterMetrics:
             "switchboard_batch_commands",
             "Commands applied per batch of the writer loop.",
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+            registry=registry,
+        )
+
+        self.snapshot_seconds = Histogram(
+            "switchboard_snapshot_seconds",
+            "Snapshots: how long the writer paused to take one (phase=writer: the fork), and how "
+            "long it took in the background to encode and save it (phase=background).",
+            ("phase",),
+            buckets=SNAPSHOT_BUCKETS_S,
+            registry=registry,
+        )
+        self.snapshot_bytes = Gauge(
+            "switchboard_snapshot_bytes", "Size of the latest saved snapshot.", registry=registry
+        )
+        self.lease_losses = Counter(
+            "switchboard_lease_losses",
+            "Times this router lost the leadership it held.",
+            registry=registry,
+        )
+        self.store_behind = Counter(
+            "switchboard_store_behind",
+            "Times the store came back behind what this router held (restarted empty, or from an "
+            "older copy): written_back (the leader wrote its state back), refused_to_lead (a "
+            "standby would not lead from it), superseded (another router led from it first).",
+            ("action",),
+            registry=registry,
+        )
+        self.replica_shortfalls = Counter(
+            "switchboard_replica_ack_shortfalls",
+            "Journaled batches fewer replicas acknowledged in time than --min-replicas-acked "
+            "asks (their callers got UNAVAILABLE).",
+            registry=registry,
+        )
+        self.store_restarts = Counter(
+            "switchboard_store_restarts",
+            "Times the router restarted its embedded Redis server after it died.",
             registry=registry,
         )
 

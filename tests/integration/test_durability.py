@@ -4,6 +4,7 @@ with SIGKILL and restarted, and a store outage in the middle of service."""
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import subprocess
 import time
@@ -21,12 +22,13 @@ from router._proto.switchboard.v1 import admin_service_pb2 as apb
 from router._proto.switchboard.v1 import resources_pb2 as pb
 from router._proto.switchboard.v1 import task_service_pb2 as tpb
 from router._proto.switchboard.v1 import worker_service_pb2 as wpb
+from router.api.status import LEADER_METADATA_KEY
 from router.server import ServerConfig
 from router.store.embedded import NO_RETRY, EmbeddedRedis
 from router.store.journal import FencedError, RedisJournal
 from router.store.lease import LEASE_TTL_S_DEFAULT, Lease
 from tests.conftest import ServerThread
-from tests.e2e.raw import RawAgent, StreamEnded, Stubs
+from tests.e2e.raw import RawAgent, Stubs
 
 
 @pytest.fixture
@@ -156,22 +158,24 @@ def test_a_router_killed_with_sigkill_comes_back_with_the_same_state(tmp_path: P
         EmbeddedRedis(data_dir).stop()  # the Redis a killed router leaves running
 
 
-def test_a_store_outage_refuses_writes_and_recovers_by_itself(tmp_path: Path) -> None:
+def test_a_store_outage_refuses_writes_and_recovers_by_itself(
+    embedded_redis: EmbeddedRedis,
+) -> None:
+    """A Redis the router does not own goes away: creates are refused UNAVAILABLE, and the
+    router serves again by itself once it is back, with nothing half-kept."""
     server = ServerThread(
-        ServerConfig(port=0, metrics_port=None, test_clock=True, data_dir=tmp_path / "data")
+        ServerConfig(port=0, metrics_port=None, test_clock=True, redis_url=embedded_redis.url)
     ).start()
     try:
-        assert server.server is not None and server.server._embedded is not None
-        store = server.server._embedded
         with grpc.insecure_channel(server.address) as channel:
             stubs = Stubs.of(channel)
             stubs.queue("support")
             kept = stubs.create().task.task_id
-            store.stop()
+            embedded_redis.stop()
             with pytest.raises(grpc.RpcError) as raised:
                 stubs.create()
             assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
-            store.start()
+            embedded_redis.start()
             deadline_s = time.monotonic() + 15
             while True:
                 try:
@@ -183,6 +187,42 @@ def test_a_store_outage_refuses_writes_and_recovers_by_itself(tmp_path: Path) ->
                     time.sleep(0.2)
             listed = stubs.tasks.ListTasks(tpb.ListTasksRequest(), timeout=5).tasks
             assert [t.task_id for t in listed] == [kept, again.task.task_id]  # nothing half-kept
+    finally:
+        server.stop()
+
+
+def test_the_router_restarts_its_embedded_redis_when_it_dies(tmp_path: Path) -> None:
+    """The embedded Redis SIGKILLed: the router starts it again on the same folder, counts it,
+    and serves on with everything it had acknowledged; it stops its Redis on the way out."""
+    server = ServerThread(
+        ServerConfig(port=0, metrics_port=None, test_clock=True, data_dir=tmp_path / "data")
+    ).start()
+    try:
+        assert server.server is not None and server.server._embedded is not None
+        store = server.server._embedded
+        with grpc.insecure_channel(server.address) as channel:
+            stubs = Stubs.of(channel)
+            stubs.queue("support")
+            kept = [stubs.create().task.task_id for _ in range(5)]
+            killed_pid = store.pid
+            assert killed_pid is not None
+            os.kill(killed_pid, signal.SIGKILL)
+            deadline_s = time.monotonic() + 20
+            while True:
+                try:
+                    kept.append(stubs.create().task.task_id)
+                    break
+                except grpc.RpcError as error:
+                    assert error.code() == grpc.StatusCode.UNAVAILABLE, error
+                    assert time.monotonic() < deadline_s, "the router did not resume"
+                    time.sleep(0.1)
+            assert store.pid not in (None, killed_pid)
+            restarts = server.server.registry.get_sample_value(
+                "switchboard_store_restarts_total"
+            )
+            assert restarts == 1
+            listed = stubs.tasks.ListTasks(tpb.ListTasksRequest(), timeout=5).tasks
+            assert [t.task_id for t in listed] == kept
     finally:
         server.stop()
         with pytest.raises(redis.RedisError):  # the router stopped its Redis on the way out
@@ -240,9 +280,12 @@ def test_a_paused_leader_is_replaced_and_fenced_when_it_wakes(
             with pytest.raises(grpc.RpcError) as refused:
                 leader.create()
             assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
-            with pytest.raises(StreamEnded):  # so that the desktop reconnects to the leader
+            with pytest.raises(grpc.RpcError) as ended:  # never OK: the desktop reconnects...
                 while True:  # past what it was sent before (the offer of the waiting task)
                     agent.next(timeout_s=10)
+            assert ended.value.code() == grpc.StatusCode.UNAVAILABLE
+            trailing = dict(ended.value.trailing_metadata() or ())  # type: ignore[attr-defined]
+            assert trailing.get(LEADER_METADATA_KEY) == second_address  # ...to the new leader
             agent.close()
             deadline_s = time.monotonic() + 10
             while digest_of(leader).digest != digest_of(standby).digest:
@@ -339,12 +382,13 @@ class _Cycle:
         self.me = self
 
 
-def test_periodic_snapshots_restore_and_free_what_the_heap_freeze_held(
+def test_periodic_snapshots_restore_and_the_heap_freeze_keeps_no_garbage(
     embedded_redis: EmbeddedRedis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The router snapshots every N journaled commands and freezes its heap (gc.freeze) every
-    few: a restart recovers from snapshot plus journal to the same state, and cyclic garbage
-    that died while frozen is freed at the next snapshot rather than leaked."""
+    """The router snapshots every N journaled commands (in a forked child, saved in the
+    background) and freezes its heap (gc.freeze) every few: a restart recovers from snapshot plus
+    journal to the same state, and cyclic garbage made before a freeze is collected, not frozen
+    with the state."""
     import gc
     import weakref
 
@@ -354,21 +398,30 @@ def test_periodic_snapshots_restore_and_free_what_the_heap_freeze_held(
     config = ServerConfig(port=0, metrics_port=None, test_clock=True,
                           redis_url=embedded_redis.url, snapshot_every_commands=40)  # fmt: skip
     server = ServerThread(config).start()
+    assert server.server is not None
+    registry = server.server.registry
     try:
         with grpc.insecure_channel(server.address) as channel:
             stubs = Stubs.of(channel)
             stubs.queue("support")
             cycle = _Cycle()
             died = weakref.ref(cycle)
+            del cycle  # garbage only the cycle collector can free
             for _ in range(10):  # past a freeze, short of a snapshot
                 stubs.create()
             assert gc.get_freeze_count() > 0
-            del cycle
-            gc.collect()
-            assert died() is not None  # frozen: out of the collector's reach until...
-            for _ in range(40):  # ...the next snapshot
+            assert died() is None  # collected before the freeze, not frozen
+            for _ in range(40):  # past a snapshot
                 stubs.create()
-            assert died() is None
+            deadline_s = time.monotonic() + 15
+            while not registry.get_sample_value(
+                "switchboard_snapshot_seconds_count", {"phase": "background"}
+            ):
+                assert time.monotonic() < deadline_s, "no snapshot was saved"
+                time.sleep(0.05)
+            assert registry.get_sample_value(
+                "switchboard_snapshot_seconds_count", {"phase": "writer"}
+            )
             live = digest_of(stubs).digest
     finally:
         server.stop()
