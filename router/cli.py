@@ -96,6 +96,8 @@ async def _serve(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    # Like Redis' BGSAVE: a snapshot now (before maintenance, or to measure one under load).
+    loop.add_signal_handler(signal.SIGUSR1, server.service.request_snapshot)
     await stop.wait()
     await server.stop()
 

@@ -175,6 +175,7 @@ class RouterService:
         self._stuck_writer_timer: asyncio.TimerHandle | None = None
         self._acquired_at_s = 0.0
         self._snapshot_task: asyncio.Task[None] | None = None
+        self._snapshot_requested = False
         self._digest_waiters: list[asyncio.Future[StateDigest]] = []
         self._digest_task: asyncio.Task[None] | None = None
 
@@ -402,17 +403,27 @@ class RouterService:
 
     # -- snapshots ------------------------------------------------------------------------------
 
+    def request_snapshot(self) -> None:
+        """Takes a snapshot at the end of the next batch (or idle wake), as if one were due
+        (`switchboard serve` does this on SIGUSR1)."""
+        self._snapshot_requested = True
+
     async def _snapshot_if_due(self) -> None:
-        """Every `snapshot_every_commands`, forks a child that encodes the engine as it is now
-        and hands it to a background save; the writer pauses only for the fork."""
+        """Every `snapshot_every_commands` (or on request), forks a child that encodes the
+        engine as it is now and hands it to a background save; the writer pauses only for the
+        fork."""
         durability = self._durability
         if (
             durability is None
-            or self._commands_since_snapshot < durability.snapshot_every_commands
             or self._snapshot_task is not None
+            or not (
+                self._snapshot_requested
+                or self._commands_since_snapshot >= durability.snapshot_every_commands
+            )
         ):
             return
         self._commands_since_snapshot = 0
+        self._snapshot_requested = False
         await self._start_snapshot(durability)
 
     async def _start_snapshot(self, durability: Durability) -> None:
