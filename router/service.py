@@ -473,18 +473,22 @@ class RouterService:
         """Saves the engine as the store's snapshot through `through_id` (this router leads):
         after the store came back behind, this router's state is the authority."""
         token = durability.lease.token
-        await durability.journal.raise_position(through_id, token)
-        if not fork_is_safe():
-            return await durability.journal.save_snapshot(
+        # The snapshot first: once it is current the store is no longer behind, so an attempt
+        # cut short after it is not repeated over a store that already holds the state.
+        if fork_is_safe():
+            child = await fork_child(functools.partial(snapshot.take, self.engine))
+            try:
+                size = await durability.journal.save_snapshot(
+                    child.chunks(SNAPSHOT_CHUNK_BYTES), through_id, token
+                )
+            finally:
+                await child.close()
+        else:
+            size = await durability.journal.save_snapshot(
                 snapshot.take(self.engine), through_id, token
             )
-        child = await fork_child(functools.partial(snapshot.take, self.engine))
-        try:
-            return await durability.journal.save_snapshot(
-                child.chunks(SNAPSHOT_CHUNK_BYTES), through_id, token
-            )
-        finally:
-            await child.close()
+        await durability.journal.raise_position(through_id, token)
+        return size
 
     # -- reads that grow with the state ---------------------------------------------------------
 
