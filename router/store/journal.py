@@ -10,6 +10,7 @@ append behind it; in pieces, appends interleave with the save."""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +25,20 @@ behind one (with `appendfsync always`, Redis writes and fsyncs it in one event-l
 SNAPSHOT_CHUNKS_PER_READ = 32
 
 _FENCE = "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return redis.error_reply('FENCED') end\n"
-_FENCED_APPEND = _FENCE + "return redis.call('XADD', KEYS[2], '*', 'b', ARGV[2])"
+# An append carries an id ('n'): redis-py sends a command again when the connection drops
+# before the reply (a Redis killed between its fsync and its answer), and the first attempt may
+# have landed. Replayed twice, a batch would create its tasks twice, shifting every later task
+# id. The one writer's latest entry is the stream's last, so a retry finds its own there.
+_FENCED_APPEND = _FENCE + """
+local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)[1]
+if last then
+  local fields = last[2]
+  for i = 1, #fields, 2 do
+    if fields[i] == 'n' and fields[i + 1] == ARGV[3] then return last[1] end
+  end
+end
+return redis.call('XADD', KEYS[2], '*', 'b', ARGV[2], 'n', ARGV[3])
+"""
 _FENCED_UNLINK = _FENCE + "return redis.call('UNLINK', KEYS[2])"
 _FENCED_RPUSH = _FENCE + "return redis.call('RPUSH', KEYS[2], ARGV[2])"
 _COMMIT_SNAPSHOT = _FENCE + """
@@ -80,10 +94,13 @@ class RedisJournal:
         self.lease_key = f"sb:{{{workspace}}}:leader"
         self._chunk_keys = (f"{self.snapshot_key}:a", f"{self.snapshot_key}:b")
 
-    async def append(self, batch: bytes, token: str) -> str:
+    async def append(self, batch: bytes, token: str, *, append_id: str = "") -> str:
         """Appends one encoded batch if `token` still holds the lease (else FencedError);
-        returns its entry id once Redis has it."""
-        return _text(await self._fenced(_FENCED_APPEND, self.stream_key, token, batch))
+        returns its entry id once Redis has it. The append is kept once even when the client
+        sends it again after a lost reply: an append whose `append_id` (random by default) is
+        the journal's last entry's returns that entry."""
+        append_id = append_id or secrets.token_hex(8)
+        return _text(await self._fenced(_FENCED_APPEND, self.stream_key, token, batch, append_id))
 
     async def wait_for_replicas(self, replicas: int, timeout_ms: int) -> int:
         """How many replicas acknowledged every write so far (Redis `WAIT`), waiting up to
