@@ -129,6 +129,9 @@ class Acknowledged:
     """client_request_id -> task id of every acknowledged CreateTask."""
     anonymous_tasks: list[str] = field(default_factory=list)
     """Task ids of acknowledged creates made without a client_request_id."""
+    unconfirmed_anonymous: int = 0
+    """Creates without a client_request_id answered UNAVAILABLE or DEADLINE_EXCEEDED: each may
+    or may not have been kept."""
     workers: set[str] = field(default_factory=set)
     queues: set[str] = field(default_factory=set)
     at_s: list[float] = field(default_factory=list)
@@ -141,7 +144,7 @@ class Load:
     in `queue_id`; with `mixed`, every fifth request upserts a worker or a queue instead. With
     `anonymous_every` N, every Nth request is a create without a client_request_id, which is not
     retried (a retry could create a second task): an answer that promises nothing counts it as
-    `unconfirmed`."""
+    unconfirmed."""
 
     def __init__(
         self,
@@ -156,9 +159,6 @@ class Load:
         self.refusals: list[str] = []
         """Answers other than OK and the retried codes (none expected)."""
         self.retries = 0
-        self.unconfirmed = 0
-        """Creates without a client_request_id answered UNAVAILABLE or DEADLINE_EXCEEDED: each
-        may or may not have been kept."""
         self._address = address
         self._queue_id = queue_id
         self._mixed = mixed
@@ -232,7 +232,7 @@ class Load:
             except grpc.RpcError as error:
                 with self._lock:
                     if kind == "anonymous" and error.code() in RETRIED_CODES:
-                        self.unconfirmed += 1
+                        self.acked.unconfirmed_anonymous += 1
                         return
                     if error.code() in RETRIED_CODES:
                         self.retries += 1
@@ -296,7 +296,7 @@ def all_tasks(stubs: Stubs) -> list[pb.Task]:
             return tasks
 
 
-def doubled(stubs: Stubs, load: Load) -> list[str]:
+def doubled(stubs: Stubs, acked: Acknowledged) -> list[str]:
     """Tasks nobody asked for: a client_request_id that more than one task carries, or more
     tasks without one than the load created (acknowledged, or unconfirmed)."""
     owners: dict[str, list[str]] = {}
@@ -307,7 +307,7 @@ def doubled(stubs: Stubs, load: Load) -> list[str]:
         else:
             anonymous += 1
     found = [f"{r}: {ids}" for r, ids in owners.items() if len(ids) > 1]
-    created = len(load.acked.anonymous_tasks) + load.unconfirmed
+    created = len(acked.anonymous_tasks) + acked.unconfirmed_anonymous
     if anonymous > created:
         found.append(f"{anonymous} tasks without a request id, {created} created")
     return found
