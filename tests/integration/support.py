@@ -182,10 +182,6 @@ class Load:
             thread.join(timeout=15)
             assert not thread.is_alive(), "a load thread did not stop"
 
-    def acks(self) -> int:
-        with self._lock:
-            return len(self.acked.at_s)
-
     def wait_for_acks_after(self, since_s: float, count: int, timeout_s: float) -> None:
         """Waits until `count` requests were acknowledged after `since_s` (monotonic)."""
         deadline_s = time.monotonic() + timeout_s
