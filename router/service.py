@@ -382,7 +382,7 @@ class RouterService:
     async def _journal(self, batch: codec.Batch) -> None:
         assert self._durability is not None
         self._last_entry_id = await self._durability.journal.append(
-            codec.encode_batch(batch), self._durability.lease.token
+            codec.encode_batch(batch), self._durability.lease.token, after_id=self._last_entry_id
         )
         self.journaled_batches += 1
         self._commands_since_snapshot += len(batch.commands)

@@ -10,6 +10,7 @@ append behind it; in pieces, appends interleave with the save."""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +25,49 @@ behind one (with `appendfsync always`, Redis writes and fsyncs it in one event-l
 SNAPSHOT_CHUNKS_PER_READ = 32
 
 _FENCE = "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return redis.error_reply('FENCED') end\n"
-_FENCED_APPEND = _FENCE + "return redis.call('XADD', KEYS[2], '*', 'b', ARGV[2])"
+# An append carries an id ('n'): redis-py sends a command again when the connection drops
+# before the reply (a Redis killed between its fsync and its answer), and the first attempt may
+# have landed. Replayed twice, a batch would create its tasks twice, shifting every later task
+# id. The one writer's latest entry is the stream's last, so a retry finds its own there.
+# Then the journal must end where this router left it (ARGV[4]; empty: unchecked). A store that
+# came back from an older copy of itself may still hold this router's lease: without this check
+# the router would append after the hole and never notice the entries it lost. Found elsewhere,
+# the lease is given up, so that the router steps down and finds out what the store lost.
+_FENCED_APPEND = _FENCE + """
+local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)[1]
+if last then
+  local fields = last[2]
+  for i = 1, #fields, 2 do
+    if fields[i] == 'n' and fields[i + 1] == ARGV[3] then return last[1] end
+  end
+end
+if ARGV[4] ~= '' then
+  local function key(id)
+    local ms, seq = string.match(id, '^(%d+)-?(%d*)$')
+    return tonumber(ms), tonumber(seq) or 0
+  end
+  local at = '0'
+  local info = redis.pcall('XINFO', 'STREAM', KEYS[2])
+  if not info.err then
+    for i = 1, #info, 2 do
+      if info[i] == 'last-generated-id' then at = info[i + 1] end
+    end
+  end
+  local ams, aseq = key(at)
+  local through = redis.call('HGET', KEYS[3], 'through_id')
+  if through then
+    local tms, tseq = key(through)
+    if tms > ams or (tms == ams and tseq > aseq) then ams, aseq = tms, tseq end
+  end
+  local ems, eseq = key(ARGV[4])
+  if ams ~= ems or aseq ~= eseq then
+    redis.call('DEL', KEYS[1])
+    return redis.error_reply('FENCED the journal ends at ' .. string.format('%d-%d', ams, aseq)
+      .. ', not at ' .. ARGV[4] .. ' where this router left it')
+  end
+end
+return redis.call('XADD', KEYS[2], '*', 'b', ARGV[2], 'n', ARGV[3])
+"""
 _FENCED_UNLINK = _FENCE + "return redis.call('UNLINK', KEYS[2])"
 _FENCED_RPUSH = _FENCE + "return redis.call('RPUSH', KEYS[2], ARGV[2])"
 _COMMIT_SNAPSHOT = _FENCE + """
@@ -80,10 +123,22 @@ class RedisJournal:
         self.lease_key = f"sb:{{{workspace}}}:leader"
         self._chunk_keys = (f"{self.snapshot_key}:a", f"{self.snapshot_key}:b")
 
-    async def append(self, batch: bytes, token: str) -> str:
-        """Appends one encoded batch if `token` still holds the lease (else FencedError);
-        returns its entry id once Redis has it."""
-        return _text(await self._fenced(_FENCED_APPEND, self.stream_key, token, batch))
+    async def append(
+        self, batch: bytes, token: str, *, after_id: str | None = None, append_id: str = ""
+    ) -> str:
+        """Appends one encoded batch if `token` still holds the lease and the journal ends at
+        `after_id` (the last entry the writer journaled or applied; None: unchecked); returns
+        its entry id once Redis has it. Raises FencedError otherwise (a journal that ends
+        elsewhere also loses the writer its lease). The append is kept once even when the
+        client sends it again after a lost reply: an append whose `append_id` (random by
+        default) is the journal's last entry's returns that entry."""
+        append_id = append_id or secrets.token_hex(8)
+        keys = (self.lease_key, self.stream_key, self.snapshot_key)
+        arguments = (token, batch, append_id, "" if after_id is None else after_id)
+        try:
+            return _text(await self._redis.eval(_FENCED_APPEND, len(keys), *keys, *arguments))
+        except ResponseError as error:
+            raise _fenced_or(error) from None
 
     async def wait_for_replicas(self, replicas: int, timeout_ms: int) -> int:
         """How many replicas acknowledged every write so far (Redis `WAIT`), waiting up to
@@ -211,7 +266,11 @@ def entry_key(entry_id: str) -> tuple[int, int]:
 
 
 def _fenced_or(error: ResponseError) -> Exception:
-    return FencedError("this router no longer holds the lease") if "FENCED" in str(error) else error
+    message = str(error)
+    if not message.startswith("FENCED"):
+        return error
+    detail = message.removeprefix("FENCED").strip()
+    return FencedError(detail or "this router no longer holds the lease")
 
 
 def _text(value: object) -> str:
