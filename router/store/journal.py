@@ -46,11 +46,17 @@ if ARGV[4] ~= '' then
     local ms, seq = string.match(id, '^(%d+)-?(%d*)$')
     return tonumber(ms), tonumber(seq) or 0
   end
+  -- The newest entry is the last generated (entries only ever go oldest first); an emptied
+  -- stream keeps the id in XINFO, which also copies entries, so it is asked only then.
   local at = '0'
-  local info = redis.pcall('XINFO', 'STREAM', KEYS[2])
-  if not info.err then
-    for i = 1, #info, 2 do
-      if info[i] == 'last-generated-id' then at = info[i + 1] end
+  if last then
+    at = last[1]
+  else
+    local info = redis.pcall('XINFO', 'STREAM', KEYS[2])
+    if not info.err then
+      for i = 1, #info, 2 do
+        if info[i] == 'last-generated-id' then at = info[i + 1] end
+      end
     end
   end
   local ams, aseq = key(at)
