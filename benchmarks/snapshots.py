@@ -33,9 +33,12 @@ class SnapshotTrigger:
         await asyncio.sleep(delay_s)
         self.request()
 
-    async def saved_after(self, before: Scrape, count: int, timeout_s: float) -> Scrape:
-        """The first reading in which `count` more snapshots than in `before` are saved, or the
-        last one read when `timeout_s` passes first (the caller sees how many were)."""
+    async def saved_after(
+        self, before: Scrape, count: int, timeout_s: float, *, poll_s: float = SAVED_POLL_S
+    ) -> Scrape:
+        """The first reading (one every `poll_s`) in which `count` more snapshots than in
+        `before` are saved, or the last one read when `timeout_s` passes first (the caller sees
+        how many were)."""
         deadline_s = time.perf_counter() + timeout_s
         while True:
             now = await self.scrape()
@@ -43,4 +46,4 @@ class SnapshotTrigger:
                 return now
             if now.at_s > deadline_s:
                 return now
-            await asyncio.sleep(SAVED_POLL_S)
+            await asyncio.sleep(poll_s)
