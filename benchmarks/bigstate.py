@@ -57,6 +57,8 @@ from benchmarks.bigstate_router import (
     RouterStart,
     logged_longest_stall_s,
     logged_snapshots,
+    redis_aof_rewrites,
+    redis_log_size,
     start_router,
     stop_router,
 )
@@ -258,6 +260,7 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
                 f"traffic: GetTask {args.get_rate:g}/s, CreateTask {args.create_rate:g}/s; "
                 f"{args.quiet_s:g} s quiet, {args.snapshots} snapshots, {args.quiet_s:g} s quiet"
             )
+            redis_log_at = redis_log_size(data_dir)
             with MemoryWatch(first_start.process.pid) as watch:
                 traffic = asyncio.run(
                     drive(
@@ -271,6 +274,7 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
                     )
                 )
             router_peak_mb = memory_kib(first_start.process.pid).get("VmHWM", 0) / 1024
+            aof_rewrites = redis_aof_rewrites(data_dir, redis_log_at)
             console.print("SIGKILL, and a restart on the same folder")
             first_start.process.send_signal(signal.SIGKILL)
             first_start.process.wait(timeout=30)
@@ -291,7 +295,7 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
     return report(
         args, built, first_start, restart, traffic, watch, breakdown,
         rss_at_lead_mb=rss_at_lead_mb, router_peak_mb=router_peak_mb,
-        log_snapshots=log_snapshots, logged_stall_s=logged_stall_s,
+        log_snapshots=log_snapshots, logged_stall_s=logged_stall_s, aof_rewrites=aof_rewrites,
         elapsed_s=time.monotonic() - started_s,
     )  # fmt: skip
 
@@ -312,6 +316,7 @@ def report(
     router_peak_mb: float,
     log_snapshots: list[dict[str, Any]],
     logged_stall_s: float | None,
+    aof_rewrites: int,
     elapsed_s: float,
 ) -> dict[str, Any]:
     during = np.zeros(len(traffic.sent_s), dtype=bool)
@@ -359,6 +364,7 @@ def report(
             for snap in traffic.snapshots
         ],
         "snapshots_logged": log_snapshots,
+        "redis_aof_rewrites_during_traffic": aof_rewrites,
         "loop_stall_max_bound_s": stall_bound_s,
         "loop_stall_max_logged_s": logged_stall_s,
         "lease_losses": lease_losses(traffic.last),
@@ -401,6 +407,8 @@ def print_report(console: Console, result: dict[str, Any]) -> None:
     rows: list[tuple[str, Any]] = [
         ("build through the core (s)", build["build_s"]),
         ("snapshot size (bytes)", f"{build['snapshot_bytes']:,}"),
+        ("  encoded in one process (s)", build["encode_s"]),
+        ("  stored in Redis, 512 KiB pieces, fsynced (s)", build["save_s"]),
         ("start to lead (s)", start["to_lead_s"]),
         ("  Redis loading its append-only file (s)", start["redis_aof_load_s"]),
         ("  start to the state recovered (s)", start["to_recovered_s"]),
@@ -411,6 +419,7 @@ def print_report(console: Console, result: dict[str, Any]) -> None:
         steps = result["recovery_breakdown"]
         rows += [
             ("recovery: read the snapshot from Redis (s)", steps["read_s"]),
+            ("recovery: read the journal after it (s)", steps["read_journal_s"]),
             ("recovery: decode it (s)", steps["decode_s"]),
             ("recovery: rebuild the engine (s)", steps["rebuild_s"]),
             ("recovery: replay the journal (s)", steps["replay_s"]),
@@ -424,6 +433,7 @@ def print_report(console: Console, result: dict[str, Any]) -> None:
         ("GetTask p50 / p99 outside snapshots (ms)",
          f"{result['get_p50_ms_outside_snapshots']} / {result['get_p99_ms_outside_snapshots']}"),
         ("GetTask p99 during ÷ outside snapshots", result["get_p99_ratio_during_vs_outside"]),
+        ("Redis append-only file rewrites meanwhile", result["redis_aof_rewrites_during_traffic"]),
         ("longest loop stall (s, bucket bound)", result["loop_stall_max_bound_s"]),
         ("longest loop stall logged (s, >= 0.25)", result["loop_stall_max_logged_s"]),
         ("lease losses", result["lease_losses"]),

@@ -3,7 +3,8 @@ timed alone, on the store of a router that is running (read only: nothing is wri
 
     python -m benchmarks.bigstate_recovery --redis-url URL [--profile PATH]
 
-prints one JSON line, in seconds: `read_s` (the snapshot's pieces read from Redis), `decode_s`
+prints one JSON line, in seconds: `read_s` (the snapshot's pieces read from Redis,
+`read_journal_s` the journal's entries after it), `decode_s`
 (the bytes decoded into records, msgspec), `restore_s` (`snapshot.restore` as a whole: the decode
 again, then the engine rebuilt from the records: indexes, columns, the waiting index), so that
 `restore_s - decode_s` is the rebuild; `replay_s` (the journal after the snapshot, applied),
@@ -30,21 +31,27 @@ import msgspec
 
 from router.core import snapshot
 from router.store.connect import open_redis
-from router.store.journal import RedisJournal
+from router.store.journal import RedisJournal, StoredSnapshot
 from router.store.recovery import replay
 
 STORE_TIMEOUT_S = 60.0
 
 
-async def _read(redis_url: str, workspace: str) -> tuple[bytes, str, list[tuple[str, bytes]]]:
+async def _read(
+    redis_url: str, workspace: str
+) -> tuple[StoredSnapshot, float, list[tuple[str, bytes]], float]:
+    """The snapshot and the journal after it, with the seconds each took to read."""
     client = open_redis(redis_url, timeout_s=STORE_TIMEOUT_S)
     try:
         journal = RedisJournal(client, workspace)
+        started_s = time.perf_counter()
         stored = await journal.load_snapshot()
+        snapshot_s = time.perf_counter() - started_s
         if stored is None:
             raise SystemExit("the store holds no snapshot")
+        started_s = time.perf_counter()
         entries = [entry async for entry in journal.entries_after(stored.through_id)]
-        return stored.data, stored.through_id, entries
+        return stored, snapshot_s, entries, time.perf_counter() - started_s
     finally:
         await client.aclose()
 
@@ -53,9 +60,8 @@ def time_recovery(
     redis_url: str, workspace: str = "default", profile_path: Path | None = None
 ) -> dict[str, Any]:
     gc.disable()
-    started_s = time.perf_counter()
-    data, through_id, entries = asyncio.run(_read(redis_url, workspace))
-    read_s = time.perf_counter() - started_s
+    stored, read_s, entries, read_journal_s = asyncio.run(_read(redis_url, workspace))
+    data = stored.data
 
     started_s = time.perf_counter()
     # The same typed decode `snapshot.restore` starts with (its record types are private).
@@ -85,11 +91,12 @@ def time_recovery(
         pstats.Stats(str(profile_path), stream=sys.stderr).sort_stats("cumulative").print_stats(25)
     return {
         "snapshot_bytes": len(data),
-        "through_id": through_id,
+        "through_id": stored.through_id,
         "tasks": len(engine.tasks),
         "workers": len(engine.workers),
         "journal_entries": len(entries),
         "read_s": round(read_s, 3),
+        "read_journal_s": round(read_journal_s, 3),
         "decode_s": round(decode_s, 3),
         "restore_s": round(restore_s, 3),
         "rebuild_s": round(restore_s - decode_s, 3),

@@ -26,6 +26,7 @@ _LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")
 _AOF_LOADED = re.compile(r"DB loaded from append only file: ([\d.]+) seconds")
 _SNAPSHOT_LINE = re.compile(r"snapshot of (\d+) bytes through (\S+) in ([\d.]+) s")
 _STALL_LINE = re.compile(r"the event loop stalled for ([\d.]+) s")
+_AOF_REWRITE = "Background append only file rewriting started"
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +63,7 @@ def start_router(data_dir: Path, log_path: Path, *, timeout_s: float) -> RouterS
     command = [sys.executable, "-m", "router.cli", "serve", "--host", "127.0.0.1",
                "--port", "0", "--metrics-port", "0", "--data-dir", str(data_dir),
                "--log-level", "INFO"]  # fmt: skip
-    redis_log = data_dir / "redis.log"
-    redis_log_start = redis_log.stat().st_size if redis_log.exists() else 0
+    redis_log_start = redis_log_size(data_dir)
     started_wall_s = time.time()
     started_s = time.perf_counter()
     with log_path.open("a") as log:
@@ -82,7 +82,7 @@ def start_router(data_dir: Path, log_path: Path, *, timeout_s: float) -> RouterS
         to_lead_s=to_lead_s,
         to_first_line_s=first_line_s,
         to_recovered_s=_recovered_after(log_path, started_wall_s),
-        redis_aof_load_s=_aof_load_s(redis_log, redis_log_start),
+        redis_aof_load_s=_aof_load_s(data_dir / "redis.log", redis_log_start),
     )
 
 
@@ -106,6 +106,23 @@ def logged_longest_stall_s(log_path: Path) -> float | None:
     """The longest loop stall the router logged (it logs those of 0.25 s or more)."""
     stalls = [float(m.group(1)) for m in _STALL_LINE.finditer(log_path.read_text())]
     return max(stalls, default=None)
+
+
+def redis_log_size(data_dir: Path) -> int:
+    """Where the data folder's Redis log ends now (to read what it logs from here on)."""
+    log = data_dir / "redis.log"
+    return log.stat().st_size if log.exists() else 0
+
+
+def redis_aof_rewrites(data_dir: Path, offset: int) -> int:
+    """Append-only file rewrites the data folder's Redis started since `offset` of its log
+    (it forks to rewrite the file once it has doubled since the last rewrite or start)."""
+    log = data_dir / "redis.log"
+    if not log.exists():
+        return 0
+    with log.open() as text:
+        text.seek(offset)
+        return text.read().count(_AOF_REWRITE)
 
 
 def _recovered_after(log_path: Path, started_wall_s: float) -> float | None:

@@ -43,7 +43,7 @@ def test_the_state_is_built_and_the_router_leads_on_it_twice(result: dict[str, A
         assert result[start]["to_first_line_s"] <= result[start]["to_lead_s"]
     breakdown = result["recovery_breakdown"]
     assert breakdown["tasks"] >= 2000  # with the tasks created during the traffic
-    for step in ("read_s", "decode_s", "restore_s", "replay_s", "freeze_s"):
+    for step in ("read_s", "read_journal_s", "decode_s", "restore_s", "replay_s", "freeze_s"):
         assert breakdown[step] >= 0, (step, breakdown)
 
 
