@@ -410,9 +410,11 @@ def print_report(console: Console, result: dict[str, Any]) -> None:
         ("  encoded in one process (s)", build["encode_s"]),
         ("  stored in Redis, 512 KiB pieces, fsynced (s)", build["save_s"]),
         ("start to lead (s)", start["to_lead_s"]),
+        ("  the router's CPU time by then (s)", start["cpu_s_to_lead"]),
         ("  Redis loading its append-only file (s)", start["redis_aof_load_s"]),
         ("  start to the state recovered (s)", start["to_recovered_s"]),
         ("restart to lead after SIGKILL (s)", restart["to_lead_s"]),
+        ("  the router's CPU time by then (s)", restart["cpu_s_to_lead"]),
         ("  restart to the state recovered (s)", restart["to_recovered_s"]),
     ]
     if result["recovery_breakdown"]:

@@ -17,6 +17,7 @@ from typing import Any
 
 from benchmarks.servers import (
     metrics_port_in,
+    process_cpu_s,
     start_process_line,
     stop_process,
     wait_until_serving,
@@ -39,6 +40,9 @@ class RouterStart:
     log_path: Path
     to_lead_s: float
     """From the process's start to its health saying SERVING."""
+    cpu_s_to_lead: float
+    """CPU seconds the router process (its threads, not its Redis) had used by then: unlike
+    the time, it hardly depends on what else the machine runs."""
     to_first_line_s: float
     """From the process's start to its first line (printed once the state is recovered and
     gRPC listens)."""
@@ -51,6 +55,7 @@ class RouterStart:
     def as_json(self) -> dict[str, Any]:
         return {
             "to_lead_s": round(self.to_lead_s, 3),
+            "cpu_s_to_lead": round(self.cpu_s_to_lead, 3),
             "to_first_line_s": round(self.to_first_line_s, 3),
             "to_recovered_s": _rounded(self.to_recovered_s),
             "redis_aof_load_s": _rounded(self.redis_aof_load_s),
@@ -74,12 +79,14 @@ def start_router(data_dir: Path, log_path: Path, *, timeout_s: float) -> RouterS
     assert address is not None and metrics_port is not None, line
     wait_until_serving(process, address.group(1), timeout_s - first_line_s)
     to_lead_s = time.perf_counter() - started_s
+    cpu_s = process_cpu_s(process.pid)
     return RouterStart(
         process=process,
         address=address.group(1),
         metrics_port=metrics_port,
         log_path=log_path,
         to_lead_s=to_lead_s,
+        cpu_s_to_lead=cpu_s,
         to_first_line_s=first_line_s,
         to_recovered_s=_recovered_after(log_path, started_wall_s),
         redis_aof_load_s=_aof_load_s(data_dir / "redis.log", redis_log_start),

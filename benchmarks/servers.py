@@ -132,6 +132,11 @@ def _stat_fields(pid: int) -> list[str]:
     return text[text.rindex(")") + 2 :].split()  # after the command, which may hold spaces
 
 
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds the process (all its threads) has used so far (0 when it is gone)."""
+    return _cpu_s(pid)
+
+
 def _cpu_s(pid: int, *, reaped: bool = False) -> float:
     """CPU seconds of the process; with `reaped`, also of its children that ended and were
     waited for (a snapshot's child counts, once the router reaps it)."""
