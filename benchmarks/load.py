@@ -53,7 +53,7 @@ from rich.progress import Progress, TaskID
 from rich.table import Table
 
 from benchmarks.loadgen import AGENTS_DEFAULT, LoadRun, StepResult
-from benchmarks.router_metrics import snapshots_between
+from benchmarks.router_metrics import longest_stall_bound_s, snapshots_between
 from benchmarks.servers import (
     Server,
     can_read_cpu,
@@ -188,12 +188,14 @@ async def measure_router(
             else:
                 after = await snapshots.scrape()
             saved = snapshots_between(before, after)
+            stall_s = longest_stall_bound_s(before, after)
             return replace(
                 result,
                 snapshots=saved.count,
                 snapshot_writer_pause_ms=saved.writer_pause_ms,
                 snapshot_background_s=saved.background_s,
                 snapshot_bytes=saved.snapshot_bytes,
+                loop_stall_max_ms=None if stall_s is None else 1000 * stall_s,
             )
 
         rate_per_s = plan.start_per_s
@@ -321,6 +323,8 @@ def _snapshot_figures(
         "snapshot_writer_pause_ms": None,
         "snapshot_background_s": None,
         "snapshot_bytes": None,
+        "loop_stall_max_ms": None if half is None else _rounded(half.loop_stall_max_ms),
+        "loop_stall_max_ms_with_snapshot": None,
     }
     if with_snapshot is None:
         return figures
@@ -332,6 +336,7 @@ def _snapshot_figures(
         snapshot_writer_pause_ms=_rounded(with_snapshot.snapshot_writer_pause_ms),
         snapshot_background_s=_rounded(with_snapshot.snapshot_background_s),
         snapshot_bytes=with_snapshot.snapshot_bytes,
+        loop_stall_max_ms_with_snapshot=_rounded(with_snapshot.loop_stall_max_ms),
     )
     if half is not None and with_snapshot.snapshots and half.create_to_offer_p99_ms > 0:
         figures["snapshot_p99_ratio"] = round(p99 / half.create_to_offer_p99_ms, 3)
@@ -386,14 +391,15 @@ def _count(value: int | None) -> str:
 
 def print_report(console: Console, steps: Sequence[StepResult], result: dict[str, Any]) -> None:
     table = Table(
-        title="load steps (latencies in ms; CPU in ms per lifecycle; other load in cores; "
-        "snapshots saved in the step, the writer's pause for each and its background save)",
+        title="load steps (latencies in ms; CPU in ms per lifecycle; other load in cores; the "
+        "router's longest loop stall; snapshots saved in the step, the writer's pause for each "
+        "and its background save)",
         title_justify="left",
     )
     for name in ("router", "phase", "offered/s", "lifecycles/s", "create→offer p50",
                  "p99", "accept→assigned p50", "p99", "server CPU", "client CPU",
-                 "other load", "tasks", "errors", "saturated", "snapshots",
-                 "pause ms", "save s"):  # fmt: skip
+                 "other load", "tasks", "errors", "saturated", "loop stall ≤ ms",
+                 "snapshots", "pause ms", "save s"):  # fmt: skip
         label = name in ("router", "phase")
         table.add_column(name, justify="left" if label else "right", no_wrap=label)
     for s in steps:
@@ -403,7 +409,8 @@ def print_report(console: Console, steps: Sequence[StepResult], result: dict[str
             _ms(s.accept_to_assigned_p50_ms), _ms(s.accept_to_assigned_p99_ms),
             _ms(s.server_cpu_ms_per_task), _ms(s.client_cpu_ms_per_task),
             _ms(s.other_load_cores), f"{s.tasks:,}",
-            str(s.errors + s.skipped), "yes" if s.saturated else "", _count(s.snapshots),
+            str(s.errors + s.skipped), "yes" if s.saturated else "",
+            "" if s.loop_stall_max_ms is None else f"{s.loop_stall_max_ms:g}", _count(s.snapshots),
             _ms(s.snapshot_writer_pause_ms) if s.snapshots else "",
             _ms(s.snapshot_background_s) if s.snapshots else "",
         )  # fmt: skip

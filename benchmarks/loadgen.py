@@ -88,6 +88,9 @@ class StepResult:
     snapshot_background_s: float | None = None
     """From the fork to each of those snapshots saved in Redis, on average."""
     snapshot_bytes: int | None = None
+    loop_stall_max_ms: float | None = None
+    """The router's longest event-loop stall in the step, as the upper bound of the highest
+    `switchboard_loop_stall_seconds` bucket that counted one (None: unknown)."""
 
     def as_json(self) -> dict[str, Any]:
         """The step as the JSON report holds it (rounded)."""
@@ -113,6 +116,7 @@ class StepResult:
             "snapshot_writer_pause_ms": _rounded(self.snapshot_writer_pause_ms),
             "snapshot_background_s": _rounded(self.snapshot_background_s),
             "snapshot_bytes": self.snapshot_bytes,
+            "loop_stall_max_ms": _rounded(self.loop_stall_max_ms),
         }
 
 
