@@ -8,7 +8,10 @@ channels, and simulated agents on the `workers` SDK accept and complete every of
 (no think time, no handle time: this measures the router, not people). The arrival rate is
 multiplied step by step until the router saturates: its completed lifecycles per second fall
 clearly below the offered rate, or its latency explodes. Then one longer step runs at half the
-rate it sustained. Each step reports the lifecycles completed per second (create, offer,
+rate it sustained, twice: once with no snapshot in it, and once with a snapshot asked for (SIGUSR1)
+a quarter of the way into its measured part, confirmed in the router's metrics (its count of
+snapshots saved rose during the step), so that what a snapshot costs the writer's callers is the
+ratio of the two p99s. Each step reports the lifecycles completed per second (create, offer,
 accept, complete), the time from CreateTask being sent to the offer reaching its agent, and
 from the agent's accept to the assignment reaching it, all stamped by one clock in this one
 process; and the CPU time the server and this process spent per lifecycle, with the cores other
@@ -23,13 +26,17 @@ keeps.
 By default the router is a `switchboard serve` process started here, durable (the journal on,
 in a private Redis server under a temporary folder; `--in-memory` turns it off). `--target`
 measures a router that is already running instead (its durability is then unknown: null in the
-JSON); the null router is still started here. Every process listens on 127.0.0.1 only and is
-stopped on exit."""
+JSON), and skips the snapshot step (no signal can reach it, and its metrics are not known);
+the null router is still started here, and runs its half-saturation step once (it has no
+snapshots). A router started here takes snapshots only when asked (`--snapshot-every` set out
+of reach), so that the step without one surely has none. Every process listens on 127.0.0.1
+only and is stopped on exit."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import math
 import os
@@ -46,6 +53,7 @@ from rich.progress import Progress, TaskID
 from rich.table import Table
 
 from benchmarks.loadgen import AGENTS_DEFAULT, LoadRun, StepResult
+from benchmarks.router_metrics import longest_stall_bound_s, snapshots_between
 from benchmarks.servers import (
     Server,
     can_read_cpu,
@@ -53,6 +61,7 @@ from benchmarks.servers import (
     null_router,
     switchboard_router,
 )
+from benchmarks.snapshots import SnapshotTrigger
 
 SATURATED_SHARE = 0.85
 """A step whose completed lifecycles per second fall below this share of the offered rate is
@@ -67,6 +76,12 @@ OTHER_LOAD_WARNING_CORES = 0.25
 TARGET_RATIO_TO_NULL = 0.6
 TARGET_P99_MS = 20.0
 TARGET_TASKS_PER_S = 1_000.0
+TARGET_SNAPSHOT_P99_RATIO = 1.5
+"""The half-saturation step's p99 with a snapshot in it, over its p99 without, at most."""
+SNAPSHOT_AT_SHARE = 0.25
+"""The snapshot is asked for this share of the way into the measured part of its step."""
+SNAPSHOT_SAVE_TIMEOUT_S = 60.0
+"""Longest wait, after its step, for the asked-for snapshot to be saved."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +99,7 @@ class Plan:
     Python's first calls)."""
     measure_s: float
     half_measure_s: float
-    """The measured part of the step at half the saturation rate (a longer one: its p99 is the
+    """The measured part of each step at half the saturation rate (a longer one: its p99 is the
     headline figure)."""
 
 
@@ -141,37 +156,63 @@ async def measure_router(
     bar: _Bar,
     server_cpu_s: Callable[[], float] | None = None,
     machine_cpu_s: Callable[[], float] | None = None,
+    snapshots: SnapshotTrigger | None = None,
 ) -> list[StepResult]:
-    """Ramps the rate up to saturation, then runs a step at half the sustained rate."""
+    """Ramps the rate up to saturation, then runs a step at half the sustained rate; with
+    `snapshots`, runs that step again with a snapshot asked for in it, and counts the
+    snapshots of every step."""
     steps: list[StepResult] = []
     async with LoadRun(address, router, agents=agents) as run:
+
+        async def step(rate_per_s: float, measure_s: float, phase: str) -> StepResult:
+            with_snapshot = phase == "half_snapshot"
+            during = None
+            if with_snapshot and snapshots is not None:
+                delay_s = SNAPSHOT_AT_SHARE * measure_s
+                during = functools.partial(snapshots.request_after, delay_s)
+            before = await snapshots.scrape() if snapshots is not None else None
+            result = await run.step(
+                rate_per_s,
+                warmup_s=plan.warmup_s,
+                measure_s=measure_s,
+                phase=phase,
+                server_cpu_s=server_cpu_s,
+                machine_cpu_s=machine_cpu_s,
+                during_measure=during,
+            )
+            result = replace(result, saturated=is_saturated(result))
+            if snapshots is None or before is None:
+                return result
+            if with_snapshot:
+                after = await snapshots.saved_after(before, 1, SNAPSHOT_SAVE_TIMEOUT_S)
+            else:
+                after = await snapshots.scrape()
+            saved = snapshots_between(before, after)
+            stall_s = longest_stall_bound_s(before, after)
+            return replace(
+                result,
+                snapshots=saved.count,
+                snapshot_writer_pause_ms=saved.writer_pause_ms,
+                snapshot_background_s=saved.background_s,
+                snapshot_bytes=saved.snapshot_bytes,
+                loop_stall_max_ms=None if stall_s is None else 1000 * stall_s,
+            )
+
         rate_per_s = plan.start_per_s
         for _ in range(plan.steps_max):
             bar.show(f"{router}: {rate_per_s:,.0f}/s offered")
-            step = await run.step(
-                rate_per_s,
-                warmup_s=plan.warmup_s,
-                measure_s=plan.measure_s,
-                server_cpu_s=server_cpu_s,
-                machine_cpu_s=machine_cpu_s,
-            )
-            saturated = is_saturated(step)
-            steps.append(replace(step, saturated=saturated))
-            bar.show(f"{router}: {step.lifecycles_per_s:,.0f}/s done", advance=1)
-            if saturated:
+            ramp = await step(rate_per_s, plan.measure_s, "ramp")
+            steps.append(ramp)
+            bar.show(f"{router}: {ramp.lifecycles_per_s:,.0f}/s done", advance=1)
+            if ramp.saturated:
                 break
             rate_per_s *= plan.factor
         half_per_s = sustained_per_s(steps) / 2
         bar.show(f"{router}: half saturation, {half_per_s:,.0f}/s")
-        half = await run.step(
-            half_per_s,
-            warmup_s=plan.warmup_s,
-            measure_s=plan.half_measure_s,
-            phase="half",
-            server_cpu_s=server_cpu_s,
-            machine_cpu_s=machine_cpu_s,
-        )
-        steps.append(replace(half, saturated=is_saturated(half)))
+        steps.append(await step(half_per_s, plan.half_measure_s, "half"))
+        if snapshots is not None:
+            bar.show(f"{router}: half saturation with a snapshot, {half_per_s:,.0f}/s")
+            steps.append(await step(half_per_s, plan.half_measure_s, "half_snapshot"))
     bar.finish()
     return steps
 
@@ -189,12 +230,17 @@ def run_benchmark(
     steps: list[StepResult] = []
     timeout_s = RUN_TIMEOUT_S
 
-    def measure(address: str, router: str, server: Server | None) -> list[StepResult]:
-        bar = _Bar(progress, plan.steps_max + 1)
+    def measure(
+        address: str, router: str, server: Server | None, *, snapshots: bool = False
+    ) -> list[StepResult]:
+        bar = _Bar(progress, plan.steps_max + 2)
         cpu_s = server.cpu_s if server is not None and can_read_cpu() else None
+        trigger = None
+        if snapshots and server is not None and server.metrics_port is not None:
+            trigger = SnapshotTrigger(server.pid, server.metrics_port)
         coroutine = measure_router(
             address, router, plan, agents=agents, bar=bar, server_cpu_s=cpu_s,
-            machine_cpu_s=machine_cpu_s if cpu_s else None,
+            machine_cpu_s=machine_cpu_s if cpu_s else None, snapshots=trigger,
         )  # fmt: skip
         return asyncio.run(asyncio.wait_for(coroutine, timeout_s))
 
@@ -203,9 +249,12 @@ def run_benchmark(
     else:
         with (
             tempfile.TemporaryDirectory(prefix="switchboard-load-") as folder,
-            switchboard_router(Path(folder), durable=durable, profile_path=profile_path) as server,
-        ):
-            steps += measure(server.address, "switchboard", server)
+            switchboard_router(
+                Path(folder), durable=durable, profile_path=profile_path,
+                snapshots_on_request=durable,
+            ) as server,
+        ):  # fmt: skip
+            steps += measure(server.address, "switchboard", server, snapshots=durable)
     with null_router() as server:
         steps += measure(server.address, "null", server)
     return steps
@@ -214,12 +263,24 @@ def run_benchmark(
 # == the report ====================================================================================
 
 
-def summary(steps: Sequence[StepResult], durable: bool | None) -> dict[str, Any]:
+def snapshot_step_skipped(target: str | None, durable: bool | None) -> str | None:
+    """Why the half-saturation step with a snapshot did not run, or None when it did."""
+    if target is not None:
+        return "--target: the router was not started here (no signal, no metrics)"
+    if not durable:
+        return "--in-memory: the router takes no snapshots"
+    return None
+
+
+def summary(
+    steps: Sequence[StepResult], durable: bool | None, *, snapshot_skipped: str | None = None
+) -> dict[str, Any]:
     """The JSON report: headline figures, then every step."""
     router = [s for s in steps if s.router == "switchboard"]
     null = [s for s in steps if s.router == "null"]
     router_per_s, null_per_s = sustained_per_s(router), sustained_per_s(null)
     half = next((s for s in router if s.phase == "half"), None)
+    with_snapshot = next((s for s in router if s.phase == "half_snapshot"), None)
     null_half = next((s for s in null if s.phase == "half"), None)
     return {
         "benchmark": "load",
@@ -232,6 +293,7 @@ def summary(steps: Sequence[StepResult], durable: bool | None) -> dict[str, Any]
         "create_to_offer_p99_ms": round(half.create_to_offer_p99_ms, 3) if half else None,
         "accept_to_assigned_p50_ms": round(half.accept_to_assigned_p50_ms, 3) if half else None,
         "accept_to_assigned_p99_ms": round(half.accept_to_assigned_p99_ms, 3) if half else None,
+        **_snapshot_figures(half, with_snapshot, snapshot_skipped),
         # CPU per lifecycle at half saturation: what each server costs, whatever else runs.
         "router_cpu_ms_per_task": _rounded(half.server_cpu_ms_per_task if half else None),
         "null_router_cpu_ms_per_task": _rounded(
@@ -244,6 +306,41 @@ def summary(steps: Sequence[StepResult], durable: bool | None) -> dict[str, Any]
         ),
         "steps": [s.as_json() for s in steps],
     }
+
+
+def _snapshot_figures(
+    half: StepResult | None, with_snapshot: StepResult | None, skipped: str | None
+) -> dict[str, Any]:
+    """The half-saturation step with a snapshot against the one without: its latencies, their
+    ratio, and the snapshots it had (the ratio is None unless it had at least one)."""
+    figures: dict[str, Any] = {
+        "snapshot_step": "skipped: " + skipped if skipped else "ran",
+        "create_to_offer_p50_ms_with_snapshot": None,
+        "create_to_offer_p99_ms_with_snapshot": None,
+        "snapshot_p99_ratio": None,
+        "snapshots_in_step": None,
+        "snapshots_in_step_without": None if half is None else half.snapshots,
+        "snapshot_writer_pause_ms": None,
+        "snapshot_background_s": None,
+        "snapshot_bytes": None,
+        "loop_stall_max_ms": None if half is None else _rounded(half.loop_stall_max_ms),
+        "loop_stall_max_ms_with_snapshot": None,
+    }
+    if with_snapshot is None:
+        return figures
+    p99 = with_snapshot.create_to_offer_p99_ms
+    figures.update(
+        create_to_offer_p50_ms_with_snapshot=round(with_snapshot.create_to_offer_p50_ms, 3),
+        create_to_offer_p99_ms_with_snapshot=round(p99, 3),
+        snapshots_in_step=with_snapshot.snapshots,
+        snapshot_writer_pause_ms=_rounded(with_snapshot.snapshot_writer_pause_ms),
+        snapshot_background_s=_rounded(with_snapshot.snapshot_background_s),
+        snapshot_bytes=with_snapshot.snapshot_bytes,
+        loop_stall_max_ms_with_snapshot=_rounded(with_snapshot.loop_stall_max_ms),
+    )
+    if half is not None and with_snapshot.snapshots and half.create_to_offer_p99_ms > 0:
+        figures["snapshot_p99_ratio"] = round(p99 / half.create_to_offer_p99_ms, 3)
+    return figures
 
 
 def _cpu_ratio(router: StepResult | None, null: StepResult | None) -> float | None:
@@ -264,6 +361,7 @@ def targets(result: dict[str, Any]) -> list[tuple[str, Any, str, bool]]:
 
     p99 = result["create_to_offer_p99_ms"]
     ratio, cpu_ratio = result["ratio_to_null"], result["cpu_ratio_to_null"]
+    snapshot_ratio = result["snapshot_p99_ratio"]
     return [
         ("ratio_to_null", ratio, f">= {TARGET_RATIO_TO_NULL:g}",
          at_least(ratio, TARGET_RATIO_TO_NULL)),
@@ -273,6 +371,9 @@ def targets(result: dict[str, Any]) -> list[tuple[str, Any, str, bool]]:
          isinstance(p99, float) and p99 <= TARGET_P99_MS),
         ("router_tasks_per_s", result["router_tasks_per_s"], f">= {TARGET_TASKS_PER_S:,.0f}",
          at_least(result["router_tasks_per_s"], TARGET_TASKS_PER_S)),
+        ("snapshot_p99_ratio (half step, with ÷ without)", snapshot_ratio,
+         f"<= {TARGET_SNAPSHOT_P99_RATIO:g}",
+         isinstance(snapshot_ratio, float) and snapshot_ratio <= TARGET_SNAPSHOT_P99_RATIO),
     ]  # fmt: skip
 
 
@@ -284,15 +385,23 @@ def _ms(value: float | None) -> str:
     return "-" if value is None or math.isnan(value) else f"{value:.2f}"
 
 
+def _count(value: int | None) -> str:
+    return "" if value is None else f"{value:,}"
+
+
 def print_report(console: Console, steps: Sequence[StepResult], result: dict[str, Any]) -> None:
     table = Table(
-        title="load steps (latencies in ms; CPU in ms per lifecycle; other load in cores)",
+        title="load steps (latencies in ms; CPU in ms per lifecycle; other load in cores; the "
+        "router's longest loop stall; snapshots saved in the step, the writer's pause for each "
+        "and its background save)",
         title_justify="left",
     )
     for name in ("router", "phase", "offered/s", "lifecycles/s", "create→offer p50",
                  "p99", "accept→assigned p50", "p99", "server CPU", "client CPU",
-                 "other load", "tasks", "errors", "saturated"):  # fmt: skip
-        table.add_column(name, justify="left" if name in ("router", "phase") else "right")
+                 "other load", "tasks", "errors", "saturated", "loop stall ≤ ms",
+                 "snapshots", "pause ms", "save s"):  # fmt: skip
+        label = name in ("router", "phase")
+        table.add_column(name, justify="left" if label else "right", no_wrap=label)
     for s in steps:
         table.add_row(
             s.router, s.phase, f"{s.offered_per_s:,.0f}", f"{s.lifecycles_per_s:,.0f}",
@@ -301,11 +410,19 @@ def print_report(console: Console, steps: Sequence[StepResult], result: dict[str
             _ms(s.server_cpu_ms_per_task), _ms(s.client_cpu_ms_per_task),
             _ms(s.other_load_cores), f"{s.tasks:,}",
             str(s.errors + s.skipped), "yes" if s.saturated else "",
+            "" if s.loop_stall_max_ms is None else f"{s.loop_stall_max_ms:g}", _count(s.snapshots),
+            _ms(s.snapshot_writer_pause_ms) if s.snapshots else "",
+            _ms(s.snapshot_background_s) if s.snapshots else "",
         )  # fmt: skip
     console.print(table)
     for key, value in result.items():
         if key != "steps":
-            console.print(f"  {key:<28} {value}")
+            console.print(f"  {key:<38} {value}")
+    if result["snapshot_step"] != "ran":
+        console.print(f"the half-saturation step with a snapshot: {result['snapshot_step']}")
+    elif not result["snapshots_in_step"]:
+        console.print("warning: the half-saturation step with a snapshot saw none saved within "
+                      f"{SNAPSHOT_SAVE_TIMEOUT_S:g} s: snapshot_p99_ratio is unknown")  # fmt: skip
     busy = result["other_load_cores_max"]
     if busy is not None and busy > OTHER_LOAD_WARNING_CORES:
         console.print(f"warning: other programs kept up to {busy:.2f} cores busy during a step: "
@@ -313,7 +430,7 @@ def print_report(console: Console, steps: Sequence[StepResult], result: dict[str
                       "per task still holds")  # fmt: skip
     console.print("targets:")
     for name, value, target, met in targets(result):
-        console.print(f"  {name:<42} {value!s:>10} {target:>8}  {'PASS' if met else 'MISS'}")
+        console.print(f"  {name:<48} {value!s:>10} {target:>8}  {'PASS' if met else 'MISS'}")
 
 
 def plot(steps: Sequence[StepResult], path: Path, title: str) -> None:
@@ -344,6 +461,11 @@ def plot(steps: Sequence[StepResult], path: Path, title: str) -> None:
                          [half.create_to_offer_p50_ms, half.create_to_offer_p99_ms], "*",
                          color=colour, markersize=13,
                          label=f"{router} at half saturation")  # fmt: skip
+        for half in (s for s in steps if s.router == router and s.phase == "half_snapshot"):
+            latency.plot([half.offered_per_s] * 2,
+                         [half.create_to_offer_p50_ms, half.create_to_offer_p99_ms], "P",
+                         color=colour, markersize=11, markerfacecolor="none",
+                         label=f"{router} at half saturation, with a snapshot")  # fmt: skip
     latency.axhline(TARGET_P99_MS, color="tab:red", linestyle=":", label="p99 target")
     latency.set(xscale="log", yscale="log", xlabel="offered tasks/s (Poisson)",
                 ylabel="CreateTask sent → offer at the agent, ms",
@@ -419,7 +541,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         plan = replace(plan, start_per_s=args.start_rate)
     durable = None if args.target else not args.in_memory
     # A table wider than the 80 columns rich assumes for a file or a pipe.
-    console = Console() if sys.stdout.isatty() else Console(width=200)
+    console = Console() if sys.stdout.isatty() else Console(width=240)
     started_s = time.monotonic()
     where = args.target or ("a durable router" if durable else "an in-memory router")
     console.print(f"load: {where} and the null router, {args.agents} agents, rate from "
@@ -429,7 +551,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             plan, target=args.target, durable=bool(durable), agents=args.agents,
             progress=progress, profile_path=args.server_profile,
         )  # fmt: skip
-    result = summary(steps, durable)
+    result = summary(
+        steps, durable, snapshot_skipped=snapshot_step_skipped(args.target, durable)
+    )
     result["elapsed_s"] = round(time.monotonic() - started_s, 1)
     print_report(console, steps, result)
     mode = {True: "journal on", False: "journal off", None: args.target}[durable]

@@ -12,7 +12,7 @@ import contextlib
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -50,7 +50,8 @@ class StepResult:
     router: str
     """"switchboard" or "null"."""
     phase: str
-    """"ramp" (stepping up to saturation) or "half" (at half the saturation rate)."""
+    """"ramp" (stepping up to saturation), "half" (at half the saturation rate) or
+    "half_snapshot" (the same, with a snapshot asked for during it)."""
     offered_per_s: float
     """The Poisson arrival rate asked for."""
     sent_per_s: float
@@ -79,6 +80,17 @@ class StepResult:
     """Cores busy with anything else on the machine during the window (other programs): a
     step measured while they took a core has half the machine."""
     saturated: bool = False
+    snapshots: int | None = None
+    """Snapshots the router saved during the step (None: unknown, as for the null router or
+    a --target)."""
+    snapshot_writer_pause_ms: float | None = None
+    """The writer's pause for each of those snapshots (the fork), on average."""
+    snapshot_background_s: float | None = None
+    """From the fork to each of those snapshots saved in Redis, on average."""
+    snapshot_bytes: int | None = None
+    loop_stall_max_ms: float | None = None
+    """The router's longest event-loop stall in the step, as the upper bound of the highest
+    `switchboard_loop_stall_seconds` bucket that counted one (None: unknown)."""
 
     def as_json(self) -> dict[str, Any]:
         """The step as the JSON report holds it (rounded)."""
@@ -100,6 +112,11 @@ class StepResult:
             "client_cpu_ms_per_task": _rounded(self.client_cpu_ms_per_task),
             "other_load_cores": _rounded(self.other_load_cores),
             "saturated": self.saturated,
+            "snapshots": self.snapshots,
+            "snapshot_writer_pause_ms": _rounded(self.snapshot_writer_pause_ms),
+            "snapshot_background_s": _rounded(self.snapshot_background_s),
+            "snapshot_bytes": self.snapshot_bytes,
+            "loop_stall_max_ms": _rounded(self.loop_stall_max_ms),
         }
 
 
@@ -309,11 +326,13 @@ class LoadRun:
         phase: str = "ramp",
         server_cpu_s: Callable[[], float] | None = None,
         machine_cpu_s: Callable[[], float] | None = None,
+        during_measure: Callable[[], Coroutine[Any, Any, None]] | None = None,
     ) -> StepResult:
         """Offers `rate_per_s` for `warmup_s` + `measure_s`, measures the second part, and
         waits (up to DRAIN_TIMEOUT_S) for every task of the step to complete. `server_cpu_s`
         reads the server's CPU seconds so far, and `machine_cpu_s` the whole machine's, when
-        they are known."""
+        they are known. `during_measure` runs alongside the measured part, from its start (to
+        do something to the server meanwhile); the step ends once it has ended too."""
         timings = self._timings
         errors_before = timings.errors
         skipped = await self._arrivals(rate_per_s, warmup_s)
@@ -322,6 +341,7 @@ class LoadRun:
         client_start_s = time.process_time()
         server_start_s = server_cpu_s() if server_cpu_s else 0.0
         machine_start_s = machine_cpu_s() if machine_cpu_s else 0.0
+        meanwhile = asyncio.create_task(during_measure()) if during_measure else None
         skipped += await self._arrivals(rate_per_s, measure_s)
         window_end_ns = time.perf_counter_ns()
         client_s = time.process_time() - client_start_s
@@ -329,6 +349,8 @@ class LoadRun:
         machine_s = machine_cpu_s() - machine_start_s if machine_cpu_s else None
         last_seq = len(timings.sent_ns)
         drained = await self._drain(DRAIN_TIMEOUT_S)
+        if meanwhile is not None:
+            await meanwhile
         window_s = (window_end_ns - window_start_ns) / 1e9
         seqs = slice(first_seq, last_seq)
         sent = np.array(timings.sent_ns[seqs], dtype=np.int64)

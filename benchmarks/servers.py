@@ -1,6 +1,6 @@
 """Server processes for the benchmarks: starting one and waiting until it serves; for the load
 benchmark, the router and the null router on 127.0.0.1, each stopped on exit, and the CPU time
-they (and the whole machine) use, read from /proc."""
+and memory they (and the whole machine) use, read from /proc."""
 
 from __future__ import annotations
 
@@ -14,11 +14,15 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 SERVER_START_TIMEOUT_S = 30.0
+SNAPSHOTS_ON_REQUEST_ONLY = 10**12
+"""`--snapshot-every` for a router whose snapshots a benchmark triggers itself (SIGUSR1): so
+many journaled commands that none falls due on its own during a run."""
 
 
 def is_serving(address: str) -> bool:
@@ -35,32 +39,64 @@ def start_process(
 ) -> tuple[subprocess.Popen[str], str]:
     """Starts a server that prints `... serving on HOST:PORT` first; returns it and the address
     as soon as that line comes (it may not serve yet)."""
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
+    process, line = start_process_line(command, env)
+    return process, _address_in(line)
+
+
+def start_process_line(
+    command: list[str],
+    env: dict[str, str] | None = None,
+    *,
+    stderr: IO[Any] | None = None,
+    timeout_s: float = SERVER_START_TIMEOUT_S,
+) -> tuple[subprocess.Popen[str], str]:
+    """Starts a server that prints `... serving on HOST:PORT ...` first (its standard error
+    to `stderr`, inherited by default); returns it and that first line, within `timeout_s`."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
     assert process.stdout is not None
     # Never block on a server that hangs before its first line.
-    ready, _, _ = select.select([process.stdout], [], [], SERVER_START_TIMEOUT_S)
-    match = re.search(r"serving on (\S+)", process.stdout.readline() if ready else "")
-    if not match:
-        _stop(process)
+    ready, _, _ = select.select([process.stdout], [], [], timeout_s)
+    line = process.stdout.readline() if ready else ""
+    if not re.search(r"serving on (\S+)", line):
+        stop_process(process)
         raise RuntimeError(f"{' '.join(command)} did not start")
-    return process, match.group(1)
+    return process, line
+
+
+def _address_in(line: str) -> str:
+    match = re.search(r"serving on (\S+)", line)
+    assert match is not None
+    return match.group(1)
+
+
+def metrics_port_in(line: str) -> int | None:
+    """The metrics port a router's first line names (`... metrics=PORT`), None when off."""
+    match = re.search(r"metrics=(\d+)", line)
+    return int(match.group(1)) if match else None
 
 
 def _start(
     command: list[str], env: dict[str, str] | None = None
 ) -> tuple[subprocess.Popen[str], str]:
-    """`start_process`, then waits until the server serves."""
-    process, address = start_process(command, env)
-    deadline_s = time.monotonic() + SERVER_START_TIMEOUT_S
-    while not is_serving(address):  # a durable router serves once it holds the lease
+    """`start_process_line`, then waits until the server serves."""
+    process, line = start_process_line(command, env)
+    wait_until_serving(process, _address_in(line), SERVER_START_TIMEOUT_S)
+    return process, line
+
+
+def wait_until_serving(process: subprocess.Popen[str], address: str, timeout_s: float) -> None:
+    """Returns once the server's health says SERVING (a durable router: once it holds the
+    lease); stops it and raises RuntimeError if it exits or `timeout_s` passes first."""
+    deadline_s = time.monotonic() + timeout_s
+    while not is_serving(address):
         if time.monotonic() > deadline_s or process.poll() is not None:
-            _stop(process)
+            stop_process(process)
             raise RuntimeError(f"{address} did not start serving")
         time.sleep(0.05)
-    return process, address
 
 
-def _stop(process: subprocess.Popen[str]) -> None:
+def stop_process(process: subprocess.Popen[str]) -> None:
+    """SIGTERM, then SIGKILL if it has not exited 15 s later."""
     if process.poll() is None:
         process.terminate()
         try:
@@ -76,10 +112,13 @@ class Server:
 
     address: str
     pid: int
+    metrics_port: int | None = None
+    """Where the server's Prometheus metrics are (a router started with them), else None."""
 
     def cpu_s(self) -> float:
-        """CPU seconds the process and its children (the private Redis) have used so far."""
-        return _cpu_s(self.pid) + sum(_cpu_s(child) for child in _children(self.pid))
+        """CPU seconds the process and its children (the private Redis, a snapshot's child)
+        have used so far, those that ended included."""
+        return _cpu_s(self.pid, reaped=True) + sum(_cpu_s(child) for child in children(self.pid))
 
 
 _CLOCK_TICKS_PER_S = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -93,12 +132,25 @@ def _stat_fields(pid: int) -> list[str]:
     return text[text.rindex(")") + 2 :].split()  # after the command, which may hold spaces
 
 
-def _cpu_s(pid: int) -> float:
-    fields = _stat_fields(pid)  # fields[11], [12]: utime, stime (man 5 proc, from field 3)
-    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS_PER_S if fields else 0.0
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds the process (all its threads) has used so far (0 when it is gone)."""
+    return _cpu_s(pid)
 
 
-def _children(pid: int) -> list[int]:
+def _cpu_s(pid: int, *, reaped: bool = False) -> float:
+    """CPU seconds of the process; with `reaped`, also of its children that ended and were
+    waited for (a snapshot's child counts, once the router reaps it)."""
+    fields = _stat_fields(pid)  # [11], [12]: utime, stime; [13], [14]: of reaped children
+    if not fields:
+        return 0.0
+    ticks = int(fields[11]) + int(fields[12])
+    if reaped:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / _CLOCK_TICKS_PER_S
+
+
+def children(pid: int) -> list[int]:
+    """The process ids of the process's children (from /proc)."""
     found = []
     for entry in Path("/proc").glob("[0-9]*"):
         fields = _stat_fields(int(entry.name))
@@ -114,6 +166,44 @@ def machine_cpu_s() -> float:
     return sum(int(fields[i]) for i in (1, 2, 3, 6, 7, 8)) / _CLOCK_TICKS_PER_S
 
 
+def memory_kib(pid: int) -> dict[str, int]:
+    """The process's memory from /proc/PID/status, in KiB: `VmRSS` (resident now), `VmHWM`
+    (the most resident so far); empty when the process is gone."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return {}
+    found = {}
+    for line in lines:
+        name, _, value = line.partition(":")
+        if name in ("VmRSS", "VmHWM"):
+            found[name] = int(value.split()[0])
+    return found
+
+
+def private_kib(pid: int) -> int | None:
+    """Memory the process holds alone (`Private_Clean + Private_Dirty` in smaps_rollup), in
+    KiB: for a forked child, the pages it copied or made, not those it shares with its parent."""
+    try:
+        lines = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
+    except OSError:
+        return None
+    total = 0
+    for line in lines:
+        name, _, value = line.partition(":")
+        if name in ("Private_Clean", "Private_Dirty"):
+            total += int(value.split()[0])
+    return total
+
+
+def available_kib() -> int:
+    """The machine's MemAvailable, in KiB."""
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1])
+    return 0
+
+
 def can_read_cpu() -> bool:
     """Whether server CPU time can be read (Linux /proc)."""
     return bool(_stat_fields(os.getpid()))
@@ -121,30 +211,37 @@ def can_read_cpu() -> bool:
 
 @contextlib.contextmanager
 def switchboard_router(
-    data_dir: Path, *, durable: bool, profile_path: Path | None = None
+    data_dir: Path,
+    *,
+    durable: bool,
+    profile_path: Path | None = None,
+    snapshots_on_request: bool = False,
 ) -> Iterator[Server]:
-    """A `switchboard serve` process on 127.0.0.1 (durable: a private Redis in `data_dir`);
-    yields its address once it leads. With `profile_path`, it runs under cProfile, which writes
-    its statistics there when the process is stopped."""
+    """A `switchboard serve` process on 127.0.0.1 (durable: a private Redis in `data_dir`),
+    with its metrics on a free port; yields it once it leads. With `profile_path`, it runs
+    under cProfile, which writes its statistics there when the process is stopped. With
+    `snapshots_on_request`, it takes snapshots only when sent SIGUSR1."""
     command = [sys.executable]
     if profile_path is not None:
         command += ["-m", "cProfile", "-o", str(profile_path)]
     command += ["-m", "router.cli", "serve", "--host", "127.0.0.1", "--port", "0",
-                "--metrics-port", "-1", "--log-level", "ERROR"]  # fmt: skip
+                "--metrics-port", "0", "--log-level", "ERROR"]  # fmt: skip
     command += ["--data-dir", str(data_dir)] if durable else ["--in-memory"]
-    process, address = _start(command)
+    if snapshots_on_request:
+        command += ["--snapshot-every", str(SNAPSHOTS_ON_REQUEST_ONLY)]
+    process, line = _start(command)
     try:
-        yield Server(address, process.pid)
+        yield Server(_address_in(line), process.pid, metrics_port_in(line))
     finally:
-        _stop(process)
+        stop_process(process)
 
 
 @contextlib.contextmanager
 def null_router() -> Iterator[Server]:
     """A `benchmarks.null_router` process on 127.0.0.1."""
     command = [sys.executable, "-m", "benchmarks.null_router", "--host", "127.0.0.1", "--port", "0"]
-    process, address = _start(command, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    process, line = _start(command, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
-        yield Server(address, process.pid)
+        yield Server(_address_in(line), process.pid)
     finally:
-        _stop(process)
+        stop_process(process)

@@ -1,6 +1,7 @@
 """The load benchmark runs end to end in its smallest form (two short steps and a half-saturation
-step per router, a durable router and the null router started on 127.0.0.1), reports every field
-of its JSON with sane values, and draws its figure. No performance figure is asserted."""
+step per router, a durable router and the null router started on 127.0.0.1; the router's
+half-saturation step again with a snapshot in it), reports every field of its JSON with sane
+values, and draws its figure. No performance figure is asserted."""
 
 from __future__ import annotations
 
@@ -62,10 +63,11 @@ def test_the_report_has_every_field(run: tuple[dict[str, Any], Path]) -> None:
 
 def test_each_router_ramps_then_runs_at_half_saturation(run: tuple[dict[str, Any], Path]) -> None:
     result, _ = run
-    for router in ("switchboard", "null"):
+    for router, halves in (("switchboard", ["half", "half_snapshot"]), ("null", ["half"])):
         steps = [s for s in result["steps"] if s["router"] == router]
-        assert [s["phase"] for s in steps][-1] == "half"
-        assert 2 <= len(steps) <= 3  # at most --steps 2 of the ramp, then the half step
+        assert [s["phase"] for s in steps][-len(halves) :] == halves
+        # at most --steps 2 of the ramp, then the half steps
+        assert 1 + len(halves) <= len(steps) <= 2 + len(halves)
         for step in steps:
             for name, kind in STEP_FIELDS.items():
                 assert isinstance(step[name], kind), (router, name, step[name])
@@ -76,12 +78,33 @@ def test_each_router_ramps_then_runs_at_half_saturation(run: tuple[dict[str, Any
             assert _positive(step["client_cpu_ms_per_task"])
             if can_read_cpu():  # /proc: the server's own CPU time is known
                 assert _positive(step["server_cpu_ms_per_task"]), (router, step)
-        half = steps[-1]
-        assert half["offered_per_s"] < max(s["lifecycles_per_s"] for s in steps[:-1])
+        ramp = [s for s in steps if s["phase"] == "ramp"]
+        for half in steps[len(ramp) :]:
+            assert half["offered_per_s"] < max(s["lifecycles_per_s"] for s in ramp)
     first_router_half = next(
         s for s in result["steps"] if s["router"] == "switchboard" and s["phase"] == "half"
     )
     assert result["create_to_offer_p99_ms"] == first_router_half["create_to_offer_p99_ms"]
+
+
+def test_the_second_half_step_had_a_snapshot_and_the_first_none(
+    run: tuple[dict[str, Any], Path],
+) -> None:
+    result, _ = run
+    router = {s["phase"]: s for s in result["steps"] if s["router"] == "switchboard"}
+    assert router["half"]["snapshots"] == 0
+    assert router["half_snapshot"]["snapshots"] >= 1
+    assert all(s["snapshots"] is None for s in result["steps"] if s["router"] == "null")
+    assert result["snapshot_step"] == "ran"
+    assert result["snapshots_in_step"] == router["half_snapshot"]["snapshots"]
+    assert result["snapshots_in_step_without"] == 0
+    assert result["create_to_offer_p99_ms_with_snapshot"] == (
+        router["half_snapshot"]["create_to_offer_p99_ms"]
+    )
+    for name in ("snapshot_p99_ratio", "snapshot_writer_pause_ms", "snapshot_background_s",
+                 "create_to_offer_p50_ms_with_snapshot"):  # fmt: skip
+        assert _positive(result[name]), (name, result[name])
+    assert isinstance(result["snapshot_bytes"], int) and result["snapshot_bytes"] > 0
 
 
 def test_the_figure_is_drawn(run: tuple[dict[str, Any], Path]) -> None:

@@ -1,5 +1,5 @@
-"""`switchboard serve` as a real process: it listens, serves health and reflection, and stops
-cleanly on SIGTERM."""
+"""`switchboard serve` as a real process: it listens, serves health and reflection, takes a
+snapshot when sent SIGUSR1, and stops cleanly on SIGTERM."""
 
 from __future__ import annotations
 
@@ -11,8 +11,19 @@ import time
 from pathlib import Path
 
 import grpc
+import redis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from router._proto.switchboard.v1 import admin_service_pb2 as apb
+from router._proto.switchboard.v1 import admin_service_pb2_grpc as agrpc
+from router._proto.switchboard.v1 import resources_pb2 as pb
+from router._proto.switchboard.v1 import task_service_pb2 as tpb
+from router._proto.switchboard.v1 import task_service_pb2_grpc as tgrpc
+from router.store.embedded import EmbeddedRedis
+
+SNAPSHOT_KEY = "sb:{default}:snapshot"
+JOURNAL_KEY = "sb:{default}:journal"
 
 
 def test_serve_listens_and_stops_on_sigterm(tmp_path: Path) -> None:
@@ -43,6 +54,64 @@ def test_serve_listens_and_stops_on_sigterm(tmp_path: Path) -> None:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=15) == 0
     finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def _wait_until_serving(address: str) -> None:
+    with grpc.insecure_channel(address) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        deadline_s = time.monotonic() + 15  # a durable router serves once it holds the lease
+        while health.Check(health_pb2.HealthCheckRequest(), timeout=10).status != (
+            health_pb2.HealthCheckResponse.SERVING
+        ):
+            assert time.monotonic() < deadline_s, "the router did not start serving"
+            time.sleep(0.05)
+
+
+def test_sigusr1_makes_serve_write_a_snapshot(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "router.cli", "serve", "--port", "0", "--metrics-port", "-1",
+         "--data-dir", str(data_dir)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    store = None
+    try:
+        assert process.stdout is not None
+        match = re.search(r"serving on (\S+)", process.stdout.readline())
+        assert match
+        address = match.group(1)
+        _wait_until_serving(address)
+        with grpc.insecure_channel(address) as channel:
+            queue = pb.Queue(queue_id="support")
+            agrpc.AdminServiceStub(channel).UpsertQueue(
+                apb.UpsertQueueRequest(queue=queue), timeout=10
+            )
+            task = pb.Task(queue_id="support", channel="chat")
+            tgrpc.TaskServiceStub(channel).CreateTask(
+                tpb.CreateTaskRequest(task=task), timeout=10
+            )
+        store = redis.Redis(unix_socket_path=str(EmbeddedRedis(data_dir).socket_path))
+        ((last_entry_id, _),) = store.xrevrange(JOURNAL_KEY, count=1)
+        assert store.hget(SNAPSHOT_KEY, "through_id") is None  # none is due on its own yet
+
+        process.send_signal(signal.SIGUSR1)
+        deadline_s = time.monotonic() + 15
+        while (through_id := store.hget(SNAPSHOT_KEY, "through_id")) is None:
+            assert time.monotonic() < deadline_s, "no snapshot was written after SIGUSR1"
+            time.sleep(0.05)
+        assert through_id == last_entry_id  # everything journaled is in it
+        assert int(store.hget(SNAPSHOT_KEY, "bytes") or 0) > 0
+        assert process.poll() is None  # SIGUSR1 did not stop it
+
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=15) == 0
+    finally:
+        if store is not None:
+            store.close()
         if process.poll() is None:
             process.kill()
             process.wait()
