@@ -1,0 +1,217 @@
+"""Indexes over every known task (the open ones and the closed ones kept), so that listing tasks
+never scans them all: the tasks in creation order, and per status, per current queue, per worker
+and per channel, each a sorted list of creation sequence numbers. A listing walks the shortest
+list its filters allow and resumes after a sequence number in O(log n). Open tasks are also
+indexed by routing policy, so that changing a policy touches only the tasks it routes.
+
+Entries are creation sequence numbers: ints add, remove and bisect in a `SortedList` in about a
+microsecond. The keys each task is filed under are kept with it, so that a change moves the task
+only in the lists whose key changed, and a closed task (kept as bytes) is filtered and forgotten
+without being decoded."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import NamedTuple, TypeVar
+
+from sortedcontainers import SortedList
+
+from router.core.model import TaskRecord, TaskStatus
+
+_Key = TypeVar("_Key")
+
+
+class TaskKeys(NamedTuple):
+    """What a task is filed under."""
+
+    task_id: str
+    seq: int
+    status: TaskStatus
+    queue_id: str
+    """The queue the task is in now (the one it was created for, before it is routed)."""
+    worker_id: str
+    channel: str
+    policy_id: str
+
+
+def keys_of(task: TaskRecord) -> TaskKeys:
+    spec = task.spec
+    return TaskKeys(
+        task.task_id,
+        task.seq,
+        task.status,
+        task.queue_id or spec.queue_id,
+        task.worker_id,
+        spec.channel,
+        spec.policy_id,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class TaskFilter:
+    """Which tasks a listing wants; an empty field does not filter."""
+
+    status: TaskStatus | None = None
+    queue_id: str = ""
+    worker_id: str = ""
+    channel: str = ""
+
+    def matches(self, keys: TaskKeys) -> bool:
+        return (
+            (self.status is None or keys.status is self.status)
+            and (not self.queue_id or keys.queue_id == self.queue_id)
+            and (not self.worker_id or keys.worker_id == self.worker_id)
+            and (not self.channel or keys.channel == self.channel)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TaskScan:
+    """What one bounded walk of an index found."""
+
+    found: list[TaskKeys]
+    """The matching tasks, in creation order."""
+    resume_after_seq: int | None
+    """Where the next walk starts (after this sequence number); None when nothing is left."""
+
+
+_EMPTY: SortedList = SortedList()
+
+
+class TaskIndex:
+    """Sorted lists of creation sequence numbers over the tasks filed with `update`."""
+
+    def __init__(self) -> None:
+        self._keys: dict[int, TaskKeys] = {}
+        self._all = SortedList()
+        self._by_status: dict[TaskStatus, SortedList] = {}
+        self._by_queue: dict[str, SortedList] = {}
+        self._by_worker: dict[str, SortedList] = {}
+        self._by_channel: dict[str, SortedList] = {}
+        self._open_by_policy: dict[str, SortedList] = {}
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def keys(self, seq: int) -> TaskKeys:
+        return self._keys[seq]
+
+    def update(self, task: TaskRecord) -> None:
+        """Files a new task, or refiles one whose status, queue or worker changed."""
+        self.file(keys_of(task))
+
+    def file(self, keys: TaskKeys) -> None:
+        """`update` for a task known only by its keys (a closed task restored as bytes)."""
+        seq = keys.seq
+        old = self._keys.get(seq)
+        if old == keys:
+            return
+        self._keys[seq] = keys
+        if old is None:
+            self._all.add(seq)
+            _move(self._by_channel, seq, None, keys.channel)
+            _move(self._by_status, seq, None, keys.status)
+            _move(self._by_queue, seq, None, keys.queue_id)
+            _move(self._by_worker, seq, None, keys.worker_id or None)
+            _move(self._open_by_policy, seq, None, _open_policy(keys))
+            return
+        if old.status is not keys.status:
+            _move(self._by_status, seq, old.status, keys.status)
+            _move(self._open_by_policy, seq, _open_policy(old), _open_policy(keys))
+        if old.queue_id != keys.queue_id:
+            _move(self._by_queue, seq, old.queue_id, keys.queue_id)
+        if old.worker_id != keys.worker_id:
+            _move(self._by_worker, seq, old.worker_id or None, keys.worker_id or None)
+
+    def remove(self, seq: int) -> None:
+        """Forgets a task (a closed task past the number kept)."""
+        keys = self._keys.pop(seq)
+        self._all.remove(seq)
+        _move(self._by_channel, seq, keys.channel, None)
+        _move(self._by_status, seq, keys.status, None)
+        _move(self._by_queue, seq, keys.queue_id, None)
+        _move(self._by_worker, seq, keys.worker_id or None, None)
+        _move(self._open_by_policy, seq, _open_policy(keys), None)
+
+    def seqs(self) -> Iterator[int]:
+        """Every task, in creation order."""
+        return iter(self._all)
+
+    def open_of_policy(self, policy_id: str) -> list[TaskKeys]:
+        """The open tasks of a routing policy, in creation order."""
+        return [self._keys[seq] for seq in self._open_by_policy.get(policy_id, _EMPTY)]
+
+    def open_count_of_policy(self, policy_id: str) -> int:
+        return len(self._open_by_policy.get(policy_id, _EMPTY))
+
+    def scan(
+        self, task_filter: TaskFilter, *, after_seq: int, count_max: int, scan_max: int
+    ) -> TaskScan:
+        """Up to `count_max` tasks created after `after_seq` that match, examining at most
+        `scan_max` candidates of the shortest list the filter allows: O(log n + scan_max)."""
+        candidates = self._candidates(task_filter)
+        start = candidates.bisect_right(after_seq)
+        found: list[TaskKeys] = []
+        examined = 0
+        last_seq = after_seq
+        for seq in candidates.islice(start, start + scan_max):
+            examined += 1
+            last_seq = seq
+            keys = self._keys[seq]
+            if task_filter.matches(keys):
+                found.append(keys)
+                if len(found) == count_max:
+                    break
+        more = start + examined < len(candidates)
+        return TaskScan(found, last_seq if more else None)
+
+    def _candidates(self, task_filter: TaskFilter) -> SortedList:
+        """The shortest list holding every task the filter matches."""
+        lists = [self._all]
+        if task_filter.status is not None:
+            lists.append(self._by_status.get(task_filter.status, _EMPTY))
+        if task_filter.queue_id:
+            lists.append(self._by_queue.get(task_filter.queue_id, _EMPTY))
+        if task_filter.worker_id:
+            lists.append(self._by_worker.get(task_filter.worker_id, _EMPTY))
+        if task_filter.channel:
+            lists.append(self._by_channel.get(task_filter.channel, _EMPTY))
+        return min(lists, key=len)
+
+    def check(self, tasks: Iterable[TaskKeys]) -> None:
+        """Raises AssertionError unless the index holds exactly these tasks under these keys.
+        O(n log n): for tests."""
+        expected = TaskIndex()
+        for keys in tasks:
+            expected.file(keys)
+        assert self._keys == expected._keys, "task index keys differ from the records"
+        for name in ("_all", "_by_status", "_by_queue", "_by_worker", "_by_channel"):
+            assert _plain(getattr(self, name)) == _plain(getattr(expected, name)), name
+        assert _plain(self._open_by_policy) == _plain(expected._open_by_policy), "by policy"
+
+
+def _open_policy(keys: TaskKeys) -> str | None:
+    return keys.policy_id if keys.policy_id and keys.status.is_open else None
+
+
+def _move(lists: dict[_Key, SortedList], seq: int, old: _Key | None, new: _Key | None) -> None:
+    """Moves `seq` from the list of `old` to that of `new` (None: no list); an emptied list is
+    dropped, so that keys of the past (workers removed, queues deleted) cost nothing."""
+    if old is not None:
+        entries = lists[old]
+        entries.remove(seq)
+        if not entries:
+            del lists[old]
+    if new is not None:
+        entries = lists.get(new)
+        if entries is None:
+            entries = lists[new] = SortedList()
+        entries.add(seq)
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, dict):
+        return {key: list(entries) for key, entries in value.items()}
+    assert isinstance(value, SortedList)
+    return list(value)

@@ -1,0 +1,138 @@
+"""Every task the engine knows, by id: the open ones as live records, the latest closed ones as
+bytes, and the indexes over both (`task_index.py`).
+
+A closed task never changes again, and up to `CLOSED_TASKS_KEPT_MAX` of them are kept for
+GetTask and ListTasks. As records they would be millions of Python objects (a record, its spec,
+its attribute documents) that every garbage collection and every snapshot walks; as their
+msgpack encoding each is one bytes object, decoded when read. The encoding is deterministic
+(sets and dict keys sorted), so equal tasks are equal bytes: digests and snapshots use the
+bytes as they are."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+
+import msgspec
+
+from router.core.limits import CLOSED_TASKS_KEPT_MAX
+from router.core.model import TaskRecord
+from router.core.task_index import TaskIndex, TaskKeys, keys_of
+
+_encoder = msgspec.msgpack.Encoder(order="deterministic")
+_decoder = msgspec.msgpack.Decoder(TaskRecord)
+
+
+def encode_task(task: TaskRecord) -> bytes:
+    return _encoder.encode(task)
+
+
+def decode_task(data: bytes) -> TaskRecord:
+    return _decoder.decode(data)
+
+
+@dataclass(frozen=True, slots=True)
+class ClosedTask:
+    """A closed task as kept: its index keys (to list and forget it undecoded) and its bytes."""
+
+    keys: TaskKeys
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class TaskCopy:
+    """A task as it was when copied, which later commands do not change: an open task's record
+    (a snapshot) with its place in its queue, or a closed task's bytes. Taking copies is cheap;
+    `record()` (decoding) can wait until the writer's turn is over."""
+
+    seq: int
+    snapshot: TaskRecord | None
+    """The open task's record; None for a closed task."""
+    closed_data: bytes = b""
+    queue_position: int = 0
+    estimated_wait_ms: int | None = None
+
+    def record(self) -> TaskRecord:
+        return self.snapshot if self.snapshot is not None else decode_task(self.closed_data)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskPage:
+    """Copies of the tasks of one listing, and where the next listing starts."""
+
+    copies: list[TaskCopy]
+    resume_after_seq: int | None
+    """None when no task is left to list."""
+
+
+class TaskTable(Mapping[str, TaskRecord]):
+    """Open records, closed bytes, and their indexes, kept in step. Reading a closed task gives
+    a decoded copy: only open records are the engine's to change."""
+
+    def __init__(self) -> None:
+        self.open: dict[str, TaskRecord] = {}
+        """The open tasks, in creation order."""
+        self.closed: OrderedDict[str, ClosedTask] = OrderedDict()
+        """The closed tasks kept, the first closed first (forgotten first)."""
+        self.index = TaskIndex()
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def __getitem__(self, task_id: str) -> TaskRecord:
+        task = self.open.get(task_id)
+        if task is not None:
+            return task
+        return decode_task(self.closed[task_id].data)
+
+    def __contains__(self, task_id: object) -> bool:
+        return task_id in self.open or task_id in self.closed
+
+    def __len__(self) -> int:
+        return len(self.open) + len(self.closed)
+
+    def __iter__(self) -> Iterator[str]:
+        """Every task id, in creation order."""
+        index = self.index
+        return (index.keys(seq).task_id for seq in index.seqs())
+
+    # -- changing ---------------------------------------------------------------------------
+
+    def add(self, task: TaskRecord) -> None:
+        """A new open task."""
+        self.open[task.task_id] = task
+        self.index.update(task)
+
+    def changed(self, task: TaskRecord) -> None:
+        """An open task's status, queue or worker may have changed: refiles it."""
+        self.index.update(task)
+
+    def close(self, task: TaskRecord) -> None:
+        """Keeps a task that has closed as bytes, forgetting the oldest closed past the limit."""
+        del self.open[task.task_id]
+        keys = keys_of(task)
+        self.index.file(keys)
+        self.closed[task.task_id] = ClosedTask(keys, encode_task(task))
+        while len(self.closed) > CLOSED_TASKS_KEPT_MAX:
+            _, oldest = self.closed.popitem(last=False)
+            self.index.remove(oldest.keys.seq)
+
+    def restore_closed(self, closed: ClosedTask) -> None:
+        """Keeps a closed task read from a snapshot (call in the order they closed)."""
+        self.closed[closed.keys.task_id] = closed
+        self.index.file(closed.keys)
+
+    def check(self) -> None:
+        """Raises AssertionError unless the indexes agree with the records and the bytes.
+        O(state): for tests."""
+        assert not self.open.keys() & self.closed.keys(), "a task both open and closed"
+        assert len(self.closed) <= CLOSED_TASKS_KEPT_MAX
+        for task in self.open.values():
+            assert task.status.is_open, f"{task.task_id} is {task.status.value} but open"
+        for task_id, closed in self.closed.items():
+            task = decode_task(closed.data)
+            assert keys_of(task) == closed.keys and task_id == task.task_id, task_id
+            assert not task.status.is_open, f"{task_id} is {task.status.value} but closed"
+        self.index.check(
+            [keys_of(t) for t in self.open.values()] + [c.keys for c in self.closed.values()]
+        )
