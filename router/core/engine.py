@@ -1630,10 +1630,6 @@ class Engine:
         self._staffing_cache[key] = (self._staffing_version, slots)
         return slots
 
-    def iter_tasks(self) -> Iterator[TaskRecord]:
-        """Every known task, in creation order."""
-        return iter(self.tasks.values())
-
     def queue_stats(self, queue_id: str) -> QueueStats:
         counters = self.counters[queue_id]
         oldest = self.waiting.oldest_created_ms(queue_id)
