@@ -12,8 +12,9 @@ them to protobuf in slices of at most `CONVERT_SLICE_S`, letting the loop run be
 from __future__ import annotations
 
 import asyncio
+import bisect
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import TypeVar
 
 from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
@@ -75,6 +76,14 @@ def id_after(token: str) -> str:
         except InvalidArgument:
             raise InvalidArgument("page_token", _NOT_A_TOKEN) from None
     return token
+
+
+def page_after(ids: Collection[str], after_id: str, count_max: int) -> tuple[list[str], bool]:
+    """Up to `count_max` of `ids` after `after_id` in id order, and whether more follow. Sorts
+    them all: for the queues and policies, which a workspace has at most 1,024 of (~0.2 ms)."""
+    ordered = sorted(ids)
+    start = bisect.bisect_right(ordered, after_id)
+    return ordered[start : start + count_max], start + count_max < len(ordered)
 
 
 async def fill_page(

@@ -5,6 +5,7 @@ order, whatever cuts a page short (its count, its bytes, the tasks one call exam
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -224,3 +225,59 @@ def test_closed_tasks_survive_a_restart_from_a_snapshot(tmp_path: Path) -> None:
             assert stubs.admin.GetStateDigest(apb.GetStateDigestRequest()).digest == digest
     finally:
         restarted.stop()
+
+
+# -- ListQueues and ListRoutingPolicies ----------------------------------------------------------
+
+
+def test_queues_page_in_id_order(stubs: Stubs) -> None:
+    holidays = [str(date(2030, 1, 1) + timedelta(days=day)) for day in range(1000)]
+    weekly = [pb.OpenHours(day=pb.DAY_OF_WEEK_MONDAY, opens="09:00", closes="17:00")]
+    hours = pb.BusinessHours(time_zone="UTC", weekly=weekly, holidays=holidays)
+    for i in reversed(range(30)):
+        stubs.queue(f"q{i:02d}", business_hours=hours)
+    every = ["support"] + [f"q{i:02d}" for i in range(30)]
+
+    def page(token: str, size: int = 0) -> apb.ListQueuesResponse:
+        request = apb.ListQueuesRequest(page_size=size, page_token=token)
+        return stubs.admin.ListQueues(request, timeout=10)
+
+    assert [q.queue_id for q in page("").queues] == sorted(every)  # by default, all that fit
+    pages = walk(lambda token: page(token, 4), lambda r: [q.queue_id for q in r.queues])
+    assert len(pages) == 8 and flat(pages) == sorted(every)
+    assert len(page("").queues[0].business_hours.holidays) == len(hours.holidays)
+
+
+def test_big_routing_policies_page_by_bytes_in_id_order(stubs: Stubs) -> None:
+    """A policy may carry 64 filters of 4 KiB expressions: 15 of them are 4 MB."""
+    expression = f"note == '{'x' * 4000}'"
+    filters = [
+        pb.PolicyFilter(name=f"f{i}", expression=expression, route=pb.Route(queue_id="support"))
+        for i in range(64)
+    ]
+    for i in reversed(range(15)):
+        policy = pb.RoutingPolicy(policy_id=f"p{i:02d}", filters=filters)
+        stubs.admin.UpsertRoutingPolicy(apb.UpsertRoutingPolicyRequest(policy=policy), timeout=10)
+
+    def page(token: str) -> apb.ListRoutingPoliciesResponse:
+        request = apb.ListRoutingPoliciesRequest(page_token=token)
+        return stubs.admin.ListRoutingPolicies(request, timeout=10)
+
+    pages = walk(page, lambda reply: [p.policy_id for p in reply.policies])
+    assert len(pages) == 2 and flat(pages) == [f"p{i:02d}" for i in range(15)]
+    assert len(page("").policies[0].filters) == 64
+
+
+@pytest.mark.parametrize("token", ["²", "a b", "x" * 200])
+def test_a_malformed_queue_or_policy_token_is_invalid_argument(stubs: Stubs, token: str) -> None:
+    calls = [
+        lambda: stubs.admin.ListQueues(apb.ListQueuesRequest(page_token=token), timeout=5),
+        lambda: stubs.admin.ListRoutingPolicies(
+            apb.ListRoutingPoliciesRequest(page_token=token), timeout=5
+        ),
+    ]
+    for call in calls:
+        with pytest.raises(grpc.RpcError) as raised:
+            call()
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert (raised.value.details() or "").startswith("page_token:")
