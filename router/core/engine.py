@@ -184,6 +184,15 @@ class Arrival:
     """"after_hours" or "exception": which of the queue's rules canceled it."""
 
 
+class OfferRate(NamedTuple):
+    """A queue's pace of offers on one channel: one task every `ms / slots` milliseconds."""
+
+    ms: float
+    """The mean handle time (or, before any completion, the mean time between assignments)."""
+    slots: int
+    """The staffed slots working in parallel (1 with the assignment-interval fallback)."""
+
+
 class TaskRouting(NamedTuple):
     """What a task's current step makes of it, derived from the record (never stored)."""
 
@@ -1548,7 +1557,7 @@ class Engine:
     def copy_task(self, task_id: str) -> TaskCopy:
         """A copy of the task that later commands do not change, with its place in its queue."""
         check_id("task_id", task_id)
-        copy = self._copy(task_id)
+        copy = self._copy(task_id, {})
         if copy is None:
             raise NotFound(f"no task {task_id!r}")
         return copy
@@ -1562,19 +1571,28 @@ class Engine:
         scan = self.tasks.index.scan(
             task_filter, after_seq=after_seq, count_max=count_max, scan_max=scan_max
         )
-        copies = [self._copy(keys.task_id) for keys in scan.found]
+        rates: dict[tuple[str, str], OfferRate | None] = {}  # read once per queue and channel
+        copies = [self._copy(keys.task_id, rates) for keys in scan.found]
         return TaskPage([copy for copy in copies if copy is not None], scan.resume_after_seq)
 
-    def _copy(self, task_id: str) -> TaskCopy | None:
+    def _copy(
+        self, task_id: str, rates: dict[tuple[str, str], OfferRate | None]
+    ) -> TaskCopy | None:
         task = self.tasks.open.get(task_id)
         if task is None:
             closed = self.tasks.closed.get(task_id)
             return None if closed is None else TaskCopy(closed.keys.seq, None, closed.data)
+        if task_id not in self.waiting:
+            return TaskCopy(task.seq, task.snapshot(), estimated_wait_ms=0)
+        key = (task.queue_id, task.spec.channel)
+        if key not in rates:
+            rates[key] = self._offer_rate(task)
+        ahead = self.waiting.position(task_id)
         return TaskCopy(
             task.seq,
             task.snapshot(),
-            queue_position=self.queue_position(task_id),
-            estimated_wait_ms=self.estimated_wait_ms(task_id),
+            queue_position=ahead,
+            estimated_wait_ms=_wait_ms(ahead, rates[key]),
         )
 
     def get_worker(self, worker_id: str) -> WorkerRecord:
@@ -1603,17 +1621,19 @@ class Engine:
             return None
         if task_id not in self.waiting:
             return 0
-        ahead = self.waiting.position(task_id)
+        return _wait_ms(self.waiting.position(task_id), self._offer_rate(task))
+
+    def _offer_rate(self, task: TaskRecord) -> OfferRate | None:
+        """How fast the task's queue gets tasks of its channel offered (see
+        `estimated_wait_ms`), or None when nothing is known yet."""
         counters = self.counters[task.queue_id]
         slots = self._staffed_slots(task)
         if counters.handle_ms and slots:
-            handle_ms = sum(counters.handle_ms) / len(counters.handle_ms)
-            return round((ahead + 1) * handle_ms / slots)
+            return OfferRate(sum(counters.handle_ms) / len(counters.handle_ms), slots)
         samples = counters.assigned_ms
         if len(samples) < 2 or samples[-1] <= samples[0]:
             return None
-        ms_per_task = (samples[-1] - samples[0]) / (len(samples) - 1)
-        return round((ahead + 1) * ms_per_task)
+        return OfferRate((samples[-1] - samples[0]) / (len(samples) - 1), 1)
 
     def _staffed_slots(self, task: TaskRecord) -> int:
         """Capacity on the task's channel of the queue's available members (cached until who
@@ -1778,6 +1798,11 @@ class Engine:
                 for q, c in self.counters.items()
             ],
         }
+
+
+def _wait_ms(ahead: int, rate: OfferRate | None) -> int | None:
+    """(k + 1) x h / s for a task with k tasks ahead of it (see `Engine.estimated_wait_ms`)."""
+    return None if rate is None else round((ahead + 1) * rate.ms / rate.slots)
 
 
 def wait_rules_of(queue: QueueConfig) -> tuple[ExceptionRule, ...]:

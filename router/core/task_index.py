@@ -99,6 +99,14 @@ class TaskIndex:
 
     def update(self, task: TaskRecord) -> None:
         """Files a new task, or refiles one whose status, queue or worker changed."""
+        old = self._keys.get(task.seq)
+        if (  # called at every change of a task: most change none of its keys
+            old is not None
+            and old.status is task.status
+            and old.worker_id == task.worker_id
+            and old.queue_id == (task.queue_id or task.spec.queue_id)
+        ):
+            return
         self.file(keys_of(task))
 
     def file(self, keys: TaskKeys) -> None:

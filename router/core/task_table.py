@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import msgspec
 
@@ -40,11 +41,11 @@ class ClosedTask:
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class TaskCopy:
+class TaskCopy(NamedTuple):
     """A task as it was when copied, which later commands do not change: an open task's record
-    (a snapshot) with its place in its queue, or a closed task's bytes. Taking copies is cheap;
-    `record()` (decoding) can wait until the writer's turn is over."""
+    (a snapshot) with its place in its queue, or a closed task's bytes. Taking copies is cheap
+    (a named tuple: a page takes a thousand in one step); `record()` (decoding) can wait until
+    the writer's turn is over."""
 
     seq: int
     snapshot: TaskRecord | None
@@ -110,9 +111,8 @@ class TaskTable(Mapping[str, TaskRecord]):
     def close(self, task: TaskRecord) -> None:
         """Keeps a task that has closed as bytes, forgetting the oldest closed past the limit."""
         del self.open[task.task_id]
-        keys = keys_of(task)
-        self.index.file(keys)
-        self.closed[task.task_id] = ClosedTask(keys, encode_task(task))
+        self.index.update(task)
+        self.closed[task.task_id] = ClosedTask(self.index.keys(task.seq), encode_task(task))
         while len(self.closed) > CLOSED_TASKS_KEPT_MAX:
             _, oldest = self.closed.popitem(last=False)
             self.index.remove(oldest.keys.seq)
