@@ -124,7 +124,8 @@ _REQUIREMENT_CACHE_MAX = 10_000
 _NOBODY = np.zeros(0, dtype=bool)
 """A membership row of no worker."""
 _DIGEST_SLICE_ITEMS = 1024
-_digest_encoder = msgspec.msgpack.Encoder(order="deterministic")
+_canonical = msgspec.msgpack.Encoder(order="deterministic")
+"""MessagePack with sets and dict keys sorted: equal values give equal bytes."""
 
 
 @dataclass(slots=True)
@@ -277,7 +278,10 @@ class Engine:
         """Per open task, its current step's requirement and target."""
         self.reservations: dict[str, Reservation] = {}
         self._closed_reservations: OrderedDict[str, None] = OrderedDict()
-        self._request_ids: OrderedDict[str, tuple[str, TaskSpec]] = OrderedDict()
+        self._request_ids: OrderedDict[str, tuple[str, bytes]] = OrderedDict()
+        """Per client request id, the task it created and its payload's fingerprint (see
+        `payload_fingerprint`): not the payload, which would keep a million specs and their
+        attributes alive long after their tasks are forgotten."""
         self._customers: OrderedDict[str, CustomerHistory] = OrderedDict()
         self._timers: list[tuple[int, int, str, str]] = []
         self._timers_stale = 0
@@ -748,9 +752,10 @@ class Engine:
     def _create_task(self, command: cmd.CreateTask) -> CreatedTask:
         spec, request_id = command.spec, command.client_request_id
         validate_task(spec, self.channels, request_id)
+        fingerprint = payload_fingerprint(spec) if request_id else b""
         if request_id and request_id in self._request_ids:
-            task_id, first_spec = self._request_ids[request_id]
-            if first_spec != spec:
+            task_id, first_fingerprint = self._request_ids[request_id]
+            if first_fingerprint != fingerprint:
                 raise AlreadyExists(
                     f"client_request_id {request_id!r} was used for task {task_id} with a "
                     "different payload"
@@ -802,7 +807,7 @@ class Engine:
         )
         self.tasks.add(task)
         if request_id:
-            self._request_ids[request_id] = (task_id, spec)
+            self._request_ids[request_id] = (task_id, fingerprint)
             _trim(self._request_ids, REQUEST_IDS_KEPT_MAX)
         self._add_timer(task.ttl_due_ms, "ttl", task_id)
         self.counters[task.queue_id].created_total += 1
@@ -1749,7 +1754,7 @@ class Engine:
         replayed from the journal or restored from a snapshot. It reads everything (about a
         second at 100k tasks of 8 KB attributes): take it off the writer's loop."""
         digest = hashlib.sha256()
-        encode = _digest_encoder.encode
+        encode = _canonical.encode
         for name, part in self.digest_state().items():
             if isinstance(part, list):  # in slices: never the whole state in one buffer
                 digest.update(encode([name, len(part)]))
@@ -1783,7 +1788,7 @@ class Engine:
             "waiting": {q: self.waiting.task_ids(q) for q in self.queues},
             "timers": sorted(t for t in self._timers if self._timer_live(t)),
             "customers": [[c, h] for c, h in self._customers.items()],
-            "request_ids": [[r, t, spec] for r, (t, spec) in self._request_ids.items()],
+            "request_ids": [[r, t, f] for r, (t, f) in self._request_ids.items()],
             "counters": [
                 [
                     q,
@@ -1798,6 +1803,12 @@ class Engine:
                 for q, c in self.counters.items()
             ],
         }
+
+
+def payload_fingerprint(spec: TaskSpec) -> bytes:
+    """16 bytes that tell two task payloads apart: a hash of their canonical encoding. Equal
+    specs as the journal gives them (`codec.normalize`) have equal fingerprints."""
+    return hashlib.blake2b(_canonical.encode(spec), digest_size=16).digest()
 
 
 def _wait_ms(ahead: int, rate: OfferRate | None) -> int | None:

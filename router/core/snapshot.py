@@ -9,7 +9,8 @@ restoring a snapshot decodes them. This module is the engine's serializer and re
 fields on purpose: the engine's logic stays in engine.py, its storage format here.
 
 Version 2 (before closed tasks were kept as bytes) listed every task as a record, open or
-closed, with the ids of the closed ones in the order they closed; it is still restored."""
+closed, with the ids of the closed ones in the order they closed, and each client request id
+with its task's whole payload rather than its fingerprint; it is still restored."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from router.core.engine import (
     QueueCounters,
     _parse_target,
     _worker_document,
+    payload_fingerprint,
 )
 from router.core.model import (
     QueueConfig,
@@ -95,13 +97,16 @@ class _Snapshot:
     """The open tasks, in creation order (version 2: every task)."""
     reservations: list[Reservation]
     closed_reservation_ids: list[str]
-    request_ids: list[tuple[str, str, TaskSpec]]
     customers: list[tuple[str, CustomerHistory]]
     timers: list[tuple[int, int, str, str]]
     closed_tasks: list[ClosedTask] = field(default_factory=list)
     """The closed tasks kept, in the order they closed (version 3)."""
+    request_fingerprints: list[tuple[str, str, bytes]] = field(default_factory=list)
+    """(client request id, task id, payload fingerprint), oldest first (version 3)."""
     closed_task_ids: list[str] = field(default_factory=list)
     """The closed tasks among `tasks`, in the order they closed (version 2)."""
+    request_ids: list[tuple[str, str, TaskSpec]] = field(default_factory=list)
+    """(client request id, task id, payload), oldest first (version 2)."""
 
 
 def take(engine: Engine) -> bytes:
@@ -151,7 +156,7 @@ def take(engine: Engine) -> bytes:
         closed_tasks=list(engine.tasks.closed.values()),
         reservations=list(engine.reservations.values()),
         closed_reservation_ids=list(engine._closed_reservations),
-        request_ids=[(r, t, spec) for r, (t, spec) in engine._request_ids.items()],
+        request_fingerprints=[(r, t, f) for r, (t, f) in engine._request_ids.items()],
         customers=list(engine._customers.items()),
         timers=list(engine._timers),
     )
@@ -170,6 +175,9 @@ def restore(data: bytes) -> Engine:
         )
     if snapshot.version == 2:
         _upgrade_tasks(snapshot)
+        snapshot.request_fingerprints = [
+            (r, t, payload_fingerprint(spec)) for r, t, spec in snapshot.request_ids
+        ]
     engine = Engine()
     _restore_configuration(engine, snapshot)
     _restore_workers(engine, snapshot.workers)
@@ -263,5 +271,5 @@ def _restore_tasks(engine: Engine, snapshot: _Snapshot) -> None:
             engine._enqueue(task)
     engine.reservations = {r.reservation_id: r for r in snapshot.reservations}
     engine._closed_reservations = OrderedDict.fromkeys(snapshot.closed_reservation_ids)
-    engine._request_ids = OrderedDict((r, (t, spec)) for r, t, spec in snapshot.request_ids)
+    engine._request_ids = OrderedDict((r, (t, f)) for r, t, f in snapshot.request_fingerprints)
     engine._customers = OrderedDict(snapshot.customers)
