@@ -89,7 +89,7 @@ from router.core.scoring import (
     make_requirement,
     scores,
 )
-from router.core.task_index import TaskFilter
+from router.core.task_index import SEQ, TASK_ID, TaskFilter
 from router.core.task_table import TaskCopy, TaskPage, TaskTable
 from router.core.validation import (
     check_attributes,
@@ -546,8 +546,8 @@ class Engine:
         compiled = CompiledPolicy(policy)
         routed = [
             task
-            for keys in self.tasks.index.open_of_policy(policy.policy_id)
-            if (task := self.tasks.open[keys.task_id]).route_index != NO_ROUTE
+            for task_id in self.tasks.index.open_of_policy(policy.policy_id)
+            if (task := self.tasks.open[task_id]).route_index != NO_ROUTE
             and task.status in (TaskStatus.PENDING, TaskStatus.RESERVED)
         ]
         for task in routed:  # refuse before changing anything
@@ -1577,7 +1577,7 @@ class Engine:
             task_filter, after_seq=after_seq, count_max=count_max, scan_max=scan_max
         )
         rates: dict[tuple[str, str], OfferRate | None] = {}  # read once per queue and channel
-        copies = [self._copy(keys.task_id, rates) for keys in scan.found]
+        copies = [self._copy(keys[TASK_ID], rates) for keys in scan.found]
         return TaskPage([copy for copy in copies if copy is not None], scan.resume_after_seq)
 
     def _copy(
@@ -1586,7 +1586,10 @@ class Engine:
         task = self.tasks.open.get(task_id)
         if task is None:
             closed = self.tasks.closed.get(task_id)
-            return None if closed is None else TaskCopy(closed.keys.seq, None, closed.data)
+            if closed is None:
+                return None
+            keys, data = closed
+            return TaskCopy(keys[SEQ], None, data)
         if task_id not in self.waiting:
             return TaskCopy(task.seq, task.snapshot(), estimated_wait_ms=0)
         key = (task.queue_id, task.spec.channel)
@@ -1783,7 +1786,7 @@ class Engine:
             "open_tasks": list(self.tasks.open.values()),
             # Closed tasks are kept in that same deterministic encoding: their bytes are hashed
             # as they are, in the order they closed (the order they are forgotten in).
-            "closed_tasks": [closed.data for closed in self.tasks.closed.values()],
+            "closed_tasks": [data for _, data in self.tasks.closed.values()],
             "reservations": list(self.reservations.values()),
             "waiting": {q: self.waiting.task_ids(q) for q in self.queues},
             "timers": sorted(t for t in self._timers if self._timer_live(t)),

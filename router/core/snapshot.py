@@ -252,7 +252,7 @@ def _upgrade_tasks(snapshot: _Snapshot) -> None:
     """Version 2's tasks as version 3 keeps them: the closed ones as bytes."""
     by_id = {task.task_id: task for task in snapshot.tasks}
     snapshot.closed_tasks = [
-        ClosedTask(keys_of(by_id[task_id]), encode_task(by_id[task_id]))
+        (keys_of(by_id[task_id]), encode_task(by_id[task_id]))
         for task_id in snapshot.closed_task_ids
     ]
     closed = set(snapshot.closed_task_ids)

@@ -4,16 +4,16 @@ and per channel, each a sorted list of creation sequence numbers. A listing walk
 list its filters allow and resumes after a sequence number in O(log n). Open tasks are also
 indexed by routing policy, so that changing a policy touches only the tasks it routes.
 
-Entries are creation sequence numbers: ints add, remove and bisect in a `SortedList` in about a
-microsecond. The keys each task is filed under are kept with it, so that a change moves the task
-only in the lists whose key changed, and a closed task (kept as bytes) is filtered and forgotten
-without being decoded."""
+Entries are creation sequence numbers: ints add, remove and bisect in a `SortedList` in one or
+two microseconds. The keys each task is filed under are kept with it, so that a change moves the
+task only in the lists whose key changed, and a closed task (kept as bytes) is filtered and
+forgotten without being decoded."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import NamedTuple, TypeVar
+from typing import Final, TypeVar
 
 from sortedcontainers import SortedList
 
@@ -21,26 +21,28 @@ from router.core.model import TaskRecord, TaskStatus
 
 _Key = TypeVar("_Key")
 
-
-class TaskKeys(NamedTuple):
-    """What a task is filed under."""
-
-    task_id: str
-    seq: int
-    status: TaskStatus
-    queue_id: str
-    """The queue the task is in now (the one it was created for, before it is routed)."""
-    worker_id: str
-    channel: str
-    policy_id: str
+TaskKeys = tuple[str, int, str, str, str, str, str]
+"""What a task is filed under: its id, seq, status (`TaskStatus.value`), current queue (the one
+it was created for, before it is routed), worker, channel and policy. A plain tuple of strings
+and ints, because the garbage collector stops tracking those: it would walk millions of named
+tuples (or enum members' holders) at every full collection."""
+# Positions in `TaskKeys`.
+TASK_ID: Final = 0
+SEQ: Final = 1
+STATUS: Final = 2
+QUEUE_ID: Final = 3
+WORKER_ID: Final = 4
+CHANNEL: Final = 5
+POLICY_ID: Final = 6
+_OPEN_STATUSES = frozenset(status.value for status in TaskStatus if status.is_open)
 
 
 def keys_of(task: TaskRecord) -> TaskKeys:
     spec = task.spec
-    return TaskKeys(
+    return (
         task.task_id,
         task.seq,
-        task.status,
+        task.status.value,
         task.queue_id or spec.queue_id,
         task.worker_id,
         spec.channel,
@@ -59,10 +61,10 @@ class TaskFilter:
 
     def matches(self, keys: TaskKeys) -> bool:
         return (
-            (self.status is None or keys.status is self.status)
-            and (not self.queue_id or keys.queue_id == self.queue_id)
-            and (not self.worker_id or keys.worker_id == self.worker_id)
-            and (not self.channel or keys.channel == self.channel)
+            (self.status is None or keys[STATUS] == self.status.value)
+            and (not self.queue_id or keys[QUEUE_ID] == self.queue_id)
+            and (not self.worker_id or keys[WORKER_ID] == self.worker_id)
+            and (not self.channel or keys[CHANNEL] == self.channel)
         )
 
 
@@ -85,7 +87,7 @@ class TaskIndex:
     def __init__(self) -> None:
         self._keys: dict[int, TaskKeys] = {}
         self._all = SortedList()
-        self._by_status: dict[TaskStatus, SortedList] = {}
+        self._by_status: dict[str, SortedList] = {}
         self._by_queue: dict[str, SortedList] = {}
         self._by_worker: dict[str, SortedList] = {}
         self._by_channel: dict[str, SortedList] = {}
@@ -97,58 +99,61 @@ class TaskIndex:
     def keys(self, seq: int) -> TaskKeys:
         return self._keys[seq]
 
+    def task_id(self, seq: int) -> str:
+        return self._keys[seq][TASK_ID]
+
     def update(self, task: TaskRecord) -> None:
         """Files a new task, or refiles one whose status, queue or worker changed."""
         old = self._keys.get(task.seq)
         if (  # called at every change of a task: most change none of its keys
             old is not None
-            and old.status is task.status
-            and old.worker_id == task.worker_id
-            and old.queue_id == (task.queue_id or task.spec.queue_id)
+            and old[STATUS] == task.status.value
+            and old[WORKER_ID] == task.worker_id
+            and old[QUEUE_ID] == (task.queue_id or task.spec.queue_id)
         ):
             return
         self.file(keys_of(task))
 
     def file(self, keys: TaskKeys) -> None:
         """`update` for a task known only by its keys (a closed task restored as bytes)."""
-        seq = keys.seq
+        seq = keys[SEQ]
         old = self._keys.get(seq)
         if old == keys:
             return
         self._keys[seq] = keys
         if old is None:
             self._all.add(seq)
-            _move(self._by_channel, seq, None, keys.channel)
-            _move(self._by_status, seq, None, keys.status)
-            _move(self._by_queue, seq, None, keys.queue_id)
-            _move(self._by_worker, seq, None, keys.worker_id or None)
+            _move(self._by_channel, seq, None, keys[CHANNEL])
+            _move(self._by_status, seq, None, keys[STATUS])
+            _move(self._by_queue, seq, None, keys[QUEUE_ID])
+            _move(self._by_worker, seq, None, keys[WORKER_ID] or None)
             _move(self._open_by_policy, seq, None, _open_policy(keys))
             return
-        if old.status is not keys.status:
-            _move(self._by_status, seq, old.status, keys.status)
+        if old[STATUS] != keys[STATUS]:
+            _move(self._by_status, seq, old[STATUS], keys[STATUS])
             _move(self._open_by_policy, seq, _open_policy(old), _open_policy(keys))
-        if old.queue_id != keys.queue_id:
-            _move(self._by_queue, seq, old.queue_id, keys.queue_id)
-        if old.worker_id != keys.worker_id:
-            _move(self._by_worker, seq, old.worker_id or None, keys.worker_id or None)
+        if old[QUEUE_ID] != keys[QUEUE_ID]:
+            _move(self._by_queue, seq, old[QUEUE_ID], keys[QUEUE_ID])
+        if old[WORKER_ID] != keys[WORKER_ID]:
+            _move(self._by_worker, seq, old[WORKER_ID] or None, keys[WORKER_ID] or None)
 
     def remove(self, seq: int) -> None:
         """Forgets a task (a closed task past the number kept)."""
         keys = self._keys.pop(seq)
         self._all.remove(seq)
-        _move(self._by_channel, seq, keys.channel, None)
-        _move(self._by_status, seq, keys.status, None)
-        _move(self._by_queue, seq, keys.queue_id, None)
-        _move(self._by_worker, seq, keys.worker_id or None, None)
+        _move(self._by_channel, seq, keys[CHANNEL], None)
+        _move(self._by_status, seq, keys[STATUS], None)
+        _move(self._by_queue, seq, keys[QUEUE_ID], None)
+        _move(self._by_worker, seq, keys[WORKER_ID] or None, None)
         _move(self._open_by_policy, seq, _open_policy(keys), None)
 
     def seqs(self) -> Iterator[int]:
         """Every task, in creation order."""
         return iter(self._all)
 
-    def open_of_policy(self, policy_id: str) -> list[TaskKeys]:
-        """The open tasks of a routing policy, in creation order."""
-        return [self._keys[seq] for seq in self._open_by_policy.get(policy_id, _EMPTY)]
+    def open_of_policy(self, policy_id: str) -> list[str]:
+        """The ids of a routing policy's open tasks, in creation order."""
+        return [self._keys[seq][TASK_ID] for seq in self._open_by_policy.get(policy_id, _EMPTY)]
 
     def open_count_of_policy(self, policy_id: str) -> int:
         return len(self._open_by_policy.get(policy_id, _EMPTY))
@@ -178,7 +183,7 @@ class TaskIndex:
         """The shortest list holding every task the filter matches."""
         lists = [self._all]
         if task_filter.status is not None:
-            lists.append(self._by_status.get(task_filter.status, _EMPTY))
+            lists.append(self._by_status.get(task_filter.status.value, _EMPTY))
         if task_filter.queue_id:
             lists.append(self._by_queue.get(task_filter.queue_id, _EMPTY))
         if task_filter.worker_id:
@@ -200,7 +205,7 @@ class TaskIndex:
 
 
 def _open_policy(keys: TaskKeys) -> str | None:
-    return keys.policy_id if keys.policy_id and keys.status.is_open else None
+    return keys[POLICY_ID] if keys[POLICY_ID] and keys[STATUS] in _OPEN_STATUSES else None
 
 
 def _move(lists: dict[_Key, SortedList], seq: int, old: _Key | None, new: _Key | None) -> None:

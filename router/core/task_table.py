@@ -4,9 +4,10 @@ bytes, and the indexes over both (`task_index.py`).
 A closed task never changes again, and up to `CLOSED_TASKS_KEPT_MAX` of them are kept for
 GetTask and ListTasks. As records they would be millions of Python objects (a record, its spec,
 its attribute documents) that every garbage collection and every snapshot walks; as their
-msgpack encoding each is one bytes object, decoded when read. The encoding is deterministic
-(sets and dict keys sorted), so equal tasks are equal bytes: digests and snapshots use the
-bytes as they are."""
+msgpack encoding each is one bytes object, decoded when read, kept in a tuple with its index
+keys, all of which the garbage collector stops tracking. The encoding is deterministic (sets
+and dict keys sorted), so equal tasks are equal bytes: digests and snapshots use the bytes as
+they are."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import msgspec
 
 from router.core.limits import CLOSED_TASKS_KEPT_MAX
 from router.core.model import TaskRecord
-from router.core.task_index import TaskIndex, TaskKeys, keys_of
+from router.core.task_index import SEQ, TASK_ID, TaskIndex, TaskKeys, keys_of
 
 _encoder = msgspec.msgpack.Encoder(order="deterministic")
 _decoder = msgspec.msgpack.Decoder(TaskRecord)
@@ -33,12 +34,9 @@ def decode_task(data: bytes) -> TaskRecord:
     return _decoder.decode(data)
 
 
-@dataclass(frozen=True, slots=True)
-class ClosedTask:
-    """A closed task as kept: its index keys (to list and forget it undecoded) and its bytes."""
-
-    keys: TaskKeys
-    data: bytes
+ClosedTask = tuple[TaskKeys, bytes]
+"""A closed task as kept: its index keys (to list and forget it undecoded) and its bytes. A
+plain tuple, untracked by the garbage collector like its contents."""
 
 
 class TaskCopy(NamedTuple):
@@ -84,7 +82,7 @@ class TaskTable(Mapping[str, TaskRecord]):
         task = self.open.get(task_id)
         if task is not None:
             return task
-        return decode_task(self.closed[task_id].data)
+        return decode_task(self.closed[task_id][1])
 
     def __contains__(self, task_id: object) -> bool:
         return task_id in self.open or task_id in self.closed
@@ -95,7 +93,7 @@ class TaskTable(Mapping[str, TaskRecord]):
     def __iter__(self) -> Iterator[str]:
         """Every task id, in creation order."""
         index = self.index
-        return (index.keys(seq).task_id for seq in index.seqs())
+        return (index.task_id(seq) for seq in index.seqs())
 
     # -- changing ---------------------------------------------------------------------------
 
@@ -112,15 +110,16 @@ class TaskTable(Mapping[str, TaskRecord]):
         """Keeps a task that has closed as bytes, forgetting the oldest closed past the limit."""
         del self.open[task.task_id]
         self.index.update(task)
-        self.closed[task.task_id] = ClosedTask(self.index.keys(task.seq), encode_task(task))
+        self.closed[task.task_id] = (self.index.keys(task.seq), encode_task(task))
         while len(self.closed) > CLOSED_TASKS_KEPT_MAX:
-            _, oldest = self.closed.popitem(last=False)
-            self.index.remove(oldest.keys.seq)
+            _, (keys, _) = self.closed.popitem(last=False)
+            self.index.remove(keys[SEQ])
 
     def restore_closed(self, closed: ClosedTask) -> None:
         """Keeps a closed task read from a snapshot (call in the order they closed)."""
-        self.closed[closed.keys.task_id] = closed
-        self.index.file(closed.keys)
+        keys, _ = closed
+        self.closed[keys[TASK_ID]] = closed
+        self.index.file(keys)
 
     def check(self) -> None:
         """Raises AssertionError unless the indexes agree with the records and the bytes.
@@ -129,10 +128,10 @@ class TaskTable(Mapping[str, TaskRecord]):
         assert len(self.closed) <= CLOSED_TASKS_KEPT_MAX
         for task in self.open.values():
             assert task.status.is_open, f"{task.task_id} is {task.status.value} but open"
-        for task_id, closed in self.closed.items():
-            task = decode_task(closed.data)
-            assert keys_of(task) == closed.keys and task_id == task.task_id, task_id
+        for task_id, (keys, data) in self.closed.items():
+            task = decode_task(data)
+            assert keys_of(task) == keys and task_id == task.task_id, task_id
             assert not task.status.is_open, f"{task_id} is {task.status.value} but closed"
         self.index.check(
-            [keys_of(t) for t in self.open.values()] + [c.keys for c in self.closed.values()]
+            [keys_of(t) for t in self.open.values()] + [keys for keys, _ in self.closed.values()]
         )

@@ -592,7 +592,7 @@ def test_a_closed_task_is_kept_as_bytes_and_read_back_whole(engine: Engine, cloc
     task_id = created.task.task_id
     apply(engine, clock, cmd.AcceptOffer("a", engine.get_task(task_id).reservation_id))
     completed = apply(engine, clock, cmd.CompleteTask(task_id))
-    assert task_id not in engine.tasks.open and isinstance(engine.tasks.closed[task_id].data, bytes)
+    assert task_id not in engine.tasks.open and isinstance(engine.tasks.closed[task_id][1], bytes)
     assert engine.get_task(task_id) == completed
     assert engine.copy_task(task_id).record() == completed
     retried = apply(engine, clock, cmd.CreateTask(spec, "req-1"))  # an idempotent retry
