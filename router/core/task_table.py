@@ -27,7 +27,9 @@ _decoder = msgspec.msgpack.Decoder(TaskRecord)
 
 
 def encode_task(task: TaskRecord) -> bytes:
-    return _encoder.encode(task)
+    # Copied to a bytes object of its exact size: msgspec's own result keeps the spare room of
+    # its growing buffer (12 KiB allocated for 8.6 KiB of task), for as long as it is kept.
+    return bytes(memoryview(_encoder.encode(task)))
 
 
 def decode_task(data: bytes) -> TaskRecord:
