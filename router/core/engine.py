@@ -874,10 +874,13 @@ class Engine:
         return requirement
 
     def _created(self, task: TaskRecord, *, deduplicated: bool) -> CreatedTask:
-        position = self.waiting.position(task.task_id) if task.task_id in self.waiting else 0
-        return CreatedTask(
-            task.snapshot(), deduplicated, position, self.estimated_wait_ms(task.task_id)
-        )
+        if task.task_id not in self.waiting:
+            return CreatedTask(
+                task.snapshot(), deduplicated, 0, self.estimated_wait_ms(task.task_id)
+            )
+        position = self.waiting.position(task.task_id)  # once: the estimate needs it too
+        wait_ms = _wait_ms(position, self._offer_rate(task))
+        return CreatedTask(task.snapshot(), deduplicated, position, wait_ms)
 
     def _update_task(self, command: cmd.UpdateTask) -> TaskRecord:
         """Changes a task's priority or attributes. A waiting task routed by a policy has the
