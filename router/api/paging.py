@@ -29,7 +29,8 @@ PAGE_SIZE_MAX = 1000
 PAGE_BYTES_MAX = 3_670_016
 """3.5 MiB: the largest List reply, leaving half a MiB under the default 4 MiB a gRPC client
 receives for the rest of the reply and its framing. A page holds at least one item, so that a
-walk always moves on (one item is far smaller: see the limits of attributes and policies)."""
+walk always moves on: items are far smaller (a task's attributes are at most 16 KiB), but for a
+worker or a routing policy stored by a request near the 4 MiB a request may carry."""
 TASKS_SCANNED_MAX = 10_000
 """Most tasks one ListTasks call examines (about 5 ms of the writer's loop): the tasks of the
 filters' most selective index, after the page token, of which some may not match the other
