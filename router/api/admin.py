@@ -8,6 +8,7 @@ from router._proto.switchboard.v1 import admin_service_pb2 as apb
 from router._proto.switchboard.v1 import admin_service_pb2_grpc as agrpc
 from router._proto.switchboard.v1 import resources_pb2 as pb
 from router.api.convert import policy_from_pb, policy_to_pb, queue_from_pb, queue_to_pb
+from router.api.paging import PAGE_SIZE_MAX, fill_page, id_after, page_after, page_size
 from router.api.status import abort
 from router.core import commands as cmd
 from router.core.engine import UpsertedPolicy, UpsertedQueue
@@ -85,8 +86,18 @@ class AdminServicer(agrpc.AdminServiceServicer):
     async def ListQueues(
         self, request: apb.ListQueuesRequest, context: grpc.aio.ServicerContext
     ) -> apb.ListQueuesResponse:
-        queues = self._service.engine.queues.values()
-        return apb.ListQueuesResponse(queues=[queue_to_pb(q) for q in queues])
+        try:
+            count_max = page_size(request.page_size, default=PAGE_SIZE_MAX)
+            after_queue_id = id_after(request.page_token)
+        except CoreError as error:
+            await abort(context, error)
+        queues = self._service.engine.queues
+        page, more = page_after(queues.keys(), after_queue_id, count_max)
+        response = apb.ListQueuesResponse()
+        included = await fill_page(response.queues, [queues[q] for q in page], queue_to_pb)
+        if included < len(page) or more:
+            response.next_page_token = page[included - 1]
+        return response
 
     async def GetStateDigest(
         self, request: apb.GetStateDigestRequest, context: grpc.aio.ServicerContext
@@ -136,8 +147,18 @@ class AdminServicer(agrpc.AdminServiceServicer):
     async def ListRoutingPolicies(
         self, request: apb.ListRoutingPoliciesRequest, context: grpc.aio.ServicerContext
     ) -> apb.ListRoutingPoliciesResponse:
-        policies = self._service.engine.policies.values()
-        return apb.ListRoutingPoliciesResponse(policies=[policy_to_pb(p) for p in policies])
+        try:
+            count_max = page_size(request.page_size, default=PAGE_SIZE_MAX)
+            after_policy_id = id_after(request.page_token)
+        except CoreError as error:
+            await abort(context, error)
+        policies = self._service.engine.policies
+        page, more = page_after(policies.keys(), after_policy_id, count_max)
+        response = apb.ListRoutingPoliciesResponse()
+        included = await fill_page(response.policies, [policies[p] for p in page], policy_to_pb)
+        if included < len(page) or more:
+            response.next_page_token = page[included - 1]
+        return response
 
     async def DeleteRoutingPolicy(
         self, request: apb.DeleteRoutingPolicyRequest, context: grpc.aio.ServicerContext

@@ -8,12 +8,14 @@ from router._proto.switchboard.v1 import resources_pb2 as pb
 from router._proto.switchboard.v1 import task_service_pb2 as tpb
 from router._proto.switchboard.v1 import task_service_pb2_grpc as tgrpc
 from router.api.convert import TASK_STATUS_FROM_PB, struct_to_dict, task_spec_from_pb, task_to_pb
-from router.api.paging import page_size, page_start
+from router.api.paging import TASKS_SCANNED_MAX, fill_page, page_size, seq_after, seq_token
 from router.api.status import abort
 from router.core import commands as cmd
 from router.core.engine import CreatedTask
 from router.core.errors import CoreError
 from router.core.model import TaskRecord
+from router.core.task_index import TaskFilter
+from router.core.task_table import TaskCopy
 from router.service import RouterService
 
 
@@ -22,10 +24,8 @@ class TaskServicer(tgrpc.TaskServiceServicer):
         self._service = service
 
     def _task_pb(self, task: TaskRecord) -> pb.Task:
+        """A command's result, with the task's place in its queue now (none once closed)."""
         engine = self._service.engine
-        live = engine.tasks.get(task.task_id)
-        if live is None or not live.status.is_open:
-            return task_to_pb(task)
         return task_to_pb(
             task,
             queue_position=engine.queue_position(task.task_id),
@@ -52,40 +52,36 @@ class TaskServicer(tgrpc.TaskServiceServicer):
         self, request: tpb.GetTaskRequest, context: grpc.aio.ServicerContext
     ) -> tpb.GetTaskResponse:
         try:
-            task = self._service.engine.get_task(request.task_id)
+            copy = self._service.engine.copy_task(request.task_id)
         except CoreError as error:
             await abort(context, error)
-        return tpb.GetTaskResponse(task=self._task_pb(task))
+        return tpb.GetTaskResponse(task=_copy_to_pb(copy))
 
     async def ListTasks(
         self, request: tpb.ListTasksRequest, context: grpc.aio.ServicerContext
     ) -> tpb.ListTasksResponse:
         try:
-            size = page_size(request.page_size)
-            after_seq = page_start(request.page_token)
+            count_max = page_size(request.page_size)
+            after_seq = seq_after(request.page_token)
         except CoreError as error:
             await abort(context, error)
-        status = TASK_STATUS_FROM_PB.get(request.status)
-        found: list[TaskRecord] = []
-        next_token = ""
-        for task in self._service.engine.iter_tasks():
-            if task.seq <= after_seq:
-                continue
-            if request.queue_id and (task.queue_id or task.spec.queue_id) != request.queue_id:
-                continue
-            if status is not None and task.status is not status:
-                continue
-            if request.worker_id and task.worker_id != request.worker_id:
-                continue
-            if request.channel and task.spec.channel != request.channel:
-                continue
-            if len(found) == size:
-                next_token = str(found[-1].seq)
-                break
-            found.append(task)
-        return tpb.ListTasksResponse(
-            tasks=[self._task_pb(task) for task in found], next_page_token=next_token
+        task_filter = TaskFilter(
+            status=TASK_STATUS_FROM_PB.get(request.status),
+            queue_id=request.queue_id,
+            worker_id=request.worker_id,
+            channel=request.channel,
         )
+        page = self._service.engine.list_tasks(
+            task_filter, after_seq=after_seq, count_max=count_max, scan_max=TASKS_SCANNED_MAX
+        )
+        response = tpb.ListTasksResponse()
+        copies = page.copies
+        included = await fill_page(response.tasks, copies, _copy_to_pb)
+        if included < len(copies):  # cut by bytes: resume after the last task sent
+            response.next_page_token = seq_token(copies[included - 1].seq)
+        elif page.resume_after_seq is not None:
+            response.next_page_token = seq_token(page.resume_after_seq)
+        return response
 
     async def UpdateTask(
         self, request: tpb.UpdateTaskRequest, context: grpc.aio.ServicerContext
@@ -125,3 +121,11 @@ class TaskServicer(tgrpc.TaskServiceServicer):
         except CoreError as error:
             await abort(context, error)
         return self._task_pb(task)
+
+
+def _copy_to_pb(copy: TaskCopy) -> pb.Task:
+    return task_to_pb(
+        copy.record(),
+        queue_position=copy.queue_position,
+        estimated_wait_ms=copy.estimated_wait_ms,
+    )

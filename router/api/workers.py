@@ -12,10 +12,10 @@ from router._proto.switchboard.v1 import resources_pb2 as pb
 from router._proto.switchboard.v1 import worker_service_pb2 as wpb
 from router._proto.switchboard.v1 import worker_service_pb2_grpc as wgrpc
 from router.api.convert import offer_to_pb, task_to_pb, worker_profile_from_pb, worker_to_pb
-from router.api.paging import page_size, page_start
+from router.api.paging import fill_page, id_after, page_size
 from router.api.status import LEADER_METADATA_KEY, STATUS_OF_ERROR, abort
 from router.core import commands as cmd
-from router.core.engine import UpsertedWorker
+from router.core.engine import UpsertedWorker, WorkerCopy
 from router.core.errors import CoreError
 from router.core.events import Event, OfferClosed, OfferCreated, TaskAssigned
 from router.core.model import WorkerRecord
@@ -59,20 +59,19 @@ class WorkerServicer(wgrpc.WorkerServiceServicer):
         self, request: wpb.ListWorkersRequest, context: grpc.aio.ServicerContext
     ) -> wpb.ListWorkersResponse:
         try:
-            size = page_size(request.page_size)
-            start = page_start(request.page_token)
+            count_max = page_size(request.page_size)
+            after_worker_id = id_after(request.page_token)
         except CoreError as error:
             await abort(context, error)
-        workers = [
-            worker
-            for worker in self._service.engine.workers.values()
-            if not request.activity or worker.activity == request.activity
-        ]
-        page = workers[start : start + size]
-        next_token = str(start + size) if start + size < len(workers) else ""
-        return wpb.ListWorkersResponse(
-            workers=[self._worker_pb(w) for w in page], next_page_token=next_token
+        page = self._service.engine.list_workers(
+            activity=request.activity, after_worker_id=after_worker_id, count_max=count_max
         )
+        response = wpb.ListWorkersResponse()
+        copies = page.copies
+        included = await fill_page(response.workers, copies, _worker_copy_to_pb)
+        if included < len(copies) or page.more:
+            response.next_page_token = copies[included - 1].worker.worker_id
+        return response
 
     async def RemoveWorker(
         self, request: wpb.RemoveWorkerRequest, context: grpc.aio.ServicerContext
@@ -214,6 +213,10 @@ class WorkerServicer(wgrpc.WorkerServiceServicer):
         except CoreError as error:
             return _error(request.request_id, STATUS_OF_ERROR[error.kind].name, error.message)
         return ConnectResponse(request_id=request.request_id, ack=ConnectResponse.Ack())
+
+
+def _worker_copy_to_pb(copy: WorkerCopy) -> pb.Worker:
+    return worker_to_pb(copy.worker, available=copy.available)
 
 
 async def _forward(

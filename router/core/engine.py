@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import heapq
-import json
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field, replace
-from enum import Enum
+from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple, TypeVar
 
+import msgspec
 import numpy as np
 import numpy.typing as npt
 
@@ -90,6 +89,8 @@ from router.core.scoring import (
     make_requirement,
     scores,
 )
+from router.core.task_index import SEQ, TASK_ID, TaskFilter
+from router.core.task_table import TaskCopy, TaskPage, TaskTable
 from router.core.validation import (
     check_attributes,
     check_id,
@@ -109,6 +110,7 @@ from router.core.waiting import (
     WaitingIndex,
     order_key,
 )
+from router.core.worker_index import WorkerIndex
 
 SERVICE_RATE_SAMPLES = 64
 """Assignments (and completions) per queue remembered to estimate its service rate."""
@@ -119,6 +121,11 @@ CUSTOMERS_KEPT_MAX = 200_000
 _CLOSED_RESERVATIONS_KEPT_MAX = 100_000
 _STALE_TIMERS_SWEPT_MIN = 1024
 _REQUIREMENT_CACHE_MAX = 10_000
+_NOBODY = np.zeros(0, dtype=bool)
+"""A membership row of no worker."""
+_DIGEST_SLICE_ITEMS = 1024
+_canonical = msgspec.msgpack.Encoder(order="deterministic")
+"""MessagePack with sets and dict keys sorted: equal values give equal bytes."""
 
 
 @dataclass(slots=True)
@@ -178,6 +185,15 @@ class Arrival:
     """"after_hours" or "exception": which of the queue's rules canceled it."""
 
 
+class OfferRate(NamedTuple):
+    """A queue's pace of offers on one channel: one task every `ms / slots` milliseconds."""
+
+    ms: float
+    """The mean handle time (or, before any completion, the mean time between assignments)."""
+    slots: int
+    """The staffed slots working in parallel (1 with the assignment-interval fallback)."""
+
+
 class TaskRouting(NamedTuple):
     """What a task's current step makes of it, derived from the record (never stored)."""
 
@@ -199,6 +215,22 @@ class QueueStats:
     completed_total: int
     canceled_total: int
     eligible_workers: int
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerCopy:
+    """A worker as it was when copied (later commands do not change it)."""
+
+    worker: WorkerRecord
+    available: bool
+    """Whether its activity was an available one."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerPage:
+    copies: list[WorkerCopy]
+    more: bool
+    """Whether workers follow the page's last."""
 
 
 Result = Any
@@ -237,14 +269,19 @@ class Engine:
         self._staffing_cache: dict[tuple[str, int], tuple[int, int]] = {}
         self.counters: dict[str, QueueCounters] = {}
         self.workers: dict[str, WorkerRecord] = {}
+        self.worker_index = WorkerIndex()
+        """Worker ids in order, overall and per activity."""
         self._worker_at_row: dict[int, str] = {}
-        self.tasks: dict[str, TaskRecord] = {}
+        self.tasks = TaskTable()
+        """Every task by id: open records, closed ones as bytes, and indexes over both."""
         self._routing: dict[str, TaskRouting] = {}
         """Per open task, its current step's requirement and target."""
         self.reservations: dict[str, Reservation] = {}
         self._closed_reservations: OrderedDict[str, None] = OrderedDict()
-        self._closed_tasks: OrderedDict[str, None] = OrderedDict()
-        self._request_ids: OrderedDict[str, tuple[str, TaskSpec]] = OrderedDict()
+        self._request_ids: OrderedDict[str, tuple[str, bytes]] = OrderedDict()
+        """Per client request id, the task it created and its payload's fingerprint (see
+        `payload_fingerprint`): not the payload, which would keep a million specs and their
+        attributes alive long after their tasks are forgotten."""
         self._customers: OrderedDict[str, CustomerHistory] = OrderedDict()
         self._timers: list[tuple[int, int, str, str]] = []
         self._timers_stale = 0
@@ -311,13 +348,13 @@ class Engine:
             if kind == "offer":
                 self._end_offer(self.reservations[ref], ReservationStatus.TIMED_OUT, exclude=True)
             elif kind == "wrapup":
-                self._finish(self.tasks[ref])
+                self._finish(self.tasks.open[ref])
             elif kind == "ttl":
-                self._cancel(self.tasks[ref], "ttl_expired", "ttl")
+                self._cancel(self.tasks.open[ref], "ttl_expired", "ttl")
             elif kind == "step":
-                self._step_timed_out(self.tasks[ref])
+                self._step_timed_out(self.tasks.open[ref])
             elif kind == "wait":
-                self._fire_wait_rules(self.tasks[ref])
+                self._fire_wait_rules(self.tasks.open[ref])
             else:
                 assert kind == "round", kind
                 del self._round_due_ms[ref]
@@ -332,7 +369,7 @@ class Engine:
             return reservation is not None and reservation.status is ReservationStatus.PENDING
         if kind == "round":
             return self._round_due_ms.get(ref) == due_ms
-        task = self.tasks.get(ref)
+        task = self.tasks.open.get(ref)
         if task is None:
             return False
         if kind == "wrapup":
@@ -423,8 +460,7 @@ class Engine:
         """Writes a membership row and serves the workers who joined it."""
         slot = self.membership.index_of(key)
         before = self.membership.matrix[slot, : members.size].copy()
-        self.membership.matrix[slot, :] = False
-        self.membership.matrix[slot, : members.size] = members
+        self.membership.set_row(slot, members)
         self._staffing_version += 1
         for row in np.flatnonzero(members & ~before).tolist():
             self._serve_worker(self.workers[self._worker_at_row[row]])
@@ -446,7 +482,7 @@ class Engine:
         for task_id in task_ids:
             self.waiting.remove(task_id)
         for task_id in task_ids:
-            task = self.tasks[task_id]
+            task = self.tasks.open[task_id]
             if rules_changed:
                 task.priority_raised = 0
                 task.wait_rules_fired = 0
@@ -454,7 +490,7 @@ class Engine:
             self._enqueue(task)
         if rules_changed:
             for task_id in task_ids:
-                task = self.tasks[task_id]
+                task = self.tasks.open[task_id]
                 if task.status is TaskStatus.PENDING and task.queue_id == queue.queue_id:
                     self._fire_wait_rules(task)
         self._serve_members(queue.queue_id)
@@ -486,7 +522,7 @@ class Engine:
         self._targets.clear()
         del self.counters[command.queue_id]
         self._round_due_ms.pop(command.queue_id, None)
-        self.membership.matrix[self.membership.index_of(command.queue_id), :] = False
+        self.membership.set_row(self.membership.index_of(command.queue_id), _NOBODY)
 
     def _queue_users(self, queue_id: str) -> Iterator[str]:
         """What names a queue: policies' routes and other queues' move actions."""
@@ -510,9 +546,8 @@ class Engine:
         compiled = CompiledPolicy(policy)
         routed = [
             task
-            for task in self.tasks.values()
-            if task.spec.policy_id == policy.policy_id
-            and task.route_index != NO_ROUTE
+            for task_id in self.tasks.index.open_of_policy(policy.policy_id)
+            if (task := self.tasks.open[task_id]).route_index != NO_ROUTE
             and task.status in (TaskStatus.PENDING, TaskStatus.RESERVED)
         ]
         for task in routed:  # refuse before changing anything
@@ -537,7 +572,7 @@ class Engine:
         for key in list(self._step_expressions):
             if key not in wanted:
                 del self._step_expressions[key]
-                self.membership.matrix[self.membership.index_of(key), :] = False
+                self.membership.set_row(self.membership.index_of(key), _NOBODY)
         self._targets.clear()
         self.membership.ensure_rows(self.columns.row_count)
         for key in sorted(wanted - self._step_expressions.keys()):
@@ -547,11 +582,7 @@ class Engine:
 
     def _delete_policy(self, command: cmd.DeleteRoutingPolicy) -> None:
         self.get_policy(command.policy_id)
-        users = sum(
-            1
-            for task in self.tasks.values()
-            if task.status.is_open and task.spec.policy_id == command.policy_id
-        )
+        users = self.tasks.index.open_count_of_policy(command.policy_id)
         if users:
             raise FailedPrecondition(
                 f"routing policy {command.policy_id!r} routes {users} open tasks; it can be "
@@ -581,6 +612,7 @@ class Engine:
             activity = profile.activity or NEW_WORKER_ACTIVITY
             worker = WorkerRecord(profile, row, activity, idle_since_ms=self.now_ms)
             self.workers[profile.worker_id] = worker
+            self.worker_index.add(worker.worker_id, activity)
             self._worker_at_row[row] = profile.worker_id
             was_available = False
         else:
@@ -595,7 +627,7 @@ class Engine:
         self.worker_attributes.set_row(worker.row, document)
         for key, expression in self._membership_expressions():
             slot = self.membership.index_of(key)
-            self.membership.matrix[slot, worker.row] = expression.evaluate(document)
+            self.membership.set_cell(slot, worker.row, expression.evaluate(document))
         self._staffing_version += 1
         if existing is None:
             self._repin(worker.worker_id)
@@ -637,7 +669,7 @@ class Engine:
         held = [
             task_id
             for task_id in worker.task_ids
-            if self.tasks[task_id].status is not TaskStatus.RESERVED
+            if self.tasks.open[task_id].status is not TaskStatus.RESERVED
         ]
         if held:
             raise FailedPrecondition(
@@ -649,18 +681,19 @@ class Engine:
         self._rescind_offers(worker)
         self.columns.release_row(worker.row)
         self.worker_attributes.clear_row(worker.row)
-        self.membership.matrix[:, worker.row] = False
+        self.membership.clear_column(worker.row)
         self._staffing_version += 1
         pinned = self.waiting.task_ids_pinned_to(worker.row)
         del self._worker_at_row[worker.row]
         del self.workers[worker.worker_id]
+        self.worker_index.remove(worker.worker_id, worker.activity)
         for task_id in pinned:  # its row may go to another worker: they now wait for nobody
-            self._rederive_waiting(self.tasks[task_id])
+            self._rederive_waiting(self.tasks.open[task_id])
 
     def _repin(self, worker_id: str) -> None:
         """A new worker may be the known agent that waiting tasks wait for."""
         for task_id in self.waiting.task_ids_pinned_to(PINNED_TO_NOBODY):
-            task = self.tasks[task_id]
+            task = self.tasks.open[task_id]
             if task.known_agent_id == worker_id:
                 self._rederive_waiting(task)
 
@@ -686,6 +719,7 @@ class Engine:
 
     def _record_activity_change(self, worker: WorkerRecord, activity: str) -> None:
         self._events.append(WorkerActivityChanged(worker.worker_id, activity, worker.activity))
+        self.worker_index.move(worker.worker_id, worker.activity, activity)
         worker.activity = activity
 
     def _availability_changed(self, worker: WorkerRecord, was_available: bool) -> None:
@@ -705,7 +739,7 @@ class Engine:
 
     def _rescind_offers(self, worker: WorkerRecord) -> None:
         for task_id in list(worker.task_ids):
-            reservation = self._offer_to(self.tasks[task_id], worker.worker_id)
+            reservation = self._offer_to(self.tasks.open[task_id], worker.worker_id)
             if reservation is not None:
                 self._end_offer(reservation, ReservationStatus.RESCINDED, exclude=False)
 
@@ -718,9 +752,10 @@ class Engine:
     def _create_task(self, command: cmd.CreateTask) -> CreatedTask:
         spec, request_id = command.spec, command.client_request_id
         validate_task(spec, self.channels, request_id)
+        fingerprint = payload_fingerprint(spec) if request_id else b""
         if request_id and request_id in self._request_ids:
-            task_id, first_spec = self._request_ids[request_id]
-            if first_spec != spec:
+            task_id, first_fingerprint = self._request_ids[request_id]
+            if first_fingerprint != fingerprint:
                 raise AlreadyExists(
                     f"client_request_id {request_id!r} was used for task {task_id} with a "
                     "different payload"
@@ -770,9 +805,9 @@ class Engine:
             priority_raised=arrival.priority_raised,
             known_agent_id="" if moved else self._known_agent_of(spec, history),
         )
-        self.tasks[task_id] = task
+        self.tasks.add(task)
         if request_id:
-            self._request_ids[request_id] = (task_id, spec)
+            self._request_ids[request_id] = (task_id, fingerprint)
             _trim(self._request_ids, REQUEST_IDS_KEPT_MAX)
         self._add_timer(task.ttl_due_ms, "ttl", task_id)
         self.counters[task.queue_id].created_total += 1
@@ -804,7 +839,7 @@ class Engine:
                 f"queue {queue.queue_id!r} is full: "
                 f"{queue.depth_max or QUEUE_DEPTH_MAX} tasks are waiting"
             )
-        if len(self.tasks) - len(self._closed_tasks) >= OPEN_TASKS_MAX:
+        if len(self.tasks.open) >= OPEN_TASKS_MAX:
             raise ResourceExhausted(f"the workspace has {OPEN_TASKS_MAX} open tasks, the limit")
 
     def _requirement(
@@ -839,10 +874,13 @@ class Engine:
         return requirement
 
     def _created(self, task: TaskRecord, *, deduplicated: bool) -> CreatedTask:
-        position = self.waiting.position(task.task_id) if task.task_id in self.waiting else 0
-        return CreatedTask(
-            task.snapshot(), deduplicated, position, self.estimated_wait_ms(task.task_id)
-        )
+        if task.task_id not in self.waiting:
+            return CreatedTask(
+                task.snapshot(), deduplicated, 0, self.estimated_wait_ms(task.task_id)
+            )
+        position = self.waiting.position(task.task_id)  # once: the estimate needs it too
+        wait_ms = _wait_ms(position, self._offer_rate(task))
+        return CreatedTask(task.snapshot(), deduplicated, position, wait_ms)
 
     def _update_task(self, command: cmd.UpdateTask) -> TaskRecord:
         """Changes a task's priority or attributes. A waiting task routed by a policy has the
@@ -917,7 +955,7 @@ class Engine:
     def _accept_offer(self, command: cmd.AcceptOffer) -> TaskRecord:
         """The worker takes the task; its other offers (a multi-offer) are rescinded at once."""
         reservation = self._reservation_of(command.worker_id, command.reservation_id)
-        task = self.tasks[reservation.task_id]
+        task = self.tasks.open[reservation.task_id]
         reservation.status = ReservationStatus.ACCEPTED
         self._retire_reservation(reservation)
         others = [self.reservations[r] for r in task.offer_ids if r != reservation.reservation_id]
@@ -1143,7 +1181,8 @@ class Engine:
         queue_id = self._compiled[task.spec.policy_id].route(index).queue_id
         if queue_id != task.queue_id:
             status = task.status
-            self._set_status(task, TaskStatus.PENDING)  # moves the status count with the task
+            # Out of its status and back: moves the status count (and the index) with the task.
+            self._set_status(task, TaskStatus.PENDING)
             task.queue_id = queue_id
             task.queued_ms = self.now_ms
             task.wait_rules_fired = 0
@@ -1184,6 +1223,7 @@ class Engine:
             self._enqueue(task)  # the overflow is full: the task stays where it is
             return
         task.queue_id = arrival.queue_id
+        self.tasks.changed(task)
         task.queued_ms = self.now_ms
         task.route_index = NO_ROUTE
         task.known_agent_id = ""
@@ -1266,18 +1306,19 @@ class Engine:
         """Offers a worker with free capacity the waiting tasks it should take next."""
         row = worker.row
         worker_id = worker.worker_id
+        open_tasks = self.tasks.open
         while self.columns.ready[row].any():
             task_id = self.waiting.best_task_for(
                 row,
                 self.columns,
                 self.membership,
-                lambda task_id: worker_id in self.tasks[task_id].excluded_worker_ids,
+                lambda task_id: worker_id in open_tasks[task_id].excluded_worker_ids,
                 self.now_ms,
             )
             if task_id is None:
                 break
             self.waiting.remove(task_id)
-            self._offer(self.tasks[task_id], worker)
+            self._offer(open_tasks[task_id], worker)
         if self._batched_queues:
             self._serve_rounds(worker)
 
@@ -1329,7 +1370,7 @@ class Engine:
         task_ids = self.waiting.first_task_ids(queue_id, ASSIGNMENT_ROUND_TASKS_MAX)
         tiers: dict[int, list[TaskRecord]] = {}
         for task_id in task_ids:
-            task = self.tasks[task_id]
+            task = self.tasks.open[task_id]
             tiers.setdefault(task.priority, []).append(task)
         for priority in sorted(tiers, reverse=True):
             pending = tiers[priority]
@@ -1395,6 +1436,8 @@ class Engine:
             task.reservation_id = ""
         if task.status is not TaskStatus.RESERVED:
             self._set_status(task, TaskStatus.RESERVED)
+        else:
+            self.tasks.changed(task)  # its worker
         self._hold(worker, task)
         self._add_timer(reservation.expires_ms, "offer", reservation.reservation_id)
         self.counters[queue.queue_id].offered_total += 1
@@ -1405,7 +1448,7 @@ class Engine:
     ) -> None:
         """Ends a pending offer without acceptance. When it was the task's last, the task is
         routed again; the worker, if still available, takes other work."""
-        task = self.tasks[reservation.task_id]
+        task = self.tasks.open[reservation.task_id]
         self._close_reservation(reservation, status, exclude=exclude)
         if not task.offer_ids:
             self._set_status(task, TaskStatus.PENDING)
@@ -1419,7 +1462,7 @@ class Engine:
     def _close_reservation(
         self, reservation: Reservation, status: ReservationStatus, *, exclude: bool
     ) -> None:
-        task = self.tasks[reservation.task_id]
+        task = self.tasks.open[reservation.task_id]
         reservation.status = status
         self._retire_reservation(reservation)
         worker = self.workers.get(reservation.worker_id)
@@ -1435,6 +1478,7 @@ class Engine:
         if exclude:
             task.excluded_worker_ids = task.excluded_worker_ids | {reservation.worker_id}
         task.updated_ms = self.now_ms
+        self.tasks.changed(task)  # its worker
         self._events.append(OfferClosed(reservation.snapshot(), task.snapshot()))
 
     def _retire_reservation(self, reservation: Reservation) -> None:
@@ -1485,16 +1529,14 @@ class Engine:
                 by_status[old_or_new] = by_status.get(old_or_new, 0) + step
         task.status = status
         task.updated_ms = self.now_ms
+        self.tasks.changed(task)
 
     def _close_task(self, task: TaskRecord) -> None:
         """Forgets what only open tasks need, and the oldest closed tasks past the limit."""
         self._routing.pop(task.task_id, None)
         task.offer_ids = ()
         self._timer_ended()  # its time-to-live
-        self._closed_tasks[task.task_id] = None
-        while len(self._closed_tasks) > CLOSED_TASKS_KEPT_MAX:
-            old_id, _ = self._closed_tasks.popitem(last=False)
-            del self.tasks[old_id]
+        self.tasks.close(task)
 
     def _customer(self, customer_id: str) -> CustomerHistory:
         history = self._customers.get(customer_id)
@@ -1517,7 +1559,52 @@ class Engine:
         return _found("queue_id", "queue", self.queues, queue_id)
 
     def get_task(self, task_id: str) -> TaskRecord:
+        """The task (a closed task's is a decoded copy)."""
         return self._task(task_id)
+
+    def copy_task(self, task_id: str) -> TaskCopy:
+        """A copy of the task that later commands do not change, with its place in its queue."""
+        check_id("task_id", task_id)
+        copy = self._copy(task_id, {})
+        if copy is None:
+            raise NotFound(f"no task {task_id!r}")
+        return copy
+
+    def list_tasks(
+        self, task_filter: TaskFilter, *, after_seq: int, count_max: int, scan_max: int
+    ) -> TaskPage:
+        """Copies of up to `count_max` tasks created after `after_seq` that match, in creation
+        order, examining at most `scan_max` candidates (so that a listing costs the same at any
+        number of tasks); the page's `resume_after_seq` says where the next one starts."""
+        scan = self.tasks.index.scan(
+            task_filter, after_seq=after_seq, count_max=count_max, scan_max=scan_max
+        )
+        rates: dict[tuple[str, str], OfferRate | None] = {}  # read once per queue and channel
+        copies = [self._copy(keys[TASK_ID], rates) for keys in scan.found]
+        return TaskPage([copy for copy in copies if copy is not None], scan.resume_after_seq)
+
+    def _copy(
+        self, task_id: str, rates: dict[tuple[str, str], OfferRate | None]
+    ) -> TaskCopy | None:
+        task = self.tasks.open.get(task_id)
+        if task is None:
+            closed = self.tasks.closed.get(task_id)
+            if closed is None:
+                return None
+            keys, data = closed
+            return TaskCopy(keys[SEQ], None, data)
+        if task_id not in self.waiting:
+            return TaskCopy(task.seq, task.snapshot(), estimated_wait_ms=0)
+        key = (task.queue_id, task.spec.channel)
+        if key not in rates:
+            rates[key] = self._offer_rate(task)
+        ahead = self.waiting.position(task_id)
+        return TaskCopy(
+            task.seq,
+            task.snapshot(),
+            queue_position=ahead,
+            estimated_wait_ms=_wait_ms(ahead, rates[key]),
+        )
 
     def get_worker(self, worker_id: str) -> WorkerRecord:
         return self._worker(worker_id)
@@ -1540,20 +1627,24 @@ class Engine:
         time h (assignment to the end of wrap-up, over the latest completions), slots come free
         at s / h, so the estimate is (k + 1) x h / s: the M/M/c expectation once every agent is
         busy. Before any completion, it falls back on the observed rate of assignments."""
-        task = self.tasks[task_id]
+        task = self.tasks.open.get(task_id)
+        if task is None:
+            return None
         if task_id not in self.waiting:
-            return 0 if task.status.is_open else None
-        ahead = self.waiting.position(task_id)
+            return 0
+        return _wait_ms(self.waiting.position(task_id), self._offer_rate(task))
+
+    def _offer_rate(self, task: TaskRecord) -> OfferRate | None:
+        """How fast the task's queue gets tasks of its channel offered (see
+        `estimated_wait_ms`), or None when nothing is known yet."""
         counters = self.counters[task.queue_id]
         slots = self._staffed_slots(task)
         if counters.handle_ms and slots:
-            handle_ms = sum(counters.handle_ms) / len(counters.handle_ms)
-            return round((ahead + 1) * handle_ms / slots)
+            return OfferRate(sum(counters.handle_ms) / len(counters.handle_ms), slots)
         samples = counters.assigned_ms
         if len(samples) < 2 or samples[-1] <= samples[0]:
             return None
-        ms_per_task = (samples[-1] - samples[0]) / (len(samples) - 1)
-        return round((ahead + 1) * ms_per_task)
+        return OfferRate((samples[-1] - samples[0]) / (len(samples) - 1), 1)
 
     def _staffed_slots(self, task: TaskRecord) -> int:
         """Capacity on the task's channel of the queue's available members (cached until who
@@ -1571,15 +1662,9 @@ class Engine:
         self._staffing_cache[key] = (self._staffing_version, slots)
         return slots
 
-    def iter_tasks(self) -> Iterator[TaskRecord]:
-        """Every known task, in creation order."""
-        return iter(self.tasks.values())
-
     def queue_stats(self, queue_id: str) -> QueueStats:
         counters = self.counters[queue_id]
         oldest = self.waiting.oldest_created_ms(queue_id)
-        slot = self.membership.index_of(queue_id)
-        rows = self.columns.row_count
         return QueueStats(
             queue_id=queue_id,
             waiting=self.waiting.queue_depth(queue_id),
@@ -1592,19 +1677,30 @@ class Engine:
             assigned_total=counters.assigned_total,
             completed_total=counters.completed_total,
             canceled_total=counters.canceled_total,
-            eligible_workers=int(self.membership.matrix[slot, :rows].sum()),
+            eligible_workers=self.membership.count(self.membership.index_of(queue_id)),
+        )
+
+    def list_workers(
+        self, *, activity: str, after_worker_id: str, count_max: int
+    ) -> WorkerPage:
+        """Copies of up to `count_max` workers after `after_worker_id` in id order (of one
+        activity unless it is empty): O(log n + count_max)."""
+        worker_ids, more = self.worker_index.after(
+            after_worker_id, activity=activity, count_max=count_max
+        )
+        workers = [self.workers[worker_id] for worker_id in worker_ids]
+        return WorkerPage(
+            [WorkerCopy(w.snapshot(), self.activities[w.activity]) for w in workers], more
         )
 
     def workers_by_activity(self) -> dict[str, int]:
-        counts = dict.fromkeys(self.activities, 0)
-        for worker in self.workers.values():
-            counts[worker.activity] += 1
-        return counts
+        return {activity: self.worker_index.count(activity) for activity in self.activities}
 
     def check_invariants(self) -> None:
         """Raises AssertionError when the state breaks a rule that must always hold: no worker
-        over capacity, no task held by two workers, columns agree with records, and no waiting
-        task has an eligible free worker (matching left nothing undone). O(state): for tests."""
+        over capacity, no task held by two workers, columns and indexes agree with records, and
+        no waiting task has an eligible free worker (matching left nothing undone). O(state):
+        for tests."""
         holders: dict[str, list[str]] = {}
         for worker in self.workers.values():
             row = worker.row
@@ -1635,11 +1731,14 @@ class Engine:
                 assert not held_by, f"{task.task_id} {task.status} held by {held_by}"
                 assert not task.offer_ids, f"{task.task_id} {task.status} has offers"
             assert (task.status is TaskStatus.PENDING) == (task.task_id in self.waiting)
+        self.tasks.check()
+        self.worker_index.check((w.worker_id, w.activity) for w in self.workers.values())
+        self.membership.check()
         for queue_id, queue in self.queues.items():
             if queue_id in self._round_due_ms:
                 continue  # its free workers wait for the round
             for task_id in self.waiting.task_ids(queue_id):
-                task = self.tasks[task_id]
+                task = self.tasks.open[task_id]
                 routing = self._routing[task_id]
                 assert self.waiting.group_target(task_id) == routing.target, f"{task_id} target"
                 free_row = best_row(
@@ -1657,40 +1756,45 @@ class Engine:
                 )
 
     def digest(self) -> str:
-        """A hash of the whole routing state: equal digests mean equal states."""
-        encoded = json.dumps(
-            self.digest_state(), default=_json_default, sort_keys=True, separators=(",", ":")
-        )
-        return hashlib.sha256(encoded.encode()).hexdigest()
+        """A hash of the whole routing state: equal states give equal digests, whether live,
+        replayed from the journal or restored from a snapshot. It reads everything (about a
+        second at 100k tasks of 8 KB attributes): take it off the writer's loop."""
+        digest = hashlib.sha256()
+        encode = _canonical.encode
+        for name, part in self.digest_state().items():
+            if isinstance(part, list):  # in slices: never the whole state in one buffer
+                digest.update(encode([name, len(part)]))
+                for start in range(0, len(part), _DIGEST_SLICE_ITEMS):
+                    digest.update(encode(part[start : start + _DIGEST_SLICE_ITEMS]))
+            else:
+                digest.update(encode([name, part]))
+        return digest.hexdigest()
 
     def digest_state(self) -> dict[str, Any]:
         """The state that `digest` hashes, part by part (to see which part two states differ
-        in)."""
+        in). Values are the records themselves: the digest encodes them with sorted sets and
+        dict keys, so that neither hash seeds nor insertion orders that do not matter show."""
         # The clock is not state: a router that idled to a later time holds the same state.
         return {
             "seqs": [self._task_seq, self._reservation_seq, self._timer_seq],
             "channels": self.channels,
             "activities": self.activities,
-            "queues": [asdict(q) for q in self.queues.values()],
-            "policies": [asdict(p) for p in self.policies.values()],
+            "queues": list(self.queues.values()),
+            "policies": list(self.policies.values()),
             "rounds": sorted(self._round_due_ms.items()),
             "workers": [
-                [
-                    asdict(w.profile),
-                    w.row,
-                    w.activity,
-                    w.idle_since_ms,
-                    w.load_by_channel,
-                    list(w.task_ids),
-                ]
+                [w.profile, w.row, w.activity, w.idle_since_ms, w.load_by_channel, list(w.task_ids)]
                 for w in self.workers.values()
             ],
-            "tasks": [asdict(t) for t in self.tasks.values()],
-            "reservations": [asdict(r) for r in self.reservations.values()],
+            "open_tasks": list(self.tasks.open.values()),
+            # Closed tasks are kept in that same deterministic encoding: their bytes are hashed
+            # as they are, in the order they closed (the order they are forgotten in).
+            "closed_tasks": [data for _, data in self.tasks.closed.values()],
+            "reservations": list(self.reservations.values()),
             "waiting": {q: self.waiting.task_ids(q) for q in self.queues},
             "timers": sorted(t for t in self._timers if self._timer_live(t)),
-            "customers": [[c, asdict(h)] for c, h in self._customers.items()],
-            "request_ids": [[r, t, asdict(spec)] for r, (t, spec) in self._request_ids.items()],
+            "customers": [[c, h] for c, h in self._customers.items()],
+            "request_ids": [[r, t, f] for r, (t, f) in self._request_ids.items()],
             "counters": [
                 [
                     q,
@@ -1705,6 +1809,17 @@ class Engine:
                 for q, c in self.counters.items()
             ],
         }
+
+
+def payload_fingerprint(spec: TaskSpec) -> bytes:
+    """16 bytes that tell two task payloads apart: a hash of their canonical encoding. Equal
+    specs as the journal gives them (`codec.normalize`) have equal fingerprints."""
+    return hashlib.blake2b(_canonical.encode(spec), digest_size=16).digest()
+
+
+def _wait_ms(ahead: int, rate: OfferRate | None) -> int | None:
+    """(k + 1) x h / s for a task with k tasks ahead of it (see `Engine.estimated_wait_ms`)."""
+    return None if rate is None else round((ahead + 1) * rate.ms / rate.slots)
 
 
 def wait_rules_of(queue: QueueConfig) -> tuple[ExceptionRule, ...]:
@@ -1749,13 +1864,3 @@ def _found(field: str, kind: str, table: Mapping[str, _Value], key: str) -> _Val
 def _trim(mapping: OrderedDict[str, Any], size_max: int) -> None:
     while len(mapping) > size_max:
         mapping.popitem(last=False)
-
-
-def _json_default(value: object) -> object:
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, frozenset | set):
-        return sorted(value)
-    if isinstance(value, tuple):
-        return list(value)
-    raise TypeError(f"cannot encode {type(value).__name__}")

@@ -346,3 +346,14 @@ class WorkerRecord:
     @property
     def worker_id(self) -> str:
         return self.profile.worker_id
+
+    def snapshot(self) -> WorkerRecord:
+        """A copy that later changes to this record do not reach."""
+        return WorkerRecord(
+            self.profile,
+            self.row,
+            self.activity,
+            self.idle_since_ms,
+            dict(self.load_by_channel),
+            dict(self.task_ids),
+        )

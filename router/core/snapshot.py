@@ -3,14 +3,20 @@
 same events for the same later commands).
 
 Only what commands recorded is stored; everything derived (numpy columns, queue memberships,
-the waiting index, requirements) is rebuilt. This module is the engine's serializer and reads
-its private fields on purpose: the engine's logic stays in engine.py, its storage format here."""
+the waiting index, requirements, the task and worker indexes) is rebuilt. Closed tasks are
+stored as the bytes the engine keeps them as, with their index keys, so that neither taking nor
+restoring a snapshot decodes them. This module is the engine's serializer and reads its private
+fields on purpose: the engine's logic stays in engine.py, its storage format here.
+
+Version 2 (before closed tasks were kept as bytes) listed every task as a record, open or
+closed, with the ids of the closed ones in the order they closed, and each client request id
+with its task's whole payload rather than its fingerprint; it is still restored."""
 
 from __future__ import annotations
 
 import heapq
 from collections import OrderedDict, deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import msgspec
 
@@ -22,6 +28,7 @@ from router.core.engine import (
     QueueCounters,
     _parse_target,
     _worker_document,
+    payload_fingerprint,
 )
 from router.core.model import (
     QueueConfig,
@@ -34,8 +41,11 @@ from router.core.model import (
     WorkerRecord,
 )
 from router.core.policies import CompiledPolicy
+from router.core.task_index import keys_of
+from router.core.task_table import ClosedTask, encode_task
 
-SNAPSHOT_VERSION = 2
+SNAPSHOT_VERSION = 3
+_RESTORED_VERSIONS = (2, SNAPSHOT_VERSION)
 
 
 class SnapshotError(ValueError):
@@ -84,12 +94,19 @@ class _Snapshot:
     counters: list[_Counters]
     workers: list[_Worker]
     tasks: list[TaskRecord]
-    closed_task_ids: list[str]
+    """The open tasks, in creation order (version 2: every task)."""
     reservations: list[Reservation]
     closed_reservation_ids: list[str]
-    request_ids: list[tuple[str, str, TaskSpec]]
     customers: list[tuple[str, CustomerHistory]]
     timers: list[tuple[int, int, str, str]]
+    closed_tasks: list[ClosedTask] = field(default_factory=list)
+    """The closed tasks kept, in the order they closed (version 3)."""
+    request_fingerprints: list[tuple[str, str, bytes]] = field(default_factory=list)
+    """(client request id, task id, payload fingerprint), oldest first (version 3)."""
+    closed_task_ids: list[str] = field(default_factory=list)
+    """The closed tasks among `tasks`, in the order they closed (version 2)."""
+    request_ids: list[tuple[str, str, TaskSpec]] = field(default_factory=list)
+    """(client request id, task id, payload), oldest first (version 2)."""
 
 
 def take(engine: Engine) -> bytes:
@@ -135,11 +152,11 @@ def take(engine: Engine) -> bytes:
             )
             for w in engine.workers.values()
         ],
-        tasks=list(engine.tasks.values()),
-        closed_task_ids=list(engine._closed_tasks),
+        tasks=list(engine.tasks.open.values()),
+        closed_tasks=list(engine.tasks.closed.values()),
         reservations=list(engine.reservations.values()),
         closed_reservation_ids=list(engine._closed_reservations),
-        request_ids=[(r, t, spec) for r, (t, spec) in engine._request_ids.items()],
+        request_fingerprints=[(r, t, f) for r, (t, f) in engine._request_ids.items()],
         customers=list(engine._customers.items()),
         timers=list(engine._timers),
     )
@@ -152,8 +169,15 @@ def restore(data: bytes) -> Engine:
         snapshot = msgspec.msgpack.decode(data, type=_Snapshot)
     except (msgspec.DecodeError, msgspec.ValidationError) as error:
         raise SnapshotError(f"not a snapshot: {error}") from None
-    if snapshot.version != SNAPSHOT_VERSION:
-        raise SnapshotError(f"snapshot version {snapshot.version}, expected {SNAPSHOT_VERSION}")
+    if snapshot.version not in _RESTORED_VERSIONS:
+        raise SnapshotError(
+            f"snapshot version {snapshot.version}, expected one of {_RESTORED_VERSIONS}"
+        )
+    if snapshot.version == 2:
+        _upgrade_tasks(snapshot)
+        snapshot.request_fingerprints = [
+            (r, t, payload_fingerprint(spec)) for r, t, spec in snapshot.request_ids
+        ]
     engine = Engine()
     _restore_configuration(engine, snapshot)
     _restore_workers(engine, snapshot.workers)
@@ -206,6 +230,7 @@ def _restore_workers(engine: Engine, workers: list[_Worker]) -> None:
             dict(saved.load_by_channel), dict.fromkeys(saved.task_ids),
         )  # fmt: skip
         engine.workers[saved.profile.worker_id] = worker
+        engine.worker_index.add(saved.profile.worker_id, saved.activity)
         engine._worker_at_row[row] = saved.profile.worker_id
         for channel, load in saved.load_by_channel.items():
             columns.load[row, columns.channel_index.get(channel)] = load
@@ -220,20 +245,31 @@ def _restore_workers(engine: Engine, workers: list[_Worker]) -> None:
     engine._refresh_step_expressions()  # its rows, evaluated over every worker
     for key, expression in engine._membership_expressions():
         members = engine._evaluate_members(expression)
-        engine.membership.matrix[engine.membership.index_of(key), : members.size] = members
+        engine.membership.set_row(engine.membership.index_of(key), members)
+
+
+def _upgrade_tasks(snapshot: _Snapshot) -> None:
+    """Version 2's tasks as version 3 keeps them: the closed ones as bytes."""
+    by_id = {task.task_id: task for task in snapshot.tasks}
+    snapshot.closed_tasks = [
+        (keys_of(by_id[task_id]), encode_task(by_id[task_id]))
+        for task_id in snapshot.closed_task_ids
+    ]
+    closed = set(snapshot.closed_task_ids)
+    snapshot.tasks = [task for task in snapshot.tasks if task.task_id not in closed]
 
 
 def _restore_tasks(engine: Engine, snapshot: _Snapshot) -> None:
     for task in snapshot.tasks:
-        engine.tasks[task.task_id] = task
+        engine.tasks.add(task)
+    for closed in snapshot.closed_tasks:
+        engine.tasks.restore_closed(closed)
     for task in snapshot.tasks:
-        if task.status.is_open:
-            engine._derive(task)
+        engine._derive(task)
     for task in snapshot.tasks:
         if task.status is TaskStatus.PENDING:
             engine._enqueue(task)
-    engine._closed_tasks = OrderedDict.fromkeys(snapshot.closed_task_ids)
     engine.reservations = {r.reservation_id: r for r in snapshot.reservations}
     engine._closed_reservations = OrderedDict.fromkeys(snapshot.closed_reservation_ids)
-    engine._request_ids = OrderedDict((r, (t, spec)) for r, t, spec in snapshot.request_ids)
+    engine._request_ids = OrderedDict((r, (t, f)) for r, t, f in snapshot.request_fingerprints)
     engine._customers = OrderedDict(snapshot.customers)

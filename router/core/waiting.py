@@ -52,11 +52,14 @@ def order_key(
 
 
 class QueueMembership:
-    """members[queue_index, worker_row]: the worker belongs to the queue's target set."""
+    """members[queue_index, worker_row]: the worker belongs to the queue's target set. Written
+    only through the methods below, which keep each row's count of members (read every second
+    by the statistics: summing rows of 200,000 workers per queue each time would not do)."""
 
     def __init__(self) -> None:
         self.queue_index = ColumnIndex()
         self.matrix = np.zeros((4, 256), dtype=bool)
+        self._counts = np.zeros(4, dtype=np.int64)
 
     def index_of(self, queue_id: str) -> int:
         index = self.queue_index.get_or_add(queue_id)
@@ -78,11 +81,36 @@ class QueueMembership:
         grown = np.zeros((new_q, new_r), dtype=bool)
         grown[:q_now, :r_now] = self.matrix
         self.matrix = grown
+        self._counts = np.resize(self._counts, new_q)
+        self._counts[q_now:] = 0
 
     def members(self, queue_id: str) -> npt.NDArray[np.bool_]:
         """The membership row of a queue (a view)."""
         row: npt.NDArray[np.bool_] = self.matrix[self.index_of(queue_id)]
         return row
+
+    def count(self, slot: int) -> int:
+        """How many workers belong to row `slot`."""
+        return int(self._counts[slot])
+
+    def set_row(self, slot: int, members: npt.NDArray[np.bool_]) -> None:
+        """Row `slot` becomes `members` (worker rows past its end do not belong)."""
+        self.matrix[slot, :] = False
+        self.matrix[slot, : members.size] = members
+        self._counts[slot] = np.count_nonzero(members)
+
+    def set_cell(self, slot: int, row: int, member: bool) -> None:
+        self._counts[slot] += int(member) - int(self.matrix[slot, row])
+        self.matrix[slot, row] = member
+
+    def clear_column(self, row: int) -> None:
+        """The worker at `row` belongs nowhere (it is removed)."""
+        self._counts -= self.matrix[:, row]
+        self.matrix[:, row] = False
+
+    def check(self) -> None:
+        """Raises AssertionError unless the counts agree with the matrix (for tests)."""
+        assert (self._counts == self.matrix.sum(axis=1)).all(), "membership counts"
 
 
 _Item = TypeVar("_Item", bound=tuple[object, ...])

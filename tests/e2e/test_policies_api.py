@@ -286,17 +286,17 @@ def test_policy_without_default_route_reads_back_without_one(stubs: Stubs) -> No
     assert stored == sent
 
 
-def test_list_routing_policies_in_creation_order(stubs: Stubs) -> None:
+def test_list_routing_policies_in_id_order(stubs: Stubs) -> None:
     assert list_policies(stubs) == []
     first = bullseye_policy("inbound")
     second = bullseye_policy("callbacks", vip_queue="overflow")
     upsert_policy(stubs, first)
     upsert_policy(stubs, second)
-    assert list_policies(stubs) == [first, second]
+    assert list_policies(stubs) == [second, first]
 
     first.display_name = "Inbound calls, v2"
-    upsert_policy(stubs, first)  # replacing keeps its place
-    assert list_policies(stubs) == [first, second]
+    upsert_policy(stubs, first)
+    assert list_policies(stubs) == [second, first]
 
 
 def test_delete_routing_policy(stubs: Stubs) -> None:

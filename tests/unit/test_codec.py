@@ -3,8 +3,10 @@ with a clear error, and a snapshot restores the exact state."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import typing
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -12,6 +14,7 @@ import pytest
 from router.core import codec, snapshot
 from router.core import commands as cmd
 from router.core.engine import Engine
+from router.core.errors import CoreError
 from router.core.model import (
     ActionKind,
     BusinessHours,
@@ -191,3 +194,34 @@ def test_bad_snapshots_are_refused() -> None:
     document["version"] = 99
     with pytest.raises(snapshot.SnapshotError, match="version 99"):
         snapshot.restore(msgspec.msgpack.encode(document))
+
+
+V2_DATA = Path(__file__).parent / "data" / "engine-v2.msgpack"
+"""A version-2 snapshot and the journal that made it, written by the router before closed tasks
+were kept as bytes (commit 7fabe44):
+
+    engine, log, _ = tests.unit.test_simulation.run(5, 200)
+    msgspec.msgpack.encode({
+        "snapshot": snapshot.take(engine),
+        "journal": [codec.encode_batch(codec.Batch(ms, (c,))) for c, ms in log],
+    })
+"""
+
+
+def test_a_version_2_snapshot_restores_to_the_state_its_journal_gives() -> None:
+    """Existing data folders hold version-2 snapshots: restored, they give the state (and the
+    digest) that replaying their journal gives, closed tasks included."""
+    saved = msgspec.msgpack.decode(V2_DATA.read_bytes())
+    restored = snapshot.restore(saved["snapshot"])
+    replayed = Engine()
+    for data in saved["journal"]:
+        batch = codec.decode_batch(data)
+        for command in batch.commands:
+            with contextlib.suppress(CoreError):
+                replayed.apply(command, batch.now_ms)
+    restored.check_invariants()
+    assert len(restored.tasks.closed) == 49 and len(restored.tasks.open) == 13
+    assert restored.digest() == replayed.digest()
+    again = snapshot.restore(snapshot.take(restored))  # and on, as version 3
+    assert msgspec.msgpack.decode(snapshot.take(restored))["version"] == snapshot.SNAPSHOT_VERSION
+    assert again.digest() == replayed.digest()

@@ -555,7 +555,7 @@ def test_a_lifo_queue_does_not_outrank_an_older_fifo_task(engine: Engine, clock:
 def test_a_retry_for_a_forgotten_task_is_refused_not_duplicated(
     engine: Engine, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("router.core.engine.CLOSED_TASKS_KEPT_MAX", 1)
+    monkeypatch.setattr("router.core.task_table.CLOSED_TASKS_KEPT_MAX", 1)
     spec = TaskSpec(channel="voice", queue_id="support")
     first = apply(engine, clock, cmd.CreateTask(spec, "req-1"))
     assert isinstance(first, CreatedTask)
@@ -563,6 +563,44 @@ def test_a_retry_for_a_forgotten_task_is_refused_not_duplicated(
     apply(engine, clock, cmd.CancelTask(create(engine, clock).task.task_id))  # forgets the first
     with pytest.raises(FailedPrecondition, match="no longer kept"):
         apply(engine, clock, cmd.CreateTask(spec, "req-1"))
+    other = TaskSpec(channel="chat", queue_id="support")  # the payload is still told apart
+    with pytest.raises(AlreadyExists, match="different payload"):
+        apply(engine, clock, cmd.CreateTask(other, "req-1"))
+
+
+def test_a_retry_is_the_same_payload_whatever_the_order_of_its_attributes(
+    engine: Engine, clock: Clock
+) -> None:
+    first = TaskSpec("voice", "support", attributes={"a": 1, "b": {"x": [1, 2], "y": None}})
+    again = TaskSpec("voice", "support", attributes={"b": {"y": None, "x": [1, 2]}, "a": 1})
+    created = apply(engine, clock, cmd.CreateTask(first, "req-1"))
+    retried = apply(engine, clock, cmd.CreateTask(again, "req-1"))
+    assert isinstance(created, CreatedTask) and isinstance(retried, CreatedTask)
+    assert retried.deduplicated and retried.task.task_id == created.task.task_id
+    changed = TaskSpec("voice", "support", attributes={"a": 2, "b": {"x": [1, 2], "y": None}})
+    with pytest.raises(AlreadyExists):
+        apply(engine, clock, cmd.CreateTask(changed, "req-1"))
+
+
+def test_a_closed_task_is_kept_as_bytes_and_read_back_whole(engine: Engine, clock: Clock) -> None:
+    add_worker(engine, clock, "a")
+    spec = TaskSpec(
+        channel="voice", queue_id="support", attributes={"notes": "n" * 500, "tags": ["x"]}
+    )
+    created = apply(engine, clock, cmd.CreateTask(spec, "req-1"))
+    assert isinstance(created, CreatedTask)
+    task_id = created.task.task_id
+    apply(engine, clock, cmd.AcceptOffer("a", engine.get_task(task_id).reservation_id))
+    completed = apply(engine, clock, cmd.CompleteTask(task_id))
+    assert task_id not in engine.tasks.open and isinstance(engine.tasks.closed[task_id][1], bytes)
+    assert engine.get_task(task_id) == completed
+    assert engine.copy_task(task_id).record() == completed
+    retried = apply(engine, clock, cmd.CreateTask(spec, "req-1"))  # an idempotent retry
+    assert isinstance(retried, CreatedTask) and retried.deduplicated
+    assert retried.task == completed and retried.estimated_wait_ms is None
+    with pytest.raises(FailedPrecondition, match="completed"):
+        apply(engine, clock, cmd.CancelTask(task_id))
+    engine.check_invariants()
 
 
 def test_a_busy_worker_is_not_the_longest_idle(engine: Engine, clock: Clock) -> None:

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from router._proto.switchboard.v1 import resources_pb2 as switchboard_dot_v1_dot_resources__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"switchboard/v1/admin_service.proto\x12\x0eswitchboard.v1\x1a\x1eswitchboard/v1/resources.proto\"@\n\x14UpsertChannelRequest\x12(\n\x07\x63hannel\x18\x01 \x01(\x0b\x32\x17.switchboard.v1.Channel\"A\n\x15UpsertChannelResponse\x12(\n\x07\x63hannel\x18\x01 \x01(\x0b\x32\x17.switchboard.v1.Channel\"\x15\n\x13ListChannelsRequest\"A\n\x14ListChannelsResponse\x12)\n\x08\x63hannels\x18\x01 \x03(\x0b\x32\x17.switchboard.v1.Channel\"C\n\x15UpsertActivityRequest\x12*\n\x08\x61\x63tivity\x18\x01 \x01(\x0b\x32\x18.switchboard.v1.Activity\"D\n\x16UpsertActivityResponse\x12*\n\x08\x61\x63tivity\x18\x01 \x01(\x0b\x32\x18.switchboard.v1.Activity\"\x17\n\x15ListActivitiesRequest\"F\n\x16ListActivitiesResponse\x12,\n\nactivities\x18\x01 \x03(\x0b\x32\x18.switchboard.v1.Activity\":\n\x12UpsertQueueRequest\x12$\n\x05queue\x18\x01 \x01(\x0b\x32\x15.switchboard.v1.Queue\"L\n\x13UpsertQueueResponse\x12$\n\x05queue\x18\x01 \x01(\x0b\x32\x15.switchboard.v1.Queue\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"#\n\x0fGetQueueRequest\x12\x10\n\x08queue_id\x18\x01 \x01(\t\"8\n\x10GetQueueResponse\x12$\n\x05queue\x18\x01 \x01(\x0b\x32\x15.switchboard.v1.Queue\"\x13\n\x11ListQueuesRequest\";\n\x12ListQueuesResponse\x12%\n\x06queues\x18\x01 \x03(\x0b\x32\x15.switchboard.v1.Queue\"&\n\x12\x44\x65leteQueueRequest\x12\x10\n\x08queue_id\x18\x01 \x01(\t\"\x15\n\x13\x44\x65leteQueueResponse\"K\n\x1aUpsertRoutingPolicyRequest\x12-\n\x06policy\x18\x01 \x01(\x0b\x32\x1d.switchboard.v1.RoutingPolicy\"]\n\x1bUpsertRoutingPolicyResponse\x12-\n\x06policy\x18\x01 \x01(\x0b\x32\x1d.switchboard.v1.RoutingPolicy\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\",\n\x17GetRoutingPolicyRequest\x12\x11\n\tpolicy_id\x18\x01 \x01(\t\"I\n\x18GetRoutingPolicyResponse\x12-\n\x06policy\x18\x01 \x01(\x0b\x32\x1d.switchboard.v1.RoutingPolicy\"\x1c\n\x1aListRoutingPoliciesRequest\"N\n\x1bListRoutingPoliciesResponse\x12/\n\x08policies\x18\x01 \x03(\x0b\x32\x1d.switchboard.v1.RoutingPolicy\"/\n\x1a\x44\x65leteRoutingPolicyRequest\x12\x11\n\tpolicy_id\x18\x01 \x01(\t\"\x1d\n\x1b\x44\x65leteRoutingPolicyResponse\"\x17\n\x15GetStateDigestRequest\"c\n\x16GetStateDigestResponse\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\x12\r\n\x05tasks\x18\x02 \x01(\x03\x12\x0f\n\x07workers\x18\x03 \x01(\x03\x12\x19\n\x11journaled_batches\x18\x04 \x01(\x03\x32\xf5\t\n\x0c\x41\x64minService\x12\\\n\rUpsertChannel\x12$.switchboard.v1.UpsertChannelRequest\x1a%.switchboard.v1.UpsertChannelResponse\x12Y\n\x0cListChannels\x12#.switchboard.v1.ListChannelsRequest\x1a$.switchboard.v1.ListChannelsResponse\x12_\n\x0eUpsertActivity\x12%.switchboard.v1.UpsertActivityRequest\x1a&.switchboard.v1.UpsertActivityResponse\x12_\n\x0eListActivities\x12%.switchboard.v1.ListActivitiesRequest\x1a&.switchboard.v1.ListActivitiesResponse\x12V\n\x0bUpsertQueue\x12\".switchboard.v1.UpsertQueueRequest\x1a#.switchboard.v1.UpsertQueueResponse\x12M\n\x08GetQueue\x12\x1f.switchboard.v1.GetQueueRequest\x1a .switchboard.v1.GetQueueResponse\x12S\n\nListQueues\x12!.switchboard.v1.ListQueuesRequest\x1a\".switchboard.v1.ListQueuesResponse\x12V\n\x0b\x44\x65leteQueue\x12\".switchboard.v1.DeleteQueueRequest\x1a#.switchboard.v1.DeleteQueueResponse\x12n\n\x13UpsertRoutingPolicy\x12*.switchboard.v1.UpsertRoutingPolicyRequest\x1a+.switchboard.v1.UpsertRoutingPolicyResponse\x12\x65\n\x10GetRoutingPolicy\x12\'.switchboard.v1.GetRoutingPolicyRequest\x1a(.switchboard.v1.GetRoutingPolicyResponse\x12n\n\x13ListRoutingPolicies\x12*.switchboard.v1.ListRoutingPoliciesRequest\x1a+.switchboard.v1.ListRoutingPoliciesResponse\x12n\n\x13\x44\x65leteRoutingPolicy\x12*.switchboard.v1.DeleteRoutingPolicyRequest\x1a+.switchboard.v1.DeleteRoutingPolicyResponse\x12_\n\x0eGetStateDigest\x12%.switchboard.v1.GetStateDigestRequest\x1a&.switchboard.v1.GetStateDigestResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"switchboard/v1/admin_service.proto\x12\x0eswitchboard.v1\x1a\x1eswitchboard/v1/resources.proto\"@\n\x14UpsertChannelRequest\x12(\n\x07\x63hannel\x18\x01 \x01(\x0b\x32\x17.switchboard.v1.Channel\"A\n\x15UpsertChannelResponse\x12(\n\x07\x63hannel\x18\x01 \x01(\x0b\x32\x17.switchboard.v1.Channel\"\x15\n\x13ListChannelsRequest\"A\n\x14ListChannelsResponse\x12)\n\x08\x63hannels\x18\x01 \x03(\x0b\x32\x17.switchboard.v1.Channel\"C\n\x15UpsertActivityRequest\x12*\n\x08\x61\x63tivity\x18\x01 \x01(\x0b\x32\x18.switchboard.v1.Activity\"D\n\x16UpsertActivityResponse\x12*\n\x08\x61\x63tivity\x18\x01 \x01(\x0b\x32\x18.switchboard.v1.Activity\"\x17\n\x15ListActivitiesRequest\"F\n\x16ListActivitiesResponse\x12,\n\nactivities\x18\x01 \x03(\x0b\x32\x18.switchboard.v1.Activity\":\n\x12UpsertQueueRequest\x12$\n\x05queue\x18\x01 \x01(\x0b\x32\x15.switchboard.v1.Queue\"L\n\x13UpsertQueueResponse\x12$\n\x05queue\x18\x01 \x01(\x0b\x32\x15.switchboard.v1.Queue\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"#\n\x0fGetQueueRequest\x12\x10\n\x08queue_id\x18\x01 \x01(\t\"8\n\x10GetQueueResponse\x12$\n\x05queue\x18\x01 \x01(\x0b\x32\x15.switchboard.v1.Queue\":\n\x11ListQueuesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"T\n\x12ListQueuesResponse\x12%\n\x06queues\x18\x01 \x03(\x0b\x32\x15.switchboard.v1.Queue\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"&\n\x12\x44\x65leteQueueRequest\x12\x10\n\x08queue_id\x18\x01 \x01(\t\"\x15\n\x13\x44\x65leteQueueResponse\"K\n\x1aUpsertRoutingPolicyRequest\x12-\n\x06policy\x18\x01 \x01(\x0b\x32\x1d.switchboard.v1.RoutingPolicy\"]\n\x1bUpsertRoutingPolicyResponse\x12-\n\x06policy\x18\x01 \x01(\x0b\x32\x1d.switchboard.v1.RoutingPolicy\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\",\n\x17GetRoutingPolicyRequest\x12\x11\n\tpolicy_id\x18\x01 \x01(\t\"I\n\x18GetRoutingPolicyResponse\x12-\n\x06policy\x18\x01 \x01(\x0b\x32\x1d.switchboard.v1.RoutingPolicy\"C\n\x1aListRoutingPoliciesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"g\n\x1bListRoutingPoliciesResponse\x12/\n\x08policies\x18\x01 \x03(\x0b\x32\x1d.switchboard.v1.RoutingPolicy\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"/\n\x1a\x44\x65leteRoutingPolicyRequest\x12\x11\n\tpolicy_id\x18\x01 \x01(\t\"\x1d\n\x1b\x44\x65leteRoutingPolicyResponse\"\x17\n\x15GetStateDigestRequest\"c\n\x16GetStateDigestResponse\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\x12\r\n\x05tasks\x18\x02 \x01(\x03\x12\x0f\n\x07workers\x18\x03 \x01(\x03\x12\x19\n\x11journaled_batches\x18\x04 \x01(\x03\x32\xf5\t\n\x0c\x41\x64minService\x12\\\n\rUpsertChannel\x12$.switchboard.v1.UpsertChannelRequest\x1a%.switchboard.v1.UpsertChannelResponse\x12Y\n\x0cListChannels\x12#.switchboard.v1.ListChannelsRequest\x1a$.switchboard.v1.ListChannelsResponse\x12_\n\x0eUpsertActivity\x12%.switchboard.v1.UpsertActivityRequest\x1a&.switchboard.v1.UpsertActivityResponse\x12_\n\x0eListActivities\x12%.switchboard.v1.ListActivitiesRequest\x1a&.switchboard.v1.ListActivitiesResponse\x12V\n\x0bUpsertQueue\x12\".switchboard.v1.UpsertQueueRequest\x1a#.switchboard.v1.UpsertQueueResponse\x12M\n\x08GetQueue\x12\x1f.switchboard.v1.GetQueueRequest\x1a .switchboard.v1.GetQueueResponse\x12S\n\nListQueues\x12!.switchboard.v1.ListQueuesRequest\x1a\".switchboard.v1.ListQueuesResponse\x12V\n\x0b\x44\x65leteQueue\x12\".switchboard.v1.DeleteQueueRequest\x1a#.switchboard.v1.DeleteQueueResponse\x12n\n\x13UpsertRoutingPolicy\x12*.switchboard.v1.UpsertRoutingPolicyRequest\x1a+.switchboard.v1.UpsertRoutingPolicyResponse\x12\x65\n\x10GetRoutingPolicy\x12\'.switchboard.v1.GetRoutingPolicyRequest\x1a(.switchboard.v1.GetRoutingPolicyResponse\x12n\n\x13ListRoutingPolicies\x12*.switchboard.v1.ListRoutingPoliciesRequest\x1a+.switchboard.v1.ListRoutingPoliciesResponse\x12n\n\x13\x44\x65leteRoutingPolicy\x12*.switchboard.v1.DeleteRoutingPolicyRequest\x1a+.switchboard.v1.DeleteRoutingPolicyResponse\x12_\n\x0eGetStateDigest\x12%.switchboard.v1.GetStateDigestRequest\x1a&.switchboard.v1.GetStateDigestResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -57,33 +57,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETQUEUERESPONSE']._serialized_start=720
   _globals['_GETQUEUERESPONSE']._serialized_end=776
   _globals['_LISTQUEUESREQUEST']._serialized_start=778
-  _globals['_LISTQUEUESREQUEST']._serialized_end=797
-  _globals['_LISTQUEUESRESPONSE']._serialized_start=799
-  _globals['_LISTQUEUESRESPONSE']._serialized_end=858
-  _globals['_DELETEQUEUEREQUEST']._serialized_start=860
-  _globals['_DELETEQUEUEREQUEST']._serialized_end=898
-  _globals['_DELETEQUEUERESPONSE']._serialized_start=900
-  _globals['_DELETEQUEUERESPONSE']._serialized_end=921
-  _globals['_UPSERTROUTINGPOLICYREQUEST']._serialized_start=923
-  _globals['_UPSERTROUTINGPOLICYREQUEST']._serialized_end=998
-  _globals['_UPSERTROUTINGPOLICYRESPONSE']._serialized_start=1000
-  _globals['_UPSERTROUTINGPOLICYRESPONSE']._serialized_end=1093
-  _globals['_GETROUTINGPOLICYREQUEST']._serialized_start=1095
-  _globals['_GETROUTINGPOLICYREQUEST']._serialized_end=1139
-  _globals['_GETROUTINGPOLICYRESPONSE']._serialized_start=1141
-  _globals['_GETROUTINGPOLICYRESPONSE']._serialized_end=1214
-  _globals['_LISTROUTINGPOLICIESREQUEST']._serialized_start=1216
-  _globals['_LISTROUTINGPOLICIESREQUEST']._serialized_end=1244
-  _globals['_LISTROUTINGPOLICIESRESPONSE']._serialized_start=1246
-  _globals['_LISTROUTINGPOLICIESRESPONSE']._serialized_end=1324
-  _globals['_DELETEROUTINGPOLICYREQUEST']._serialized_start=1326
-  _globals['_DELETEROUTINGPOLICYREQUEST']._serialized_end=1373
-  _globals['_DELETEROUTINGPOLICYRESPONSE']._serialized_start=1375
-  _globals['_DELETEROUTINGPOLICYRESPONSE']._serialized_end=1404
-  _globals['_GETSTATEDIGESTREQUEST']._serialized_start=1406
-  _globals['_GETSTATEDIGESTREQUEST']._serialized_end=1429
-  _globals['_GETSTATEDIGESTRESPONSE']._serialized_start=1431
-  _globals['_GETSTATEDIGESTRESPONSE']._serialized_end=1530
-  _globals['_ADMINSERVICE']._serialized_start=1533
-  _globals['_ADMINSERVICE']._serialized_end=2802
+  _globals['_LISTQUEUESREQUEST']._serialized_end=836
+  _globals['_LISTQUEUESRESPONSE']._serialized_start=838
+  _globals['_LISTQUEUESRESPONSE']._serialized_end=922
+  _globals['_DELETEQUEUEREQUEST']._serialized_start=924
+  _globals['_DELETEQUEUEREQUEST']._serialized_end=962
+  _globals['_DELETEQUEUERESPONSE']._serialized_start=964
+  _globals['_DELETEQUEUERESPONSE']._serialized_end=985
+  _globals['_UPSERTROUTINGPOLICYREQUEST']._serialized_start=987
+  _globals['_UPSERTROUTINGPOLICYREQUEST']._serialized_end=1062
+  _globals['_UPSERTROUTINGPOLICYRESPONSE']._serialized_start=1064
+  _globals['_UPSERTROUTINGPOLICYRESPONSE']._serialized_end=1157
+  _globals['_GETROUTINGPOLICYREQUEST']._serialized_start=1159
+  _globals['_GETROUTINGPOLICYREQUEST']._serialized_end=1203
+  _globals['_GETROUTINGPOLICYRESPONSE']._serialized_start=1205
+  _globals['_GETROUTINGPOLICYRESPONSE']._serialized_end=1278
+  _globals['_LISTROUTINGPOLICIESREQUEST']._serialized_start=1280
+  _globals['_LISTROUTINGPOLICIESREQUEST']._serialized_end=1347
+  _globals['_LISTROUTINGPOLICIESRESPONSE']._serialized_start=1349
+  _globals['_LISTROUTINGPOLICIESRESPONSE']._serialized_end=1452
+  _globals['_DELETEROUTINGPOLICYREQUEST']._serialized_start=1454
+  _globals['_DELETEROUTINGPOLICYREQUEST']._serialized_end=1501
+  _globals['_DELETEROUTINGPOLICYRESPONSE']._serialized_start=1503
+  _globals['_DELETEROUTINGPOLICYRESPONSE']._serialized_end=1532
+  _globals['_GETSTATEDIGESTREQUEST']._serialized_start=1534
+  _globals['_GETSTATEDIGESTREQUEST']._serialized_end=1557
+  _globals['_GETSTATEDIGESTRESPONSE']._serialized_start=1559
+  _globals['_GETSTATEDIGESTRESPONSE']._serialized_end=1658
+  _globals['_ADMINSERVICE']._serialized_start=1661
+  _globals['_ADMINSERVICE']._serialized_end=2930
 # @@protoc_insertion_point(module_scope)

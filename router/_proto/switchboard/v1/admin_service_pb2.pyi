@@ -255,12 +255,28 @@ Global___GetQueueResponse: _TypeAlias = GetQueueResponse  # noqa: Y015
 class ListQueuesRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """At most this many queues: default and at most 1000 (a larger value is read
+    as 1000; a negative one is INVALID_ARGUMENT). A page also ends before
+    3.5 MiB, so that every reply fits a client's default 4 MiB receive limit:
+    it may hold fewer queues than asked (a queue may carry 1,000 holidays).
+    Keep calling while next_page_token is non-empty.
+    """
+    page_token: _builtins.str
+    """A previous response's next_page_token (empty: the first page). Any other
+    value is INVALID_ARGUMENT.
+    """
     def __init__(
         self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -271,16 +287,22 @@ class ListQueuesResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     QUEUES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Where the next page starts; empty when no queue is left to list."""
     @_builtins.property
-    def queues(self) -> _containers.RepeatedCompositeFieldContainer[_resources_pb2.Queue]: ...
+    def queues(self) -> _containers.RepeatedCompositeFieldContainer[_resources_pb2.Queue]:
+        """In queue_id order."""
+
     def __init__(
         self,
         *,
         queues: _abc.Iterable[_resources_pb2.Queue] | None = ...,
+        next_page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["queues", b"queues"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "queues", b"queues"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -411,12 +433,28 @@ Global___GetRoutingPolicyResponse: _TypeAlias = GetRoutingPolicyResponse  # noqa
 class ListRoutingPoliciesRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """At most this many policies: default and at most 1000 (a larger value is
+    read as 1000; a negative one is INVALID_ARGUMENT). A page also ends before
+    3.5 MiB, so that every reply fits a client's default 4 MiB receive limit:
+    it may hold fewer policies than asked (a policy may carry 64 filters of
+    4 KiB expressions). Keep calling while next_page_token is non-empty.
+    """
+    page_token: _builtins.str
+    """A previous response's next_page_token (empty: the first page). Any other
+    value is INVALID_ARGUMENT.
+    """
     def __init__(
         self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -427,18 +465,22 @@ class ListRoutingPoliciesResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     POLICIES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Where the next page starts; empty when no policy is left to list."""
     @_builtins.property
     def policies(self) -> _containers.RepeatedCompositeFieldContainer[_resources_pb2.RoutingPolicy]:
-        """In the order they were first created."""
+        """In policy_id order."""
 
     def __init__(
         self,
         *,
         policies: _abc.Iterable[_resources_pb2.RoutingPolicy] | None = ...,
+        next_page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["policies", b"policies"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "policies", b"policies"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

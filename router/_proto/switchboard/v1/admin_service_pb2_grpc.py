@@ -144,7 +144,8 @@ class AdminServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListQueues(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Queues in queue_id order, a page at a time: see ListQueuesRequest.page_size.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -177,7 +178,8 @@ class AdminServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListRoutingPolicies(self, request, context):
-        """Every routing policy, in the order they were first created.
+        """Routing policies in policy_id order, a page at a time: see
+        ListRoutingPoliciesRequest.page_size.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -41,6 +41,7 @@ class AdminServiceStub:
     """Creates or replaces a queue; a new target expression applies at once."""
     GetQueue: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.GetQueueRequest, _admin_service_pb2.GetQueueResponse]
     ListQueues: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.ListQueuesRequest, _admin_service_pb2.ListQueuesResponse]
+    """Queues in queue_id order, a page at a time: see ListQueuesRequest.page_size."""
     DeleteQueue: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.DeleteQueueRequest, _admin_service_pb2.DeleteQueueResponse]
     """Deletes a queue that has no open tasks."""
     UpsertRoutingPolicy: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.UpsertRoutingPolicyRequest, _admin_service_pb2.UpsertRoutingPolicyResponse]
@@ -55,7 +56,9 @@ class AdminServiceStub:
     """
     GetRoutingPolicy: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.GetRoutingPolicyRequest, _admin_service_pb2.GetRoutingPolicyResponse]
     ListRoutingPolicies: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.ListRoutingPoliciesRequest, _admin_service_pb2.ListRoutingPoliciesResponse]
-    """Every routing policy, in the order they were first created."""
+    """Routing policies in policy_id order, a page at a time: see
+    ListRoutingPoliciesRequest.page_size.
+    """
     DeleteRoutingPolicy: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.DeleteRoutingPolicyRequest, _admin_service_pb2.DeleteRoutingPolicyResponse]
     """Deletes a routing policy. A policy that still has open tasks is refused
     (FAILED_PRECONDITION).
@@ -78,6 +81,7 @@ class AdminServiceAsyncStub(AdminServiceStub):
     """Creates or replaces a queue; a new target expression applies at once."""
     GetQueue: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.GetQueueRequest, _admin_service_pb2.GetQueueResponse]  # type: ignore[assignment]
     ListQueues: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.ListQueuesRequest, _admin_service_pb2.ListQueuesResponse]  # type: ignore[assignment]
+    """Queues in queue_id order, a page at a time: see ListQueuesRequest.page_size."""
     DeleteQueue: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.DeleteQueueRequest, _admin_service_pb2.DeleteQueueResponse]  # type: ignore[assignment]
     """Deletes a queue that has no open tasks."""
     UpsertRoutingPolicy: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.UpsertRoutingPolicyRequest, _admin_service_pb2.UpsertRoutingPolicyResponse]  # type: ignore[assignment]
@@ -92,7 +96,9 @@ class AdminServiceAsyncStub(AdminServiceStub):
     """
     GetRoutingPolicy: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.GetRoutingPolicyRequest, _admin_service_pb2.GetRoutingPolicyResponse]  # type: ignore[assignment]
     ListRoutingPolicies: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.ListRoutingPoliciesRequest, _admin_service_pb2.ListRoutingPoliciesResponse]  # type: ignore[assignment]
-    """Every routing policy, in the order they were first created."""
+    """Routing policies in policy_id order, a page at a time: see
+    ListRoutingPoliciesRequest.page_size.
+    """
     DeleteRoutingPolicy: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.DeleteRoutingPolicyRequest, _admin_service_pb2.DeleteRoutingPolicyResponse]  # type: ignore[assignment]
     """Deletes a routing policy. A policy that still has open tasks is refused
     (FAILED_PRECONDITION).
@@ -153,7 +159,8 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _admin_service_pb2.ListQueuesRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_admin_service_pb2.ListQueuesResponse, _abc.Awaitable[_admin_service_pb2.ListQueuesResponse]]: ...
+    ) -> _typing.Union[_admin_service_pb2.ListQueuesResponse, _abc.Awaitable[_admin_service_pb2.ListQueuesResponse]]:
+        """Queues in queue_id order, a page at a time: see ListQueuesRequest.page_size."""
 
     @_abc_1.abstractmethod
     def DeleteQueue(
@@ -192,7 +199,9 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _admin_service_pb2.ListRoutingPoliciesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_admin_service_pb2.ListRoutingPoliciesResponse, _abc.Awaitable[_admin_service_pb2.ListRoutingPoliciesResponse]]:
-        """Every routing policy, in the order they were first created."""
+        """Routing policies in policy_id order, a page at a time: see
+        ListRoutingPoliciesRequest.page_size.
+        """
 
     @_abc_1.abstractmethod
     def DeleteRoutingPolicy(

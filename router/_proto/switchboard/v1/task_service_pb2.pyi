@@ -127,9 +127,17 @@ class ListTasksRequest(_message.Message):
     worker_id: _builtins.str
     channel: _builtins.str
     page_size: _builtins.int
-    """At most this many tasks (default 100, at most 1000)."""
+    """At most this many tasks: default 100, at most 1000 (a larger value is
+    read as 1000; a negative one is INVALID_ARGUMENT). A page may hold fewer,
+    even none, and still carry a next_page_token: it also ends before 3.5 MiB,
+    so that every reply fits a client's default 4 MiB receive limit, and one
+    call examines at most 10,000 tasks (of its most selective filter). Keep
+    calling while next_page_token is non-empty.
+    """
     page_token: _builtins.str
-    """From a previous response's next_page_token."""
+    """A previous response's next_page_token, with the same filters (empty: the
+    first page). Any other value is INVALID_ARGUMENT.
+    """
     def __init__(
         self,
         *,
@@ -155,9 +163,11 @@ class ListTasksResponse(_message.Message):
     TASKS_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     next_page_token: _builtins.str
-    """Empty on the last page."""
+    """Where the next page starts; empty when no task is left to list."""
     @_builtins.property
-    def tasks(self) -> _containers.RepeatedCompositeFieldContainer[_resources_pb2.Task]: ...
+    def tasks(self) -> _containers.RepeatedCompositeFieldContainer[_resources_pb2.Task]:
+        """In creation order."""
+
     def __init__(
         self,
         *,

@@ -38,7 +38,11 @@ class TaskServiceStub:
     payload returns the same task; with a different payload, ALREADY_EXISTS.
     """
     GetTask: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.GetTaskRequest, _task_service_pb2.GetTaskResponse]
+    """A task, open or closed (the latest 100,000 closed tasks are kept)."""
     ListTasks: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.ListTasksRequest, _task_service_pb2.ListTasksResponse]
+    """Tasks in creation order, open and closed, a page at a time: see
+    ListTasksRequest.page_size for what a page holds.
+    """
     UpdateTask: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.UpdateTaskRequest, _task_service_pb2.UpdateTaskResponse]
     """Changes a task's priority or attributes; a waiting task is reordered, and
     one its policy routed is routed again by its new attributes.
@@ -60,7 +64,11 @@ class TaskServiceAsyncStub(TaskServiceStub):
     payload returns the same task; with a different payload, ALREADY_EXISTS.
     """
     GetTask: _aio.UnaryUnaryMultiCallable[_task_service_pb2.GetTaskRequest, _task_service_pb2.GetTaskResponse]  # type: ignore[assignment]
+    """A task, open or closed (the latest 100,000 closed tasks are kept)."""
     ListTasks: _aio.UnaryUnaryMultiCallable[_task_service_pb2.ListTasksRequest, _task_service_pb2.ListTasksResponse]  # type: ignore[assignment]
+    """Tasks in creation order, open and closed, a page at a time: see
+    ListTasksRequest.page_size for what a page holds.
+    """
     UpdateTask: _aio.UnaryUnaryMultiCallable[_task_service_pb2.UpdateTaskRequest, _task_service_pb2.UpdateTaskResponse]  # type: ignore[assignment]
     """Changes a task's priority or attributes; a waiting task is reordered, and
     one its policy routed is routed again by its new attributes.
@@ -90,14 +98,18 @@ class TaskServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _task_service_pb2.GetTaskRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_task_service_pb2.GetTaskResponse, _abc.Awaitable[_task_service_pb2.GetTaskResponse]]: ...
+    ) -> _typing.Union[_task_service_pb2.GetTaskResponse, _abc.Awaitable[_task_service_pb2.GetTaskResponse]]:
+        """A task, open or closed (the latest 100,000 closed tasks are kept)."""
 
     @_abc_1.abstractmethod
     def ListTasks(
         self,
         request: _task_service_pb2.ListTasksRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_task_service_pb2.ListTasksResponse, _abc.Awaitable[_task_service_pb2.ListTasksResponse]]: ...
+    ) -> _typing.Union[_task_service_pb2.ListTasksResponse, _abc.Awaitable[_task_service_pb2.ListTasksResponse]]:
+        """Tasks in creation order, open and closed, a page at a time: see
+        ListTasksRequest.page_size for what a page holds.
+        """
 
     @_abc_1.abstractmethod
     def UpdateTask(

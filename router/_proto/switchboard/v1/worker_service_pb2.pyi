@@ -111,8 +111,16 @@ class ListWorkersRequest(_message.Message):
     activity: _builtins.str
     """Filter by activity (empty: all)."""
     page_size: _builtins.int
-    """At most this many workers (default 100, at most 1000)."""
+    """At most this many workers: default 100, at most 1000 (a larger value is
+    read as 1000; a negative one is INVALID_ARGUMENT). A page also ends before
+    3.5 MiB, so that every reply fits a client's default 4 MiB receive limit:
+    it may hold fewer workers than asked. Keep calling while next_page_token
+    is non-empty.
+    """
     page_token: _builtins.str
+    """A previous response's next_page_token, with the same activity (empty: the
+    first page). Any other value is INVALID_ARGUMENT.
+    """
     def __init__(
         self,
         *,
@@ -135,8 +143,11 @@ class ListWorkersResponse(_message.Message):
     WORKERS_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     next_page_token: _builtins.str
+    """Where the next page starts; empty when no worker is left to list."""
     @_builtins.property
-    def workers(self) -> _containers.RepeatedCompositeFieldContainer[_resources_pb2.Worker]: ...
+    def workers(self) -> _containers.RepeatedCompositeFieldContainer[_resources_pb2.Worker]:
+        """In worker_id order."""
+
     def __init__(
         self,
         *,

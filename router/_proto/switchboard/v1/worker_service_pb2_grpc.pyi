@@ -39,6 +39,9 @@ class WorkerServiceStub:
     """
     GetWorker: _grpc.UnaryUnaryMultiCallable[_worker_service_pb2.GetWorkerRequest, _worker_service_pb2.GetWorkerResponse]
     ListWorkers: _grpc.UnaryUnaryMultiCallable[_worker_service_pb2.ListWorkersRequest, _worker_service_pb2.ListWorkersResponse]
+    """Workers in worker_id order, a page at a time: see
+    ListWorkersRequest.page_size for what a page holds.
+    """
     RemoveWorker: _grpc.UnaryUnaryMultiCallable[_worker_service_pb2.RemoveWorkerRequest, _worker_service_pb2.RemoveWorkerResponse]
     """Removes a worker that holds no assigned task; pending offers are rescinded."""
     SetActivity: _grpc.UnaryUnaryMultiCallable[_worker_service_pb2.SetActivityRequest, _worker_service_pb2.SetActivityResponse]
@@ -61,6 +64,9 @@ class WorkerServiceAsyncStub(WorkerServiceStub):
     """
     GetWorker: _aio.UnaryUnaryMultiCallable[_worker_service_pb2.GetWorkerRequest, _worker_service_pb2.GetWorkerResponse]  # type: ignore[assignment]
     ListWorkers: _aio.UnaryUnaryMultiCallable[_worker_service_pb2.ListWorkersRequest, _worker_service_pb2.ListWorkersResponse]  # type: ignore[assignment]
+    """Workers in worker_id order, a page at a time: see
+    ListWorkersRequest.page_size for what a page holds.
+    """
     RemoveWorker: _aio.UnaryUnaryMultiCallable[_worker_service_pb2.RemoveWorkerRequest, _worker_service_pb2.RemoveWorkerResponse]  # type: ignore[assignment]
     """Removes a worker that holds no assigned task; pending offers are rescinded."""
     SetActivity: _aio.UnaryUnaryMultiCallable[_worker_service_pb2.SetActivityRequest, _worker_service_pb2.SetActivityResponse]  # type: ignore[assignment]
@@ -97,7 +103,10 @@ class WorkerServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _worker_service_pb2.ListWorkersRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_worker_service_pb2.ListWorkersResponse, _abc.Awaitable[_worker_service_pb2.ListWorkersResponse]]: ...
+    ) -> _typing.Union[_worker_service_pb2.ListWorkersResponse, _abc.Awaitable[_worker_service_pb2.ListWorkersResponse]]:
+        """Workers in worker_id order, a page at a time: see
+        ListWorkersRequest.page_size for what a page holds.
+        """
 
     @_abc_1.abstractmethod
     def RemoveWorker(
