@@ -196,7 +196,7 @@ def test_bad_snapshots_are_refused() -> None:
         snapshot.restore(msgspec.msgpack.encode(document))
 
 
-V2_DATA = Path(__file__).parent / "data" / "engine-v2.msgpack"
+V2_DATA = Path(__file__).parent / "fixtures" / "engine-v2.msgpack"
 """A version-2 snapshot and the journal that made it, written by the router before closed tasks
 were kept as bytes (commit 7fabe44):
 
