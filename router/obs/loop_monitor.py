@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 LOOP_PROBE_INTERVAL_S = 0.01
 STALL_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
-STALL_LOGGED_S = 0.25
+STALL_LOGGED_S = 0.1
 """A stall this long is logged as a warning, besides being counted."""
 
 

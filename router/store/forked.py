@@ -23,6 +23,8 @@ import router
 _HEADER_BYTES = 9
 _WRITE_BYTES_MAX = 1 << 20
 _ERROR_BYTES_MAX = 4096
+CHILD_NICENESS = 10
+"""How much lower a child's scheduling priority is than the router's."""
 
 
 class ForkedError(Exception):
@@ -127,6 +129,8 @@ def _run_child(write_fd: int, produce: Callable[[], bytes]) -> None:
     try:
         # Collections would only copy pages the parent shares with us, to free nothing.
         gc.disable()
+        # Background work: on a busy machine the writer's loop must get the core first.
+        os.nice(CHILD_NICENESS)
         # Signals meant for the router (Ctrl-C, SIGTERM) must not run its handlers here.
         # (A child forked from a thread other than the main one may not touch signals: then
         # it has no such handlers to run either.)
