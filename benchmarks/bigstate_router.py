@@ -110,7 +110,7 @@ def logged_snapshots(log_path: Path) -> list[dict[str, Any]]:
 
 
 def logged_longest_stall_s(log_path: Path) -> float | None:
-    """The longest loop stall the router logged (it logs those of 0.25 s or more)."""
+    """The longest loop stall the router logged (it logs those of `STALL_LOGGED_S` or more)."""
     stalls = [float(m.group(1)) for m in _STALL_LINE.finditer(log_path.read_text())]
     return max(stalls, default=None)
 

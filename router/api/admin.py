@@ -8,7 +8,7 @@ from router._proto.switchboard.v1 import admin_service_pb2 as apb
 from router._proto.switchboard.v1 import admin_service_pb2_grpc as agrpc
 from router._proto.switchboard.v1 import resources_pb2 as pb
 from router.api.convert import policy_from_pb, policy_to_pb, queue_from_pb, queue_to_pb
-from router.api.paging import PAGE_SIZE_MAX, fill_page, id_after, page_after, page_size
+from router.api.paging import fill_page_by_id
 from router.api.status import abort
 from router.core import commands as cmd
 from router.core.engine import UpsertedPolicy, UpsertedQueue
@@ -86,17 +86,14 @@ class AdminServicer(agrpc.AdminServiceServicer):
     async def ListQueues(
         self, request: apb.ListQueuesRequest, context: grpc.aio.ServicerContext
     ) -> apb.ListQueuesResponse:
+        response = apb.ListQueuesResponse()
         try:
-            count_max = page_size(request.page_size, default=PAGE_SIZE_MAX)
-            after_queue_id = id_after(request.page_token)
+            response.next_page_token = await fill_page_by_id(
+                response.queues, self._service.engine.queues, queue_to_pb,
+                requested_size=request.page_size, page_token=request.page_token,
+            )  # fmt: skip
         except CoreError as error:
             await abort(context, error)
-        queues = self._service.engine.queues
-        page, more = page_after(queues.keys(), after_queue_id, count_max)
-        response = apb.ListQueuesResponse()
-        included = await fill_page(response.queues, [queues[q] for q in page], queue_to_pb)
-        if included < len(page) or more:
-            response.next_page_token = page[included - 1]
         return response
 
     async def GetStateDigest(
@@ -147,17 +144,14 @@ class AdminServicer(agrpc.AdminServiceServicer):
     async def ListRoutingPolicies(
         self, request: apb.ListRoutingPoliciesRequest, context: grpc.aio.ServicerContext
     ) -> apb.ListRoutingPoliciesResponse:
+        response = apb.ListRoutingPoliciesResponse()
         try:
-            count_max = page_size(request.page_size, default=PAGE_SIZE_MAX)
-            after_policy_id = id_after(request.page_token)
+            response.next_page_token = await fill_page_by_id(
+                response.policies, self._service.engine.policies, policy_to_pb,
+                requested_size=request.page_size, page_token=request.page_token,
+            )  # fmt: skip
         except CoreError as error:
             await abort(context, error)
-        policies = self._service.engine.policies
-        page, more = page_after(policies.keys(), after_policy_id, count_max)
-        response = apb.ListRoutingPoliciesResponse()
-        included = await fill_page(response.policies, [policies[p] for p in page], policy_to_pb)
-        if included < len(page) or more:
-            response.next_page_token = page[included - 1]
         return response
 
     async def DeleteRoutingPolicy(

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import TypeVar
 
 from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
@@ -115,6 +115,25 @@ async def fill_page(
             slice_end_s = time.perf_counter() + CONVERT_SLICE_S
     into.extend(converted)
     return included + len(converted)
+
+
+async def fill_page_by_id(
+    into: RepeatedCompositeFieldContainer[_Message],
+    items: Mapping[str, _Item],
+    to_message: Callable[[_Item], _Message],
+    *,
+    requested_size: int,
+    page_token: str,
+) -> str:
+    """One page of a small id-keyed collection (queues, routing policies) in id order, by
+    count and bytes (a full page by default: clients written before paging get everything that
+    fits one reply); returns the next page token ("" on the last page). A bad size or token
+    raises InvalidArgument before any work."""
+    count_max = page_size(requested_size, default=PAGE_SIZE_MAX)
+    after_id = id_after(page_token)
+    page, more = page_after(items.keys(), after_id, count_max)
+    included = await fill_page(into, [items[item_id] for item_id in page], to_message)
+    return page[included - 1] if included < len(page) or more else ""
 
 
 def _field_bytes(payload_bytes: int) -> int:

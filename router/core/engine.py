@@ -107,6 +107,7 @@ from router.core.waiting import (
     PINNED_TO_NOBODY,
     GroupTarget,
     QueueMembership,
+    WaitingEntry,
     WaitingIndex,
     order_key,
 )
@@ -1331,6 +1332,13 @@ class Engine:
                 self._schedule_round(queue_id)
 
     def _enqueue(self, task: TaskRecord) -> None:
+        self.waiting.add(self._waiting_entry(task))
+
+    def _enqueue_all(self, tasks: Iterable[TaskRecord]) -> None:
+        """Enqueues many tasks into an empty waiting index at once (a snapshot restore)."""
+        self.waiting.add_all(self._waiting_entry(task) for task in tasks)
+
+    def _waiting_entry(self, task: TaskRecord) -> WaitingEntry:
         routing = self._routing[task.task_id]
         queue = self.queues[task.queue_id]
         key = order_key(
@@ -1341,13 +1349,8 @@ class Engine:
             order=queue.order,
             aging_per_ms=routing.target.aging_per_ms,
         )
-        self.waiting.add(
-            task_id=task.task_id,
-            target=routing.target,
-            requirement=routing.requirement,
-            key=key,
-            created_ms=task.created_ms,
-            seq=task.seq,
+        return WaitingEntry(
+            task.task_id, routing.target, routing.requirement, key, task.created_ms, task.seq
         )
 
     # == batch assignment ======================================================================

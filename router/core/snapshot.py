@@ -260,15 +260,10 @@ def _upgrade_tasks(snapshot: _Snapshot) -> None:
 
 
 def _restore_tasks(engine: Engine, snapshot: _Snapshot) -> None:
-    for task in snapshot.tasks:
-        engine.tasks.add(task)
-    for closed in snapshot.closed_tasks:
-        engine.tasks.restore_closed(closed)
+    engine.tasks.restore(snapshot.tasks, snapshot.closed_tasks)
     for task in snapshot.tasks:
         engine._derive(task)
-    for task in snapshot.tasks:
-        if task.status is TaskStatus.PENDING:
-            engine._enqueue(task)
+    engine._enqueue_all(task for task in snapshot.tasks if task.status is TaskStatus.PENDING)
     engine.reservations = {r.reservation_id: r for r in snapshot.reservations}
     engine._closed_reservations = OrderedDict.fromkeys(snapshot.closed_reservation_ids)
     engine._request_ids = OrderedDict((r, (t, f)) for r, t, f in snapshot.request_fingerprints)

