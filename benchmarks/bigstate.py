@@ -447,7 +447,8 @@ def print_report(console: Console, result: dict[str, Any]) -> None:
         ("GetTask p99 during ÷ outside snapshots", result["get_p99_ratio_during_vs_outside"]),
         ("Redis append-only file rewrites meanwhile", result["redis_aof_rewrites_during_traffic"]),
         ("longest loop stall (s, bucket bound)", result["loop_stall_max_bound_s"]),
-        (f"longest loop stall logged (s, >= {STALL_LOGGED_S:g})", result["loop_stall_max_logged_s"]),
+        (f"longest loop stall logged (s, >= {STALL_LOGGED_S:g})",
+         result["loop_stall_max_logged_s"]),
         ("lease losses", result["lease_losses"]),
         ("router RSS at lead / peak by then / peak (MB)",
          f"{result['router_rss_mb_at_lead']:,} / {result['router_rss_mb_peak_by_lead']:,} / "
