@@ -30,9 +30,9 @@ _TEXT = (
 )
 
 
-def email_attributes(index: int, size_bytes: int) -> dict[str, object]:
+def email_attributes(index: int, size_bytes: int) -> dict[str, str]:
     """At least `size_bytes` of attributes as compact JSON: an email, its headers and body."""
-    attributes: dict[str, object] = {
+    attributes: dict[str, str] = {
         "subject": f"Invoice {index} charged twice",
         "from": f"customer{index}@example.com",
         "body": "",
