@@ -105,9 +105,7 @@ async def build(data_dir: Path) -> dict[str, object]:
         )
         await tasks.CompleteTask(tpb.CompleteTaskRequest(task_id=accepted.task.task_id))
         await tasks.CancelTask(tpb.CancelTaskRequest(task_id=created[-1]))
-        await tasks.UpdateTask(
-            tpb.UpdateTaskRequest(task_id=created[-2], priority=7)
-        )
+        await tasks.UpdateTask(tpb.UpdateTaskRequest(task_id=created[-2], priority=7))
         await asyncio.sleep(2)  # the background snapshot saves
         digest = await admin.GetStateDigest(apb.GetStateDigestRequest())
     await server.stop(0.5)
