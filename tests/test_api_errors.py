@@ -79,9 +79,7 @@ class Refusing:
         (Unavailable("the router's store is unreachable"), grpc.StatusCode.UNAVAILABLE),
     ],
 )
-def test_unary_stream_and_in_stream_errors_agree(
-    error: CoreError, status: grpc.StatusCode
-) -> None:
+def test_unary_stream_and_in_stream_errors_agree(error: CoreError, status: grpc.StatusCode) -> None:
     async def scenario() -> None:
         refusing = Refusing(error)
         unary_context = FakeContext()
