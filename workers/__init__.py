@@ -1,7 +1,8 @@
 """The agent-side SDK of Switchboard: an agent desktop's session on the router's Connect stream,
 a front end's task client, and the SDK's error tree (see `workers._errors`).
 
-`workers.fleet` simulates a fleet of agents with this SDK; `workers.demo` runs the live demo."""
+`workers.fleet` simulates a fleet of agents with this SDK (the live demo, `router.demo`, runs one).
+The SDK imports the generated API (`router._proto`) and nothing else of the router."""
 
 from router._proto.switchboard.v1.resources_pb2 import Offer, Task, Worker
 from workers._errors import (
