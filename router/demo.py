@@ -29,16 +29,13 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from router._proto.switchboard.v1 import admin_service_pb2 as apb
-from router._proto.switchboard.v1 import admin_service_pb2_grpc as agrpc
 from router._proto.switchboard.v1 import resources_pb2 as pb
 from router._proto.switchboard.v1 import stats_service_pb2 as spb
 from router._proto.switchboard.v1 import stats_service_pb2_grpc as sgrpc
 from router.server import ServerConfig, start_server
+from workers import AdminClient, SwitchboardError, TaskClient
 from workers._backoff import DEFAULT_BACKOFF_S
 from workers._channel import open_channel, unary
-from workers._errors import SwitchboardError
-from workers._tasks import TaskClient
 from workers.fleet import (
     CALM_SENTIMENT_MIN,
     UPSET_SENTIMENT_MAX,
@@ -507,9 +504,7 @@ async def _demo(config: DemoConfig, console: Console) -> int:
 
 
 async def _create_queues(address: str) -> None:
-    channel = open_channel(address, reconnect_backoff_s=DEFAULT_BACKOFF_S)
-    try:
-        stub = agrpc.AdminServiceStub(channel)
+    async with AdminClient(address, call_timeout_s=5) as admin:
         for queue in QUEUES:
             message = pb.Queue(
                 queue_id=queue.queue_id,
@@ -518,9 +513,7 @@ async def _create_queues(address: str) -> None:
                 reservation_timeout_s=queue.reservation_timeout_s,
                 wrapup_s=queue.wrapup_s,
             )
-            await unary(stub.UpsertQueue(apb.UpsertQueueRequest(queue=message), timeout=5))
-    finally:
-        await channel.close(grace=None)
+            await admin.upsert_queue(message)
 
 
 async def _run_center(
