@@ -75,7 +75,6 @@ from benchmarks.engine.measurement import Run, measure_task_arrives, measure_wor
 from benchmarks.engine.report import plain_counterpart, print_table, targets, vs_plain
 from benchmarks.engine.workload import (
     POLICY_RULES,
-    SKILL_COUNT,
     PolicySteadyState,
     SteadyState,
     TaskSource,
@@ -85,6 +84,7 @@ from benchmarks.engine.workload import (
     routing_policy,
     worker_profiles,
 )
+from benchmarks.workload import SKILL_COUNT
 
 __all__ = [
     "BASELINE_FIELDS",

@@ -20,10 +20,10 @@ from benchmarks.engine.baseline import compare_task_arrives, compare_worker_free
 from benchmarks.engine.measurement import Run, measure_task_arrives, measure_worker_frees
 from benchmarks.engine.workload import (
     POLICY_RULES,
-    SKILL_COUNT,
     PolicySteadyState,
     SteadyState,
 )
+from benchmarks.workload import SKILL_COUNT
 
 
 def build_state(

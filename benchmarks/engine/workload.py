@@ -13,6 +13,26 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.workload import (
+    CHANNEL_CAPACITY_MAX,
+    CHANNEL_COST,
+    CHAT,
+    CUSTOMER_TIERS,
+    DOMAIN_SKILLS,
+    EMAIL,
+    PRIORITY_SHARES,
+    QUEUE_SHARES,
+    SENIOR_TENURE_MONTHS,
+    SITES,
+    TASK_LANGUAGE_SHARES,
+    TOTAL_CAPACITY,
+    VOICE,
+    WORKER_LANGUAGE_SHARES,
+    WORKER_TIER_SHARES,
+    choose,
+    draw_sentiment,
+    level,
+)
 from router.core import commands as cmd
 from router.core.engine import CreatedTask, Engine
 from router.core.events import Event, OfferCreated
@@ -31,126 +51,21 @@ from router.core.model import (
 )
 
 # == the workload ==================================================================================
+# The center itself (skills, channels, languages, sites, the customers' mood) is the one of
+# `benchmarks.workload`, shared with the demo and its agent fleet.
 
-DOMAIN_SKILLS: dict[str, tuple[str, ...]] = {
-    "billing": (
-        "billing_general",
-        "invoices",
-        "refunds",
-        "payment_methods",
-        "disputes",
-        "collections",
-        "tax",
-        "subscriptions",
-    ),
-    "tech_support": (
-        "tech_general",
-        "internet",
-        "mobile_data",
-        "tv_box",
-        "router_setup",
-        "email_setup",
-        "outages",
-        "devices",
-    ),
-    "sales": (
-        "sales_general",
-        "upgrades",
-        "new_lines",
-        "bundles",
-        "business_plans",
-        "promotions",
-        "device_sales",
-        "cross_sell",
-    ),
-    "retention": (
-        "retention_general",
-        "cancellations",
-        "win_back",
-        "contracts",
-        "loyalty_offers",
-        "complaints",
-        "escalations",
-        "porting_out",
-    ),
-    "accounts": (
-        "accounts_general",
-        "password_reset",
-        "identity_check",
-        "address_change",
-        "ownership_transfer",
-        "privacy_requests",
-        "fraud",
-        "account_closure",
-    ),
-    "orders": (
-        "orders_general",
-        "delivery",
-        "returns",
-        "exchanges",
-        "order_status",
-        "installations",
-        "appointments",
-        "warranty",
-    ),
-    "business": (
-        "business_general",
-        "sla_support",
-        "enterprise_billing",
-        "fleet_management",
-        "cloud_services",
-        "voip",
-        "security_services",
-        "account_management",
-    ),
-    "claims": (
-        "claims_general",
-        "device_insurance",
-        "damage_claims",
-        "theft_loss",
-        "repairs",
-        "claim_status",
-        "appeals",
-        "reimbursements",
-    ),
-}
-"""One queue (and team) per domain; the first skill of each is the domain's general skill."""
 
-SKILL_COUNT = sum(len(skills) for skills in DOMAIN_SKILLS.values())
-QUEUE_SHARES = {
-    "billing": 0.20,
-    "tech_support": 0.20,
-    "sales": 0.15,
-    "retention": 0.10,
-    "accounts": 0.10,
-    "orders": 0.10,
-    "business": 0.08,
-    "claims": 0.07,
-}
-"""Share of the contacts (and of the agents) of each queue."""
-
-VOICE = "voice"
-CHAT = "chat"
 TYPES_PER_QUEUE_AND_CHANNEL = 20
 """IVR menu leaves per queue and channel: 8 queues x 2 channels x 20 = 320 task types."""
 MIN_LEVELS = (1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0)
 MIN_LEVEL_SHARES = (0.20, 0.15, 0.25, 0.15, 0.15, 0.06, 0.04)
-TASK_LANGUAGE_SHARES = {"": 0.50, "en": 0.25, "es": 0.15, "fr": 0.04, "de": 0.03, "pt": 0.03}
-"""The language a task requires ("": any)."""
-WORKER_LANGUAGE_SHARES = {"en": 0.95, "es": 0.30, "fr": 0.10, "de": 0.08, "pt": 0.08}
-PRIORITY_SHARES = {0: 0.85, 1: 0.12, 2: 0.03}
-CUSTOMER_TIERS = ("standard", "standard", "standard", "gold", "platinum")
-SITES = ("lisbon", "manila", "austin", "krakow", "cape_town")
-WORKER_TIER_SHARES = {"tier1": 0.55, "tier2": 0.33, "tier3": 0.12}
-"""Support tier of an agent (front line, advanced, expert): the `tier` worker attribute."""
-SENIOR_TENURE_MONTHS = 36
-"""An agent with at least this tenure has the `senior` worker attribute true."""
 WORKER_ON_BREAK_SHARE = 0.08
 """Workers logged in but on break: present in the columns, never eligible."""
-WORKER_CAPACITY_BY_CHANNEL = {VOICE: 1, CHAT: 3, "email": 2}
-WORKER_COST_BY_CHANNEL = {VOICE: 2.0, CHAT: 1.0, "email": 1.0}
-WORKER_TOTAL_CAPACITY = 4.0
-"""A blended agent: one call (cost 2) and two chats, or up to four chats or emails."""
+ENGINE_CHANNELS = (VOICE, CHAT, EMAIL)
+"""The channels every agent of the engine benchmark works, each at the center's most."""
+WORKER_CAPACITY_BY_CHANNEL = {channel: CHANNEL_CAPACITY_MAX[channel] for channel in ENGINE_CHANNELS}
+WORKER_COST_BY_CHANNEL = {channel: CHANNEL_COST[channel] for channel in ENGINE_CHANNELS}
+WORKER_TOTAL_CAPACITY = TOTAL_CAPACITY
 
 BACKLOG_STEP_MS = 1
 """Router clock advance between two tasks of the initial backlog."""
@@ -237,21 +152,12 @@ class TaskType:
     priority: int
 
 
-def _choose(rng: random.Random, shares: dict[Any, float]) -> Any:
-    return rng.choices(list(shares), weights=list(shares.values()))[0]
-
-
-def _level(rng: random.Random, low: float, high: float) -> float:
-    """A skill level between low and high in steps of 0.5."""
-    return rng.randint(int(low * 2), int(high * 2)) / 2
-
-
 def _weighted_sample(rng: random.Random, shares: dict[str, float], count: int) -> list[str]:
     """`count` distinct keys, each drawn with its share among those not drawn yet."""
     remaining = dict(shares)
     chosen: list[str] = []
     for _ in range(count):
-        key = _choose(rng, remaining)
+        key = choose(rng, remaining)
         chosen.append(key)
         del remaining[key]
     return chosen
@@ -268,13 +174,13 @@ def build_catalog(rng: random.Random) -> list[TaskType]:
                 if index == 0:
                     required, language, priority = {general: 1.0}, "", 0
                 else:
-                    count = _choose(rng, {1: 0.5, 2: 0.35, 3: 0.15})
+                    count = choose(rng, {1: 0.5, 2: 0.35, 3: 0.15})
                     required = {
                         skill: rng.choices(MIN_LEVELS, weights=MIN_LEVEL_SHARES)[0]
                         for skill in rng.sample(specific, count)
                     }
-                    language = _choose(rng, TASK_LANGUAGE_SHARES)
-                    priority = _choose(rng, PRIORITY_SHARES)
+                    language = choose(rng, TASK_LANGUAGE_SHARES)
+                    priority = choose(rng, PRIORITY_SHARES)
                 others = [s for s in skills if s not in required]
                 preferred = {skill: 0.5 for skill in rng.sample(others, rng.randint(0, 2))}
                 catalog.append(
@@ -322,7 +228,7 @@ class TaskSource:
             self._types_by_channel[channel], cum_weights=self._cumulative_by_channel[channel]
         )[0]
         self._customer_seq += 1
-        sentiment = 0.0 if rng.random() < 0.6 else round(rng.uniform(-1.0, 0.6), 2)
+        sentiment = draw_sentiment(rng)
         tier = CUSTOMER_TIERS[self._customer_seq % len(CUSTOMER_TIERS)]
         return task_type, sentiment, tier
 
@@ -349,8 +255,8 @@ class PolicyTaskSource(TaskSource):
 
     def next_spec(self, channel: str) -> TaskSpec:
         task_type, sentiment, tier = self._draw(channel)
-        intent = _choose(self._rng, INTENT_SHARES)
-        region = _choose(self._rng, REGION_SHARES)
+        intent = choose(self._rng, INTENT_SHARES)
+        region = choose(self._rng, REGION_SHARES)
         return TaskSpec(
             channel=task_type.channel,
             policy_id=POLICY_ID,
@@ -453,13 +359,13 @@ def worker_profiles(
     traits = traits or random.Random(count)
     profiles: list[WorkerProfile] = []
     for index in range(count):
-        teams = _weighted_sample(rng, QUEUE_SHARES, _choose(rng, {1: 0.5, 2: 0.4, 3: 0.1}))
+        teams = _weighted_sample(rng, QUEUE_SHARES, choose(rng, {1: 0.5, 2: 0.4, 3: 0.1}))
         skills: dict[str, float] = {}
         for team in teams:
             general, specific = DOMAIN_SKILLS[team][0], DOMAIN_SKILLS[team][1:]
-            skills[general] = _level(rng, 1.0, 5.0)
+            skills[general] = level(rng, 1.0, 5.0)
             for skill in rng.sample(specific, rng.randint(3, 6)):
-                skills[skill] = _level(rng, 1.0, 5.0)
+                skills[skill] = level(rng, 1.0, 5.0)
         languages = tuple(
             language for language, share in WORKER_LANGUAGE_SHARES.items() if rng.random() < share
         ) or ("en",)
@@ -475,7 +381,7 @@ def worker_profiles(
                     "site": SITES[index % len(SITES)],
                     "tenure_months": tenure_months,
                     "senior": tenure_months >= SENIOR_TENURE_MONTHS,
-                    "tier": _choose(traits, WORKER_TIER_SHARES),
+                    "tier": choose(traits, WORKER_TIER_SHARES),
                 },
                 skills=skills,
                 languages=languages,
