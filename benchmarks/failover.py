@@ -33,8 +33,6 @@ import grpc
 import redis.asyncio as aioredis
 
 from benchmarks.servers import is_serving, start_process
-from router._proto.switchboard.v1 import admin_service_pb2 as apb
-from router._proto.switchboard.v1 import admin_service_pb2_grpc as agrpc
 from router._proto.switchboard.v1 import resources_pb2 as pb
 from router._proto.switchboard.v1 import task_service_pb2 as tpb
 from router._proto.switchboard.v1 import task_service_pb2_grpc as tgrpc
@@ -45,7 +43,7 @@ from router.store.embedded import EmbeddedRedis
 from router.store.journal import RedisJournal
 from router.store.lease import LEASE_TTL_S_DEFAULT, Lease
 from router.store.recovery import recover
-from workers import AgentSession, SwitchboardError, TaskClient, Unavailable
+from workers import AdminClient, AgentSession, SwitchboardError, TaskClient, Unavailable
 
 CREATES_PER_S = 25
 AGENTS = 6
@@ -165,12 +163,8 @@ async def run_agent(addresses: list[str], worker_id: str, observed: Observed) ->
 
 
 def setup_center(address: str, agents: int) -> None:
+    asyncio.run(_create_queue(address, pb.Queue(queue_id="support", reservation_timeout_s=5)))
     with grpc.insecure_channel(address) as channel:
-        admin = agrpc.AdminServiceStub(channel)
-        admin.UpsertQueue(
-            apb.UpsertQueueRequest(queue=pb.Queue(queue_id="support", reservation_timeout_s=5)),
-            timeout=10,
-        )
         workers = wgrpc.WorkerServiceStub(channel)
         for i in range(agents):
             worker = pb.Worker(
@@ -194,10 +188,19 @@ def list_tasks(address: str) -> list[pb.Task]:
                 return tasks
 
 
+async def _create_queue(address: str, queue: pb.Queue) -> None:
+    async with AdminClient(address) as admin:
+        await admin.upsert_queue(queue)
+
+
 def state_digest(address: str) -> str:
-    with grpc.insecure_channel(address) as channel:
-        admin = agrpc.AdminServiceStub(channel)
-        return admin.GetStateDigest(apb.GetStateDigestRequest(), timeout=10).digest
+    """The digest of this router's state (a standby's too: the call is not redirected)."""
+
+    async def read() -> str:
+        async with AdminClient(address) as admin:
+            return (await admin.get_state_digest()).digest
+
+    return asyncio.run(read())
 
 
 # == the failover run ==============================================================================

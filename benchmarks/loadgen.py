@@ -20,14 +20,12 @@ from typing import Any
 import grpc
 import numpy as np
 
-from router._proto.switchboard.v1 import admin_service_pb2 as apb
-from router._proto.switchboard.v1 import admin_service_pb2_grpc as agrpc
 from router._proto.switchboard.v1 import resources_pb2 as pb
 from router._proto.switchboard.v1 import task_service_pb2 as tpb
 from router._proto.switchboard.v1 import task_service_pb2_grpc as tgrpc
 from router._proto.switchboard.v1 import worker_service_pb2 as wpb
 from router._proto.switchboard.v1 import worker_service_pb2_grpc as wgrpc
-from workers import AgentSession, SwitchboardError
+from workers import AdminClient, AgentSession, SwitchboardError
 
 CLIENT_CHANNELS = 4
 """gRPC channels (HTTP/2 connections) the task creations are spread over, in turn."""
@@ -186,14 +184,14 @@ class LoadRun:
         """Creates the queue (served only by this run's agents) and the agents, and connects
         them; opens the creators' channels."""
         target = f"load_run == '{self._run_id}'"
+        queue = pb.Queue(
+            queue_id=self._queue_id,
+            target_expression=target,
+            reservation_timeout_s=RESERVATION_TIMEOUT_S,
+        )
+        async with AdminClient(self.address, call_timeout_s=CALL_TIMEOUT_S) as admin:
+            await admin.upsert_queue(queue)
         async with grpc.aio.insecure_channel(self.address) as channel:
-            admin = agrpc.AdminServiceStub(channel)
-            queue = pb.Queue(
-                queue_id=self._queue_id,
-                target_expression=target,
-                reservation_timeout_s=RESERVATION_TIMEOUT_S,
-            )
-            await admin.UpsertQueue(apb.UpsertQueueRequest(queue=queue), timeout=CALL_TIMEOUT_S)
             workers = wgrpc.WorkerServiceStub(channel)
             for worker_id in self._worker_ids:
                 worker = pb.Worker(

@@ -68,7 +68,7 @@ def _serve_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
 
 
 def _demo_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from workers.demo import add_demo_arguments
+    from router.demo import add_demo_arguments
 
     demo = subparsers.add_parser("demo", help="route a simulated contact center, live")
     add_demo_arguments(demo)
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"switchboard: {error}", file=sys.stderr)
             return 1
         return 0
-    from workers.demo import run_demo
+    from router.demo import run_demo
 
     with contextlib.suppress(KeyboardInterrupt):
         return run_demo(args)

@@ -40,10 +40,15 @@ def test_generated_code_is_up_to_date() -> None:
 def test_every_proto_file_has_generated_modules() -> None:
     protos = sorted(p.stem for p in (REPO_ROOT / "protos" / "switchboard" / "v1").glob("*.proto"))
     assert protos, "no .proto files found"
+    generated = REPO_ROOT / "router" / "_proto" / "switchboard" / "v1"
     for stem in protos:
         for suffix in ("_pb2", "_pb2_grpc"):
             module = importlib.import_module(f"{PROTO_PACKAGE}.{stem}{suffix}")
-            assert module.__name__.startswith("router._proto."), module.__name__
+            # The module generated in the tree, not one of the same name found elsewhere.
+            assert module.__file__ is not None
+            assert Path(module.__file__).resolve() == generated / f"{stem}{suffix}.py"
+        pb2 = importlib.import_module(f"{PROTO_PACKAGE}.{stem}_pb2")
+        assert pb2.DESCRIPTOR.name == f"switchboard/v1/{stem}.proto"
 
 
 @pytest.mark.parametrize(("module_stem", "service"), SERVICES)

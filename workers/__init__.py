@@ -1,9 +1,20 @@
 """The agent-side SDK of Switchboard: an agent desktop's session on the router's Connect stream,
-a front end's task client, and the SDK's error tree (see `workers._errors`).
+a front end's task client, an operator's admin client, and the SDK's error tree (see
+`workers._errors`).
 
-`workers.fleet` simulates a fleet of agents with this SDK; `workers.demo` runs the live demo."""
+`workers.fleet` simulates a fleet of agents with this SDK (the live demo, `router.demo`, runs one).
+The SDK imports the generated API (`router._proto`) and nothing else of the router."""
 
-from router._proto.switchboard.v1.resources_pb2 import Offer, Task, Worker
+from router._proto.switchboard.v1.resources_pb2 import (
+    Activity,
+    Channel,
+    Offer,
+    Queue,
+    RoutingPolicy,
+    Task,
+    Worker,
+)
+from workers._admin import AdminClient, StateDigest, UpsertedPolicy, UpsertedQueue
 from workers._errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -19,19 +30,27 @@ from workers._session import AgentSession
 from workers._tasks import CreatedTask, TaskClient
 
 __all__ = [
+    "Activity",
+    "AdminClient",
     "AgentSession",
     "AlreadyExists",
+    "Channel",
     "CreatedTask",
     "FailedPrecondition",
     "InvalidArgument",
     "NotFound",
     "Offer",
     "PermissionDenied",
+    "Queue",
     "ResourceExhausted",
+    "RoutingPolicy",
+    "StateDigest",
     "SwitchboardError",
     "Task",
     "TaskClient",
     "Unauthenticated",
     "Unavailable",
+    "UpsertedPolicy",
+    "UpsertedQueue",
     "Worker",
 ]

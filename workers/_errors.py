@@ -22,7 +22,10 @@ from __future__ import annotations
 
 import grpc
 
-from router.api.status import LEADER_METADATA_KEY
+LEADER_METADATA_KEY = "switchboard-leader"
+"""Trailing metadata of an UNAVAILABLE answer from a standby: the leader's address. The router's
+`router.api.status.LEADER_METADATA_KEY`, copied so that the SDK never imports the server (a test
+checks that the two agree)."""
 
 
 class SwitchboardError(Exception):

@@ -2,28 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 
 from router._proto.switchboard.v1 import resources_pb2 as pb
 from router._proto.switchboard.v1 import task_service_pb2 as tpb
 from router._proto.switchboard.v1 import task_service_pb2_grpc as tgrpc
-from workers._backoff import backoff_delays, check_backoff
-from workers._channel import open_channel, unary
-from workers._errors import Unavailable
-
-T = TypeVar("T")
-
-DEFAULT_RETRY_BACKOFF_S: tuple[float, float] = (0.05, 2.0)
-DEFAULT_ATTEMPTS_MAX = 10
-"""Attempts of a retried call in all (the first one included): with the default back-off, about
-9 s of retrying, longer than a leader takeover (the router's lease TTL, 2 s by default)."""
-DEFAULT_CALL_TIMEOUT_S = 10.0
+from workers._client import (
+    DEFAULT_ATTEMPTS_MAX,
+    DEFAULT_CALL_TIMEOUT_S,
+    DEFAULT_RETRY_BACKOFF_S,
+    RouterClient,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +30,7 @@ class CreatedTask:
     """True when an earlier call with the same client_request_id had created it."""
 
 
-class TaskClient:
+class TaskClient(RouterClient[tgrpc.TaskServiceStub]):
     """An asyncio client of TaskService. Use it as `async with TaskClient(addresses) as tasks:`.
 
     Give it every router's address: on UNAVAILABLE (a standby, a router that died, a store
@@ -58,63 +52,14 @@ class TaskClient:
         call_timeout_s: float = DEFAULT_CALL_TIMEOUT_S,
         interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
     ) -> None:
-        if attempts_max < 1:
-            raise ValueError(f"attempts_max must be 1 or more, got {attempts_max}")
-        check_backoff(retry_backoff_s)
-        self.addresses = [address] if isinstance(address, str) else list(address)
-        if not self.addresses:
-            raise ValueError("give at least one address")
-        self._current = 0
-        self._retry_backoff_s = retry_backoff_s
-        self._attempts_max = attempts_max
-        self._call_timeout_s = call_timeout_s
-        self._interceptors = tuple(interceptors)
-        self._channel: grpc.aio.Channel | None = None
-        self._stub_cache: tgrpc.TaskServiceStub | None = None
-
-    async def __aenter__(self) -> TaskClient:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
-
-    @property
-    def address(self) -> str:
-        """The router this client calls now."""
-        return self.addresses[self._current]
-
-    async def close(self) -> None:
-        """Closes the channel; calls in flight are canceled."""
-        if self._channel is not None:
-            await self._channel.close()
-            self._channel = None
-            self._stub_cache = None
-
-    async def _follow(self, error: Unavailable) -> bool:
-        """Moves on after UNAVAILABLE: to the leader the answer named (True: retry at once), or
-        to the next address."""
-        leader = error.leader_address
-        if leader and leader != self.address:
-            if leader not in self.addresses:
-                self.addresses.append(leader)
-            await self.close()
-            self._current = self.addresses.index(leader)
-            return True
-        if len(self.addresses) > 1:
-            await self.close()
-            self._current = (self._current + 1) % len(self.addresses)
-        return False
-
-    def _stub(self) -> tgrpc.TaskServiceStub:
-        # The channel is opened on first use, inside the event loop that will drive it.
-        if self._stub_cache is None:
-            self._channel = open_channel(
-                self.address,
-                reconnect_backoff_s=self._retry_backoff_s,
-                interceptors=self._interceptors,
-            )
-            self._stub_cache = tgrpc.TaskServiceStub(self._channel)
-        return self._stub_cache
+        super().__init__(
+            address,
+            tgrpc.TaskServiceStub,
+            retry_backoff_s=retry_backoff_s,
+            attempts_max=attempts_max,
+            call_timeout_s=call_timeout_s,
+            interceptors=interceptors,
+        )
 
     async def create_task(
         self,
@@ -168,21 +113,13 @@ class TaskClient:
     async def cancel_task(self, task_id: str, reason: str = "") -> pb.Task:
         """Cancels a pending or reserved task (a pending offer is withdrawn)."""
         request = tpb.CancelTaskRequest(task_id=task_id, reason=reason)
-        response = await unary(self._stub().CancelTask(request, timeout=self._call_timeout_s))
+        response = await self._once(self._stub().CancelTask(request, timeout=self._call_timeout_s))
         return response.task
 
     async def complete_task(self, task_id: str) -> pb.Task:
         """Ends the handling of an assigned task; it wraps up for its queue's wrap-up time."""
         request = tpb.CompleteTaskRequest(task_id=task_id)
-        response = await unary(self._stub().CompleteTask(request, timeout=self._call_timeout_s))
+        response = await self._once(
+            self._stub().CompleteTask(request, timeout=self._call_timeout_s)
+        )
         return response.task
-
-    async def _retrying(self, attempt: Callable[[], Awaitable[T]]) -> T:
-        delays = backoff_delays(self._retry_backoff_s)
-        for _ in range(self._attempts_max - 1):
-            try:
-                return await unary(attempt())
-            except Unavailable as error:
-                if not await self._follow(error):
-                    await asyncio.sleep(next(delays))
-        return await unary(attempt())

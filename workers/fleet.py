@@ -1,6 +1,7 @@
 """A simulated fleet of agents, driven through the real SDK: used by the demo and the benchmarks.
 
-`AgentProfileFactory` draws varied agents from a seeded generator; `SimulatedAgent` is an
+The agents' profiles come from the caller (the demo and the benchmarks draw them, seeded, with
+`benchmarks.workload.AgentProfileFactory`); `SimulatedAgent` is an
 `AgentSession` that answers its offers like a person would (a think time, a handle time that
 depends on the channel and the agent's skill fit, after-call work, the odd rejection and
 break); `Fleet` registers N agents with the router and runs them concurrently, counting what
@@ -28,137 +29,18 @@ from workers._session import AgentSession
 
 __all__ = [
     "CALM_SENTIMENT_MIN",
-    "SKILL_CATALOGUE",
     "UPSET_SENTIMENT_MAX",
     "AgentBehaviour",
-    "AgentProfileFactory",
     "Fleet",
     "FleetStats",
     "SimulatedAgent",
     "skill_fit",
 ]
 
-SKILL_CATALOGUE: Final[Mapping[str, float]] = {
-    "billing": 0.30,
-    "tech_support": 0.25,
-    "sales": 0.20,
-    "claims": 0.10,
-    "retention": 0.08,
-    "onboarding": 0.05,
-    "fraud": 0.02,
-}
-"""Skills agents may have, with how common each is among agents."""
-
-LANGUAGE_SHARE: Final[Mapping[str, float]] = {
-    "en": 0.92,
-    "es": 0.25,
-    "fr": 0.12,
-    "de": 0.10,
-    "pt": 0.06,
-}
-"""The share of agents who speak each language."""
-
-CHANNEL_SHARE: Final[Mapping[str, float]] = {
-    "voice": 0.75,
-    "chat": 0.70,
-    "whatsapp": 0.45,
-    "sms": 0.40,
-    "email": 0.40,
-}
-"""The share of agents who work each channel."""
-
-CHANNEL_CAPACITY_MAX: Final[Mapping[str, int]] = {
-    "voice": 1,
-    "chat": 3,
-    "whatsapp": 3,
-    "sms": 3,
-    "email": 4,
-}
-"""Most tasks of one channel an agent holds at once (one call, up to three chats...)."""
-
-CHANNEL_COST: Final[Mapping[str, float]] = {
-    "voice": 3.0,
-    "chat": 1.0,
-    "whatsapp": 1.0,
-    "sms": 0.5,
-    "email": 0.5,
-}
-"""What one task of each channel takes from TOTAL_CAPACITY: a call takes the whole agent, while
-chats and messages can be blended."""
-
-TOTAL_CAPACITY: Final = 3.0
-SENIOR_SHARE: Final = 0.3
-SITES: Final = ("lisbon", "austin", "manila")
-TEAMS_COUNT: Final = 6
-
 UPSET_SENTIMENT_MAX: Final = -0.5
 """Customers at or below this sentiment count as upset in the empathy evidence."""
 CALM_SENTIMENT_MIN: Final = 0.0
 """Customers at or above this sentiment count as calm."""
-
-
-class AgentProfileFactory:
-    """Draws varied agent profiles (as `Worker` messages for WorkerService.UpsertWorker) from a
-    seeded numpy Generator, so that one seed always gives the same fleet.
-
-    Seniors (`attributes.tier == 'senior'`) have more skills at higher levels. Every agent
-    speaks at least one language and works at least one channel."""
-
-    def __init__(self, rng: np.random.Generator | int | None = None) -> None:
-        self._rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-
-    def profiles(self, count: int, *, prefix: str = "agent") -> list[pb.Worker]:
-        """`count` agents named `{prefix}-001`, `{prefix}-002`, ..."""
-        width = max(3, len(str(count)))
-        return [self.profile(f"{prefix}-{i:0{width}d}") for i in range(1, count + 1)]
-
-    def profile(self, worker_id: str) -> pb.Worker:
-        """One agent."""
-        rng = self._rng
-        senior = bool(rng.random() < SENIOR_SHARE)
-        channels = self._channels()
-        worker = pb.Worker(
-            worker_id=worker_id,
-            display_name=worker_id.replace("-", " ").title(),
-            skills=self._skills(senior),
-            languages=self._languages(),
-            empathy=round(float(rng.beta(2.5, 2.0)), 2),
-            capacity_by_channel=channels,
-            total_capacity=TOTAL_CAPACITY,
-            cost_by_channel={channel: CHANNEL_COST[channel] for channel in channels},
-        )
-        worker.attributes.update(
-            {
-                "tier": "senior" if senior else "junior",
-                "team": f"team-{int(rng.integers(1, TEAMS_COUNT + 1))}",
-                "site": str(rng.choice(SITES)),
-            }
-        )
-        return worker
-
-    def _skills(self, senior: bool) -> dict[str, float]:
-        rng = self._rng
-        names = list(SKILL_CATALOGUE)
-        weights = np.array(list(SKILL_CATALOGUE.values()))
-        count = 1 + int(rng.binomial(3, 0.4)) + int(senior)
-        size = min(count, len(names))
-        chosen = rng.choice(names, size=size, replace=False, p=weights / weights.sum())
-        low, high = (3.0, 5.0) if senior else (1.5, 4.0)
-        # Levels in half steps, as supervisors grade them.
-        return {str(name): float(np.round(rng.uniform(low, high) * 2) / 2) for name in chosen}
-
-    def _languages(self) -> list[str]:
-        spoken = [lang for lang, share in LANGUAGE_SHARE.items() if self._rng.random() < share]
-        return spoken or ["en"]
-
-    def _channels(self) -> dict[str, int]:
-        rng = self._rng
-        channels = {
-            channel: int(rng.integers(1, CHANNEL_CAPACITY_MAX[channel] + 1))
-            for channel, share in CHANNEL_SHARE.items()
-            if rng.random() < share
-        }
-        return channels or {"voice": 1}
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,7 +204,7 @@ def skill_fit(worker: pb.Worker, task: pb.Task) -> float:
 class Fleet:
     """N simulated agents working against one router::
 
-        profiles = AgentProfileFactory(seed).profiles(40)
+        profiles = AgentProfileFactory(seed).profiles(40)   # benchmarks.workload
         async with Fleet(address, profiles, seed=seed) as fleet:
             ...                 # create tasks; read fleet.stats
 

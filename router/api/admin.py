@@ -9,10 +9,9 @@ from router._proto.switchboard.v1 import admin_service_pb2_grpc as agrpc
 from router._proto.switchboard.v1 import resources_pb2 as pb
 from router.api.convert import policy_from_pb, policy_to_pb, queue_from_pb, queue_to_pb
 from router.api.paging import fill_page_by_id
-from router.api.status import abort
+from router.api.status import maps_errors
 from router.core import commands as cmd
 from router.core.engine import UpsertedPolicy, UpsertedQueue
-from router.core.errors import CoreError
 from router.service import RouterService
 
 
@@ -20,14 +19,12 @@ class AdminServicer(agrpc.AdminServiceServicer):
     def __init__(self, service: RouterService) -> None:
         self._service = service
 
+    @maps_errors
     async def UpsertChannel(
         self, request: apb.UpsertChannelRequest, context: grpc.aio.ServicerContext
     ) -> apb.UpsertChannelResponse:
         channel = request.channel
-        try:
-            await self._service.submit(cmd.UpsertChannel(channel.channel_id, channel.display_name))
-        except CoreError as error:
-            await abort(context, error)
+        await self._service.submit(cmd.UpsertChannel(channel.channel_id, channel.display_name))
         return apb.UpsertChannelResponse(channel=self._channel(channel.channel_id))
 
     def _channel(self, channel_id: str) -> pb.Channel:
@@ -35,6 +32,7 @@ class AdminServicer(agrpc.AdminServiceServicer):
             channel_id=channel_id, display_name=self._service.engine.channels[channel_id]
         )
 
+    @maps_errors
     async def ListChannels(
         self, request: apb.ListChannelsRequest, context: grpc.aio.ServicerContext
     ) -> apb.ListChannelsResponse:
@@ -42,16 +40,15 @@ class AdminServicer(agrpc.AdminServiceServicer):
             channels=[self._channel(c) for c in self._service.engine.channels]
         )
 
+    @maps_errors
     async def UpsertActivity(
         self, request: apb.UpsertActivityRequest, context: grpc.aio.ServicerContext
     ) -> apb.UpsertActivityResponse:
         activity = request.activity
-        try:
-            await self._service.submit(cmd.UpsertActivity(activity.activity_id, activity.available))
-        except CoreError as error:
-            await abort(context, error)
+        await self._service.submit(cmd.UpsertActivity(activity.activity_id, activity.available))
         return apb.UpsertActivityResponse(activity=activity)
 
+    @maps_errors
     async def ListActivities(
         self, request: apb.ListActivitiesRequest, context: grpc.aio.ServicerContext
     ) -> apb.ListActivitiesResponse:
@@ -63,46 +60,38 @@ class AdminServicer(agrpc.AdminServiceServicer):
             ]
         )
 
+    @maps_errors
     async def UpsertQueue(
         self, request: apb.UpsertQueueRequest, context: grpc.aio.ServicerContext
     ) -> apb.UpsertQueueResponse:
-        try:
-            upserted: UpsertedQueue = await self._service.submit(
-                cmd.UpsertQueue(queue_from_pb(request.queue))
-            )
-        except CoreError as error:
-            await abort(context, error)
+        upserted: UpsertedQueue = await self._service.submit(
+            cmd.UpsertQueue(queue_from_pb(request.queue))
+        )
         return apb.UpsertQueueResponse(queue=queue_to_pb(upserted.queue), created=upserted.created)
 
+    @maps_errors
     async def GetQueue(
         self, request: apb.GetQueueRequest, context: grpc.aio.ServicerContext
     ) -> apb.GetQueueResponse:
-        try:
-            queue = self._service.engine.get_queue(request.queue_id)
-        except CoreError as error:
-            await abort(context, error)
+        queue = self._service.engine.get_queue(request.queue_id)
         return apb.GetQueueResponse(queue=queue_to_pb(queue))
 
+    @maps_errors
     async def ListQueues(
         self, request: apb.ListQueuesRequest, context: grpc.aio.ServicerContext
     ) -> apb.ListQueuesResponse:
         response = apb.ListQueuesResponse()
-        try:
-            response.next_page_token = await fill_page_by_id(
-                response.queues, self._service.engine.queues, queue_to_pb,
-                requested_size=request.page_size, page_token=request.page_token,
-            )  # fmt: skip
-        except CoreError as error:
-            await abort(context, error)
+        response.next_page_token = await fill_page_by_id(
+            response.queues, self._service.engine.queues, queue_to_pb,
+            requested_size=request.page_size, page_token=request.page_token,
+        )  # fmt: skip
         return response
 
+    @maps_errors
     async def GetStateDigest(
         self, request: apb.GetStateDigestRequest, context: grpc.aio.ServicerContext
     ) -> apb.GetStateDigestResponse:
-        try:
-            digest = await self._service.state_digest()  # off the writer's loop
-        except CoreError as error:
-            await abort(context, error)
+        digest = await self._service.state_digest()  # off the writer's loop
         return apb.GetStateDigestResponse(
             digest=digest.digest,
             tasks=digest.tasks,
@@ -110,55 +99,45 @@ class AdminServicer(agrpc.AdminServiceServicer):
             journaled_batches=digest.journaled_batches,
         )
 
+    @maps_errors
     async def DeleteQueue(
         self, request: apb.DeleteQueueRequest, context: grpc.aio.ServicerContext
     ) -> apb.DeleteQueueResponse:
-        try:
-            await self._service.submit(cmd.DeleteQueue(request.queue_id))
-        except CoreError as error:
-            await abort(context, error)
+        await self._service.submit(cmd.DeleteQueue(request.queue_id))
         return apb.DeleteQueueResponse()
 
+    @maps_errors
     async def UpsertRoutingPolicy(
         self, request: apb.UpsertRoutingPolicyRequest, context: grpc.aio.ServicerContext
     ) -> apb.UpsertRoutingPolicyResponse:
-        try:
-            upserted: UpsertedPolicy = await self._service.submit(
-                cmd.UpsertRoutingPolicy(policy_from_pb(request.policy))
-            )
-        except CoreError as error:
-            await abort(context, error)
+        upserted: UpsertedPolicy = await self._service.submit(
+            cmd.UpsertRoutingPolicy(policy_from_pb(request.policy))
+        )
         return apb.UpsertRoutingPolicyResponse(
             policy=policy_to_pb(upserted.policy), created=upserted.created
         )
 
+    @maps_errors
     async def GetRoutingPolicy(
         self, request: apb.GetRoutingPolicyRequest, context: grpc.aio.ServicerContext
     ) -> apb.GetRoutingPolicyResponse:
-        try:
-            policy = self._service.engine.get_policy(request.policy_id)
-        except CoreError as error:
-            await abort(context, error)
+        policy = self._service.engine.get_policy(request.policy_id)
         return apb.GetRoutingPolicyResponse(policy=policy_to_pb(policy))
 
+    @maps_errors
     async def ListRoutingPolicies(
         self, request: apb.ListRoutingPoliciesRequest, context: grpc.aio.ServicerContext
     ) -> apb.ListRoutingPoliciesResponse:
         response = apb.ListRoutingPoliciesResponse()
-        try:
-            response.next_page_token = await fill_page_by_id(
-                response.policies, self._service.engine.policies, policy_to_pb,
-                requested_size=request.page_size, page_token=request.page_token,
-            )  # fmt: skip
-        except CoreError as error:
-            await abort(context, error)
+        response.next_page_token = await fill_page_by_id(
+            response.policies, self._service.engine.policies, policy_to_pb,
+            requested_size=request.page_size, page_token=request.page_token,
+        )  # fmt: skip
         return response
 
+    @maps_errors
     async def DeleteRoutingPolicy(
         self, request: apb.DeleteRoutingPolicyRequest, context: grpc.aio.ServicerContext
     ) -> apb.DeleteRoutingPolicyResponse:
-        try:
-            await self._service.submit(cmd.DeleteRoutingPolicy(request.policy_id))
-        except CoreError as error:
-            await abort(context, error)
+        await self._service.submit(cmd.DeleteRoutingPolicy(request.policy_id))
         return apb.DeleteRoutingPolicyResponse()

@@ -9,8 +9,10 @@ from router._proto.switchboard.v1 import clock_service_pb2_grpc as cgrpc
 from router._proto.switchboard.v1 import stats_service_pb2 as spb
 from router._proto.switchboard.v1 import stats_service_pb2_grpc as sgrpc
 from router.api.convert import queue_stats_to_pb
+from router.api.status import maps_errors
 from router.clock import TestClock
 from router.core import commands as cmd
+from router.core.errors import FailedPrecondition, InvalidArgument
 from router.service import RouterService
 
 
@@ -18,6 +20,7 @@ class StatsServicer(sgrpc.StatsServiceServicer):
     def __init__(self, service: RouterService) -> None:
         self._service = service
 
+    @maps_errors
     async def GetRealtimeStats(
         self, request: spb.GetRealtimeStatsRequest, context: grpc.aio.ServicerContext
     ) -> spb.GetRealtimeStatsResponse:
@@ -33,6 +36,7 @@ class ClockServicer(cgrpc.ClockServiceServicer):
     def __init__(self, service: RouterService) -> None:
         self._service = service
 
+    @maps_errors
     async def GetTime(
         self, request: cpb.GetTimeRequest, context: grpc.aio.ServicerContext
     ) -> cpb.GetTimeResponse:
@@ -42,21 +46,17 @@ class ClockServicer(cgrpc.ClockServiceServicer):
             test_clock=isinstance(clock, TestClock),
         )
 
+    @maps_errors
     async def AdvanceTime(
         self, request: cpb.AdvanceTimeRequest, context: grpc.aio.ServicerContext
     ) -> cpb.AdvanceTimeResponse:
         clock = self._service.clock
         if not isinstance(clock, TestClock):
-            await context.abort(
-                grpc.StatusCode.FAILED_PRECONDITION,
-                "the test clock is off: start the server with --test-clock to move time",
+            raise FailedPrecondition(
+                "the test clock is off: start the server with --test-clock to move time"
             )
-            raise AssertionError("unreachable")
         if request.duration_ms <= 0:
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"duration_ms: must be above 0, got {request.duration_ms}",
-            )
+            raise InvalidArgument("duration_ms", f"must be above 0, got {request.duration_ms}")
         now_ms = clock.advance(request.duration_ms)
         await self._service.submit(cmd.Tick())  # fire what fell due before answering
         return cpb.AdvanceTimeResponse(now_ms=now_ms)

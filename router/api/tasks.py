@@ -9,10 +9,9 @@ from router._proto.switchboard.v1 import task_service_pb2 as tpb
 from router._proto.switchboard.v1 import task_service_pb2_grpc as tgrpc
 from router.api.convert import TASK_STATUS_FROM_PB, struct_to_dict, task_spec_from_pb, task_to_pb
 from router.api.paging import TASKS_SCANNED_MAX, fill_page, page_size, seq_after, seq_token
-from router.api.status import abort
+from router.api.status import maps_errors
 from router.core import commands as cmd
 from router.core.engine import CreatedTask
-from router.core.errors import CoreError
 from router.core.model import TaskRecord
 from router.core.task_index import TaskFilter
 from router.core.task_table import TaskCopy
@@ -32,15 +31,13 @@ class TaskServicer(tgrpc.TaskServiceServicer):
             estimated_wait_ms=engine.estimated_wait_ms(task.task_id),
         )
 
+    @maps_errors
     async def CreateTask(
         self, request: tpb.CreateTaskRequest, context: grpc.aio.ServicerContext
     ) -> tpb.CreateTaskResponse:
-        try:
-            created: CreatedTask = await self._service.submit(
-                cmd.CreateTask(task_spec_from_pb(request.task), request.client_request_id)
-            )
-        except CoreError as error:
-            await abort(context, error)
+        created: CreatedTask = await self._service.submit(
+            cmd.CreateTask(task_spec_from_pb(request.task), request.client_request_id)
+        )
         task = task_to_pb(
             created.task,
             queue_position=created.queue_position,
@@ -48,23 +45,19 @@ class TaskServicer(tgrpc.TaskServiceServicer):
         )
         return tpb.CreateTaskResponse(task=task, deduplicated=created.deduplicated)
 
+    @maps_errors
     async def GetTask(
         self, request: tpb.GetTaskRequest, context: grpc.aio.ServicerContext
     ) -> tpb.GetTaskResponse:
-        try:
-            copy = self._service.engine.copy_task(request.task_id)
-        except CoreError as error:
-            await abort(context, error)
+        copy = self._service.engine.copy_task(request.task_id)
         return tpb.GetTaskResponse(task=_copy_to_pb(copy))
 
+    @maps_errors
     async def ListTasks(
         self, request: tpb.ListTasksRequest, context: grpc.aio.ServicerContext
     ) -> tpb.ListTasksResponse:
-        try:
-            count_max = page_size(request.page_size)
-            after_seq = seq_after(request.page_token)
-        except CoreError as error:
-            await abort(context, error)
+        count_max = page_size(request.page_size)
+        after_seq = seq_after(request.page_token)
         task_filter = TaskFilter(
             status=TASK_STATUS_FROM_PB.get(request.status),
             queue_id=request.queue_id,
@@ -83,6 +76,7 @@ class TaskServicer(tgrpc.TaskServiceServicer):
             response.next_page_token = seq_token(page.resume_after_seq)
         return response
 
+    @maps_errors
     async def UpdateTask(
         self, request: tpb.UpdateTaskRequest, context: grpc.aio.ServicerContext
     ) -> tpb.UpdateTaskResponse:
@@ -95,18 +89,21 @@ class TaskServicer(tgrpc.TaskServiceServicer):
         )
         return tpb.UpdateTaskResponse(task=await self._submit_task(command, context))
 
+    @maps_errors
     async def CancelTask(
         self, request: tpb.CancelTaskRequest, context: grpc.aio.ServicerContext
     ) -> tpb.CancelTaskResponse:
         command = cmd.CancelTask(request.task_id, request.reason)
         return tpb.CancelTaskResponse(task=await self._submit_task(command, context))
 
+    @maps_errors
     async def CompleteTask(
         self, request: tpb.CompleteTaskRequest, context: grpc.aio.ServicerContext
     ) -> tpb.CompleteTaskResponse:
         command = cmd.CompleteTask(request.task_id)
         return tpb.CompleteTaskResponse(task=await self._submit_task(command, context))
 
+    @maps_errors
     async def WrapUpTask(
         self, request: tpb.WrapUpTaskRequest, context: grpc.aio.ServicerContext
     ) -> tpb.WrapUpTaskResponse:
@@ -116,10 +113,7 @@ class TaskServicer(tgrpc.TaskServiceServicer):
     async def _submit_task(
         self, command: cmd.Command, context: grpc.aio.ServicerContext
     ) -> pb.Task:
-        try:
-            task: TaskRecord = await self._service.submit(command)
-        except CoreError as error:
-            await abort(context, error)
+        task: TaskRecord = await self._service.submit(command)
         return self._task_pb(task)
 
 

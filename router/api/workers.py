@@ -13,10 +13,10 @@ from router._proto.switchboard.v1 import worker_service_pb2 as wpb
 from router._proto.switchboard.v1 import worker_service_pb2_grpc as wgrpc
 from router.api.convert import offer_to_pb, task_to_pb, worker_profile_from_pb, worker_to_pb
 from router.api.paging import fill_page, id_after, page_size
-from router.api.status import LEADER_METADATA_KEY, STATUS_OF_ERROR, abort
+from router.api.status import abort_unavailable, connect_error, maps_errors
 from router.core import commands as cmd
 from router.core.engine import UpsertedWorker, WorkerCopy
-from router.core.errors import CoreError
+from router.core.errors import CoreError, InvalidArgument
 from router.core.events import Event, OfferClosed, OfferCreated, TaskAssigned
 from router.core.model import WorkerRecord
 from router.service import RouterService, StreamEnd, WorkerStream
@@ -33,36 +33,30 @@ class WorkerServicer(wgrpc.WorkerServiceServicer):
         available = self._service.engine.activities[worker.activity]
         return worker_to_pb(worker, available=available)
 
+    @maps_errors
     async def UpsertWorker(
         self, request: wpb.UpsertWorkerRequest, context: grpc.aio.ServicerContext
     ) -> wpb.UpsertWorkerResponse:
-        try:
-            upserted: UpsertedWorker = await self._service.submit(
-                cmd.UpsertWorker(worker_profile_from_pb(request.worker))
-            )
-        except CoreError as error:
-            await abort(context, error)
+        upserted: UpsertedWorker = await self._service.submit(
+            cmd.UpsertWorker(worker_profile_from_pb(request.worker))
+        )
         return wpb.UpsertWorkerResponse(
             worker=self._worker_pb(upserted.worker), created=upserted.created
         )
 
+    @maps_errors
     async def GetWorker(
         self, request: wpb.GetWorkerRequest, context: grpc.aio.ServicerContext
     ) -> wpb.GetWorkerResponse:
-        try:
-            worker = self._service.engine.get_worker(request.worker_id)
-        except CoreError as error:
-            await abort(context, error)
+        worker = self._service.engine.get_worker(request.worker_id)
         return wpb.GetWorkerResponse(worker=self._worker_pb(worker))
 
+    @maps_errors
     async def ListWorkers(
         self, request: wpb.ListWorkersRequest, context: grpc.aio.ServicerContext
     ) -> wpb.ListWorkersResponse:
-        try:
-            count_max = page_size(request.page_size)
-            after_worker_id = id_after(request.page_token)
-        except CoreError as error:
-            await abort(context, error)
+        count_max = page_size(request.page_size)
+        after_worker_id = id_after(request.page_token)
         page = self._service.engine.list_workers(
             activity=request.activity, after_worker_id=after_worker_id, count_max=count_max
         )
@@ -73,48 +67,39 @@ class WorkerServicer(wgrpc.WorkerServiceServicer):
             response.next_page_token = copies[included - 1].worker.worker_id
         return response
 
+    @maps_errors
     async def RemoveWorker(
         self, request: wpb.RemoveWorkerRequest, context: grpc.aio.ServicerContext
     ) -> wpb.RemoveWorkerResponse:
-        try:
-            await self._service.submit(cmd.RemoveWorker(request.worker_id))
-        except CoreError as error:
-            await abort(context, error)
+        await self._service.submit(cmd.RemoveWorker(request.worker_id))
         return wpb.RemoveWorkerResponse()
 
+    @maps_errors
     async def SetActivity(
         self, request: wpb.SetActivityRequest, context: grpc.aio.ServicerContext
     ) -> wpb.SetActivityResponse:
-        try:
-            worker = await self._service.submit(
-                cmd.SetActivity(request.worker_id, request.activity)
-            )
-        except CoreError as error:
-            await abort(context, error)
+        worker = await self._service.submit(cmd.SetActivity(request.worker_id, request.activity))
         return wpb.SetActivityResponse(worker=self._worker_pb(worker))
 
+    @maps_errors
     async def AcceptOffer(
         self, request: wpb.AcceptOfferRequest, context: grpc.aio.ServicerContext
     ) -> wpb.AcceptOfferResponse:
-        try:
-            task = await self._service.submit(
-                cmd.AcceptOffer(request.worker_id, request.reservation_id)
-            )
-        except CoreError as error:
-            await abort(context, error)
+        task = await self._service.submit(
+            cmd.AcceptOffer(request.worker_id, request.reservation_id)
+        )
         return wpb.AcceptOfferResponse(task=task_to_pb(task))
 
+    @maps_errors
     async def RejectOffer(
         self, request: wpb.RejectOfferRequest, context: grpc.aio.ServicerContext
     ) -> wpb.RejectOfferResponse:
-        try:
-            await self._service.submit(
-                cmd.RejectOffer(request.worker_id, request.reservation_id, request.reason)
-            )
-        except CoreError as error:
-            await abort(context, error)
+        await self._service.submit(
+            cmd.RejectOffer(request.worker_id, request.reservation_id, request.reason)
+        )
         return wpb.RejectOfferResponse()
 
+    @maps_errors
     async def Connect(
         self, request_iterator: AsyncIterator[ConnectRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[ConnectResponse]:
@@ -123,19 +108,11 @@ class WorkerServicer(wgrpc.WorkerServiceServicer):
         requests = aiter(request_iterator)
         hello = await anext(requests, None)
         if hello is None or not hello.HasField("hello"):
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, "hello: the first message must be a hello"
-            )
-            return
+            raise InvalidArgument("hello", "the first message must be a hello")
         worker_id = hello.hello.worker_id
-        try:
-            worker = self._service.engine.get_worker(worker_id)
-            if hello.hello.activity:
-                worker = await self._service.submit(
-                    cmd.SetActivity(worker_id, hello.hello.activity)
-                )
-        except CoreError as error:
-            await abort(context, error)
+        worker = self._service.engine.get_worker(worker_id)
+        if hello.hello.activity:
+            worker = await self._service.submit(cmd.SetActivity(worker_id, hello.hello.activity))
         # Attach and read the pending offers with no await between, so that every offer is
         # either in this snapshot or among the events that follow, never both or neither.
         events = self._service.attach_worker_stream(worker_id)
@@ -153,12 +130,9 @@ class WorkerServicer(wgrpc.WorkerServiceServicer):
                 if item is None:  # the agent closed its side
                     return
                 if isinstance(item, StreamEnd):  # never OK: the agent must reconnect
-                    if item.leader_address:
-                        context.set_trailing_metadata(
-                            ((LEADER_METADATA_KEY, item.leader_address),)
-                        )
-                    await context.abort(grpc.StatusCode.UNAVAILABLE, item.message)
-                    return
+                    await abort_unavailable(
+                        context, item.message, leader_address=item.leader_address
+                    )
                 message = item if isinstance(item, ConnectResponse) else _event_message(item)
                 if message is not None:
                     yield message
@@ -205,13 +179,12 @@ class WorkerServicer(wgrpc.WorkerServiceServicer):
         elif kind == "heartbeat":
             return ConnectResponse(request_id=request.request_id, ack=ConnectResponse.Ack())
         else:
-            return _error(
-                request.request_id, "INVALID_ARGUMENT", f"{kind or 'kind'}: not allowed here"
-            )
+            refused = InvalidArgument(kind or "kind", "not allowed here")
+            return connect_error(request.request_id, refused)
         try:
             await self._service.submit(command)
         except CoreError as error:
-            return _error(request.request_id, STATUS_OF_ERROR[error.kind].name, error.message)
+            return connect_error(request.request_id, error)
         return ConnectResponse(request_id=request.request_id, ack=ConnectResponse.Ack())
 
 
@@ -234,9 +207,3 @@ def _event_message(event: Event) -> ConnectResponse | None:
     if isinstance(event, TaskAssigned):
         return ConnectResponse(assigned=task_to_pb(event.task))
     return None
-
-
-def _error(request_id: str, code: str, message: str) -> ConnectResponse:
-    return ConnectResponse(
-        request_id=request_id, error=ConnectResponse.Error(code=code, message=message)
-    )

@@ -126,3 +126,12 @@ class RawAgent:
         self._requests.put(None)
         self._call.cancel()
         self._reader.join(timeout=5)
+
+
+def connect(stubs: Stubs, agents: list[RawAgent], worker_id: str, activity: str = "") -> RawAgent:
+    """Opens a worker's Connect stream, kept in `agents` (the fixture closes them after the
+    test), and reads its attachment."""
+    agent = RawAgent(stubs, worker_id, activity=activity)
+    agents.append(agent)
+    assert agent.next().WhichOneof("kind") == "attached"
+    return agent

@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 import time
 import urllib.request
-from collections.abc import Iterator
 
 import grpc
 import pytest
@@ -19,30 +18,14 @@ from router._proto.switchboard.v1 import task_service_pb2 as tpb
 from router._proto.switchboard.v1 import worker_service_pb2 as wpb
 from router.core.limits import ATTRIBUTES_BYTES_MAX
 from tests.conftest import ServerThread
-from tests.e2e.raw import RawAgent, Stubs
+from tests.e2e.raw import RawAgent, Stubs, connect
 
 
 @pytest.fixture
-def stubs(channel: grpc.Channel) -> Stubs:
-    stubs = Stubs.of(channel)
+def stubs(stubs: Stubs) -> Stubs:
+    """The shared stubs, with the queue these tests use."""
     stubs.queue("support", reservation_timeout_s=30, wrapup_s=5)
     return stubs
-
-
-@pytest.fixture
-def agents(stubs: Stubs) -> Iterator[list[RawAgent]]:
-    opened: list[RawAgent] = []
-    yield opened
-    for agent in opened:
-        agent.close()
-
-
-def connect(stubs: Stubs, agents: list[RawAgent], worker_id: str, **kind: str) -> RawAgent:
-    agent = RawAgent(stubs, worker_id, **kind)
-    agents.append(agent)
-    attached = agent.next()
-    assert attached.WhichOneof("kind") == "attached"
-    return agent
 
 
 def code_of(call: object) -> grpc.StatusCode:
@@ -313,6 +296,7 @@ def test_the_real_clock_refuses_to_be_moved() -> None:
 # -- operations ---------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("metrics_port", [0])  # the /metrics endpoint on
 def test_health_and_metrics(router_server: ServerThread, stubs: Stubs) -> None:
     health = health_pb2_grpc.HealthStub(grpc.insecure_channel(router_server.address))
     reply = health.Check(health_pb2.HealthCheckRequest(service="switchboard.v1.TaskService"))

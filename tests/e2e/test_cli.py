@@ -3,6 +3,7 @@ snapshot when sent SIGUSR1, and stops cleanly on SIGTERM."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import signal
 import subprocess
@@ -15,12 +16,11 @@ import redis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from router._proto.switchboard.v1 import admin_service_pb2 as apb
-from router._proto.switchboard.v1 import admin_service_pb2_grpc as agrpc
 from router._proto.switchboard.v1 import resources_pb2 as pb
 from router._proto.switchboard.v1 import task_service_pb2 as tpb
 from router._proto.switchboard.v1 import task_service_pb2_grpc as tgrpc
 from router.store.embedded import EmbeddedRedis
+from workers import AdminClient
 
 SNAPSHOT_KEY = "sb:{default}:snapshot"
 JOURNAL_KEY = "sb:{default}:journal"
@@ -85,15 +85,10 @@ def test_sigusr1_makes_serve_write_a_snapshot(tmp_path: Path) -> None:
         assert match
         address = match.group(1)
         _wait_until_serving(address)
+        asyncio.run(_upsert_queue(address, pb.Queue(queue_id="support")))
         with grpc.insecure_channel(address) as channel:
-            queue = pb.Queue(queue_id="support")
-            agrpc.AdminServiceStub(channel).UpsertQueue(
-                apb.UpsertQueueRequest(queue=queue), timeout=10
-            )
             task = pb.Task(queue_id="support", channel="chat")
-            tgrpc.TaskServiceStub(channel).CreateTask(
-                tpb.CreateTaskRequest(task=task), timeout=10
-            )
+            tgrpc.TaskServiceStub(channel).CreateTask(tpb.CreateTaskRequest(task=task), timeout=10)
         store = redis.Redis(unix_socket_path=str(EmbeddedRedis(data_dir).socket_path))
         ((last_entry_id, _),) = store.xrevrange(JOURNAL_KEY, count=1)
         assert store.hget(SNAPSHOT_KEY, "through_id") is None  # none is due on its own yet
@@ -115,6 +110,11 @@ def test_sigusr1_makes_serve_write_a_snapshot(tmp_path: Path) -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+async def _upsert_queue(address: str, queue: pb.Queue) -> None:
+    async with AdminClient(address) as admin:
+        await admin.upsert_queue(queue)
 
 
 def test_the_readme_quickstart_runs(router_server: object) -> None:

@@ -27,8 +27,8 @@ DEFAULT_RECEIVE_BYTES_MAX = 4 * 1024 * 1024
 
 
 @pytest.fixture
-def stubs(channel: grpc.Channel) -> Stubs:
-    stubs = Stubs.of(channel)
+def stubs(stubs: Stubs) -> Stubs:
+    """The shared stubs, with the queue these tests use."""
     stubs.queue("support")
     return stubs
 

@@ -8,10 +8,8 @@ from __future__ import annotations
 import contextlib
 import datetime
 import queue
-from collections.abc import Iterator
 from typing import Any
 
-import grpc
 import pytest
 
 from router._proto.switchboard.v1 import admin_service_pb2 as apb
@@ -19,27 +17,13 @@ from router._proto.switchboard.v1 import clock_service_pb2 as cpb
 from router._proto.switchboard.v1 import resources_pb2 as pb
 from router._proto.switchboard.v1 import task_service_pb2 as tpb
 from router._proto.switchboard.v1 import worker_service_pb2 as wpb
+from tests.e2e import raw
 from tests.e2e.raw import RawAgent, Stubs
 
 
-@pytest.fixture
-def stubs(channel: grpc.Channel) -> Stubs:
-    return Stubs.of(channel)
-
-
-@pytest.fixture
-def agents(stubs: Stubs) -> Iterator[list[RawAgent]]:
-    opened: list[RawAgent] = []
-    yield opened
-    for agent in opened:
-        agent.close()
-
-
 def connect(stubs: Stubs, agents: list[RawAgent], worker_id: str) -> RawAgent:
-    agent = RawAgent(stubs, worker_id, activity="available")
-    agents.append(agent)
-    assert agent.next().WhichOneof("kind") == "attached"
-    return agent
+    """The worker's Connect stream, saying hello as available."""
+    return raw.connect(stubs, agents, worker_id, activity="available")
 
 
 def policy(stubs: Stubs, policy_id: str, **fields: Any) -> pb.RoutingPolicy:

@@ -1,4 +1,5 @@
-"""The `workers` SDK end to end: AgentSession and TaskClient against a real router over gRPC.
+"""The `workers` SDK end to end: AgentSession, TaskClient and AdminClient against a real router
+over gRPC.
 
 Each test is a sync function that runs its scenario with `asyncio.run`; the router runs in its own
 thread (the `router_server` fixture) with the test clock, so offers expire only when a test moves
@@ -17,8 +18,6 @@ import grpc
 import pytest
 
 import workers
-from router._proto.switchboard.v1 import admin_service_pb2 as apb
-from router._proto.switchboard.v1 import admin_service_pb2_grpc as agrpc
 from router._proto.switchboard.v1 import clock_service_pb2 as cpb
 from router._proto.switchboard.v1 import clock_service_pb2_grpc as cgrpc
 from router._proto.switchboard.v1 import resources_pb2 as pb
@@ -27,7 +26,7 @@ from router._proto.switchboard.v1 import task_service_pb2_grpc as tgrpc
 from router._proto.switchboard.v1 import worker_service_pb2 as wpb
 from router._proto.switchboard.v1 import worker_service_pb2_grpc as wgrpc
 from tests.conftest import ServerThread
-from workers import AgentSession, FailedPrecondition, NotFound, TaskClient
+from workers import AdminClient, AgentSession, FailedPrecondition, NotFound, TaskClient
 
 T = TypeVar("T")
 
@@ -51,9 +50,9 @@ async def admin(address: str) -> AsyncIterator[grpc.aio.Channel]:
         yield channel
 
 
-async def make_queue(channel: grpc.aio.Channel, queue_id: str, **fields: Any) -> None:
-    queue = pb.Queue(queue_id=queue_id, **fields)
-    await agrpc.AdminServiceStub(channel).UpsertQueue(apb.UpsertQueueRequest(queue=queue))
+async def make_queue(address: str, queue_id: str, **fields: Any) -> None:
+    async with AdminClient(address) as admin_client:
+        await admin_client.upsert_queue(pb.Queue(queue_id=queue_id, **fields))
 
 
 async def make_worker(channel: grpc.aio.Channel, worker_id: str, **fields: Any) -> None:
@@ -99,7 +98,7 @@ def test_lifecycle_offer_accept_complete_wrap_up(router_server: ServerThread) ->
 
     async def scenario() -> None:
         async with admin(address) as channel:
-            await make_queue(channel, "support", wrapup_s=30)
+            await make_queue(address, "support", wrapup_s=30)
             await make_worker(channel, "agent-1", skills={"billing": 4})
         async with AgentSession(address, "agent-1") as session, TaskClient(address) as tasks:
             assert session.worker.activity == "available" and session.worker.available
@@ -135,7 +134,7 @@ def test_rejected_task_is_offered_to_another_agent(router_server: ServerThread) 
 
     async def scenario() -> None:
         async with admin(address) as channel:
-            await make_queue(channel, "support")
+            await make_queue(address, "support")
             await make_worker(channel, "agent-a")
             await make_worker(channel, "agent-b")
         async with (
@@ -217,7 +216,7 @@ def test_dropped_stream_reconnects_and_keeps_the_pending_offer(
 
     async def scenario() -> None:
         async with admin(address) as channel:
-            await make_queue(channel, "support")
+            await make_queue(address, "support")
             await make_worker(channel, "agent-1")
         proxy = DroppingProxy(address)
         proxy_address = await proxy.start()
@@ -248,7 +247,7 @@ def test_a_new_stream_is_sent_the_pending_offer_again(router_server: ServerThrea
 
     async def scenario() -> None:
         async with admin(address) as channel:
-            await make_queue(channel, "support")
+            await make_queue(address, "support")
             await make_worker(channel, "agent-1")
         async with AgentSession(address, "agent-1") as session, TaskClient(address) as tasks:
             await tasks.create_task(queue_id="support", channel="voice")
@@ -270,7 +269,7 @@ def test_accepting_an_expired_offer_raises_failed_precondition(
 
     async def scenario() -> None:
         async with admin(address) as channel:
-            await make_queue(channel, "support", reservation_timeout_s=20)
+            await make_queue(address, "support", reservation_timeout_s=20)
             await make_worker(channel, "agent-1")
             async with AgentSession(address, "agent-1") as session, TaskClient(address) as tasks:
                 await tasks.create_task(queue_id="support", channel="voice")
@@ -352,7 +351,7 @@ def test_task_client_retries_unavailable_with_the_same_request_id(
 
     async def scenario() -> None:
         async with admin(address) as channel:
-            await make_queue(channel, "support")
+            await make_queue(address, "support")
             losing = LoseFirstCreateReply()
             async with TaskClient(address, interceptors=[losing]) as tasks:
                 created = await tasks.create_task(queue_id="support", channel="email")
@@ -371,8 +370,7 @@ def test_task_client_same_request_id_returns_the_same_task(router_server: Server
     address = router_server.address
 
     async def scenario() -> None:
-        async with admin(address) as channel:
-            await make_queue(channel, "support")
+        await make_queue(address, "support")
         async with TaskClient(address) as tasks:
             first = await tasks.create_task(
                 queue_id="support", channel="sms", client_request_id="sms-42"
@@ -390,5 +388,103 @@ def test_task_client_same_request_id_returns_the_same_task(router_server: Server
             assert canceled.status == pb.TASK_STATUS_CANCELED
             with pytest.raises(FailedPrecondition):
                 await tasks.complete_task(first.task.task_id)
+
+    run(scenario)
+
+
+# -- AdminClient ---------------------------------------------------------------------------------
+
+
+def test_admin_client_configures_queues_policies_channels_and_activities(
+    router_server: ServerThread,
+) -> None:
+    async def scenario() -> None:
+        async with AdminClient(router_server.address) as admin_client:
+            first = await admin_client.upsert_queue(pb.Queue(queue_id="billing", wrapup_s=30))
+            again = await admin_client.upsert_queue(pb.Queue(queue_id="billing", wrapup_s=20))
+            assert first.created and not again.created
+            assert (await admin_client.get_queue("billing")).wrapup_s == 20
+            await admin_client.upsert_queue(pb.Queue(queue_id="sales"))
+            listed = await admin_client.list_queues(page_size=1)  # read page by page
+            assert [q.queue_id for q in listed] == ["billing", "sales"]
+
+            route = pb.Route(queue_id="sales")
+            policy = pb.RoutingPolicy(
+                policy_id="ivr",
+                filters=[pb.PolicyFilter(name="buyers", expression="intent == 'buy'", route=route)],
+                default_route=pb.Route(queue_id="billing"),
+            )
+            upserted = await admin_client.upsert_routing_policy(policy)
+            assert upserted.created and upserted.policy.filters[0].route.queue_id == "sales"
+            assert (await admin_client.get_routing_policy("ivr")).policy_id == "ivr"
+            assert [p.policy_id for p in await admin_client.list_routing_policies()] == ["ivr"]
+            await admin_client.delete_routing_policy("ivr")
+            assert await admin_client.list_routing_policies() == []
+
+            await admin_client.delete_queue("sales")
+            with pytest.raises(NotFound):
+                await admin_client.get_queue("sales")
+            with pytest.raises(NotFound):
+                await admin_client.delete_queue("sales")  # deletes are not retried
+
+            channel = await admin_client.upsert_channel("fax", "Fax")
+            assert channel.display_name == "Fax"
+            assert "fax" in [c.channel_id for c in await admin_client.list_channels()]
+            await admin_client.upsert_activity("training", available=False)
+            activities = {a.activity_id: a.available for a in await admin_client.list_activities()}
+            assert activities["training"] is False and activities["available"] is True
+
+            digest = await admin_client.get_state_digest()
+            assert digest.digest and digest.tasks == 0 and digest.workers == 0
+
+    run(scenario)
+
+
+def test_admin_client_refusals_are_typed(router_server: ServerThread) -> None:
+    async def scenario() -> None:
+        async with AdminClient(router_server.address) as admin_client:
+            with pytest.raises(workers.InvalidArgument, match="queue_id"):
+                await admin_client.upsert_queue(pb.Queue(queue_id=""))
+            with pytest.raises(NotFound):
+                await admin_client.get_routing_policy("nope")
+
+    run(scenario)
+
+
+class FailFirstUpserts(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+    """Fails the first `failures` calls with UNAVAILABLE before they reach the router."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.calls = 0
+
+    async def intercept_unary_unary(
+        self, continuation: Any, client_call_details: Any, request: Any
+    ) -> Any:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise grpc.aio.AioRpcError(
+                grpc.StatusCode.UNAVAILABLE,
+                grpc.aio.Metadata(),
+                grpc.aio.Metadata(),
+                details="no leader yet (simulated)",
+            )
+        return await continuation(client_call_details, request)
+
+
+def test_admin_client_retries_unavailable(router_server: ServerThread) -> None:
+    async def scenario() -> None:
+        failing = FailFirstUpserts(failures=2)
+        client = AdminClient(
+            router_server.address, interceptors=[failing], retry_backoff_s=FAST_BACKOFF_S
+        )
+        async with client as admin_client:
+            upserted = await admin_client.upsert_queue(pb.Queue(queue_id="support"))
+        assert upserted.created and failing.calls == 3
+        once = FailFirstUpserts(failures=1)
+        async with AdminClient(router_server.address, interceptors=[once]) as admin_client:
+            with pytest.raises(workers.Unavailable, match="simulated"):
+                await admin_client.delete_queue("support")
+        assert once.calls == 1
 
     run(scenario)

@@ -2,7 +2,8 @@
 
 The demo starts a router on the real clock, creates four queues through AdminService, connects a
 fleet of simulated agents (workers.fleet) over the Connect stream, and sends Poisson arrivals of
-calls, chats and messages through TaskService, all over gRPC like any deployment. It shows the
+calls, chats and messages through TaskService, all over gRPC like any deployment. The center
+(queues, agents, traffic) is the seeded one of `benchmarks.workload`. It shows the
 queues live (StatsService.GetRealtimeStats, four times a second), then a summary. Ctrl-C ends
 it early, with the summary."""
 
@@ -18,7 +19,6 @@ import statistics
 import tempfile
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -29,21 +29,17 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from router._proto.switchboard.v1 import admin_service_pb2 as apb
-from router._proto.switchboard.v1 import admin_service_pb2_grpc as agrpc
-from router._proto.switchboard.v1 import resources_pb2 as pb
+from benchmarks.workload import QUEUES, AgentProfileFactory, Traffic
 from router._proto.switchboard.v1 import stats_service_pb2 as spb
 from router._proto.switchboard.v1 import stats_service_pb2_grpc as sgrpc
 from router.server import ServerConfig, start_server
+from workers import AdminClient, SwitchboardError, TaskClient
 from workers._backoff import DEFAULT_BACKOFF_S
 from workers._channel import open_channel, unary
-from workers._errors import SwitchboardError
-from workers._tasks import TaskClient
 from workers.fleet import (
     CALM_SENTIMENT_MIN,
     UPSET_SENTIMENT_MAX,
     AgentBehaviour,
-    AgentProfileFactory,
     Fleet,
     FleetStats,
 )
@@ -58,54 +54,6 @@ follow a burst."""
 SERVER_STOP_GRACE_S: Final = 0.5
 
 
-@dataclass(frozen=True, slots=True)
-class DemoQueue:
-    queue_id: str
-    display_name: str
-    skills: tuple[str, ...]
-    """The skills its tasks require (one of them each)."""
-    share: float
-    """Its share of the arrivals."""
-    target_expression: str = ""
-    priority: int = 0
-    wrapup_s: float = 3.0
-    reservation_timeout_s: float = 10.0
-
-
-QUEUES: Final = (
-    DemoQueue("billing", "Billing", ("billing",), 0.35),
-    DemoQueue("tech", "Technical support", ("tech_support",), 0.30),
-    DemoQueue("sales", "Sales", ("sales",), 0.20, wrapup_s=2.0),
-    DemoQueue(
-        "vip",
-        "VIP (seniors only)",
-        ("claims", "retention", "billing"),
-        0.15,
-        target_expression="tier == 'senior'",
-        priority=10,
-        wrapup_s=4.0,
-    ),
-)
-
-CHANNEL_MIX: Final[Mapping[str, float]] = {
-    "voice": 0.35,
-    "chat": 0.30,
-    "whatsapp": 0.15,
-    "sms": 0.10,
-    "email": 0.10,
-}
-LANGUAGE_MIX: Final[Mapping[str, float]] = {"en": 0.80, "es": 0.12, "fr": 0.05, "de": 0.03}
-PATIENCE_S_BY_CHANNEL: Final[Mapping[str, float]] = {
-    "voice": 25.0,
-    "chat": 40.0,
-    "whatsapp": 120.0,
-    "sms": 120.0,
-    "email": 300.0,
-}
-"""Median time a customer waits before giving up (the task's ttl_s): callers hang up sooner
-than people who sent a message."""
-REPEAT_CUSTOMERS: Final = 40
-"""Customers who contact the center again and again (a third of the arrivals)."""
 AGENT_BEHAVIOUR: Final = AgentBehaviour(time_scale=0.35)
 """Agents work about three times faster than the default pace, so that a run of a few seconds
 completes tasks."""
@@ -178,61 +126,6 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 # == traffic ====================================================================================
-
-
-class Traffic:
-    """Draws the tasks of the simulated customers: which queue and channel, the skill and level
-    they need, their language, their mood (some very upset), priority and who they are."""
-
-    def __init__(self, rng: np.random.Generator) -> None:
-        self._rng = rng
-        self._customers = 0
-
-    def next_task(self) -> dict[str, Any]:
-        """Keyword arguments for `TaskClient.create_task`."""
-        rng = self._rng
-        queue = QUEUES[self._pick([q.share for q in QUEUES])]
-        channel = self._choice(CHANNEL_MIX)
-        skill = str(rng.choice(queue.skills))
-        sentiment = self._sentiment()
-        spec: dict[str, Any] = {
-            "queue_id": queue.queue_id,
-            "channel": channel,
-            "required_skills": {skill: float(rng.choice([1.0, 2.0, 3.0], p=[0.4, 0.4, 0.2]))},
-            "language": self._choice(LANGUAGE_MIX),
-            "sentiment": sentiment,
-            # Furious callers jump the line a little; VIPs more.
-            "priority": queue.priority + (2 if sentiment <= -0.8 else 0),
-            "customer_id": self._customer(),
-            "ttl_s": round(float(rng.lognormal(np.log(PATIENCE_S_BY_CHANNEL[channel]), 0.4)), 1),
-            "attributes": {"source": "demo", "channel_entry": f"{channel}-gateway"},
-        }
-        if rng.random() < 0.3:
-            spec["preferred_skills"] = {"retention" if skill != "retention" else "sales": 0.5}
-        return spec
-
-    def _sentiment(self) -> float:
-        mood = self._rng.random()
-        if mood < 0.15:
-            low, high = -1.0, -0.6  # very upset
-        elif mood < 0.40:
-            low, high = -0.6, -0.1
-        else:
-            low, high = -0.1, 1.0
-        return round(float(self._rng.uniform(low, high)), 2)
-
-    def _customer(self) -> str:
-        if self._rng.random() < 1 / 3:
-            return f"cust-r{int(self._rng.integers(1, REPEAT_CUSTOMERS + 1)):03d}"
-        self._customers += 1
-        return f"cust-{self._customers:05d}"
-
-    def _pick(self, shares: Sequence[float]) -> int:
-        weights = np.asarray(shares, dtype=float)
-        return int(self._rng.choice(len(weights), p=weights / weights.sum()))
-
-    def _choice(self, mix: Mapping[str, float]) -> str:
-        return list(mix)[self._pick(list(mix.values()))]
 
 
 @dataclass(slots=True)
@@ -507,20 +400,9 @@ async def _demo(config: DemoConfig, console: Console) -> int:
 
 
 async def _create_queues(address: str) -> None:
-    channel = open_channel(address, reconnect_backoff_s=DEFAULT_BACKOFF_S)
-    try:
-        stub = agrpc.AdminServiceStub(channel)
+    async with AdminClient(address, call_timeout_s=5) as admin:
         for queue in QUEUES:
-            message = pb.Queue(
-                queue_id=queue.queue_id,
-                display_name=queue.display_name,
-                target_expression=queue.target_expression,
-                reservation_timeout_s=queue.reservation_timeout_s,
-                wrapup_s=queue.wrapup_s,
-            )
-            await unary(stub.UpsertQueue(apb.UpsertQueueRequest(queue=message), timeout=5))
-    finally:
-        await channel.close(grace=None)
+            await admin.upsert_queue(queue.to_pb())
 
 
 async def _run_center(
@@ -537,7 +419,7 @@ async def _run_center(
             empathy_mean = statistics.fmean(profile.empathy for profile in profiles)
             state = DemoState(config, address, fleet.stats, stats, ArrivalCounts(), empathy_mean)
             await stats.read()  # the first frame shows the queues
-            traffic = Traffic(traffic_rng)
+            traffic = Traffic(traffic_rng, QUEUES)
             arrivals = asyncio.create_task(
                 _arrivals(tasks, traffic, config.rate_per_s, arrivals_rng, state.arrivals)
             )
