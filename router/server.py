@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-import redis.asyncio as aioredis
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, start_http_server
@@ -37,10 +36,10 @@ from router.core.engine import Engine
 from router.obs.loop_monitor import LoopMonitor
 from router.obs.metrics import RouterMetrics
 from router.service import SNAPSHOT_EVERY_COMMANDS_DEFAULT, Durability, Role, RouterService
-from router.store.connect import open_blocking_redis, open_redis
+from router.store.connect import StoreClient, open_blocking_redis, open_redis
 from router.store.embedded import EmbeddedRedis, supervise
 from router.store.journal import RedisJournal
-from router.store.lease import LEASE_TTL_S_DEFAULT, Lease
+from router.store.lease import LEASE_TTL_S_DEFAULT, RedisLease
 from router.store.recovery import recover
 
 log = logging.getLogger(__name__)
@@ -119,7 +118,7 @@ class RunningServer:
     metrics_port: int | None
     loop_monitor: LoopMonitor
     _metrics_http: Any = field(default=None, repr=False)
-    _redis: aioredis.Redis | None = field(default=None, repr=False)
+    _redis: StoreClient | None = field(default=None, repr=False)
     _embedded: EmbeddedRedis | None = field(default=None, repr=False)
     _supervisor: asyncio.Task[None] | None = field(default=None, repr=False)
 
@@ -182,14 +181,16 @@ async def start_server(config: ServerConfig, *, engine: Engine | None = None) ->
     durability = None
     if client is not None and journal is not None:
         address = config.advertise_address or f"{config.host}:{port}"
-        lease = Lease(client, config.workspace, address, config.lease_ttl_s)
         # The keeper's renewals must fail fast enough to retry within the lease's life.
         lease_timeout_s = min(REDIS_TIMEOUT_S, config.lease_ttl_s / 3)
+        lease = RedisLease(
+            client, config.workspace, address, config.lease_ttl_s,
+            keeper_client=lambda: open_blocking_redis(url, timeout_s=lease_timeout_s),
+        )  # fmt: skip
         durability = Durability(
             journal,
             lease,
             last_entry_id,
-            lease_client=lambda: open_blocking_redis(url, timeout_s=lease_timeout_s),
             snapshot_every_commands=config.snapshot_every_commands,
             min_replicas_acked=config.min_replicas_acked,
         )
@@ -242,7 +243,7 @@ async def start_server(config: ServerConfig, *, engine: Engine | None = None) ->
 
 async def _open_store(
     config: ServerConfig,
-) -> tuple[EmbeddedRedis | None, aioredis.Redis, str]:
+) -> tuple[EmbeddedRedis | None, StoreClient, str]:
     embedded = None
     url = config.redis_url
     if url is None:
@@ -252,7 +253,7 @@ async def _open_store(
     return embedded, open_redis(url, timeout_s=REDIS_TIMEOUT_S), url
 
 
-async def _close_store(client: aioredis.Redis | None, embedded: EmbeddedRedis | None) -> None:
+async def _close_store(client: StoreClient | None, embedded: EmbeddedRedis | None) -> None:
     if client is not None:
         await client.aclose()
     if embedded is not None:

@@ -1,1 +1,3 @@
-"""Durable state in Redis: the journal of command batches, snapshots, the embedded server."""
+"""Durable state behind the `Journal` and `Lease` protocols (`protocols`, errors in `errors`):
+the Redis adapter (`journal`, `lease`, `connect`, the embedded server in `embedded`), the
+in-memory implementation (`memory`), the bytes kept (`formats`), recovery, and forked work."""

@@ -20,6 +20,9 @@ from redis.sentinel import Sentinel
 
 SENTINEL_SCHEME = "redis+sentinel"
 
+StoreClient = aioredis.Redis
+"""The asyncio client of the store (what `open_redis` returns), for the server's wiring."""
+
 
 @dataclass(frozen=True, slots=True)
 class _SentinelUrl:
@@ -36,7 +39,8 @@ def open_redis(url: str, *, timeout_s: float) -> aioredis.Redis:
             url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
             retry=AsyncRetry(_backoff(), retries=2),
         )  # fmt: skip
-    sentinel = AsyncSentinel(
+    # redis-py leaves its Sentinel classes unannotated.
+    sentinel = AsyncSentinel(  # type: ignore[no-untyped-call]
         sentinel_url.sentinels, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
     )
     client: aioredis.Redis = sentinel.master_for(
@@ -57,10 +61,10 @@ def open_blocking_redis(url: str, *, timeout_s: float) -> redis.Redis:
             url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
             retry=Retry(_backoff(), retries=2),
         )  # fmt: skip
-    sentinel = Sentinel(
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]
         sentinel_url.sentinels, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
     )
-    client: redis.Redis = sentinel.master_for(
+    client: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
         sentinel_url.service_name,
         socket_timeout=timeout_s,
         socket_connect_timeout=timeout_s,

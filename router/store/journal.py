@@ -10,18 +10,20 @@ append behind it; in pieces, appends interleave with the save."""
 
 from __future__ import annotations
 
+import contextlib
 import secrets
-from collections.abc import AsyncIterable, AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
+
+from router.store.errors import Fenced, StoreUnavailable
+from router.store.protocols import SNAPSHOT_CHUNK_BYTES, StoredSnapshot, entry_key, next_entry_id
+
+__all__ = ["SNAPSHOT_CHUNK_BYTES", "RedisJournal", "StoredSnapshot", "store_errors"]
 
 READ_CHUNK_ENTRIES = 1000
-SNAPSHOT_CHUNK_BYTES = 512 * 1024
-"""Size of one piece of a snapshot in Redis: small enough that a journal append waits little
-behind one (with `appendfsync always`, Redis writes and fsyncs it in one event-loop turn)."""
 SNAPSHOT_CHUNKS_PER_READ = 32
 
 _FENCE = "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return redis.error_reply('FENCED') end\n"
@@ -33,7 +35,9 @@ _FENCE = "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return redis.error_reply
 # came back from an older copy of itself may still hold this router's lease: without this check
 # the router would append after the hole and never notice the entries it lost. Found elsewhere,
 # the lease is given up, so that the router steps down and finds out what the store lost.
-_FENCED_APPEND = _FENCE + """
+_FENCED_APPEND = (
+    _FENCE
+    + """
 local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)[1]
 if last then
   local fields = last[2]
@@ -74,9 +78,12 @@ if ARGV[4] ~= '' then
 end
 return redis.call('XADD', KEYS[2], '*', 'b', ARGV[2], 'n', ARGV[3])
 """
+)
 _FENCED_UNLINK = _FENCE + "return redis.call('UNLINK', KEYS[2])"
 _FENCED_RPUSH = _FENCE + "return redis.call('RPUSH', KEYS[2], ARGV[2])"
-_COMMIT_SNAPSHOT = _FENCE + """
+_COMMIT_SNAPSHOT = (
+    _FENCE
+    + """
 if redis.call('LLEN', KEYS[3]) ~= tonumber(ARGV[2]) then
   return redis.error_reply('INCOMPLETE the snapshot list does not hold the pieces written')
 end
@@ -87,7 +94,10 @@ redis.call('XTRIM', KEYS[4], 'MINID', ARGV[5])
 if KEYS[5] ~= KEYS[3] then redis.call('UNLINK', KEYS[5]) end
 return 1
 """
-_RAISE_POSITION = _FENCE + """
+)
+_RAISE_POSITION = (
+    _FENCE
+    + """
 local info = redis.pcall('XINFO', 'STREAM', KEYS[2])
 local last = '0-0'
 if not info.err then
@@ -106,21 +116,12 @@ if tms > lms or (tms == lms and tseq > lseq) then
 end
 return 1
 """
-
-
-class FencedError(Exception):
-    """A write refused because this router no longer holds the lease."""
-
-
-@dataclass(frozen=True, slots=True)
-class StoredSnapshot:
-    data: bytes
-    through_id: str
-    """The last journal entry the snapshot includes."""
+)
 
 
 class RedisJournal:
-    """Appends batches (one round trip each) and reads them back for recovery."""
+    """Appends batches (one round trip each) and reads them back for recovery: the `Journal`
+    contract on Redis."""
 
     def __init__(self, client: aioredis.Redis, workspace: str) -> None:
         self._redis = client
@@ -134,31 +135,31 @@ class RedisJournal:
     ) -> str:
         """Appends one encoded batch if `token` still holds the lease and the journal ends at
         `after_id` (the last entry the writer journaled or applied; None: unchecked); returns
-        its entry id once Redis has it. Raises FencedError otherwise (a journal that ends
+        its entry id once Redis has it. Raises Fenced otherwise (a journal that ends
         elsewhere also loses the writer its lease). The append is kept once even when the
         client sends it again after a lost reply: an append whose `append_id` (random by
         default) is the journal's last entry's returns that entry."""
         append_id = append_id or secrets.token_hex(8)
         keys = (self.lease_key, self.stream_key, self.snapshot_key)
         arguments = (token, batch, append_id, "" if after_id is None else after_id)
-        try:
+        with store_errors():
             return _text(await self._redis.eval(_FENCED_APPEND, len(keys), *keys, *arguments))
-        except ResponseError as error:
-            raise _fenced_or(error) from None
 
     async def wait_for_replicas(self, replicas: int, timeout_ms: int) -> int:
         """How many replicas acknowledged every write so far (Redis `WAIT`), waiting up to
         `timeout_ms` for `replicas` of them."""
-        acknowledged: Any = await self._redis.execute_command("WAIT", replicas, timeout_ms)
+        with store_errors():
+            acknowledged: Any = await self._redis.wait(replicas, timeout_ms)
         return int(acknowledged)
 
     async def entries_after(self, entry_id: str) -> AsyncIterator[tuple[str, bytes]]:
         """The entries after `entry_id` ("0" for all), in order."""
         start = f"({entry_id}" if entry_id != "0" else "-"
         while True:
-            chunk: list[Any] = (
-                await self._redis.xrange(self.stream_key, start, "+", READ_CHUNK_ENTRIES) or []
-            )
+            with store_errors():
+                chunk: list[Any] = (
+                    await self._redis.xrange(self.stream_key, start, "+", READ_CHUNK_ENTRIES) or []
+                )
             for raw_id, fields in chunk:
                 yield _text(raw_id), _bytes(fields[b"b"])
             if len(chunk) < READ_CHUNK_ENTRIES:
@@ -169,9 +170,10 @@ class RedisJournal:
         self, data: bytes | AsyncIterable[bytes], through_id: str, token: str
     ) -> int:
         """Stores a snapshot (its bytes, or its pieces as they come) and trims the journal
-        entries it includes, if `token` holds the lease throughout (else FencedError). The
+        entries it includes, if `token` holds the lease throughout (else Fenced). The
         previous snapshot stays current until the new one is complete. Returns its size."""
-        current = _text(await self._redis.hget(self.snapshot_key, "chunks_key"))
+        with store_errors():
+            current = _text(await self._redis.hget(self.snapshot_key, "chunks_key"))
         key = self._chunk_keys[1] if current == self._chunk_keys[0] else self._chunk_keys[0]
         await self._fenced(_FENCED_UNLINK, key, token)
         chunks = size = 0
@@ -179,15 +181,12 @@ class RedisJournal:
             await self._fenced(_FENCED_RPUSH, key, token, chunk)
             chunks += 1
             size += len(chunk)
-        milliseconds, sequence = entry_key(through_id)
-        keep_from = f"{milliseconds}-{sequence + 1}"
+        keep_from = next_entry_id(through_id)
         keys = (self.lease_key, self.snapshot_key, key, self.stream_key, current or key)
-        try:
+        with store_errors():
             await self._redis.eval(
                 _COMMIT_SNAPSHOT, len(keys), *keys, token, chunks, size, through_id, keep_from
             )
-        except ResponseError as error:
-            raise _fenced_or(error) from None
         return size
 
     async def raise_position(self, through_id: str, token: str) -> None:
@@ -199,37 +198,40 @@ class RedisJournal:
 
     async def tail(self, after_id: str, block_ms: int) -> list[tuple[str, bytes]]:
         """The entries after `after_id`, waiting up to `block_ms` for the first one."""
-        answer: Any = await self._redis.xread(
-            {self.stream_key: after_id}, READ_CHUNK_ENTRIES, block_ms
-        )
+        with store_errors():
+            answer: Any = await self._redis.xread(
+                {self.stream_key: after_id}, READ_CHUNK_ENTRIES, block_ms
+            )
         if not answer:
             return []
         return [(_text(entry_id), _bytes(fields[b"b"])) for entry_id, fields in answer[0][1]]
-
-    async def first_entry_id(self) -> str | None:
-        first: list[Any] = await self._redis.xrange(self.stream_key, "-", "+", 1) or []
-        return _text(first[0][0]) if first else None
 
     async def position(self) -> str:
         """The last journal entry the store holds, or includes in its snapshot ("0" for none):
         a store that restarted empty, or came back from an older copy, is behind the routers
         that saw it further on."""
-        try:
-            info: Any = await self._redis.xinfo_stream(self.stream_key)
-            last_id = _text(info["last-generated-id"])
-        except ResponseError:  # no such key
-            last_id = "0"
+        with store_errors():
+            try:
+                info: Any = await self._redis.xinfo_stream(self.stream_key)
+                last_id = _text(info["last-generated-id"])
+            except ResponseError:  # no such key
+                last_id = "0"
         through_id = await self.load_snapshot_through_id() or "0"
         return max(last_id, through_id, key=entry_key)
 
     async def load_snapshot_through_id(self) -> str | None:
         """The last entry the stored snapshot includes, without loading the snapshot."""
-        through_id = await self._redis.hget(self.snapshot_key, "through_id")
+        with store_errors():
+            through_id = await self._redis.hget(self.snapshot_key, "through_id")
         return None if through_id is None else _text(through_id)
 
     async def load_snapshot(self) -> StoredSnapshot | None:
         """The current snapshot. Its pieces are read a few at a time; if a newer snapshot
         replaced it meanwhile, the newer one is read instead."""
+        with store_errors():
+            return await self._load_snapshot()
+
+    async def _load_snapshot(self) -> StoredSnapshot | None:
         while True:
             stored: dict[Any, Any] = await self._redis.hgetall(self.snapshot_key)
             if not stored:
@@ -244,16 +246,15 @@ class RedisJournal:
                 pieces.extend(_bytes(p) for p in await self._redis.lrange(key, len(pieces), end))
                 if len(pieces) <= end:
                     break  # the list went away: a newer snapshot replaced it
-            if len(pieces) == chunks and _text(
-                await self._redis.hget(self.snapshot_key, "through_id")
-            ) == through_id:
+            if (
+                len(pieces) == chunks
+                and _text(await self._redis.hget(self.snapshot_key, "through_id")) == through_id
+            ):
                 return StoredSnapshot(b"".join(pieces), through_id)
 
     async def _fenced(self, script: str, key: str, token: str, *args: bytes | str) -> Any:
-        try:
+        with store_errors():
             return await self._redis.eval(script, 2, self.lease_key, key, token, *args)
-        except ResponseError as error:
-            raise _fenced_or(error) from None
 
 
 async def _pieces(data: bytes | AsyncIterable[bytes]) -> AsyncIterator[bytes]:
@@ -265,18 +266,21 @@ async def _pieces(data: bytes | AsyncIterable[bytes]) -> AsyncIterator[bytes]:
         yield piece
 
 
-def entry_key(entry_id: str) -> tuple[int, int]:
-    """A journal entry id ("ms-seq") as a sortable pair; "0" sorts first."""
-    milliseconds, _, sequence = entry_id.partition("-")
-    return int(milliseconds), int(sequence or 0)
-
-
-def _fenced_or(error: ResponseError) -> Exception:
-    message = str(error)
-    if not message.startswith("FENCED"):
-        return error
-    detail = message.removeprefix("FENCED").strip()
-    return FencedError(detail or "this router no longer holds the lease")
+@contextlib.contextmanager
+def store_errors() -> Iterator[None]:
+    """Maps what Redis and the connection to it raise into the store's errors: a script's
+    FENCED reply into `Fenced`, anything else (a lost connection, a timeout, an error reply)
+    into `StoreUnavailable`."""
+    try:
+        yield
+    except ResponseError as error:
+        message = str(error)
+        if message.startswith("FENCED"):
+            detail = message.removeprefix("FENCED").strip()
+            raise Fenced(detail or "this router no longer holds the lease") from None
+        raise StoreUnavailable(f"the store refused the request: {message}") from error
+    except (RedisError, OSError) as error:
+        raise StoreUnavailable(str(error) or type(error).__name__) from error
 
 
 def _text(value: object) -> str:

@@ -7,7 +7,10 @@ router that lost its lease (paused past the TTL, cut off) cannot write even once
 The lease is renewed by a `LeaseKeeper` thread, not by the writer's event loop: a loop that is
 merely busy (a large reply being encoded, a burst of commands) keeps its lease, while a writer
 that makes no progress at all for `WRITER_STUCK_AFTER_S` stops being renewed and loses it, as
-does a router cut off from the store or frozen as a whole (the thread stops with it)."""
+does a router cut off from the store or frozen as a whole (the thread stops with it).
+
+This is the Redis adapter of the `Lease` contract (`router.store.protocols`): every error of
+Redis or of the connection to it leaves it as `StoreUnavailable`."""
 
 from __future__ import annotations
 
@@ -19,14 +22,16 @@ from collections.abc import Callable
 import redis
 import redis.asyncio as aioredis
 
+from router.store.journal import store_errors
+from router.store.protocols import WRITER_STUCK_AFTER_S, epoch_of
+
+__all__ = [
+    "LEASE_TTL_S_DEFAULT", "WRITER_STUCK_AFTER_S", "Lease", "LeaseKeeper", "RedisLease", "epoch_of",
+]  # fmt: skip
+
 log = logging.getLogger(__name__)
 
 LEASE_TTL_S_DEFAULT = 2.0
-WRITER_STUCK_AFTER_S = 10.0
-"""A writer that has not finished a batch nor woken up idle for this long is stuck: its lease is
-no longer renewed, so that a standby takes over. Longer than any legitimate pause (the longest
-journal write times out after 5 s), short enough that a stuck leader does not hold a center
-hostage."""
 
 _ACQUIRE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return false end
@@ -51,17 +56,22 @@ return 1
 """
 
 
-def epoch_of(token: str) -> int:
-    """The tenure number in a lease value (`epoch|address`), 0 when there is none."""
-    epoch, _, _ = token.partition("|")
-    return int(epoch) if epoch.isdigit() else 0
+class RedisLease:
+    """One router's claim to lead a workspace, in Redis."""
 
-
-class Lease:
-    """One router's claim to lead a workspace."""
-
-    def __init__(self, client: aioredis.Redis, workspace: str, address: str, ttl_s: float) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        workspace: str,
+        address: str,
+        ttl_s: float,
+        *,
+        keeper_client: Callable[[], redis.Redis] | None = None,
+    ) -> None:
+        """`keeper_client` opens the blocking client a keeper's thread renews the lease with
+        (needed only to make a `keeper`)."""
         self._redis = client
+        self._keeper_client = keeper_client
         self.key = f"sb:{{{workspace}}}:leader"
         self._epoch_key = f"sb:{{{workspace}}}:epoch"
         self.address = address
@@ -73,9 +83,11 @@ class Lease:
         data (it restarted empty or was rolled back), and acquisitions never go below it."""
 
     async def try_acquire(self) -> bool:
-        acquired = await self._redis.eval(
-            _ACQUIRE, 2, self.key, self._epoch_key, self.address, self.ttl_ms, self.highest_epoch
-        )
+        with store_errors():
+            acquired = await self._redis.eval(
+                _ACQUIRE, 2, self.key, self._epoch_key, self.address, self.ttl_ms,
+                self.highest_epoch,
+            )  # fmt: skip
         token = _text(acquired)
         if not token:
             return False
@@ -88,14 +100,16 @@ class Lease:
         router). The leader renews from a `LeaseKeeper` thread; this is for tools and tests."""
         if not self.token:
             return False
-        renewed = await self._redis.eval(_RENEW, 1, self.key, self.token, self.ttl_ms)
+        with store_errors():
+            renewed = await self._redis.eval(_RENEW, 1, self.key, self.token, self.ttl_ms)
         if not renewed:
             self.token = ""
         return bool(renewed)
 
     async def release(self) -> None:
         if self.token:
-            await self._redis.eval(_RELEASE, 1, self.key, self.token)
+            with store_errors():
+                await self._redis.eval(_RELEASE, 1, self.key, self.token)
             self.token = ""
 
     def forget(self) -> None:
@@ -104,7 +118,8 @@ class Lease:
 
     async def leader_address(self) -> str:
         """The address of the router holding the lease, or empty when none does."""
-        value = _text(await self._redis.get(self.key))
+        with store_errors():
+            value = _text(await self._redis.get(self.key))
         if not value:
             return ""
         self.highest_epoch = max(self.highest_epoch, epoch_of(value))
@@ -112,20 +127,22 @@ class Lease:
 
     async def stored_epoch(self) -> int:
         """The store's epoch counter (0 when it has none: a new or emptied store)."""
-        value = _text(await self._redis.get(self._epoch_key))
+        with store_errors():
+            value = _text(await self._redis.get(self._epoch_key))
         return int(value) if value.isdigit() else 0
 
     def keeper(
         self,
-        client: redis.Redis,
         *,
         acquired_at_s: float,
         writer_alive: Callable[[], bool],
         on_lost: Callable[[str], None],
     ) -> LeaseKeeper:
-        """A keeper that renews this lease (held now) through a blocking `client`."""
+        """A keeper that renews this lease (held now) through a blocking client of its own."""
+        if self._keeper_client is None:
+            raise TypeError("this lease was made without a keeper_client: it cannot be kept")
         return LeaseKeeper(
-            client, self.key, self.token, self.ttl_ms,
+            self._keeper_client(), self.key, self.token, self.ttl_ms,
             acquired_at_s=acquired_at_s, writer_alive=writer_alive, on_lost=on_lost,
         )  # fmt: skip
 
@@ -201,6 +218,10 @@ class LeaseKeeper:
     def _lost(self, reason: str) -> None:
         if not self._stop.is_set():
             self._on_lost(reason)
+
+
+Lease = RedisLease
+"""The name this class had before the store had a `Lease` protocol (tools and tests use it)."""
 
 
 def _text(value: object) -> str:

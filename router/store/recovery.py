@@ -9,16 +9,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from router.core import codec, snapshot
+from router.core import replay as core_replay
+from router.core import snapshot
 from router.core.engine import Engine
-from router.core.errors import CoreError
-from router.store.journal import RedisJournal
+from router.core.events import Event
+from router.store.formats import check_snapshot_version, decode_entry
+from router.store.protocols import Journal
+
+__all__ = ["REPLAY_CHUNK_ENTRIES", "Recovered", "recover", "replay"]
 
 REPLAY_CHUNK_ENTRIES = 1000
-"""Journal entries read from Redis and applied per step of the replay."""
+"""Journal entries read from the store and applied per step of the replay."""
 
 
 @dataclass(slots=True)
@@ -29,8 +33,13 @@ class Recovered:
     replayed_batches: int
 
 
-async def recover(journal: RedisJournal) -> Recovered:
+async def recover(journal: Journal) -> Recovered:
+    """The engine the store holds: its snapshot restored, then the journal after it replayed.
+    Raises the store's errors, and UnreadableFormat for a snapshot or entry of a format this
+    router cannot read."""
     stored = await journal.load_snapshot()
+    if stored is not None:
+        check_snapshot_version(stored.data, stored.through_id)
     with _collector_paused():
         engine = (
             await asyncio.to_thread(snapshot.restore, stored.data)
@@ -54,15 +63,16 @@ async def recover(journal: RedisJournal) -> Recovered:
     return Recovered(engine, last_entry_id, replayed)
 
 
-def replay(engine: Engine, entries: list[tuple[str, bytes]]) -> None:
-    """Applies journaled batches to an engine, as the live router applied them."""
-    for _, data in entries:
-        batch = codec.decode_batch(data)
-        for command in batch.commands:
-            # A command refused live is refused again: replay ignores it the same way.
-            with contextlib.suppress(CoreError):
-                engine.apply(command, batch.now_ms)
-        engine.take_events()
+def replay(
+    engine: Engine,
+    entries: list[tuple[str, bytes]],
+    *,
+    on_events: Callable[[list[Event]], None] | None = None,
+) -> None:
+    """Applies journal entries (id, bytes) to an engine, as the live router applied them."""
+    core_replay.replay(
+        engine, (decode_entry(data, entry_id) for entry_id, data in entries), on_events=on_events
+    )
 
 
 @contextlib.contextmanager

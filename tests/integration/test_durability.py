@@ -24,7 +24,8 @@ from router._proto.switchboard.v1 import worker_service_pb2 as wpb
 from router.api.status import LEADER_METADATA_KEY
 from router.server import ServerConfig
 from router.store.embedded import NO_RETRY, EmbeddedRedis
-from router.store.journal import FencedError, RedisJournal
+from router.store.errors import Fenced as FencedError
+from router.store.journal import RedisJournal
 from router.store.lease import LEASE_TTL_S_DEFAULT, Lease
 from tests.conftest import ServerThread
 from tests.e2e.raw import RawAgent, Stubs
@@ -383,9 +384,9 @@ def test_periodic_snapshots_restore_and_the_heap_freeze_keeps_no_garbage(
     import gc
     import weakref
 
-    from router import service
+    from router.writer import housekeeping
 
-    monkeypatch.setattr(service, "FREEZE_EVERY_COMMANDS", 5)
+    monkeypatch.setattr(housekeeping, "FREEZE_EVERY_COMMANDS", 5)
     config = ServerConfig(port=0, metrics_port=None, test_clock=True,
                           redis_url=embedded_redis.url, snapshot_every_commands=40)  # fmt: skip
     server = ServerThread(config).start()

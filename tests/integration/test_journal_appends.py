@@ -8,7 +8,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from router.store.embedded import EmbeddedRedis
-from router.store.journal import FencedError, RedisJournal
+from router.store.errors import Fenced as FencedError
+from router.store.journal import RedisJournal
 from router.store.lease import Lease
 
 

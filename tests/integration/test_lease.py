@@ -14,11 +14,11 @@ import pytest
 import redis
 
 from benchmarks.failover import start_router_on
-from router import service
 from router.api.status import LEADER_METADATA_KEY
 from router.server import ServerConfig
 from router.store import lease
 from router.store.lease import LEASE_TTL_S_DEFAULT
+from router.writer import batches, leadership
 from tests.conftest import ServerThread
 from tests.e2e.raw import Stubs
 from tests.integration.support import Acknowledged, Load, RedisServer, doubled, missing
@@ -109,10 +109,10 @@ def test_a_leader_whose_writer_is_stuck_loses_the_lease_and_is_fenced(
     standby takes over within about TTL + 1 s after the limit, while the old leader is still
     stuck. Unblocked, the old leader steps down and is refused; every task either router
     acknowledged is on the new leader, once."""
-    monkeypatch.setattr(service, "WRITER_STUCK_AFTER_S", STUCK_AFTER_S)
+    monkeypatch.setattr(leadership, "WRITER_STUCK_AFTER_S", STUCK_AFTER_S)
     monkeypatch.setattr(lease, "WRITER_STUCK_AFTER_S", STUCK_AFTER_S)  # in its message
     # An idle writer shows life every IDLE_WAKE_S (1 s): well within the shortened limit.
-    monkeypatch.setattr(service, "IDLE_WAKE_S", STUCK_AFTER_S / 4)
+    monkeypatch.setattr(batches, "IDLE_WAKE_S", STUCK_AFTER_S / 4)
     leader, standby_address = routers.leader, routers.standby_address
     on_leader = Load(leader.address, threads=2).start()
     on_standby = Load(standby_address, threads=2).start()

@@ -1,4 +1,5 @@
-"""The single-writer loop: batching, answers after apply, and survival of a bug in one command."""
+"""The single-writer loop: batching, answers after apply, survival of a bug in one command, and
+leadership over the in-memory store (standby takeover, a store outage)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ from prometheus_client import CollectorRegistry
 from router.clock import TestClock
 from router.core import commands as cmd
 from router.core.engine import Engine, Result
-from router.core.errors import Internal, NotFound
+from router.core.errors import Internal, NotFound, Unavailable
 from router.core.model import QueueConfig
 from router.obs.metrics import RouterMetrics
-from router.service import RouterService
+from router.service import Durability, RouterService
+from router.store.memory import MemoryJournal, MemoryLease, MemoryStore
 
 
 class FaultyEngine(Engine):
@@ -68,3 +70,77 @@ def test_commands_submitted_together_are_applied_as_one_batch_in_order() -> None
         assert commands >= 20 and batches <= 2
 
     run_with_service(scenario)
+
+
+def test_a_standby_over_the_in_memory_store_takes_over_with_the_same_state() -> None:
+    """Leadership runs on the store's protocols alone: over one in-memory store, a standby
+    follows the leader's journal, leads once the leader gives up its lease, with the same
+    state, and its writes are fenced from the old leader's token."""
+
+    async def main() -> None:
+        store = MemoryStore()
+        clock = TestClock(1_000)
+
+        def router(address: str) -> RouterService:
+            durability = Durability(
+                MemoryJournal(store), MemoryLease(store, address, ttl_s=0.5), "0"
+            )
+            return RouterService(Engine(), clock, RouterMetrics(CollectorRegistry()), durability)
+
+        leader, standby = router("a:1"), router("b:2")
+        leader.start()
+        while not leader.is_leader:
+            await asyncio.sleep(0.001)
+        standby.start()
+        try:
+            await asyncio.sleep(0.05)
+            assert not standby.is_leader
+            with pytest.raises(Unavailable, match="the leader is at a:1"):
+                await standby.submit(cmd.UpsertQueue(QueueConfig("nope")))
+            for i in range(5):
+                await leader.submit(cmd.UpsertQueue(QueueConfig(f"q{i}")))
+            live = (await leader.state_digest()).digest
+            await leader.stop()
+            await leader.release_lease()
+            while not standby.is_leader:
+                await asyncio.sleep(0.005)
+            assert list(standby.engine.queues) == [f"q{i}" for i in range(5)]
+            assert standby.engine.digest() == live
+            await standby.submit(cmd.DeleteQueue("q0"))
+            assert "q0" not in standby.engine.queues
+        finally:
+            await leader.stop()
+            await standby.stop()
+
+    asyncio.run(asyncio.wait_for(main(), timeout=20))
+
+
+def test_a_store_outage_refuses_writes_and_the_router_leads_again_after_it() -> None:
+    """The journal cannot be written: the caller gets UNAVAILABLE (nothing promised), the
+    router steps down; once the store answers again it leads again, from the store's state."""
+
+    async def main() -> None:
+        store = MemoryStore()
+        durability = Durability(MemoryJournal(store), MemoryLease(store, "a:1", ttl_s=0.3), "0")
+        registry = CollectorRegistry()
+        service = RouterService(Engine(), TestClock(1_000), RouterMetrics(registry), durability)
+        service.start()
+        try:
+            while not service.is_leader:
+                await asyncio.sleep(0.001)
+            await service.submit(cmd.UpsertQueue(QueueConfig("kept")))
+            store.available = False
+            with pytest.raises(Unavailable, match="could not journal"):
+                await service.submit(cmd.UpsertQueue(QueueConfig("lost")))
+            while service.is_leader:  # it steps down
+                await asyncio.sleep(0.001)
+            store.available = True
+            while not service.is_leader:  # its own lease expires: it takes it again
+                await asyncio.sleep(0.01)
+            assert list(service.engine.queues) == ["kept"]
+            await service.submit(cmd.UpsertQueue(QueueConfig("after")))
+            assert registry.get_sample_value("switchboard_lease_losses_total") == 1
+        finally:
+            await service.stop()
+
+    asyncio.run(asyncio.wait_for(main(), timeout=20))
