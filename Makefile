@@ -13,6 +13,9 @@ VENV_PYTHON := $(VENV_BIN)/python
 # is newer than it.
 VENV_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
+# The deployment linters (hadolint, kubernetes-validate, checkov), apart from the project's venv.
+LINT_VENV ?= .venv-lint
+LINT_STAMP := $(LINT_VENV)/.installed
 BUF := node_modules/.bin/buf
 # Type-checked trees that exist (others may not have been written yet).
 MYPY_PATHS := $(wildcard router workers benchmarks scripts)
@@ -28,7 +31,7 @@ SHELL := bash
 .DELETE_ON_ERROR:
 
 .PHONY: FORCE help venv node proto proto-check lint lint-ruff lint-mypy lint-buf test demo serve \
-	bench clean distclean
+	bench clean distclean lint-docker
 
 help: ## Show this list of targets
 	@echo "Usage: make TARGET [ARGS='...'] [PYTHON=python3.12]"
@@ -68,6 +71,11 @@ $(NODE_STAMP): package.json package-lock.json
 
 node: $(NODE_STAMP) ## Install the Node tools (buf) into node_modules/ from package-lock.json
 
+$(LINT_STAMP): deploy/lint-requirements.txt | $(VENV_PYTHON)
+	$(PYTHON) -m venv $(LINT_VENV)
+	$(LINT_VENV)/bin/python -m pip install $(PIP_FLAGS) -r deploy/lint-requirements.txt
+	@touch $@
+
 # --- generated code -----------------------------------------------------------------------------
 
 proto: $(VENV_STAMP) ## Regenerate router/_proto/ from protos/ (commit the result)
@@ -78,7 +86,7 @@ proto-check: $(VENV_STAMP) ## Fail if router/_proto/ is stale with respect to pr
 
 # --- checks -------------------------------------------------------------------------------------
 
-lint: lint-ruff lint-mypy lint-buf ## ruff, mypy and buf lint
+lint: lint-ruff lint-mypy lint-buf lint-docker ## ruff, mypy, buf lint, hadolint
 
 lint-ruff: $(VENV_STAMP)
 	$(VENV_BIN)/ruff check .
@@ -88,6 +96,9 @@ lint-mypy: $(VENV_STAMP)
 
 lint-buf: $(NODE_STAMP)
 	$(BUF) lint
+
+lint-docker: $(LINT_STAMP)
+	$(LINT_VENV)/bin/hadolint Dockerfile
 
 test: $(VENV_STAMP) proto-check ## Run the tests (soak runs marked slow are skipped)
 	@rc=0; $(VENV_BIN)/pytest $(PYTEST_ARGS) || rc=$$?; \
@@ -113,4 +124,4 @@ clean: ## Remove caches and build artefacts (keeps .venv, node_modules and data/
 		\( -name __pycache__ -o -name '*.egg-info' \) -type d -print0 | xargs -0 rm -rf
 
 distclean: clean ## Also remove .venv and node_modules
-	rm -rf $(VENV) node_modules
+	rm -rf $(VENV) node_modules $(LINT_VENV)
