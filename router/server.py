@@ -205,6 +205,7 @@ async def start_server(config: ServerConfig, *, engine: Engine | None = None) ->
         )
         for name in ("", *SERVICE_NAMES):
             await health_servicer.set(name, status)
+        metrics.leader.set(1 if role is Role.LEADER else 0)
 
     service.add_role_listener(on_role)
     await on_role(service.role)

@@ -121,8 +121,7 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Image:
     bin_dir.mkdir()
     script = bin_dir / "switchboard"  # as pip writes a console script
     script.write_text(
-        f"#!{sys.executable}\nimport sys\nfrom {module} import {function}\n"
-        f"sys.exit({function}())\n"
+        f"#!{sys.executable}\nimport sys\nfrom {module} import {function}\nsys.exit({function}())\n"
     )
     script.chmod(0o755)
     python = bin_dir / "python"  # the image's python (a symlink would lose the venv's packages)
