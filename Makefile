@@ -31,7 +31,7 @@ SHELL := bash
 .DELETE_ON_ERROR:
 
 .PHONY: FORCE help venv node proto proto-check lint lint-ruff lint-mypy lint-buf test demo serve \
-	bench clean distclean lint-docker
+	bench clean distclean lint-docker lint-kubernetes
 
 help: ## Show this list of targets
 	@echo "Usage: make TARGET [ARGS='...'] [PYTHON=python3.12]"
@@ -86,7 +86,7 @@ proto-check: $(VENV_STAMP) ## Fail if router/_proto/ is stale with respect to pr
 
 # --- checks -------------------------------------------------------------------------------------
 
-lint: lint-ruff lint-mypy lint-buf lint-docker ## ruff, mypy, buf lint, hadolint
+lint: lint-ruff lint-mypy lint-buf lint-docker lint-kubernetes ## ruff, mypy, buf, hadolint, k8s
 
 lint-ruff: $(VENV_STAMP)
 	$(VENV_BIN)/ruff check .
@@ -99,6 +99,10 @@ lint-buf: $(NODE_STAMP)
 
 lint-docker: $(LINT_STAMP)
 	$(LINT_VENV)/bin/hadolint Dockerfile
+
+# deploy/kubernetes rendered (scripts/kustomize_lite.py), schema-validated, scanned by checkov.
+lint-kubernetes: $(LINT_STAMP)
+	$(LINT_VENV)/bin/python scripts/check_manifests.py
 
 test: $(VENV_STAMP) proto-check ## Run the tests (soak runs marked slow are skipped)
 	@rc=0; $(VENV_BIN)/pytest $(PYTEST_ARGS) || rc=$$?; \
