@@ -31,7 +31,7 @@ SHELL := bash
 .DELETE_ON_ERROR:
 
 .PHONY: FORCE help venv node proto proto-check lint lint-ruff lint-mypy lint-buf test demo serve \
-	bench clean distclean lint-docker lint-kubernetes
+	bench clean distclean lint-docker lint-kubernetes protos-bundle
 
 help: ## Show this list of targets
 	@echo "Usage: make TARGET [ARGS='...'] [PYTHON=python3.12]"
@@ -84,6 +84,9 @@ proto: $(VENV_STAMP) ## Regenerate router/_proto/ from protos/ (commit the resul
 proto-check: $(VENV_STAMP) ## Fail if router/_proto/ is stale with respect to protos/
 	$(VENV_PYTHON) scripts/gen_proto.py --check
 
+protos-bundle: $(VENV_STAMP) ## Write dist/switchboard-protos-<version>.tar.gz (API, health, reflection)
+	$(VENV_PYTHON) scripts/protos_bundle.py
+
 # --- checks -------------------------------------------------------------------------------------
 
 lint: lint-ruff lint-mypy lint-buf lint-docker lint-kubernetes ## ruff, mypy, buf, hadolint, k8s
@@ -104,7 +107,8 @@ lint-docker: $(LINT_STAMP)
 lint-kubernetes: $(LINT_STAMP)
 	$(LINT_VENV)/bin/python scripts/check_manifests.py
 
-test: $(VENV_STAMP) proto-check ## Run the tests (soak runs marked slow are skipped)
+# node_modules: buf (the reflection test) and @grpc/grpc-js (examples/node, run by the tests).
+test: $(VENV_STAMP) $(NODE_STAMP) proto-check ## Run the tests (soak runs marked slow are skipped)
 	@rc=0; $(VENV_BIN)/pytest $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests (exit 5)." >&2; fi; \
 	exit $$rc
