@@ -13,6 +13,9 @@ VENV_PYTHON := $(VENV_BIN)/python
 # is newer than it.
 VENV_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
+# The deployment linters (hadolint, kubernetes-validate, checkov), apart from the project's venv.
+LINT_VENV ?= .venv-lint
+LINT_STAMP := $(LINT_VENV)/.installed
 BUF := node_modules/.bin/buf
 # Type-checked trees that exist (others may not have been written yet).
 MYPY_PATHS := $(wildcard router workers benchmarks scripts)
@@ -28,7 +31,7 @@ SHELL := bash
 .DELETE_ON_ERROR:
 
 .PHONY: FORCE help venv node proto proto-check lint lint-ruff lint-mypy lint-buf test demo serve \
-	bench clean distclean
+	bench clean distclean lint-docker lint-kubernetes protos-bundle
 
 help: ## Show this list of targets
 	@echo "Usage: make TARGET [ARGS='...'] [PYTHON=python3.12]"
@@ -68,6 +71,11 @@ $(NODE_STAMP): package.json package-lock.json
 
 node: $(NODE_STAMP) ## Install the Node tools (buf) into node_modules/ from package-lock.json
 
+$(LINT_STAMP): deploy/lint-requirements.txt | $(VENV_PYTHON)
+	$(PYTHON) -m venv $(LINT_VENV)
+	$(LINT_VENV)/bin/python -m pip install $(PIP_FLAGS) -r deploy/lint-requirements.txt
+	@touch $@
+
 # --- generated code -----------------------------------------------------------------------------
 
 proto: $(VENV_STAMP) ## Regenerate router/_proto/ from protos/ (commit the result)
@@ -76,9 +84,12 @@ proto: $(VENV_STAMP) ## Regenerate router/_proto/ from protos/ (commit the resul
 proto-check: $(VENV_STAMP) ## Fail if router/_proto/ is stale with respect to protos/
 	$(VENV_PYTHON) scripts/gen_proto.py --check
 
+protos-bundle: $(VENV_STAMP) ## Write dist/switchboard-protos-<version>.tar.gz (API, health, reflection)
+	$(VENV_PYTHON) scripts/protos_bundle.py
+
 # --- checks -------------------------------------------------------------------------------------
 
-lint: lint-ruff lint-mypy lint-buf ## ruff, mypy and buf lint
+lint: lint-ruff lint-mypy lint-buf lint-docker lint-kubernetes ## ruff, mypy, buf, hadolint, k8s
 
 lint-ruff: $(VENV_STAMP)
 	$(VENV_BIN)/ruff check .
@@ -89,7 +100,15 @@ lint-mypy: $(VENV_STAMP)
 lint-buf: $(NODE_STAMP)
 	$(BUF) lint
 
-test: $(VENV_STAMP) proto-check ## Run the tests (soak runs marked slow are skipped)
+lint-docker: $(LINT_STAMP)
+	$(LINT_VENV)/bin/hadolint Dockerfile
+
+# deploy/kubernetes rendered (scripts/kustomize_lite.py), schema-validated, scanned by checkov.
+lint-kubernetes: $(LINT_STAMP)
+	$(LINT_VENV)/bin/python scripts/check_manifests.py
+
+# node_modules: buf (the reflection test) and @grpc/grpc-js (examples/node, run by the tests).
+test: $(VENV_STAMP) $(NODE_STAMP) proto-check ## Run the tests (soak runs marked slow are skipped)
 	@rc=0; $(VENV_BIN)/pytest $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests (exit 5)." >&2; fi; \
 	exit $$rc
@@ -113,4 +132,4 @@ clean: ## Remove caches and build artefacts (keeps .venv, node_modules and data/
 		\( -name __pycache__ -o -name '*.egg-info' \) -type d -print0 | xargs -0 rm -rf
 
 distclean: clean ## Also remove .venv and node_modules
-	rm -rf $(VENV) node_modules
+	rm -rf $(VENV) node_modules $(LINT_VENV)

@@ -6,17 +6,27 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
 
+from router import probe
+from router.envconfig import EnvConfigError, apply_env_defaults
 from router.server import ServerConfig, start_server
 from router.service import SNAPSHOT_EVERY_COMMANDS_DEFAULT
 from router.store.lease import LEASE_TTL_S_DEFAULT
 
 
-def _serve_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    serve = subparsers.add_parser("serve", help="run the router (gRPC + Prometheus metrics)")
+def _serve_parser(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> argparse.ArgumentParser:
+    serve = subparsers.add_parser(
+        "serve",
+        help="run the router (gRPC + Prometheus metrics)",
+        description="Every flag may also be set by an environment variable, SWITCHBOARD_ and "
+        "its name (--redis-url: SWITCHBOARD_REDIS_URL); a flag wins over its variable.",
+    )
     serve.add_argument("--host", default="127.0.0.1", help="interface to listen on")
     serve.add_argument("--port", type=int, default=50051, help="gRPC port (0: any free port)")
     serve.add_argument(
@@ -64,7 +74,26 @@ def _serve_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
         help="replicas of the store that must acknowledge each batch (Redis WAIT) before it is "
         "answered (default 0: the primary's own persistence)",
     )  # fmt: skip
-    serve.add_argument("--log-level", default="INFO")
+    serve.add_argument("--log-level", default="INFO", type=_log_level)
+    return serve
+
+
+def _log_level(name: str) -> str:
+    if not isinstance(logging.getLevelName(name.upper()), int):
+        raise argparse.ArgumentTypeError(
+            f"unknown logging level {name!r} (DEBUG, INFO, WARNING, ERROR)"
+        )
+    return name.upper()
+
+
+def _health_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    health = subparsers.add_parser(
+        "health",
+        help="ask a router's gRPC health service: exit 0 when it serves (the container probe)",
+        description=probe.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    probe.build_parser(health)
 
 
 def _demo_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -105,9 +134,19 @@ async def _serve(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="switchboard", description=__doc__)
     subparsers = parser.add_subparsers(dest="command", required=True)
-    _serve_parser(subparsers)
+    serve = _serve_parser(subparsers)
+    _health_parser(subparsers)
     _demo_parser(subparsers)
     args = parser.parse_args(argv)
+    if args.command == "serve":  # again, with the SWITCHBOARD_* variables as defaults
+        try:
+            apply_env_defaults(serve, os.environ)
+        except EnvConfigError as error:
+            print(f"switchboard serve: {error}", file=sys.stderr)
+            return 2
+        args = parser.parse_args(argv)
+    if args.command == "health":
+        return probe.run(args)
     if args.command == "serve":
         logging.basicConfig(
             level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -11,7 +11,6 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, start_http_server
 
 from router._proto.switchboard.v1 import (
@@ -35,6 +34,7 @@ from router.clock import Clock, SystemClock, TestClock
 from router.core.engine import Engine
 from router.obs.loop_monitor import LoopMonitor
 from router.obs.metrics import RouterMetrics
+from router.reflection import enable_reflection
 from router.service import SNAPSHOT_EVERY_COMMANDS_DEFAULT, Durability, Role, RouterService
 from router.store.connect import StoreClient, open_blocking_redis, open_redis
 from router.store.embedded import EmbeddedRedis, supervise
@@ -206,6 +206,7 @@ async def start_server(config: ServerConfig, *, engine: Engine | None = None) ->
         )
         for name in ("", *SERVICE_NAMES):
             await health_servicer.set(name, status)
+        metrics.leader.set(1 if role is Role.LEADER else 0)
 
     service.add_role_listener(on_role)
     await on_role(service.role)
@@ -224,9 +225,7 @@ async def start_server(config: ServerConfig, *, engine: Engine | None = None) ->
     stats_service_pb2_grpc.add_StatsServiceServicer_to_server(StatsServicer(service), server)
     clock_service_pb2_grpc.add_ClockServiceServicer_to_server(ClockServicer(service), server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-    )
+    enable_reflection((*SERVICE_NAMES, health.SERVICE_NAME), server)  # v1 and v1alpha
     await server.start()
 
     metrics_http = None

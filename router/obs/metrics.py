@@ -130,6 +130,11 @@ class RouterMetrics:
             "asks (their callers got UNAVAILABLE).",
             registry=registry,
         )
+        self.leader = Gauge(
+            "switchboard_leader",
+            "1 while this router leads (holds the lease and serves), 0 while it stands by.",
+            registry=registry,
+        )
         self.store_restarts = Counter(
             "switchboard_store_restarts",
             "Times the router restarted its embedded Redis server after it died.",
