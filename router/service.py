@@ -20,6 +20,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any, TypeVar
 
 import redis
 from redis.exceptions import RedisError
@@ -27,7 +28,7 @@ from redis.exceptions import RedisError
 from router.clock import Clock
 from router.core import codec, snapshot
 from router.core import commands as cmd
-from router.core.engine import Engine, Result
+from router.core.engine import Engine
 from router.core.errors import CoreError, Internal, Unavailable
 from router.core.events import Event
 from router.obs.metrics import RouterMetrics
@@ -37,6 +38,7 @@ from router.store.lease import WRITER_STUCK_AFTER_S, Lease
 from router.store.recovery import recover
 
 log = logging.getLogger(__name__)
+R = TypeVar("R")
 
 BATCH_COMMANDS_MAX = 512
 """Most commands applied in one batch: bounds how long one turn of the loop holds the engine."""
@@ -78,10 +80,10 @@ WorkerStream = asyncio.Queue[Event | StreamEnd]
 @dataclass(slots=True)
 class _Submission:
     command: cmd.Command
-    future: asyncio.Future[Result]
+    future: asyncio.Future[Any]
 
 
-_Outcomes = list[tuple[asyncio.Future[Result], Result, Exception | None]]
+_Outcomes = list[tuple[asyncio.Future[Any], Any, Exception | None]]
 
 
 @dataclass(slots=True)
@@ -222,12 +224,12 @@ class RouterService:
 
     # -- writing --------------------------------------------------------------------------------
 
-    async def submit(self, command: cmd.Command) -> Result:
+    async def submit(self, command: cmd.Command[R]) -> R:
         """Applies a command in the next batch and returns its result once the batch is durable,
         or raises its CoreError (Unavailable when the store could not be written)."""
         if self.role is not Role.LEADER:
             raise Unavailable(self.standby_message())
-        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._inbox.put_nowait(_Submission(command, future))
         return await future
 
@@ -351,7 +353,7 @@ class RouterService:
         applied: list[cmd.Command] = []
         for submission in batch:
             started_ns = time.perf_counter_ns()
-            result: Result = None
+            result: Any = None
             failure: Exception | None = None
             try:
                 command = codec.normalize(submission.command)

@@ -15,7 +15,7 @@ from router.api.convert import offer_to_pb, task_to_pb, worker_profile_from_pb, 
 from router.api.paging import fill_page, id_after, page_size
 from router.api.status import LEADER_METADATA_KEY, STATUS_OF_ERROR, abort
 from router.core import commands as cmd
-from router.core.engine import UpsertedWorker, WorkerCopy
+from router.core.engine import WorkerCopy
 from router.core.errors import CoreError
 from router.core.events import Event, OfferClosed, OfferCreated, TaskAssigned
 from router.core.model import WorkerRecord
@@ -37,13 +37,13 @@ class WorkerServicer(wgrpc.WorkerServiceServicer):
         self, request: wpb.UpsertWorkerRequest, context: grpc.aio.ServicerContext
     ) -> wpb.UpsertWorkerResponse:
         try:
-            upserted: UpsertedWorker = await self._service.submit(
+            upserted = await self._service.submit(
                 cmd.UpsertWorker(worker_profile_from_pb(request.worker))
             )
         except CoreError as error:
             await abort(context, error)
         return wpb.UpsertWorkerResponse(
-            worker=self._worker_pb(upserted.worker), created=upserted.created
+            worker=_worker_copy_to_pb(upserted.worker), created=upserted.created
         )
 
     async def GetWorker(
@@ -91,7 +91,7 @@ class WorkerServicer(wgrpc.WorkerServiceServicer):
             )
         except CoreError as error:
             await abort(context, error)
-        return wpb.SetActivityResponse(worker=self._worker_pb(worker))
+        return wpb.SetActivityResponse(worker=_worker_copy_to_pb(worker))
 
     async def AcceptOffer(
         self, request: wpb.AcceptOfferRequest, context: grpc.aio.ServicerContext
@@ -102,7 +102,7 @@ class WorkerServicer(wgrpc.WorkerServiceServicer):
             )
         except CoreError as error:
             await abort(context, error)
-        return wpb.AcceptOfferResponse(task=task_to_pb(task))
+        return wpb.AcceptOfferResponse(task=task_to_pb(task.record()))
 
     async def RejectOffer(
         self, request: wpb.RejectOfferRequest, context: grpc.aio.ServicerContext
@@ -131,9 +131,10 @@ class WorkerServicer(wgrpc.WorkerServiceServicer):
         try:
             worker = self._service.engine.get_worker(worker_id)
             if hello.hello.activity:
-                worker = await self._service.submit(
-                    cmd.SetActivity(worker_id, hello.hello.activity)
-                )
+                await self._service.submit(cmd.SetActivity(worker_id, hello.hello.activity))
+                # The live record again (the command's result is a copy): the offers made
+                # since are read below with no await before attaching.
+                worker = self._service.engine.get_worker(worker_id)
         except CoreError as error:
             await abort(context, error)
         # Attach and read the pending offers with no await between, so that every offer is

@@ -4,6 +4,7 @@ capacity holds across channels, offers expire and exclude, and refused commands 
 from __future__ import annotations
 
 import math
+from typing import TypeVar
 
 import pytest
 
@@ -27,6 +28,8 @@ from router.core.model import (
     WorkerProfile,
 )
 
+R = TypeVar("R")
+
 
 class Clock:
     def __init__(self) -> None:
@@ -45,7 +48,7 @@ def engine(clock: Clock) -> Engine:
     return engine
 
 
-def apply(engine: Engine, clock: Clock, command: cmd.Command) -> object:
+def apply(engine: Engine, clock: Clock, command: cmd.Command[R]) -> R:
     return engine.apply(command, clock.now_ms)
 
 
@@ -591,7 +594,7 @@ def test_a_closed_task_is_kept_as_bytes_and_read_back_whole(engine: Engine, cloc
     assert isinstance(created, CreatedTask)
     task_id = created.task.task_id
     apply(engine, clock, cmd.AcceptOffer("a", engine.get_task(task_id).reservation_id))
-    completed = apply(engine, clock, cmd.CompleteTask(task_id))
+    completed = apply(engine, clock, cmd.CompleteTask(task_id)).record()
     assert task_id not in engine.tasks.open and isinstance(engine.tasks.closed[task_id][1], bytes)
     assert engine.get_task(task_id) == completed
     assert engine.copy_task(task_id).record() == completed
@@ -617,13 +620,13 @@ def test_a_busy_worker_is_not_the_longest_idle(engine: Engine, clock: Clock) -> 
 def test_timers_of_closed_tasks_are_swept(
     engine: Engine, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("router.core.engine._STALE_TIMERS_SWEPT_MIN", 10)
+    monkeypatch.setattr("router.core.timers._STALE_TIMERS_SWEPT_MIN", 10)
     add_worker(engine, clock, "a", capacity_by_channel={"voice": 1})
     for _ in range(200):
         task_id = create(engine, clock).task.task_id
         apply(engine, clock, cmd.AcceptOffer("a", engine.get_task(task_id).reservation_id))
         apply(engine, clock, cmd.CompleteTask(task_id))
-    assert len(engine._timers) < 50  # 400 timers were set (offer expiry and time-to-live)
+    assert len(engine.timers) < 50  # 400 timers were set (offer expiry and time-to-live)
 
 
 def test_tasks_of_the_same_millisecond_are_served_in_creation_order(
