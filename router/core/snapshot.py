@@ -159,7 +159,12 @@ def restore(data: bytes) -> Engine:
     )
     engine.histories.restore(HistoriesShare(snapshot.customers, snapshot.request_fingerprints))
     engine.now_ms = snapshot.now_ms
-    engine.timers.restore(TimerShare(snapshot.timer_seq, snapshot.timers_stale, snapshot.timers))
+    try:
+        engine.timers.restore(
+            TimerShare(snapshot.timer_seq, snapshot.timers_stale, snapshot.timers)
+        )
+    except ValueError as error:
+        raise SnapshotError(f"not a version {version} snapshot: {error}") from None
     return engine
 
 

@@ -42,9 +42,13 @@ class TimerKind(Enum):
     """The queue's (ref) next assignment round runs."""
 
 
-Timer = tuple[int, int, TimerKind, str]
-"""(due_ms, seq, kind, ref): seq orders timers due at the same time by creation; ref is the
-reservation, task or queue id the timer is about. A plain tuple: one is made per offer."""
+Timer = tuple[int, int, str, str]
+"""(due_ms, seq, kind, ref) as the heap keeps it: seq orders timers due at the same time by
+creation, kind is a TimerKind's value, ref the reservation, task or queue id the timer is
+about. A tuple of str and int, not of the enum: the garbage collector stops tracking it (a
+million open tasks keep a million timers, which every full collection would otherwise walk)."""
+_VALUE_OF: dict[TimerKind, str] = {kind: kind.value for kind in TimerKind}
+_KIND_VALUES = frozenset(_VALUE_OF.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,16 +68,17 @@ class TimerQueue:
         self._seq = 0
         self._stale = 0
         """Timers in the heap that will do nothing when they fall due."""
-        self._live: dict[TimerKind, Callable[[int, str], bool]] = {}
-        self._fire: dict[TimerKind, Callable[[str], None]] = {}
+        self._live: dict[str, Callable[[int, str], bool]] = {}
+        self._fire: dict[str, Callable[[str], None]] = {}
+        """Per kind (its value), the handlers `handle` registered."""
 
     def handle(
         self, kind: TimerKind, *, live: Callable[[int, str], bool], fire: Callable[[str], None]
     ) -> None:
         """Registers, for one kind, whether a timer (due_ms, ref) still has something to do and
         what it does when it falls due."""
-        self._live[kind] = live
-        self._fire[kind] = fire
+        self._live[kind.value] = live
+        self._fire[kind.value] = fire
 
     def __len__(self) -> int:
         return len(self._heap)
@@ -87,7 +92,7 @@ class TimerQueue:
 
     def add(self, due_ms: int, kind: TimerKind, ref: str) -> None:
         self._seq += 1
-        heapq.heappush(self._heap, (due_ms, self._seq, kind, ref))
+        heapq.heappush(self._heap, (due_ms, self._seq, _VALUE_OF[kind], ref))
 
     def fire_due(self, now_ms: int, clock: Clock) -> None:
         """Fires the live timers due by `now_ms` in order, the clock at each one's due time."""
@@ -120,6 +125,9 @@ class TimerQueue:
         return TimerShare(self._seq, self._stale, list(self._heap))
 
     def restore(self, share: TimerShare) -> None:
+        unknown = {kind for _, _, kind, _ in share.timers} - _KIND_VALUES
+        if unknown:
+            raise ValueError(f"unknown timer kinds {sorted(unknown)}")
         self._seq = share.timer_seq
         self._stale = share.timers_stale
         self._heap = list(share.timers)
