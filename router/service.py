@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import TypeVar
 
 from router.clock import Clock
 from router.core import commands as cmd
-from router.core.engine import Engine, Result
+from router.core.engine import Engine
 from router.core.errors import Unavailable
 from router.obs.metrics import RouterMetrics
 from router.store.protocols import Journal, Lease
@@ -24,6 +25,7 @@ from router.writer.fanout import Fanout, StreamEnd, WorkerStream
 from router.writer.housekeeping import SNAPSHOT_EVERY_COMMANDS_DEFAULT, Housekeeping, StateDigest
 from router.writer.leadership import Leadership, Role, RoleListener
 
+R = TypeVar("R")
 __all__ = [
     "REPLICA_ACK_TIMEOUT_MS", "SNAPSHOT_EVERY_COMMANDS_DEFAULT", "Durability", "Role",
     "RoleListener", "RouterService", "StateDigest", "StreamEnd", "WorkerStream",
@@ -157,7 +159,7 @@ class RouterService:
 
     # -- writing --------------------------------------------------------------------------------
 
-    async def submit(self, command: cmd.Command) -> Result:
+    async def submit(self, command: cmd.Command[R]) -> R:
         """Applies a command in the next batch and returns its result once the batch is durable,
         or raises its CoreError (Unavailable when the store could not be written)."""
         if not self.is_leader:

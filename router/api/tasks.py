@@ -11,8 +11,6 @@ from router.api.convert import TASK_STATUS_FROM_PB, struct_to_dict, task_spec_fr
 from router.api.paging import TASKS_SCANNED_MAX, fill_page, page_size, seq_after, seq_token
 from router.api.status import maps_errors
 from router.core import commands as cmd
-from router.core.engine import CreatedTask
-from router.core.model import TaskRecord
 from router.core.task_index import TaskFilter
 from router.core.task_table import TaskCopy
 from router.service import RouterService
@@ -22,20 +20,11 @@ class TaskServicer(tgrpc.TaskServiceServicer):
     def __init__(self, service: RouterService) -> None:
         self._service = service
 
-    def _task_pb(self, task: TaskRecord) -> pb.Task:
-        """A command's result, with the task's place in its queue now (none once closed)."""
-        engine = self._service.engine
-        return task_to_pb(
-            task,
-            queue_position=engine.queue_position(task.task_id),
-            estimated_wait_ms=engine.estimated_wait_ms(task.task_id),
-        )
-
     @maps_errors
     async def CreateTask(
         self, request: tpb.CreateTaskRequest, context: grpc.aio.ServicerContext
     ) -> tpb.CreateTaskResponse:
-        created: CreatedTask = await self._service.submit(
+        created = await self._service.submit(
             cmd.CreateTask(task_spec_from_pb(request.task), request.client_request_id)
         )
         task = task_to_pb(
@@ -111,10 +100,10 @@ class TaskServicer(tgrpc.TaskServiceServicer):
         return tpb.WrapUpTaskResponse(task=await self._submit_task(command, context))
 
     async def _submit_task(
-        self, command: cmd.Command, context: grpc.aio.ServicerContext
+        self, command: cmd.Command[TaskCopy], context: grpc.aio.ServicerContext
     ) -> pb.Task:
-        task: TaskRecord = await self._service.submit(command)
-        return self._task_pb(task)
+        """A command's result, with the task's place in its queue as the command left it."""
+        return _copy_to_pb(await self._service.submit(command))
 
 
 def _copy_to_pb(copy: TaskCopy) -> pb.Task:

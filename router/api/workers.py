@@ -15,7 +15,7 @@ from router.api.convert import offer_to_pb, task_to_pb, worker_profile_from_pb, 
 from router.api.paging import fill_page, id_after, page_size
 from router.api.status import abort_unavailable, connect_error, maps_errors
 from router.core import commands as cmd
-from router.core.engine import UpsertedWorker, WorkerCopy
+from router.core.engine import WorkerCopy
 from router.core.errors import CoreError, InvalidArgument
 from router.core.events import Event, OfferClosed, OfferCreated, TaskAssigned
 from router.core.model import WorkerRecord
@@ -37,11 +37,11 @@ class WorkerServicer(wgrpc.WorkerServiceServicer):
     async def UpsertWorker(
         self, request: wpb.UpsertWorkerRequest, context: grpc.aio.ServicerContext
     ) -> wpb.UpsertWorkerResponse:
-        upserted: UpsertedWorker = await self._service.submit(
+        upserted = await self._service.submit(
             cmd.UpsertWorker(worker_profile_from_pb(request.worker))
         )
         return wpb.UpsertWorkerResponse(
-            worker=self._worker_pb(upserted.worker), created=upserted.created
+            worker=_worker_copy_to_pb(upserted.worker), created=upserted.created
         )
 
     @maps_errors
@@ -79,7 +79,7 @@ class WorkerServicer(wgrpc.WorkerServiceServicer):
         self, request: wpb.SetActivityRequest, context: grpc.aio.ServicerContext
     ) -> wpb.SetActivityResponse:
         worker = await self._service.submit(cmd.SetActivity(request.worker_id, request.activity))
-        return wpb.SetActivityResponse(worker=self._worker_pb(worker))
+        return wpb.SetActivityResponse(worker=_worker_copy_to_pb(worker))
 
     @maps_errors
     async def AcceptOffer(
@@ -88,7 +88,7 @@ class WorkerServicer(wgrpc.WorkerServiceServicer):
         task = await self._service.submit(
             cmd.AcceptOffer(request.worker_id, request.reservation_id)
         )
-        return wpb.AcceptOfferResponse(task=task_to_pb(task))
+        return wpb.AcceptOfferResponse(task=task_to_pb(task.record()))
 
     @maps_errors
     async def RejectOffer(
@@ -112,7 +112,10 @@ class WorkerServicer(wgrpc.WorkerServiceServicer):
         worker_id = hello.hello.worker_id
         worker = self._service.engine.get_worker(worker_id)
         if hello.hello.activity:
-            worker = await self._service.submit(cmd.SetActivity(worker_id, hello.hello.activity))
+            await self._service.submit(cmd.SetActivity(worker_id, hello.hello.activity))
+            # The live record again (the command's result is a copy): the offers made since
+            # are read below with no await before attaching.
+            worker = self._service.engine.get_worker(worker_id)
         # Attach and read the pending offers with no await between, so that every offer is
         # either in this snapshot or among the events that follow, never both or neither.
         events = self._service.attach_worker_stream(worker_id)

@@ -8,13 +8,13 @@ float)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeVar, cast
 
 import msgspec
 
 from router.core import commands as cmd
 
-COMMAND_TYPES: Final[dict[str, type]] = {
+COMMAND_TYPES: Final[dict[str, type[cmd.AnyCommand]]] = {
     command_type.__name__: command_type
     for command_type in (
         cmd.UpsertChannel, cmd.UpsertActivity, cmd.UpsertQueue, cmd.DeleteQueue,
@@ -27,6 +27,8 @@ COMMAND_TYPES: Final[dict[str, type]] = {
 """Every command type by its journal name (the class name: renaming a command breaks old
 journals, so a rename must keep an alias here)."""
 
+R = TypeVar("R")
+
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder()
 
@@ -36,18 +38,18 @@ class Batch:
     """Commands applied together at one time."""
 
     now_ms: int
-    commands: tuple[cmd.Command, ...]
+    commands: tuple[cmd.Command[Any], ...]
 
 
 class CodecError(ValueError):
     """Bytes that are not a journaled batch or command of this version."""
 
 
-def encode_command(command: cmd.Command) -> bytes:
+def encode_command(command: cmd.Command[Any]) -> bytes:
     return _encoder.encode([type(command).__name__, command])
 
 
-def decode_command(data: bytes) -> cmd.Command:
+def decode_command(data: bytes) -> cmd.AnyCommand:
     try:
         name, body = _decoder.decode(data)
     except (msgspec.DecodeError, ValueError, TypeError) as error:
@@ -73,17 +75,17 @@ def decode_batch(data: bytes) -> Batch:
     return Batch(now_ms, tuple(_convert(name, body) for name, body in entries))
 
 
-def normalize(command: cmd.Command) -> cmd.Command:
-    """The command as the journal will give it back."""
-    return decode_command(encode_command(command))
+def normalize(command: cmd.Command[R]) -> cmd.Command[R]:
+    """The command as the journal will give it back (of the same type)."""
+    return cast("cmd.Command[R]", decode_command(encode_command(command)))
 
 
-def _convert(name: Any, body: Any) -> cmd.Command:
+def _convert(name: Any, body: Any) -> cmd.AnyCommand:
     command_type = COMMAND_TYPES.get(name) if isinstance(name, str) else None
     if command_type is None:
         raise CodecError(f"unknown command type {name!r}")
     try:
-        command: cmd.Command = msgspec.convert(body, command_type)
+        command: cmd.AnyCommand = msgspec.convert(body, command_type)
     except msgspec.ValidationError as error:
         raise CodecError(f"{name}: {error}") from None
     return command

@@ -26,7 +26,6 @@ _COLS_INITIAL = 8
 
 BoolArray = npt.NDArray[np.bool_]
 IntArray = npt.NDArray[np.intp]
-FloatArray = npt.NDArray[np.float32]
 
 
 class ColumnIndex:

@@ -1,116 +1,136 @@
 """Commands: every change of state is one of these, applied in order by the single writer.
 
 Commands are plain frozen dataclasses so that they can be journaled and replayed; they carry no
-time: the batch they are applied in does."""
+time: the batch they are applied in does. Each is a `Command[R]`, R being what applying it
+returns (`Engine.apply(command: Command[R], now_ms) -> R`); the base has no fields, so the
+journal's encoding of a command is its own fields alone."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from router.core.model import QueueConfig, RoutingPolicy, TaskSpec, WorkerProfile
+from router.core.results import (
+    CreatedTask,
+    UpsertedPolicy,
+    UpsertedQueue,
+    UpsertedWorker,
+    WorkerCopy,
+)
+from router.core.task_table import TaskCopy
+
+R = TypeVar("R", covariant=True)
+
+
+class Command(Generic[R]):
+    """A change of state whose application returns an R."""
+
+    __slots__ = ()
 
 
 @dataclass(frozen=True, slots=True)
-class UpsertChannel:
+class UpsertChannel(Command[str]):
     channel_id: str
     display_name: str = ""
 
 
 @dataclass(frozen=True, slots=True)
-class UpsertActivity:
+class UpsertActivity(Command[str]):
     activity_id: str
     available: bool
 
 
 @dataclass(frozen=True, slots=True)
-class UpsertQueue:
+class UpsertQueue(Command[UpsertedQueue]):
     queue: QueueConfig
 
 
 @dataclass(frozen=True, slots=True)
-class DeleteQueue:
+class DeleteQueue(Command[None]):
     queue_id: str
 
 
 @dataclass(frozen=True, slots=True)
-class UpsertRoutingPolicy:
+class UpsertRoutingPolicy(Command[UpsertedPolicy]):
     """Creates or replaces a policy; the waiting tasks it routed are routed again by it."""
 
     policy: RoutingPolicy
 
 
 @dataclass(frozen=True, slots=True)
-class DeleteRoutingPolicy:
+class DeleteRoutingPolicy(Command[None]):
     policy_id: str
 
 
 @dataclass(frozen=True, slots=True)
-class UpsertWorker:
+class UpsertWorker(Command[UpsertedWorker]):
     profile: WorkerProfile
 
 
 @dataclass(frozen=True, slots=True)
-class RemoveWorker:
+class RemoveWorker(Command[None]):
     worker_id: str
 
 
 @dataclass(frozen=True, slots=True)
-class SetActivity:
+class SetActivity(Command[WorkerCopy]):
     worker_id: str
     activity: str
 
 
 @dataclass(frozen=True, slots=True)
-class CreateTask:
+class CreateTask(Command[CreatedTask]):
     spec: TaskSpec
     client_request_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
-class UpdateTask:
+class UpdateTask(Command[TaskCopy]):
     task_id: str
     priority: int | None = None
     attributes: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
-class CancelTask:
+class CancelTask(Command[TaskCopy]):
     task_id: str
     reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
-class AcceptOffer:
+class AcceptOffer(Command[TaskCopy]):
     worker_id: str
     reservation_id: str
 
 
 @dataclass(frozen=True, slots=True)
-class RejectOffer:
+class RejectOffer(Command[None]):
+    """The worker declines the offer; `reason` is carried into the `OfferClosed` event."""
+
     worker_id: str
     reservation_id: str
     reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
-class CompleteTask:
+class CompleteTask(Command[TaskCopy]):
     task_id: str
 
 
 @dataclass(frozen=True, slots=True)
-class WrapUpTask:
+class WrapUpTask(Command[TaskCopy]):
     task_id: str
 
 
 @dataclass(frozen=True, slots=True)
-class Tick:
+class Tick(Command[None]):
     """Fires the timers that fell due (offer expiry, wrap-up end, time-to-live, step timeouts,
     exception wait times, assignment rounds)."""
 
 
-Command = (
+AnyCommand = (
     UpsertChannel
     | UpsertActivity
     | UpsertQueue
@@ -129,3 +149,4 @@ Command = (
     | WrapUpTask
     | Tick
 )
+"""Every command type: what a journal holds (`codec.COMMAND_TYPES` names each)."""

@@ -26,6 +26,8 @@ class OfferClosed:
 
     reservation: Reservation
     task: TaskRecord
+    reason: str = ""
+    """Why the worker rejected it, as it said (`RejectOffer.reason`); empty otherwise."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,14 +19,12 @@ from router.core.model import DEFAULT_ROUTE, Route, RoutingPolicy, RoutingStep, 
 OPEN_STEP: Final = RoutingStep()
 """The one step of a route without steps: no constraint beyond the queue's."""
 
-RESERVED_TASK_KEYS: Final = ("channel", "priority", "sentiment", "customer_id", "language")
-"""Keys a filter sees besides the task's attributes; they win over attributes of the same name."""
-
 _ROUTE_CACHE_MAX: Final = 4096
 
 
 def task_document(spec: TaskSpec) -> dict[str, Any]:
-    """What a policy filter sees of a task: its attributes and the reserved keys."""
+    """What a policy filter sees of a task: its attributes and the reserved keys (channel,
+    priority, sentiment, customer_id, language), which win over attributes of the same name."""
     return {
         **spec.attributes,
         "channel": spec.channel,

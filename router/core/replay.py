@@ -11,13 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 
 from router.core.codec import Batch
-from router.core.engine import Engine, Result
+from router.core.engine import Engine
 from router.core.errors import CoreError
 from router.core.events import Event
 
 __all__ = ["Outcome", "apply_batch", "apply_each", "replay"]
 
-Outcome = Result | Exception
+Outcome = object
 """A command's result, the CoreError it was refused with, or the exception of a bug."""
 
 

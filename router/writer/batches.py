@@ -14,11 +14,12 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from router.clock import Clock
 from router.core import codec
 from router.core import commands as cmd
-from router.core.engine import Engine, Result
+from router.core.engine import Engine
 from router.core.errors import CoreError, Internal, Unavailable
 from router.core.events import Event
 from router.core.replay import apply_each
@@ -27,6 +28,7 @@ from router.store.errors import Fenced, StoreUnavailable
 from router.store.formats import encode_entry
 from router.store.protocols import Journal, Lease
 
+R = TypeVar("R")
 __all__ = [
     "BATCH_COMMANDS_MAX", "IDLE_WAKE_S", "REPLICA_ACK_TIMEOUT_MS", "BatchWriter", "Deposed",
     "Outcomes", "Unjournaled", "answer", "fail_unanswered",
@@ -47,13 +49,13 @@ _TICK = codec.decode_command(_TICK_ENCODED)
 
 @dataclass(slots=True)
 class _Submission:
-    command: cmd.Command
+    command: cmd.Command[Any]
     """As the journal gives it back (decoded from `encoded`)."""
     encoded: bytes
-    future: asyncio.Future[Result]
+    future: asyncio.Future[Any]
 
 
-Outcomes = list[tuple[asyncio.Future[Result], Result, Exception | None]]
+Outcomes = list[tuple[asyncio.Future[Any], object, Exception | None]]
 """Each caller's future, its result, and the error it gets instead (if any)."""
 
 
@@ -129,7 +131,7 @@ class BatchWriter:
         self.engine = engine
         self.last_entry_id = last_entry_id
 
-    async def submit(self, command: cmd.Command) -> Result:
+    async def submit(self, command: cmd.Command[R]) -> R:
         """Applies a command in the next batch and returns its result once the batch is durable,
         or raises its CoreError (Unavailable when the store could not be written)."""
         try:
@@ -138,7 +140,7 @@ class BatchWriter:
         except Exception as bug:  # a command the codec cannot carry is a bug, not a refusal
             log.exception("command %r could not be encoded", command)
             raise Internal(f"the router failed on this request: {bug!r}") from None
-        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._inbox.put_nowait(_Submission(journaled, encoded, future))
         return await future
 
@@ -186,7 +188,7 @@ class BatchWriter:
         try:
             first = await asyncio.wait_for(self._inbox.get(), timeout_s)
         except TimeoutError:
-            future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+            future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
             return [_Submission(_TICK, _TICK_ENCODED, future)]
         if first is None:
             return None
@@ -234,7 +236,7 @@ class BatchWriter:
         started_ns = time.perf_counter_ns()
         for submission, outcome in zip(batch, applied, strict=True):
             self._metrics.decision_seconds.observe((time.perf_counter_ns() - started_ns) / 1e9)
-            result: Result = None
+            result: object = None
             failure: Exception | None = None
             if isinstance(outcome, CoreError):
                 failure = outcome

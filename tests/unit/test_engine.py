@@ -4,11 +4,12 @@ capacity holds across channels, offers expire and exclude, and refused commands 
 from __future__ import annotations
 
 import math
+from typing import TypeVar
 
 import pytest
 
 from router.core import commands as cmd
-from router.core.engine import CreatedTask, Engine
+from router.core.engine import CreatedTask, Engine, WorkerCopy
 from router.core.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -26,6 +27,9 @@ from router.core.model import (
     TaskStatus,
     WorkerProfile,
 )
+from router.core.task_table import TaskCopy
+
+R = TypeVar("R")
 
 
 class Clock:
@@ -45,7 +49,7 @@ def engine(clock: Clock) -> Engine:
     return engine
 
 
-def apply(engine: Engine, clock: Clock, command: cmd.Command) -> object:
+def apply(engine: Engine, clock: Clock, command: cmd.Command[R]) -> R:
     return engine.apply(command, clock.now_ms)
 
 
@@ -591,7 +595,7 @@ def test_a_closed_task_is_kept_as_bytes_and_read_back_whole(engine: Engine, cloc
     assert isinstance(created, CreatedTask)
     task_id = created.task.task_id
     apply(engine, clock, cmd.AcceptOffer("a", engine.get_task(task_id).reservation_id))
-    completed = apply(engine, clock, cmd.CompleteTask(task_id))
+    completed = apply(engine, clock, cmd.CompleteTask(task_id)).record()
     assert task_id not in engine.tasks.open and isinstance(engine.tasks.closed[task_id][1], bytes)
     assert engine.get_task(task_id) == completed
     assert engine.copy_task(task_id).record() == completed
@@ -617,13 +621,13 @@ def test_a_busy_worker_is_not_the_longest_idle(engine: Engine, clock: Clock) -> 
 def test_timers_of_closed_tasks_are_swept(
     engine: Engine, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("router.core.engine._STALE_TIMERS_SWEPT_MIN", 10)
+    monkeypatch.setattr("router.core.timers._STALE_TIMERS_SWEPT_MIN", 10)
     add_worker(engine, clock, "a", capacity_by_channel={"voice": 1})
     for _ in range(200):
         task_id = create(engine, clock).task.task_id
         apply(engine, clock, cmd.AcceptOffer("a", engine.get_task(task_id).reservation_id))
         apply(engine, clock, cmd.CompleteTask(task_id))
-    assert len(engine._timers) < 50  # 400 timers were set (offer expiry and time-to-live)
+    assert len(engine.timers) < 50  # 400 timers were set (offer expiry and time-to-live)
 
 
 def test_tasks_of_the_same_millisecond_are_served_in_creation_order(
@@ -670,3 +674,61 @@ def test_attributes_over_the_limit_or_not_json_are_refused(
 ) -> None:
     with pytest.raises(InvalidArgument, match=message):
         create(engine, clock, attributes=attributes)
+
+
+# -- results are copies made by the command ------------------------------------------------------
+
+
+def test_worker_results_are_copies_later_commands_do_not_change(
+    engine: Engine, clock: Clock
+) -> None:
+    upserted = apply(
+        engine, clock, cmd.UpsertWorker(WorkerProfile("a", capacity_by_channel={"voice": 2}))
+    )
+    assert upserted.created and not upserted.worker.available
+    went_available = apply(engine, clock, cmd.SetActivity("a", "available"))
+    assert isinstance(went_available, WorkerCopy) and went_available.available
+    create(engine, clock)  # offered to "a": its live record now holds the task
+    assert engine.get_worker("a").task_ids and engine.get_worker("a").activity == "available"
+    apply(engine, clock, cmd.SetActivity("a", "break"))
+    assert not upserted.worker.worker.task_ids and upserted.worker.worker.activity == "offline"
+    assert not went_available.worker.task_ids and went_available.worker.activity == "available"
+
+
+def test_task_results_carry_the_position_and_wait_of_their_command(
+    engine: Engine, clock: Clock
+) -> None:
+    first = create(engine, clock)
+    second = create(engine, clock)
+    assert (first.queue_position, second.queue_position) == (0, 1)
+    raised = apply(engine, clock, cmd.UpdateTask(second.task.task_id, priority=5))
+    assert isinstance(raised, TaskCopy)
+    assert raised.queue_position == 0 == engine.queue_position(second.task.task_id)
+    assert raised.estimated_wait_ms == engine.estimated_wait_ms(second.task.task_id)
+    assert engine.queue_position(first.task.task_id) == 1
+    apply(engine, clock, cmd.CancelTask(second.task.task_id))  # a later command
+    assert raised.queue_position == 0 and raised.record().status is TaskStatus.PENDING
+    assert raised.record().priority == 5
+    canceled = apply(engine, clock, cmd.CancelTask(first.task.task_id))
+    assert canceled.record().status is TaskStatus.CANCELED
+    assert (canceled.queue_position, canceled.estimated_wait_ms) == (0, None)
+
+
+def test_an_accepted_task_is_a_copy(engine: Engine, clock: Clock) -> None:
+    add_worker(engine, clock, "a")
+    task_id = create(engine, clock).task.task_id
+    accepted = apply(engine, clock, cmd.AcceptOffer("a", engine.get_task(task_id).reservation_id))
+    apply(engine, clock, cmd.CompleteTask(task_id))
+    assert accepted.record().status is TaskStatus.ASSIGNED
+    assert accepted.estimated_wait_ms == 0
+
+
+def test_a_rejection_reason_reaches_the_offer_closed_event(engine: Engine, clock: Clock) -> None:
+    add_worker(engine, clock, "a")
+    task_id = create(engine, clock).task.task_id
+    engine.take_events()
+    apply(engine, clock, cmd.RejectOffer("a", engine.get_task(task_id).reservation_id, "on a call"))
+    closed = [e for e in engine.take_events() if isinstance(e, OfferClosed)]
+    assert [(e.reservation.status, e.reason) for e in closed] == [
+        (ReservationStatus.REJECTED, "on a call")
+    ]

@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from router.clock import TestClock
 from router.core import commands as cmd
-from router.core.engine import Engine, Result
+from router.core.engine import Engine
 from router.core.errors import Internal, NotFound, Unavailable
 from router.core.model import QueueConfig
 from router.obs.metrics import RouterMetrics
@@ -22,7 +22,7 @@ from router.store.memory import MemoryJournal, MemoryLease, MemoryStore
 class FaultyEngine(Engine):
     """An engine with a bug: deleting the queue named 'boom' raises an unexpected error."""
 
-    def apply(self, command: cmd.Command, now_ms: int) -> Result:
+    def apply(self, command: cmd.Command, now_ms: int) -> object:
         if isinstance(command, cmd.DeleteQueue) and command.queue_id == "boom":
             raise RuntimeError("a bug")
         return super().apply(command, now_ms)
