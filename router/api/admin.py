@@ -24,20 +24,23 @@ class AdminServicer(agrpc.AdminServiceServicer):
         self, request: apb.UpsertChannelRequest, context: grpc.aio.ServicerContext
     ) -> apb.UpsertChannelResponse:
         channel = request.channel
-        await self._service.submit(cmd.UpsertChannel(channel.channel_id, channel.display_name))
-        return apb.UpsertChannelResponse(channel=self._channel(channel.channel_id))
-
-    def _channel(self, channel_id: str) -> pb.Channel:
-        return pb.Channel(
-            channel_id=channel_id, display_name=self._service.engine.channels[channel_id]
+        display_name = await self._service.submit(
+            cmd.UpsertChannel(channel.channel_id, channel.display_name)
+        )
+        return apb.UpsertChannelResponse(
+            channel=pb.Channel(channel_id=channel.channel_id, display_name=display_name)
         )
 
     @maps_errors
     async def ListChannels(
         self, request: apb.ListChannelsRequest, context: grpc.aio.ServicerContext
     ) -> apb.ListChannelsResponse:
+        channels = self._service.engine.channels
         return apb.ListChannelsResponse(
-            channels=[self._channel(c) for c in self._service.engine.channels]
+            channels=[
+                pb.Channel(channel_id=channel_id, display_name=display_name)
+                for channel_id, display_name in channels.items()
+            ]
         )
 
     @maps_errors

@@ -135,12 +135,14 @@ class Catalog:
     # -- commands ---------------------------------------------------------------------------
 
     def upsert_channel(self, command: cmd.UpsertChannel) -> str:
+        """Defines or renames a channel; returns the display name it now has."""
         check_id("channel.channel_id", command.channel_id)
         if command.channel_id not in self.channels and len(self.channels) >= CHANNELS_MAX:
             raise ResourceExhausted(f"a workspace may define at most {CHANNELS_MAX} channels")
-        self.channels[command.channel_id] = command.display_name or command.channel_id
+        display_name = command.display_name or command.channel_id
+        self.channels[command.channel_id] = display_name
         self._roster.columns.channel_col(command.channel_id)
-        return command.channel_id
+        return display_name
 
     def upsert_activity(self, command: cmd.UpsertActivity) -> str:
         check_id("activity.activity_id", command.activity_id)
