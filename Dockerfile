@@ -19,6 +19,8 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 COPY pyproject.toml ./
 COPY router ./router
 COPY workers ./workers
+# benchmarks: the demo's simulated center (benchmarks/workload.py) and the load generators.
+COPY benchmarks ./benchmarks
 # Every dependency ships manylinux wheels: no compiler is needed even here.
 RUN pip wheel --wheel-dir /wheels .
 

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 import urllib.request
 import zipfile
 from collections.abc import Iterator
@@ -25,6 +26,14 @@ from tests.deploy.conftest import free_port
 from tests.deploy.dockerfile import Stage, parse
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+WHEEL_PACKAGES = tuple(
+    pattern.rstrip("*")
+    for pattern in tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "packages"
+    ]["find"]["include"]
+)
+"""The top-level packages of the project's wheel (pyproject's packages.find): the image's build
+stage must copy each."""
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 START_TIMEOUT_S = 60.0
 
@@ -62,7 +71,7 @@ def test_dockerignore_lets_through_what_the_build_copies() -> None:
         for line in (REPO_ROOT / ".dockerignore").read_text().splitlines()
         if line.startswith("!")
     }
-    copied = {"pyproject.toml", "router", "workers"}
+    copied = {"pyproject.toml", *WHEEL_PACKAGES}
     assert kept == copied
     text = DOCKERFILE.read_text()
     for name in copied:
@@ -97,7 +106,7 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Image:
     context.mkdir()
     shutil.copy(REPO_ROOT / "pyproject.toml", context)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for package in ("router", "workers"):
+    for package in WHEEL_PACKAGES:
         shutil.copytree(REPO_ROOT / package, context / package, ignore=ignore)
     wheels = root / "wheels"
     subprocess.run(
@@ -111,7 +120,8 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Image:
         names = archive.namelist()
         assert "router/_proto/switchboard/v1/task_service_pb2.py" in names
         assert "router/probe.py" in names and "workers/__init__.py" in names
-        assert not any(name.startswith(("tests/", "benchmarks/")) for name in names)
+        assert "benchmarks/workload.py" in names  # the demo's simulated center
+        assert not any(name.startswith("tests/") for name in names)
         archive.extractall(site)
     (entry_points,) = site.glob("switchboard-*.dist-info/entry_points.txt")
     match = re.search(r"^switchboard = (\S+):(\S+)$", entry_points.read_text(), re.MULTILINE)
@@ -199,10 +209,17 @@ def test_the_wheel_runs_as_the_image_and_its_probes_answer(
 ) -> None:
     assert callable(start)
     leader: Container = start("leader")
+    # Every package of the project comes from the wheel, not the working tree (the test's own
+    # interpreter can import them all from there): `serve` loads the demo's parser, and with it
+    # benchmarks.workload, so a package the build does not copy breaks the image.
     where = _run(
-        ["python", "-c", "import router; print(router.__file__)"], leader.env, leader.workdir
-    )
-    assert where.stdout.startswith(str(image.site)), where  # the wheel, not the working tree
+        ["python", "-c", "import router.cli, router.demo, benchmarks.workload, sys; print("
+         "'\\n'.join(m.__file__ for n, m in sys.modules.items() if n.split('.')[0] in "
+         f"{WHEEL_PACKAGES!r} and getattr(m, '__file__', None)))"],
+        leader.env, leader.workdir,
+    )  # fmt: skip
+    loaded = where.stdout.split()
+    assert loaded and all(path.startswith(str(image.site)) for path in loaded), where
 
     healthcheck = _probe_until(runtime.healthcheck, leader, 0)
     assert "SERVING" in healthcheck
