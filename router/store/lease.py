@@ -15,14 +15,14 @@ Redis or of the connection to it leaves it as `StoreUnavailable`."""
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from collections.abc import Callable
 
 import redis
 import redis.asyncio as aioredis
 
+from router.store.errors import StoreUnavailable
 from router.store.journal import store_errors
+from router.store.keeper import ThreadKeeper
 from router.store.protocols import WRITER_STUCK_AFTER_S, epoch_of
 
 __all__ = [
@@ -147,13 +147,9 @@ class RedisLease:
         )  # fmt: skip
 
 
-class LeaseKeeper:
-    """Renews a held lease every third of its TTL from a thread of its own.
-
-    It stops, and calls `on_lost(reason)` from its thread, when the lease was taken or expired,
-    when the store stayed unreachable until the lease ran out, or when `writer_alive()` says the
-    writer is stuck (then the lease is left to expire, and the fencing token keeps the writer
-    from ever writing again)."""
+class LeaseKeeper(ThreadKeeper):
+    """Renews a held Redis lease from a thread of its own, through a blocking client of its
+    own (`router.store.keeper` says when it stops)."""
 
     def __init__(
         self,
@@ -166,58 +162,24 @@ class LeaseKeeper:
         writer_alive: Callable[[], bool],
         on_lost: Callable[[str], None],
     ) -> None:
+        super().__init__(
+            ttl_ms, acquired_at_s=acquired_at_s, writer_alive=writer_alive, on_lost=on_lost,
+            thread_name="lease-keeper",
+        )  # fmt: skip
         self._client = client
         self._key = key
         self._token = token
-        self._ttl_s = ttl_ms / 1000
-        self._writer_alive = writer_alive
-        self._on_lost = on_lost
-        self.held_until_s = acquired_at_s + self._ttl_s
-        """Monotonic time until which the lease is surely held (from the latest renewal sent)."""
-        self.renewals = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="lease-keeper", daemon=True)
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stops renewing, without waiting for the thread (the lease then expires unless
-        released; a renewal in flight that lands after a release finds nothing to renew)."""
-        self._stop.set()
-
-    def _run(self) -> None:
+    def _renew_once(self) -> bool:
         try:
-            self._renew_until_lost()
-        finally:
-            self._client.close()
+            ttl_ms = round(self._ttl_s * 1000)
+            renewed = self._client.eval(_RENEW, 1, self._key, self._token, ttl_ms)
+        except (redis.RedisError, OSError) as error:
+            raise StoreUnavailable(str(error)) from error
+        return bool(renewed)
 
-    def _renew_until_lost(self) -> None:
-        interval_s = self._ttl_s / 3
-        while not self._stop.wait(interval_s):
-            if not self._writer_alive():
-                self._lost(f"the writer made no progress for {WRITER_STUCK_AFTER_S:g} s")
-                return
-            sent_s = time.monotonic()
-            try:
-                renewed = self._client.eval(
-                    _RENEW, 1, self._key, self._token, round(self._ttl_s * 1000)
-                )
-            except (redis.RedisError, OSError) as error:
-                if time.monotonic() >= self.held_until_s:
-                    self._lost(f"the store did not answer until the lease expired ({error})")
-                    return
-                log.warning("the lease could not be renewed (%s); retrying", error)
-                continue
-            if not renewed:
-                self._lost("the lease expired or another router took it")
-                return
-            self.held_until_s = sent_s + self._ttl_s
-            self.renewals += 1
-
-    def _lost(self, reason: str) -> None:
-        if not self._stop.is_set():
-            self._on_lost(reason)
+    def _close(self) -> None:
+        self._client.close()
 
 
 Lease = RedisLease

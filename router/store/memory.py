@@ -19,6 +19,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from router.store.errors import Fenced, StoreUnavailable
+from router.store.keeper import ThreadKeeper
 from router.store.protocols import StoredSnapshot, entry_key, epoch_of
 
 __all__ = ["MemoryJournal", "MemoryKeeper", "MemoryLease", "MemoryStore"]
@@ -319,9 +320,9 @@ class MemoryLease:
         )  # fmt: skip
 
 
-class MemoryKeeper:
-    """Renews an in-memory lease every third of its TTL from a thread of its own (as the Redis
-    keeper does), until stopped or lost."""
+class MemoryKeeper(ThreadKeeper):
+    """Renews an in-memory lease from a thread of its own, as the Redis keeper does
+    (`router.store.keeper` says when it stops)."""
 
     def __init__(
         self,
@@ -332,39 +333,17 @@ class MemoryKeeper:
         writer_alive: Callable[[], bool],
         on_lost: Callable[[str], None],
     ) -> None:
+        super().__init__(
+            lease.ttl_ms, acquired_at_s=acquired_at_s, writer_alive=writer_alive, on_lost=on_lost,
+            thread_name="memory-lease-keeper",
+        )  # fmt: skip
         self._lease = lease
         self._token = token
-        self._writer_alive = writer_alive
-        self._on_lost = on_lost
-        self._ttl_s = lease.ttl_ms / 1000
-        self.held_until_s = acquired_at_s + self._ttl_s
-        self.renewals = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="memory-lease-keeper", daemon=True)
 
-    def start(self) -> None:
-        self._thread.start()
+    def _renew_once(self) -> bool:
+        if not self._lease.store.available:
+            raise StoreUnavailable("the in-memory store is down")
+        return self._lease.renew_now(self._token)
 
-    def stop(self) -> None:
-        self._stop.set()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._ttl_s / 3):
-            if not self._writer_alive():
-                self._lost("the writer made no progress")
-                return
-            sent_s = time.monotonic()
-            if not self._lease.store.available:
-                if time.monotonic() >= self.held_until_s:
-                    self._lost("the store did not answer until the lease expired")
-                    return
-                continue
-            if not self._lease.renew_now(self._token):
-                self._lost("the lease expired or another router took it")
-                return
-            self.held_until_s = sent_s + self._ttl_s
-            self.renewals += 1
-
-    def _lost(self, reason: str) -> None:
-        if not self._stop.is_set():
-            self._on_lost(reason)
+    def _close(self) -> None:
+        pass  # renewals hold no connection
