@@ -195,8 +195,8 @@ class TaskLifecycle:
             raise ResourceExhausted(f"the workspace has {OPEN_TASKS_MAX} open tasks, the limit")
 
     def _created(self, task: TaskRecord, *, deduplicated: bool) -> CreatedTask:
-        copy = self._stats.copy(task)
-        return CreatedTask(copy.record(), deduplicated, copy.queue_position, copy.estimated_wait_ms)
+        position, wait_ms = self._stats.place(task)
+        return CreatedTask(task.snapshot(), deduplicated, position, wait_ms)
 
     # -- commands on a task -----------------------------------------------------------------
 
