@@ -284,10 +284,9 @@ class TaskLifecycle:
 
     def finish(self, task: TaskRecord, move: TaskMove) -> None:
         """Completes a task and frees the worker's capacity."""
-        check_task_move(task.task_id, task.status, TaskStatus.COMPLETED, move)
-        worker = self._roster.workers[task.worker_id]
+        self.transition(task, TaskStatus.COMPLETED, move)  # checks the move before any change
+        worker = self._roster.workers[task.worker_id]  # an assigned task's worker is never removed
         self._roster.release(worker, task)
-        self.transition(task, TaskStatus.COMPLETED, move)
         counters = self._stats.counters[task.queue_id]
         counters.completed_total += 1
         counters.handle_ms.append(self._clock.now_ms - task.assigned_ms)

@@ -126,6 +126,8 @@ class Statistics:
     ) -> TaskCopy:
         """A copy of a task record with its place in its queue and its estimated wait now
         (`rates` shares the offer rates between the tasks of one listing)."""
+        if task.status in _CLOSED:
+            return TaskCopy(task.seq, task.snapshot(), b"", 0, None)
         position, wait = self.place(task, rates)
         return TaskCopy(task.seq, task.snapshot(), b"", position, wait)
 
