@@ -195,8 +195,8 @@ class TaskLifecycle:
             raise ResourceExhausted(f"the workspace has {OPEN_TASKS_MAX} open tasks, the limit")
 
     def _created(self, task: TaskRecord, *, deduplicated: bool) -> CreatedTask:
-        copy = self._stats.copy(task)
-        return CreatedTask(copy.record(), deduplicated, copy.queue_position, copy.estimated_wait_ms)
+        position, wait_ms = self._stats.place(task)
+        return CreatedTask(task.snapshot(), deduplicated, position, wait_ms)
 
     # -- commands on a task -----------------------------------------------------------------
 
@@ -284,10 +284,9 @@ class TaskLifecycle:
 
     def finish(self, task: TaskRecord, move: TaskMove) -> None:
         """Completes a task and frees the worker's capacity."""
-        check_task_move(task.task_id, task.status, TaskStatus.COMPLETED, move)
-        worker = self._roster.workers[task.worker_id]
+        self.transition(task, TaskStatus.COMPLETED, move)  # checks the move before any change
+        worker = self._roster.workers[task.worker_id]  # an assigned task's worker is never removed
         self._roster.release(worker, task)
-        self.transition(task, TaskStatus.COMPLETED, move)
         counters = self._stats.counters[task.queue_id]
         counters.completed_total += 1
         counters.handle_ms.append(self._clock.now_ms - task.assigned_ms)

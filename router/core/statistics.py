@@ -21,6 +21,8 @@ SERVICE_RATE_SAMPLES = 64
 """Assignments (and completions) per queue remembered to estimate its service rate."""
 _HELD = (TaskStatus.RESERVED, TaskStatus.ASSIGNED, TaskStatus.WRAPPING)
 """The statuses counted per queue (a waiting task is counted by the waiting index)."""
+_CLOSED = (TaskStatus.COMPLETED, TaskStatus.CANCELED)
+"""Not `TaskStatus.is_open`, a property (a call) on every command's copy of its task."""
 
 
 @dataclass(slots=True)
@@ -124,10 +126,20 @@ class Statistics:
     ) -> TaskCopy:
         """A copy of a task record with its place in its queue and its estimated wait now
         (`rates` shares the offer rates between the tasks of one listing)."""
-        if not task.status.is_open:
-            return TaskCopy(task.seq, task.snapshot(), estimated_wait_ms=None)
+        if task.status in _CLOSED:
+            return TaskCopy(task.seq, task.snapshot(), b"", 0, None)
+        position, wait = self.place(task, rates)
+        return TaskCopy(task.seq, task.snapshot(), b"", position, wait)
+
+    def place(
+        self, task: TaskRecord, rates: dict[tuple[str, str], OfferRate | None] | None = None
+    ) -> tuple[int, int | None]:
+        """The task's position in its queue (0 when not waiting) and its estimated wait now
+        (see `estimated_wait_ms`; None for a closed task)."""
+        if task.status in _CLOSED:
+            return 0, None
         if task.task_id not in self._waiting:
-            return TaskCopy(task.seq, task.snapshot(), estimated_wait_ms=0)
+            return 0, 0
         if rates is None:
             rate = self.offer_rate(task)
         else:
@@ -136,9 +148,7 @@ class Statistics:
                 rates[key] = self.offer_rate(task)
             rate = rates[key]
         ahead = self._waiting.position(task.task_id)
-        return TaskCopy(
-            task.seq, task.snapshot(), queue_position=ahead, estimated_wait_ms=wait_ms(ahead, rate)
-        )
+        return ahead, wait_ms(ahead, rate)
 
     def offer_rate(self, task: TaskRecord) -> OfferRate | None:
         """How fast the task's queue gets tasks of its channel offered (see

@@ -47,8 +47,7 @@ Timer = tuple[int, int, str, str]
 creation, kind is a TimerKind's value, ref the reservation, task or queue id the timer is
 about. A tuple of str and int, not of the enum: the garbage collector stops tracking it (a
 million open tasks keep a million timers, which every full collection would otherwise walk)."""
-_VALUE_OF: dict[TimerKind, str] = {kind: kind.value for kind in TimerKind}
-_KIND_VALUES = frozenset(_VALUE_OF.values())
+_KIND_VALUES = frozenset(kind.value for kind in TimerKind)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,8 +90,10 @@ class TimerQueue:
         return self._heap[0][0] if self._heap else None
 
     def add(self, due_ms: int, kind: TimerKind, ref: str) -> None:
+        # `_value_`, the member's attribute: `.value` is a property and a dict keyed by the
+        # enum hashes it in Python (Enum.__hash__), a call each on every decision's timers.
         self._seq += 1
-        heapq.heappush(self._heap, (due_ms, self._seq, _VALUE_OF[kind], ref))
+        heapq.heappush(self._heap, (due_ms, self._seq, kind._value_, ref))
 
     def fire_due(self, now_ms: int, clock: Clock) -> None:
         """Fires the live timers due by `now_ms` in order, the clock at each one's due time."""

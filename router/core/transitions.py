@@ -45,6 +45,12 @@ TASK_TRANSITIONS: Final[Mapping[tuple[TaskStatus, TaskStatus], TaskMove]] = {
     (_T.RESERVED, _T.CANCELED): TaskMove.CANCEL,
 }
 """Every legal move of a task: (from, to) -> the cause that makes it."""
+_MOVE_BY_VALUES: Final[Mapping[tuple[str, str], TaskMove]] = {
+    (from_status.value, to_status.value): move
+    for (from_status, to_status), move in TASK_TRANSITIONS.items()
+}
+"""The same table keyed by the statuses' values: checked on every move of every task, and a
+tuple of str hashes in C, where one of enum members calls Enum.__hash__ (Python) for each."""
 
 _R = ReservationStatus
 RESERVATION_TRANSITIONS: Final[frozenset[tuple[ReservationStatus, ReservationStatus]]] = frozenset(
@@ -69,14 +75,14 @@ _REFUSALS: Final[Mapping[TaskMove, str]] = {
 
 
 def task_move_allowed(from_status: TaskStatus, to_status: TaskStatus, move: TaskMove) -> bool:
-    return TASK_TRANSITIONS.get((from_status, to_status)) is move
+    return _MOVE_BY_VALUES.get((from_status._value_, to_status._value_)) is move
 
 
 def check_task_move(
     task_id: str, from_status: TaskStatus, to_status: TaskStatus, move: TaskMove
 ) -> None:
     """Raises FailedPrecondition unless the table lets `move` take the task from -> to."""
-    if TASK_TRANSITIONS.get((from_status, to_status)) is not move:
+    if _MOVE_BY_VALUES.get((from_status._value_, to_status._value_)) is not move:
         raise FailedPrecondition(f"task {task_id} is {from_status.value}; {_REFUSALS[move]}")
 
 
