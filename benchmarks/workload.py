@@ -255,8 +255,17 @@ class AgentProfileFactory:
     true, at least SENIOR_TENURE_MONTHS) have higher levels. Every agent speaks at least one
     language and works at least one channel."""
 
-    def __init__(self, rng: np.random.Generator | int | None = None) -> None:
+    def __init__(
+        self,
+        rng: np.random.Generator | int | None = None,
+        *,
+        domains: Sequence[str] | None = None,
+    ) -> None:
+        """`domains` limits the teams agents are drawn for (default: every domain, by
+        QUEUE_SHARES): a center that serves a few queues staffs only their teams."""
         self._rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+        chosen = QUEUE_SHARES if domains is None else {d: QUEUE_SHARES[d] for d in domains}
+        self._team_shares: Mapping[str, float] = chosen
 
     def profiles(self, count: int, *, prefix: str = "agent") -> list[pb.Worker]:
         """`count` agents named `{prefix}-001`, `{prefix}-002`, ..."""
@@ -298,9 +307,10 @@ class AgentProfileFactory:
 
     def _teams(self) -> list[str]:
         count = int(self._pick({str(k): v for k, v in TEAMS_PER_AGENT_SHARES.items()}))
-        weights = np.asarray(list(QUEUE_SHARES.values()), dtype=float)
+        shares = self._team_shares
+        weights = np.asarray(list(shares.values()), dtype=float)
         chosen = self._rng.choice(
-            list(QUEUE_SHARES), size=count, replace=False, p=weights / weights.sum()
+            list(shares), size=min(count, len(shares)), replace=False, p=weights / weights.sum()
         )
         return [str(team) for team in chosen]
 

@@ -410,7 +410,9 @@ async def _run_center(
 ) -> DemoState:
     """Runs the fleet and the arrivals until the duration ends or `stop` is set."""
     profiles_rng, fleet_rng, traffic_rng, arrivals_rng = np.random.default_rng(config.seed).spawn(4)
-    profiles = AgentProfileFactory(profiles_rng).profiles(config.agents)
+    # The center staffs the teams of its own queues only.
+    domains = sorted({domain for queue in QUEUES for domain in queue.domains})
+    profiles = AgentProfileFactory(profiles_rng, domains=domains).profiles(config.agents)
     fleet_seed = int(fleet_rng.integers(2**31))
     fleet = Fleet(address, profiles, behaviour=AGENT_BEHAVIOUR, seed=fleet_seed)
     stats = StatsReader(address)
