@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
 import grpc
 
@@ -16,6 +18,14 @@ from workers._client import (
     DEFAULT_RETRY_BACKOFF_S,
     RouterClient,
 )
+
+
+class _Page(Protocol):
+    @property
+    def next_page_token(self) -> str: ...
+
+
+PageT = TypeVar("PageT", bound=_Page)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,19 +149,13 @@ class AdminClient(RouterClient[agrpc.AdminServiceStub]):
     async def list_queues(self, *, page_size: int = 0) -> list[pb.Queue]:
         """Every queue, in id order (read page by page: `page_size` 0 is the router's
         default)."""
-        queues: list[pb.Queue] = []
-        token = ""
-        while True:
-            request = apb.ListQueuesRequest(page_size=page_size, page_token=token)
-            page = await self._retrying(
-                lambda request=request: self._stub().ListQueues(  # type: ignore[misc]
-                    request, timeout=self._call_timeout_s
-                )
+        pages = self._pages(
+            lambda token: self._stub().ListQueues(
+                apb.ListQueuesRequest(page_size=page_size, page_token=token),
+                timeout=self._call_timeout_s,
             )
-            queues.extend(page.queues)
-            token = page.next_page_token
-            if not token:
-                return queues
+        )
+        return [queue async for page in pages for queue in page.queues]
 
     async def delete_queue(self, queue_id: str) -> None:
         """Deletes a queue (FailedPrecondition while tasks or policies use it)."""
@@ -179,19 +183,13 @@ class AdminClient(RouterClient[agrpc.AdminServiceStub]):
 
     async def list_routing_policies(self, *, page_size: int = 0) -> list[pb.RoutingPolicy]:
         """Every routing policy, in id order (read page by page)."""
-        policies: list[pb.RoutingPolicy] = []
-        token = ""
-        while True:
-            request = apb.ListRoutingPoliciesRequest(page_size=page_size, page_token=token)
-            page = await self._retrying(
-                lambda request=request: self._stub().ListRoutingPolicies(  # type: ignore[misc]
-                    request, timeout=self._call_timeout_s
-                )
+        pages = self._pages(
+            lambda token: self._stub().ListRoutingPolicies(
+                apb.ListRoutingPoliciesRequest(page_size=page_size, page_token=token),
+                timeout=self._call_timeout_s,
             )
-            policies.extend(page.policies)
-            token = page.next_page_token
-            if not token:
-                return policies
+        )
+        return [policy async for page in pages for policy in page.policies]
 
     async def delete_routing_policy(self, policy_id: str) -> None:
         """Deletes a routing policy (FailedPrecondition while open tasks follow it)."""
@@ -212,3 +210,13 @@ class AdminClient(RouterClient[agrpc.AdminServiceStub]):
             workers=response.workers,
             journaled_batches=response.journaled_batches,
         )
+
+    async def _pages(self, call: Callable[[str], Awaitable[PageT]]) -> AsyncIterator[PageT]:
+        """Every page of a listing, each fetched with retries, following its page tokens."""
+        token = ""
+        while True:
+            page = await self._retrying(functools.partial(call, token))
+            yield page
+            token = page.next_page_token
+            if not token:
+                return

@@ -115,19 +115,13 @@ class Statistics:
         at s / h, so the estimate is (k + 1) x h / s: the M/M/c expectation once every agent is
         busy. Before any completion, it falls back on the observed rate of assignments."""
         task = self._open.get(task_id)
-        if task is None:
-            return None
-        if task_id not in self._waiting:
-            return 0
-        return wait_ms(self._waiting.position(task_id), self.offer_rate(task))
+        return None if task is None else self.place(task)[1]
 
     def copy(
         self, task: TaskRecord, rates: dict[tuple[str, str], OfferRate | None] | None = None
     ) -> TaskCopy:
         """A copy of a task record with its place in its queue and its estimated wait now
         (`rates` shares the offer rates between the tasks of one listing)."""
-        if task.status in _CLOSED:
-            return TaskCopy(task.seq, task.snapshot(), b"", 0, None)
         position, wait = self.place(task, rates)
         return TaskCopy(task.seq, task.snapshot(), b"", position, wait)
 
