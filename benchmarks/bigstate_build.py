@@ -38,7 +38,7 @@ from router.core.model import QueueConfig, TaskSpec, WorkerProfile
 from router.store.connect import open_redis
 from router.store.embedded import EmbeddedRedis
 from router.store.journal import RedisJournal
-from router.store.lease import Lease
+from router.store.lease import RedisLease
 
 WORKSPACE = "default"
 """The workspace `switchboard serve` leads by default."""
@@ -190,7 +190,9 @@ async def save_as_snapshot(data: bytes, data_dir: Path) -> None:
         client = open_redis(embedded.url, timeout_s=STORE_TIMEOUT_S)
         try:
             journal = RedisJournal(client, WORKSPACE)
-            lease = Lease(client, WORKSPACE, "benchmarks.bigstate_build", ttl_s=STORE_TIMEOUT_S)
+            lease = RedisLease(
+                client, WORKSPACE, "benchmarks.bigstate_build", ttl_s=STORE_TIMEOUT_S
+            )
             if not await lease.try_acquire():
                 raise RuntimeError(f"the lease of {data_dir} is held: is a router running on it?")
             await journal.save_snapshot(data, SNAPSHOT_THROUGH_ID, lease.token)

@@ -41,7 +41,7 @@ from router._proto.switchboard.v1 import worker_service_pb2_grpc as wgrpc
 from router.core import snapshot
 from router.store.embedded import EmbeddedRedis
 from router.store.journal import RedisJournal
-from router.store.lease import LEASE_TTL_S_DEFAULT, Lease
+from router.store.lease import LEASE_TTL_S_DEFAULT, RedisLease
 from router.store.recovery import recover
 from workers import AdminClient, AgentSession, SwitchboardError, TaskClient, Unavailable
 
@@ -311,7 +311,7 @@ def cold_recovery(redis_url: str, workers: int, waiting_tasks: int) -> tuple[int
     async def store_and_recover() -> tuple[int, float]:
         client = aioredis.from_url(redis_url)
         journal = RedisJournal(client, "cold-recovery")
-        lease = Lease(client, "cold-recovery", "benchmark", ttl_s=60)
+        lease = RedisLease(client, "cold-recovery", "benchmark", ttl_s=60)
         await lease.try_acquire()
         await journal.save_snapshot(data, "0-0", lease.token)  # a snapshot of all, no journal
         started_s = time.perf_counter()

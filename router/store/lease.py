@@ -26,7 +26,7 @@ from router.store.keeper import ThreadKeeper
 from router.store.protocols import WRITER_STUCK_AFTER_S, epoch_of
 
 __all__ = [
-    "LEASE_TTL_S_DEFAULT", "WRITER_STUCK_AFTER_S", "Lease", "LeaseKeeper", "RedisLease", "epoch_of",
+    "LEASE_TTL_S_DEFAULT", "WRITER_STUCK_AFTER_S", "LeaseKeeper", "RedisLease", "epoch_of",
 ]  # fmt: skip
 
 log = logging.getLogger(__name__)
@@ -180,10 +180,6 @@ class LeaseKeeper(ThreadKeeper):
 
     def _close(self) -> None:
         self._client.close()
-
-
-Lease = RedisLease
-"""The name this class had before the store had a `Lease` protocol (tools and tests use it)."""
 
 
 def _text(value: object) -> str:

@@ -20,7 +20,7 @@ from router.core.engine import Engine
 from router.core.model import QueueConfig, TaskSpec, WorkerProfile
 from router.store.embedded import SOCKET_NAME, EmbeddedRedis
 from router.store.journal import RedisJournal
-from router.store.lease import Lease
+from router.store.lease import RedisLease
 
 QUEUES = ("email-support", "email-billing")
 _TEXT = (
@@ -100,7 +100,7 @@ async def _save(engine: Engine, url: str, workspace: str) -> int:
         except (OSError, redis.RedisError):
             await asyncio.sleep(0.02)
     journal = RedisJournal(client, workspace)
-    lease = Lease(client, workspace, "seed:0", ttl_s=600)
+    lease = RedisLease(client, workspace, "seed:0", ttl_s=600)
     assert await lease.try_acquire()
     size = await journal.save_snapshot(snapshot.take(engine), "1-0", lease.token)
     await lease.release()

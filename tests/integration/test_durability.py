@@ -26,7 +26,7 @@ from router.server import ServerConfig
 from router.store.embedded import NO_RETRY, EmbeddedRedis
 from router.store.errors import Fenced as FencedError
 from router.store.journal import RedisJournal
-from router.store.lease import LEASE_TTL_S_DEFAULT, Lease
+from router.store.lease import LEASE_TTL_S_DEFAULT, RedisLease
 from tests.conftest import ServerThread
 from tests.e2e.raw import RawAgent, Stubs
 
@@ -37,7 +37,7 @@ def test_the_journal_keeps_order_and_trims_behind_a_snapshot(
     async def scenario() -> None:
         client = aioredis.from_url(embedded_redis.url)
         journal = RedisJournal(client, "acme")
-        lease = Lease(client, "acme", "10.0.0.1:50051", ttl_s=30)
+        lease = RedisLease(client, "acme", "10.0.0.1:50051", ttl_s=30)
         assert await lease.try_acquire()
         ids = [await journal.append(f"batch-{i}".encode(), lease.token) for i in range(5)]
         assert [b async for _, b in journal.entries_after("0")] == [
@@ -60,8 +60,8 @@ def test_a_deposed_leader_cannot_write_even_once(embedded_redis: EmbeddedRedis) 
     async def scenario() -> None:
         client = aioredis.from_url(embedded_redis.url)
         journal = RedisJournal(client, "acme")
-        old = Lease(client, "acme", "old:1", ttl_s=0.2)
-        new = Lease(client, "acme", "new:2", ttl_s=30)
+        old = RedisLease(client, "acme", "old:1", ttl_s=0.2)
+        new = RedisLease(client, "acme", "new:2", ttl_s=30)
         assert await old.try_acquire()
         stale_token = old.token
         assert not await new.try_acquire()  # held

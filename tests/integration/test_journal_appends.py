@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 from router.store.embedded import EmbeddedRedis
 from router.store.errors import Fenced as FencedError
 from router.store.journal import RedisJournal
-from router.store.lease import Lease
+from router.store.lease import RedisLease
 
 
 def test_an_append_sent_again_after_a_lost_reply_is_kept_once(
@@ -22,7 +22,7 @@ def test_an_append_sent_again_after_a_lost_reply_is_kept_once(
     async def scenario() -> None:
         client = aioredis.from_url(embedded_redis.url)
         journal = RedisJournal(client, "acme")
-        lease = Lease(client, "acme", "10.0.0.1:50051", ttl_s=30)
+        lease = RedisLease(client, "acme", "10.0.0.1:50051", ttl_s=30)
         assert await lease.try_acquire()
         first = await journal.append(b"create task", lease.token, append_id="a1")
         again = await journal.append(b"create task", lease.token, append_id="a1")  # the retry
@@ -43,7 +43,7 @@ def test_an_append_after_an_entry_the_journal_does_not_end_at_is_refused_and_giv
     async def scenario() -> None:
         client = aioredis.from_url(embedded_redis.url)
         journal = RedisJournal(client, "acme")
-        lease = Lease(client, "acme", "10.0.0.1:50051", ttl_s=30)
+        lease = RedisLease(client, "acme", "10.0.0.1:50051", ttl_s=30)
         assert await lease.try_acquire()
         first = await journal.append(b"one", lease.token, after_id="0")
         second = await journal.append(b"two", lease.token, after_id=first)
