@@ -15,6 +15,7 @@ from router.core.scoring import best_row
 if TYPE_CHECKING:
     from router.core.catalog import Catalog
     from router.core.histories import Histories
+    from router.core.identifiers import Identifiers
     from router.core.lifecycle import TaskLifecycle
     from router.core.matching import Matching
     from router.core.offers import Offers
@@ -40,6 +41,7 @@ class Audit:
         matching: Matching,
         statistics: Statistics,
         histories: Histories,
+        identifiers: Identifiers,
     ) -> None:
         self._clock = clock
         self._timers = timers
@@ -51,6 +53,7 @@ class Audit:
         self._matching = matching
         self._stats = statistics
         self._histories = histories
+        self._ids = identifiers
 
     def check_invariants(self) -> None:
         """Raises AssertionError when the state breaks a rule that must always hold: no worker
@@ -134,6 +137,8 @@ class Audit:
         lifecycle, offers, matching = self._lifecycle, self._offers, self._matching
         return {
             "seqs": [lifecycle.task_seq, offers.reservation_seq, self._timers.seq],
+            # Only once set: an unseeded state (an older router's) keeps the digest it had.
+            **({"id_key": self._ids.key} if self._ids.seeded else {}),
             **self._catalog.digest_state(),  # channels, activities, queues, policies
             "rounds": matching.digest_rounds(),
             "workers": self._roster.digest_state(),

@@ -125,6 +125,14 @@ class WrapUpTask(Command[TaskCopy]):
 
 
 @dataclass(frozen=True, slots=True)
+class SeedIds(Command[None]):
+    """Sets the key that task and reservation ids are derived with (`identifiers.py`): drawn at
+    random by the writer, once per workspace, before any other command it journals."""
+
+    key: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class Tick(Command[None]):
     """Fires the timers that fell due (offer expiry, wrap-up end, time-to-live, step timeouts,
     exception wait times, assignment rounds)."""
@@ -147,6 +155,7 @@ AnyCommand = (
     | RejectOffer
     | CompleteTask
     | WrapUpTask
+    | SeedIds
     | Tick
 )
 """Every command type: what a journal holds (`codec.COMMAND_TYPES` names each)."""

@@ -16,6 +16,7 @@ parts, each owning its state and its share of the snapshot and of the digest:
     matching.py    who gets what: routing a task, serving a worker, assignment rounds
     statistics.py  per-queue counters, wait estimates and queue statistics
     histories.py   customers and client request ids, bounded
+    identifiers.py task and reservation ids, unguessable and replayable
     audit.py       the invariants and the digest"""
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from router.core.columns import WorkerColumns
 from router.core.errors import NotFound
 from router.core.events import Event
 from router.core.histories import Histories
+from router.core.identifiers import Identifiers
 from router.core.lifecycle import TaskLifecycle
 from router.core.matching import Matching
 from router.core.model import (
@@ -81,6 +83,7 @@ class Engine:
         self._events: list[Event] = []
         self.timers = TimerQueue()
         self.histories = Histories()
+        self.identifiers = Identifiers()
         self.statistics = Statistics()
         self.catalog = Catalog()
         self.roster = Roster(DEFAULT_CHANNELS)
@@ -93,6 +96,7 @@ class Engine:
             clock=self._clock, timers=self.timers, catalog=self.catalog, roster=self.roster,
             lifecycle=self.lifecycle, offers=self.offers, routing=self.routing,
             matching=self.matching, statistics=self.statistics, histories=self.histories,
+            identifiers=self.identifiers,
         )  # fmt: skip
         self._handlers: dict[type, Callable[[Any], Any]] = {}
         catalog, roster, lifecycle, offers = self.catalog, self.roster, self.lifecycle, self.offers
@@ -112,6 +116,7 @@ class Engine:
         self._on(cmd.WrapUpTask, lifecycle.wrap_up_task)
         self._on(cmd.AcceptOffer, offers.accept_offer)
         self._on(cmd.RejectOffer, offers.reject_offer)
+        self._on(cmd.SeedIds, self.identifiers.seed)
         self._on(cmd.Tick, _tick)
         timers, routing = self.timers, self.routing
         timers.handle(TimerKind.OFFER, live=offers.offer_live, fire=offers.expire)
@@ -126,7 +131,7 @@ class Engine:
         clock, events, timers = self._clock, self._events, self.timers
         catalog, roster, lifecycle = self.catalog, self.roster, self.lifecycle
         offers, routing, matching = self.offers, self.routing, self.matching
-        statistics, histories = self.statistics, self.histories
+        statistics, histories, identifiers = self.statistics, self.histories, self.identifiers
         catalog.connect(
             roster=roster, lifecycle=lifecycle, routing=routing, matching=matching,
             statistics=statistics,
@@ -138,12 +143,12 @@ class Engine:
         lifecycle.connect(
             clock=clock, events=events, timers=timers, catalog=catalog, roster=roster,
             offers=offers, routing=routing, matching=matching, statistics=statistics,
-            histories=histories,
+            histories=histories, identifiers=identifiers,
         )  # fmt: skip
         offers.connect(
             clock=clock, events=events, timers=timers, catalog=catalog, roster=roster,
             lifecycle=lifecycle, routing=routing, matching=matching, statistics=statistics,
-            histories=histories,
+            histories=histories, identifiers=identifiers,
         )  # fmt: skip
         routing.connect(
             clock=clock, timers=timers, catalog=catalog, roster=roster, lifecycle=lifecycle,

@@ -29,6 +29,7 @@ from router.core.validation import check_attributes, check_priority, validate_ta
 if TYPE_CHECKING:
     from router.core.catalog import Catalog
     from router.core.histories import Histories
+    from router.core.identifiers import Identifiers
     from router.core.matching import Matching
     from router.core.offers import Offers
     from router.core.roster import Roster
@@ -69,6 +70,7 @@ class TaskLifecycle:
         matching: Matching,
         statistics: Statistics,
         histories: Histories,
+        identifiers: Identifiers,
     ) -> None:
         self._clock = clock
         self._events = events
@@ -80,6 +82,7 @@ class TaskLifecycle:
         self._matching = matching
         self._stats = statistics
         self._histories = histories
+        self._ids = identifiers
 
     def task(self, task_id: str) -> TaskRecord:
         """The task (a closed task's is a decoded copy)."""
@@ -146,7 +149,7 @@ class TaskLifecycle:
 
         now_ms = self._clock.now_ms
         self.task_seq += 1
-        task_id = f"task-{self.task_seq}"
+        task_id = self._ids.task_id(self.task_seq)
         history = histories.customer(spec.customer_id) if spec.customer_id else None
         repeats = 0
         if history is not None:

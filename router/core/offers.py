@@ -21,6 +21,7 @@ from router.core.validation import check_id
 if TYPE_CHECKING:
     from router.core.catalog import Catalog
     from router.core.histories import Histories
+    from router.core.identifiers import Identifiers
     from router.core.lifecycle import TaskLifecycle
     from router.core.matching import Matching
     from router.core.roster import Roster
@@ -63,6 +64,7 @@ class Offers:
         matching: Matching,
         statistics: Statistics,
         histories: Histories,
+        identifiers: Identifiers,
     ) -> None:
         self._clock = clock
         self._events = events
@@ -75,6 +77,7 @@ class Offers:
         self._matching = matching
         self._stats = statistics
         self._histories = histories
+        self._ids = identifiers
 
     # -- making and ending offers -----------------------------------------------------------
 
@@ -84,7 +87,7 @@ class Offers:
         queue = self._catalog.queues[task.queue_id]
         self.reservation_seq += 1
         reservation = Reservation(
-            reservation_id=f"res-{self.reservation_seq}",
+            reservation_id=self._ids.reservation_id(self.reservation_seq),
             task_id=task.task_id,
             worker_id=worker.worker_id,
             created_ms=now_ms,

@@ -77,6 +77,9 @@ class _Snapshot:
     """The closed tasks among `tasks`, in the order they closed (version 2)."""
     request_ids: list[tuple[str, str, TaskSpec]] = field(default_factory=list)
     """(client request id, task id, payload), oldest first (version 2)."""
+    id_key: bytes = b""
+    """The key ids are derived with (`identifiers.py`); empty in snapshots taken before ids
+    were keyed, whose journals go on giving sequential ids until the writer seeds them."""
 
 
 def take(engine: Engine) -> bytes:
@@ -111,6 +114,7 @@ def take(engine: Engine) -> bytes:
         request_fingerprints=histories.request_fingerprints,
         customers=histories.customers,
         timers=timers.timers,
+        id_key=engine.identifiers.key,
     )
     return msgspec.msgpack.encode(snapshot)
 
@@ -137,6 +141,7 @@ def restore(data: bytes) -> Engine:
             (r, t, payload_fingerprint(spec)) for r, t, spec in snapshot.request_ids
         ]
     engine = Engine()
+    engine.identifiers.key = snapshot.id_key
     roster = RosterShare(
         snapshot.channel_columns, snapshot.skill_columns, snapshot.language_columns,
         snapshot.workers,

@@ -130,6 +130,7 @@ EXAMPLES: list[cmd.Command] = [
     cmd.RejectOffer("w", "res-1", "busy"),
     cmd.CompleteTask("t"),
     cmd.WrapUpTask("t"),
+    cmd.SeedIds(bytes(range(32))),
     cmd.Tick(),
 ]
 
