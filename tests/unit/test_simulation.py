@@ -237,7 +237,7 @@ def test_invariants_hold_while_closed_tasks_are_forgotten(
     snapshot restores them, and a replay forgets the same ones."""
     monkeypatch.setattr("router.core.task_table.CLOSED_TASKS_KEPT_MAX", 12)
     engine, log, _ = run(100 + seed, 400)
-    assert len(engine.tasks.closed) == 12 and "task-1" not in engine.tasks
+    assert len(engine.tasks.closed) == 12 and engine.identifiers.task_id(1) not in engine.tasks
     restored = snapshot.restore(snapshot.take(engine))
     restored.check_invariants()
     assert restored.digest() == engine.digest()
@@ -304,6 +304,7 @@ def setup_commands(rng: random.Random) -> list[cmd.Command]:
     )
     after_hours = QueueAction(ActionKind.MOVE_TO_QUEUE, queue_id="overflow")
     setup: list[cmd.Command] = [
+        cmd.SeedIds(rng.randbytes(32)),  # as the writer does: ids derived from a key
         cmd.UpsertQueue(QueueConfig("overflow", reservation_timeout_s=20)),
         cmd.UpsertQueue(QueueConfig("support", reservation_timeout_s=20)),
         cmd.UpsertQueue(
@@ -346,6 +347,7 @@ async def run_through_the_writer(
             with contextlib.suppress(CoreError):
                 await service.submit(command)
 
+        # The writer seeds the ids itself, first: the setup's SeedIds is refused (as it must).
         for command in setup_commands(rng):
             await submit(command)
         step = 0
