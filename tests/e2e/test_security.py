@@ -337,3 +337,38 @@ def test_the_health_probe_asks_over_tls(secured: ServerThread, creds: LocalCrede
 
     assert run("--tls-ca", str(creds.ca_cert)) == probe.EXIT_OK
     assert run("--timeout", "1") == probe.EXIT_FAILED  # plaintext to a TLS port
+
+
+def test_the_sdk_calls_with_a_token_over_tls(
+    secured: ServerThread, creds: LocalCredentials, as_role: dict[str, Stubs]
+) -> None:
+    import asyncio
+
+    from workers import AdminClient, AgentSession, TaskClient, TlsSettings, Unauthenticated
+
+    tls = TlsSettings(root_certificates=creds.ca_cert.read_bytes())
+    asked: list[str] = []
+
+    def agent_token() -> str:  # a provider: asked for every call
+        asked.append("carol")
+        return token(creds, Role.AGENT, worker_id="carol")
+
+    async def run() -> None:
+        address = secured.address
+        async with AdminClient(address, token=token(creds, Role.ADMIN), tls=tls) as admin:
+            await admin.upsert_queue(pb.Queue(queue_id="sdk"))
+        as_role["admin"].worker("carol", activity="offline")
+        async with (
+            AgentSession(address, "carol", token=agent_token, tls=tls) as session,
+            TaskClient(address, token=token(creds, Role.FRONTEND), tls=tls) as tasks,
+        ):
+            offers = session.offers()
+            await tasks.create_task(queue_id="sdk", channel="chat")
+            task = await session.accept(await anext(offers))
+            await session.complete(task.task_id)
+        async with TaskClient(address, tls=tls, attempts_max=1) as anonymous:
+            with pytest.raises(Unauthenticated):
+                await anonymous.get_task(task.task_id)
+
+    asyncio.run(run())
+    assert len(asked) >= 2  # the stream and the completion each asked for the token
