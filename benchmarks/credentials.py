@@ -9,9 +9,11 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -19,6 +21,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from router.api.authn import Role
 from router.mint import mint_token
+from workers import TlsSettings
 
 VALID_DAYS = 2
 TOKEN_TTL_S = 3600
@@ -41,6 +44,31 @@ class LocalCredentials:
             role=role, worker_id=worker_id, queues=queues, ttl_s=ttl_s,
             key=self.hs256_secret.read_bytes().strip(), algorithm="HS256",
         )  # fmt: skip
+
+    def server_flags(self) -> list[str]:
+        """`switchboard serve`'s flags for TLS and HS256 tokens with these files."""
+        return ["--tls-cert", str(self.server_cert), "--tls-key", str(self.server_key),
+                "--auth-hs256-secret-file", str(self.hs256_secret)]  # fmt: skip
+
+    def client_access(self) -> ClientAccess:
+        """What the load generator's clients show a router started with `server_flags`."""
+        return ClientAccess(TlsSettings(root_certificates=self.ca_cert.read_bytes()), self.token)
+
+
+@dataclass(frozen=True, slots=True)
+class ClientAccess:
+    """A load generator's credentials: TLS settings, and a token per role (and worker)."""
+
+    tls: TlsSettings
+    token: Callable[..., str]
+    """(role, worker_id=...) -> a token."""
+
+    def channel(self, address: str) -> grpc.aio.Channel:
+        return grpc.aio.secure_channel(address, self.tls.channel_credentials())
+
+    def metadata(self, role: Role) -> tuple[tuple[str, str], ...]:
+        """Call metadata bearing a token of `role`, passed on each call (no interceptor)."""
+        return (("authorization", f"Bearer {self.token(role)}"),)
 
 
 def _key() -> ec.EllipticCurvePrivateKey:

@@ -52,6 +52,7 @@ from rich.console import Console
 from rich.progress import Progress, TaskID
 from rich.table import Table
 
+from benchmarks.credentials import ClientAccess, write_local_credentials
 from benchmarks.loadgen import AGENTS_DEFAULT, LoadRun, StepResult
 from benchmarks.router_metrics import longest_stall_bound_s, snapshots_between
 from benchmarks.servers import (
@@ -63,6 +64,10 @@ from benchmarks.servers import (
 )
 from benchmarks.snapshots import SnapshotTrigger
 
+SECURE_ROUTER = "switchboard_secure"
+"""The router measured with TLS and tokens (`--secure`), in the steps and the figure."""
+TARGET_SECURE_RATIO = 0.85
+"""Sustained lifecycles per second with TLS and tokens over those in plaintext, at least."""
 SATURATED_SHARE = 0.85
 """A step whose completed lifecycles per second fall below this share of the offered rate is
 past saturation."""
@@ -157,12 +162,13 @@ async def measure_router(
     server_cpu_s: Callable[[], float] | None = None,
     machine_cpu_s: Callable[[], float] | None = None,
     snapshots: SnapshotTrigger | None = None,
+    access: ClientAccess | None = None,
 ) -> list[StepResult]:
     """Ramps the rate up to saturation, then runs a step at half the sustained rate; with
     `snapshots`, runs that step again with a snapshot asked for in it, and counts the
-    snapshots of every step."""
+    snapshots of every step. With `access`, every client calls over TLS with tokens."""
     steps: list[StepResult] = []
-    async with LoadRun(address, router, agents=agents) as run:
+    async with LoadRun(address, router, agents=agents, access=access) as run:
 
         async def step(rate_per_s: float, measure_s: float, phase: str) -> StepResult:
             with_snapshot = phase == "half_snapshot"
@@ -225,13 +231,20 @@ def run_benchmark(
     agents: int,
     progress: Progress | None,
     profile_path: Path | None = None,
+    secure: bool = False,
 ) -> list[StepResult]:
-    """Measures the router (started here, or `target`) and then the null router."""
+    """Measures the router (started here, or `target`), with `secure` a second router started
+    here with TLS and tokens (its clients with credentials), and then the null router."""
     steps: list[StepResult] = []
     timeout_s = RUN_TIMEOUT_S
 
     def measure(
-        address: str, router: str, server: Server | None, *, snapshots: bool = False
+        address: str,
+        router: str,
+        server: Server | None,
+        *,
+        snapshots: bool = False,
+        access: ClientAccess | None = None,
     ) -> list[StepResult]:
         bar = _Bar(progress, plan.steps_max + 2)
         cpu_s = server.cpu_s if server is not None and can_read_cpu() else None
@@ -240,7 +253,7 @@ def run_benchmark(
             trigger = SnapshotTrigger(server.pid, server.metrics_port)
         coroutine = measure_router(
             address, router, plan, agents=agents, bar=bar, server_cpu_s=cpu_s,
-            machine_cpu_s=machine_cpu_s if cpu_s else None, snapshots=trigger,
+            machine_cpu_s=machine_cpu_s if cpu_s else None, snapshots=trigger, access=access,
         )  # fmt: skip
         return asyncio.run(asyncio.wait_for(coroutine, timeout_s))
 
@@ -255,6 +268,14 @@ def run_benchmark(
             ) as server,
         ):  # fmt: skip
             steps += measure(server.address, "switchboard", server, snapshots=durable)
+    if secure:
+        with tempfile.TemporaryDirectory(prefix="switchboard-load-secure-") as folder:
+            credentials = write_local_credentials(Path(folder) / "tls")
+            with switchboard_router(
+                Path(folder) / "data", durable=durable, credentials=credentials
+            ) as server:
+                access = credentials.client_access()
+                steps += measure(server.address, SECURE_ROUTER, server, access=access)
     with null_router() as server:
         steps += measure(server.address, "null", server)
     return steps
@@ -282,6 +303,9 @@ def summary(
     half = next((s for s in router if s.phase == "half"), None)
     with_snapshot = next((s for s in router if s.phase == "half_snapshot"), None)
     null_half = next((s for s in null if s.phase == "half"), None)
+    secure = [s for s in steps if s.router == SECURE_ROUTER]
+    secure_per_s = sustained_per_s(secure) if secure else None
+    secure_half = next((s for s in secure if s.phase == "half"), None)
     return {
         "benchmark": "load",
         "durable": durable,
@@ -301,6 +325,17 @@ def summary(
         ),
         "client_cpu_ms_per_task": _rounded(half.client_cpu_ms_per_task if half else None),
         "cpu_ratio_to_null": _cpu_ratio(half, null_half),
+        # --secure: the same router with TLS and bearer tokens, its clients with credentials.
+        "secure_router_tasks_per_s": _rounded(secure_per_s),
+        "secure_ratio_to_plaintext": round(secure_per_s / router_per_s, 3)
+        if secure_per_s is not None and router_per_s
+        else None,
+        "secure_create_to_offer_p99_ms": _rounded(
+            secure_half.create_to_offer_p99_ms if secure_half else None
+        ),
+        "secure_router_cpu_ms_per_task": _rounded(
+            secure_half.server_cpu_ms_per_task if secure_half else None
+        ),
         "other_load_cores_max": _rounded(
             max((s.other_load_cores for s in steps if s.other_load_cores is not None), default=None)
         ),
@@ -362,7 +397,7 @@ def targets(result: dict[str, Any]) -> list[tuple[str, Any, str, bool]]:
     p99 = result["create_to_offer_p99_ms"]
     ratio, cpu_ratio = result["ratio_to_null"], result["cpu_ratio_to_null"]
     snapshot_ratio = result["snapshot_p99_ratio"]
-    return [
+    found = [
         ("ratio_to_null", ratio, f">= {TARGET_RATIO_TO_NULL:g}",
          at_least(ratio, TARGET_RATIO_TO_NULL)),
         ("cpu_ratio_to_null (server CPU per task)", cpu_ratio, f">= {TARGET_RATIO_TO_NULL:g}",
@@ -375,6 +410,12 @@ def targets(result: dict[str, Any]) -> list[tuple[str, Any, str, bool]]:
          f"<= {TARGET_SNAPSHOT_P99_RATIO:g}",
          isinstance(snapshot_ratio, float) and snapshot_ratio <= TARGET_SNAPSHOT_P99_RATIO),
     ]  # fmt: skip
+    secure_ratio = result["secure_ratio_to_plaintext"]
+    if secure_ratio is not None:  # --secure
+        met = secure_ratio >= TARGET_SECURE_RATIO
+        name = "secure_ratio_to_plaintext (TLS + tokens ÷ plaintext)"
+        found.append((name, secure_ratio, f">= {TARGET_SECURE_RATIO:g}", met))
+    return found
 
 
 def _rounded(value: float | None) -> float | None:
@@ -441,7 +482,7 @@ def plot(steps: Sequence[StepResult], path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     figure, (latency, throughput) = plt.subplots(1, 2, figsize=(12, 4.8))
-    colours = {"switchboard": "tab:blue", "null": "tab:grey"}
+    colours = {"switchboard": "tab:blue", SECURE_ROUTER: "tab:orange", "null": "tab:grey"}
     top_per_s = max(s.offered_per_s for s in steps)
     for router, colour in colours.items():
         ramp = sorted(
@@ -525,12 +566,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--start-rate", type=float, metavar="PER_S", help="the first step's arrival rate"
     )
     parser.add_argument(
+        "--secure",
+        action="store_true",
+        help="also measure a router started with TLS (a self-signed CA made here) and HS256 "
+        "tokens, its clients with credentials, and report its ratio to the plaintext one",
+    )
+    parser.add_argument(
         "--server-profile",
         type=Path,
         metavar="PATH",
         help="run the started router under cProfile, statistics to PATH",
     )
     args = parser.parse_args(argv)
+    if args.secure and args.target:
+        parser.error("--secure starts its own routers: it cannot go with --target")
     plan = QUICK if args.quick else FULL
     if args.steps is not None:
         plan = replace(plan, steps_max=args.steps)
@@ -549,11 +598,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
         steps = run_benchmark(
             plan, target=args.target, durable=bool(durable), agents=args.agents,
-            progress=progress, profile_path=args.server_profile,
+            progress=progress, profile_path=args.server_profile, secure=args.secure,
         )  # fmt: skip
-    result = summary(
-        steps, durable, snapshot_skipped=snapshot_step_skipped(args.target, durable)
-    )
+    result = summary(steps, durable, snapshot_skipped=snapshot_step_skipped(args.target, durable))
     result["elapsed_s"] = round(time.monotonic() - started_s, 1)
     print_report(console, steps, result)
     mode = {True: "journal on", False: "journal off", None: args.target}[durable]

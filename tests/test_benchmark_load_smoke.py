@@ -110,3 +110,19 @@ def test_the_second_half_step_had_a_snapshot_and_the_first_none(
 def test_the_figure_is_drawn(run: tuple[dict[str, Any], Path]) -> None:
     _, figure = run
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.timeout(90)
+def test_secure_measures_a_router_with_tls_and_tokens_beside_the_plaintext_one(
+    tmp_path: Path,
+) -> None:
+    report = tmp_path / "secure.json"
+    argv = [*TINY, "--in-memory", "--secure", "--json", str(report),
+            "--plot", str(tmp_path / "secure.png")]  # fmt: skip
+    assert main(argv) == 0
+    result = json.loads(report.read_text())
+    secure = [s for s in result["steps"] if s["router"] == "switchboard_secure"]
+    assert secure and all(s["errors"] == 0 and s["tasks"] > 0 for s in secure)
+    assert _positive(result["secure_router_tasks_per_s"])
+    ratio = result["secure_router_tasks_per_s"] / result["router_tasks_per_s"]
+    assert result["secure_ratio_to_plaintext"] == pytest.approx(ratio, abs=0.01)
