@@ -28,6 +28,13 @@ TIMEOUT_S_DEFAULT = 3.0
 """A probe that gets no answer within this long fails (Docker's and Kubernetes' own probe
 timeouts are set a little above it)."""
 
+ENV_VARIABLES = (
+    "SWITCHBOARD_PROBE_ADDRESS",
+    "SWITCHBOARD_PROBE_TLS_CA",
+    "SWITCHBOARD_PROBE_TLS_SERVER_NAME",
+)
+"""The variables the probe reads besides the router's own (SWITCHBOARD_PORT)."""
+
 EXIT_OK = 0
 EXIT_FAILED = 1
 
