@@ -372,3 +372,26 @@ def test_the_sdk_calls_with_a_token_over_tls(
 
     asyncio.run(run())
     assert len(asked) >= 2  # the stream and the completion each asked for the token
+
+
+def test_a_renewed_certificate_is_served_without_a_restart(tmp_path: Path) -> None:
+    first = write_local_credentials(tmp_path / "first")
+    renewed = write_local_credentials(tmp_path / "renewed")  # another CA altogether
+    server = ServerThread(_config(first)).start()
+    try:
+        bearer = grpc.access_token_call_credentials(token(first, Role.ADMIN))
+
+        def list_queues(ca: LocalCredentials) -> None:
+            tls = grpc.ssl_channel_credentials(ca.ca_cert.read_bytes())
+            credentials = grpc.composite_channel_credentials(tls, bearer)
+            with grpc.secure_channel(server.address, credentials) as channel:
+                Stubs.of(channel).admin.ListQueues(apb.ListQueuesRequest(), timeout=3)
+
+        list_queues(first)
+        for name in ("server_cert", "server_key"):
+            getattr(first, name).write_bytes(getattr(renewed, name).read_bytes())
+        list_queues(renewed)  # a new connection gets the new certificate
+        with pytest.raises(grpc.RpcError):
+            list_queues(first)
+    finally:
+        server.stop()
