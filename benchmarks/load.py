@@ -330,6 +330,7 @@ def summary(
         "secure_ratio_to_plaintext": round(secure_per_s / router_per_s, 3)
         if secure_per_s is not None and router_per_s
         else None,
+        "secure_cpu_ratio_to_plaintext": _secure_cpu_ratio(router, secure),
         "secure_create_to_offer_p99_ms": _rounded(
             secure_half.create_to_offer_p99_ms if secure_half else None
         ),
@@ -376,6 +377,27 @@ def _snapshot_figures(
     if half is not None and with_snapshot.snapshots and half.create_to_offer_p99_ms > 0:
         figures["snapshot_p99_ratio"] = round(p99 / half.create_to_offer_p99_ms, 3)
     return figures
+
+
+def _secure_cpu_ratio(plain: Sequence[StepResult], secure: Sequence[StepResult]) -> float | None:
+    """CPU per lifecycle (server and clients) in plaintext over that with TLS and tokens, over
+    the ramp steps both ran at the same rate unsaturated: what the throughput ratio would be on
+    a machine of their own, less swayed than the best steps by what else ran meanwhile."""
+    plain_by_rate = {s.offered_per_s: s for s in plain if s.phase == "ramp" and not s.saturated}
+    pairs = [
+        (plain_by_rate[s.offered_per_s], s)
+        for s in secure
+        if s.phase == "ramp" and not s.saturated and s.offered_per_s in plain_by_rate
+    ]
+    total_ms = [
+        (p.server_cpu_ms_per_task + p.client_cpu_ms_per_task,
+         s.server_cpu_ms_per_task + s.client_cpu_ms_per_task)
+        for p, s in pairs
+        if p.server_cpu_ms_per_task and s.server_cpu_ms_per_task
+    ]  # fmt: skip
+    if not total_ms:
+        return None
+    return round(sum(p for p, _ in total_ms) / sum(s for _, s in total_ms), 3)
 
 
 def _cpu_ratio(router: StepResult | None, null: StepResult | None) -> float | None:

@@ -124,5 +124,7 @@ def test_secure_measures_a_router_with_tls_and_tokens_beside_the_plaintext_one(
     secure = [s for s in result["steps"] if s["router"] == "switchboard_secure"]
     assert secure and all(s["errors"] == 0 and s["tasks"] > 0 for s in secure)
     assert _positive(result["secure_router_tasks_per_s"])
+    cpu_ratio = result["secure_cpu_ratio_to_plaintext"]
+    assert cpu_ratio is None or _positive(cpu_ratio)  # None: no unsaturated step in common
     ratio = result["secure_router_tasks_per_s"] / result["router_tasks_per_s"]
     assert result["secure_ratio_to_plaintext"] == pytest.approx(ratio, abs=0.01)

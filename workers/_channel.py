@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 import grpc
 
-from workers._credentials import TlsSettings, TokenSource, bearer_interceptors
+from workers._credentials import TlsSettings
 from workers._errors import error_from_rpc
 
 T = TypeVar("T")
@@ -23,12 +23,11 @@ def open_channel(
     *,
     reconnect_backoff_s: tuple[float, float],
     interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
-    token: TokenSource | None = None,
     tls: TlsSettings | None = None,
 ) -> grpc.aio.Channel:
-    """A channel to `address` (over TLS with `tls`, sending `token` on every call) whose own
-    reconnect back-off follows the SDK's, so that grpc does not wait its default 1 s to 120 s
-    between attempts under the SDK's retries."""
+    """A channel to `address` (over TLS with `tls`) whose own reconnect back-off follows the
+    SDK's, so that grpc does not wait its default 1 s to 120 s between attempts under the SDK's
+    retries."""
     first_s, largest_s = reconnect_backoff_s
     options: list[tuple[str, Any]] = [
         ("grpc.keepalive_time_ms", KEEPALIVE_TIME_MS),
@@ -38,7 +37,7 @@ def open_channel(
         ("grpc.min_reconnect_backoff_ms", max(1, round(first_s * 1000))),
         ("grpc.max_reconnect_backoff_ms", max(1, round(largest_s * 1000))),
     ]
-    chain = [*interceptors, *(bearer_interceptors(token) if token is not None else ())]
+    chain = list(interceptors)
     if tls is None:
         return grpc.aio.insecure_channel(address, options=options, interceptors=chain)
     if tls.server_name:

@@ -11,7 +11,7 @@ import grpc
 
 from workers._backoff import backoff_delays, check_backoff
 from workers._channel import open_channel, unary
-from workers._credentials import TlsSettings, TokenSource
+from workers._credentials import TlsSettings, TokenSource, for_stubs
 from workers._errors import Unavailable
 
 T = TypeVar("T")
@@ -102,10 +102,9 @@ class RouterClient(Generic[StubT]):
                 self.address,
                 reconnect_backoff_s=self._retry_backoff_s,
                 interceptors=self._interceptors,
-                token=self._token,
                 tls=self._tls,
             )
-            self._stub_cache = self._make_stub(self._channel)
+            self._stub_cache = self._make_stub(for_stubs(self._channel, self._token))
         return self._stub_cache
 
     async def _retrying(self, attempt: Callable[[], Awaitable[T]]) -> T:

@@ -19,7 +19,7 @@ from router._proto.switchboard.v1 import worker_service_pb2 as wpb
 from router._proto.switchboard.v1 import worker_service_pb2_grpc as wgrpc
 from workers._backoff import DEFAULT_BACKOFF_S, backoff_delays, check_backoff
 from workers._channel import open_channel, unary
-from workers._credentials import TlsSettings, TokenSource
+from workers._credentials import TlsSettings, TokenSource, for_stubs
 from workers._errors import SwitchboardError, Unavailable, error_for, error_from_rpc
 
 T = TypeVar("T")
@@ -307,7 +307,8 @@ class AgentSession:
         channel = self._channel()
         stubs = self._stubs.get(self.address)
         if stubs is None:
-            stubs = _Stubs(tgrpc.TaskServiceStub(channel), wgrpc.WorkerServiceStub(channel))
+            face = for_stubs(channel, self._token)
+            stubs = _Stubs(tgrpc.TaskServiceStub(face), wgrpc.WorkerServiceStub(face))
             self._stubs[self.address] = stubs
         return stubs
 
@@ -318,9 +319,8 @@ class AgentSession:
         channel = self._channels.get(address)
         if channel is None:
             channel = open_channel(
-                address, reconnect_backoff_s=self._reconnect_backoff_s, token=self._token,
-                tls=self._tls,
-            )  # fmt: skip
+                address, reconnect_backoff_s=self._reconnect_backoff_s, tls=self._tls
+            )
             self._channels[address] = channel
         return channel
 
