@@ -194,7 +194,7 @@ async def start_server(config: ServerConfig, *, engine: Engine | None = None) ->
         engine, last_entry_id = recovered.engine, recovered.last_entry_id
 
     # Access first: a caller without the right to a call learns nothing, not even who leads.
-    guard = AccessGuard(verifier, Audit(metrics), reflection_open=False)
+    guard = AccessGuard(verifier, Audit(metrics))
     standby_refusal = _StandbyRefusal()
     server = grpc.aio.server(options=GRPC_OPTIONS, interceptors=[guard, standby_refusal])
     try:

@@ -32,12 +32,9 @@ class AccessGuard(grpc.aio.ServerInterceptor):
     """Authentication (with `verifier`; None: every caller is an anonymous admin, as on a router
     without authentication) and authorization by `ACCESS`, audited."""
 
-    def __init__(
-        self, verifier: TokenVerifier | None, audit: Audit, *, reflection_open: bool
-    ) -> None:
+    def __init__(self, verifier: TokenVerifier | None, audit: Audit) -> None:
         self._verifier = verifier
         self._audit = audit
-        self._reflection_open = reflection_open or verifier is None
         self.service: RouterService | None = None
         """Its engine is the read side the scopes consult (replaced when the state is rebuilt
         from the store); set once the service exists."""
@@ -63,7 +60,7 @@ class AccessGuard(grpc.aio.ServerInterceptor):
         if method.startswith(HEALTH_PREFIX):
             return handler
         reflection = method.startswith(REFLECTION_PREFIXES)
-        if reflection and self._reflection_open:
+        if reflection and self._verifier is None:
             return handler
         # A method the table does not name is the admin's (reflection: any valid token).
         rule = None if reflection else ACCESS.get(method, _ADMIN_ONLY)
