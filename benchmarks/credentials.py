@@ -59,16 +59,24 @@ class LocalCredentials:
 class ClientAccess:
     """A load generator's credentials: TLS settings, and a token per role (and worker)."""
 
-    tls: TlsSettings
-    token: Callable[..., str]
-    """(role, worker_id=...) -> a token."""
+    tls: TlsSettings | None
+    """None: plaintext."""
+    token: Callable[..., str] | None
+    """(role, worker_id=...) -> a token; None: no token."""
 
     def channel(self, address: str) -> grpc.aio.Channel:
+        if self.tls is None:
+            return grpc.aio.insecure_channel(address)
         return grpc.aio.secure_channel(address, self.tls.channel_credentials())
 
     def metadata(self, role: Role) -> tuple[tuple[str, str], ...]:
         """Call metadata bearing a token of `role`, passed on each call (no interceptor)."""
+        if self.token is None:
+            return ()
         return (("authorization", f"Bearer {self.token(role)}"),)
+
+    def token_of(self, role: Role, worker_id: str = "") -> str | None:
+        return None if self.token is None else self.token(role, worker_id=worker_id)
 
 
 def _key() -> ec.EllipticCurvePrivateKey:

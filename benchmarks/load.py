@@ -1,7 +1,8 @@
 """Load benchmark: whole task lifecycles per second over gRPC, stepped up to saturation, against
 a null router measured in the same run.
 
-    python -m benchmarks.load [--quick] [--json PATH] [--plot PATH] [--target HOST:PORT]
+    python -m benchmarks.load [--quick] [--json PATH] [--plot PATH] [--secure]
+    python -m benchmarks.load --target HOST:PORT [--tls-ca PEM] [--token JWT]
 
 An open-loop generator sends CreateTask calls at Poisson arrival times over several gRPC
 channels, and simulated agents on the `workers` SDK accept and complete every offer at once
@@ -63,6 +64,7 @@ from benchmarks.servers import (
     switchboard_router,
 )
 from benchmarks.snapshots import SnapshotTrigger
+from workers import TlsSettings
 
 SECURE_ROUTER = "switchboard_secure"
 """The router measured with TLS and tokens (`--secure`), in the steps and the figure."""
@@ -232,6 +234,7 @@ def run_benchmark(
     progress: Progress | None,
     profile_path: Path | None = None,
     secure: bool = False,
+    target_access: ClientAccess | None = None,
 ) -> list[StepResult]:
     """Measures the router (started here, or `target`), with `secure` a second router started
     here with TLS and tokens (its clients with credentials), and then the null router."""
@@ -258,7 +261,7 @@ def run_benchmark(
         return asyncio.run(asyncio.wait_for(coroutine, timeout_s))
 
     if target is not None:
-        steps += measure(target, "switchboard", None)
+        steps += measure(target, "switchboard", None, access=target_access)
     else:
         with (
             tempfile.TemporaryDirectory(prefix="switchboard-load-") as folder,
@@ -282,6 +285,15 @@ def run_benchmark(
 
 
 # == the report ====================================================================================
+
+
+def target_access(tls_ca: Path | None, token: str | None) -> ClientAccess | None:
+    """How the clients reach a --target: over TLS trusting `tls_ca`, with `token` (an admin's:
+    it may act as every agent) on every call."""
+    if tls_ca is None and token is None:
+        return None
+    tls = TlsSettings(root_certificates=tls_ca.read_bytes()) if tls_ca is not None else None
+    return ClientAccess(tls, (lambda *_, **__: token) if token else None)
 
 
 def snapshot_step_skipped(target: str | None, durable: bool | None) -> str | None:
@@ -588,6 +600,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--start-rate", type=float, metavar="PER_S", help="the first step's arrival rate"
     )
     parser.add_argument(
+        "--tls-ca", type=Path, metavar="PEM",
+        help="with --target: call it over TLS, trusting this CA",
+    )  # fmt: skip
+    parser.add_argument(
+        "--token",
+        help="with --target: an admin token, sent by every client (set-up, creators, agents)",
+    )
+    parser.add_argument(
         "--secure",
         action="store_true",
         help="also measure a router started with TLS (a self-signed CA made here) and HS256 "
@@ -602,6 +622,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.secure and args.target:
         parser.error("--secure starts its own routers: it cannot go with --target")
+    if (args.tls_ca or args.token) and not args.target:
+        parser.error("--tls-ca and --token are for a --target")
     plan = QUICK if args.quick else FULL
     if args.steps is not None:
         plan = replace(plan, steps_max=args.steps)
@@ -621,6 +643,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         steps = run_benchmark(
             plan, target=args.target, durable=bool(durable), agents=args.agents,
             progress=progress, profile_path=args.server_profile, secure=args.secure,
+            target_access=target_access(args.tls_ca, args.token),
         )  # fmt: skip
     result = summary(steps, durable, snapshot_skipped=snapshot_step_skipped(args.target, durable))
     result["elapsed_s"] = round(time.monotonic() - started_s, 1)

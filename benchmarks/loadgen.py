@@ -205,7 +205,7 @@ class LoadRun:
         access = self._access
         async with AdminClient(
             self.address, call_timeout_s=CALL_TIMEOUT_S, tls=access.tls if access else None,
-            token=access.token(Role.ADMIN) if access else None,
+            token=access.token_of(Role.ADMIN) if access else None,
         ) as admin:  # fmt: skip
             await admin.upsert_queue(queue)
         async with self._channel() as channel:
@@ -224,7 +224,7 @@ class LoadRun:
         for worker_id in self._worker_ids:
             session = AgentSession(
                 self.address, worker_id, tls=access.tls if access else None,
-                token=access.token(Role.AGENT, worker_id=worker_id) if access else None,
+                token=access.token_of(Role.AGENT, worker_id) if access else None,
             )  # fmt: skip
             await session.__aenter__()
             self._sessions.append(session)
