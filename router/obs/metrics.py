@@ -149,8 +149,8 @@ class RouterMetrics:
         )
         self.admin_changes = Counter(
             "switchboard_admin_changes",
-            "Configuration changes answered (AdminService and WorkerService upserts and "
-            "removals), refused ones included.",
+            "Configuration changes (AdminService and WorkerService upserts and removals) "
+            "that passed the access check, whatever their outcome (the audit log has it).",
             ("method",),
             registry=registry,
         )
