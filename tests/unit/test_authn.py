@@ -24,7 +24,6 @@ from router.cli import main
 from router.mint import mint_token
 from router.tls import is_loopback, refuse_bare_exposure
 
-NOW_S = time.time()
 SECRET = b"0123456789abcdef0123456789abcdef-secret"
 
 
@@ -51,30 +50,32 @@ def _jwks(path: Path, keys: dict[str, rsa.RSAPrivateKey | ec.EllipticCurvePrivat
 
 
 def test_an_hs256_token_names_its_caller_until_it_expires(secret_file: Path) -> None:
+    now_s = time.time()
     verifier = TokenVerifier(AuthConfig(hs256_secret_file=secret_file))
     token = mint_token(role=Role.AGENT, worker_id="ana", key=SECRET, algorithm="HS256", ttl_s=60)
     principal = verifier.principal(_bearer(token))
     assert (principal.role, principal.worker_id, principal.subject) == (Role.AGENT, "ana", "ana")
-    assert principal.expires_s == pytest.approx(NOW_S + 60 + LEEWAY_S, abs=5)
+    assert principal.expires_s == pytest.approx(now_s + 60 + LEEWAY_S, abs=5)
     assert verifier.principal(_bearer(token)) is principal  # cached
     stale = mint_token(role=Role.ADMIN, key=SECRET, algorithm="HS256", ttl_s=60,
-                       now_s=NOW_S - 60 - LEEWAY_S - 5)  # fmt: skip
+                       now_s=now_s - 60 - LEEWAY_S - 5)  # fmt: skip
     with pytest.raises(AuthenticationError, match="token expired") as raised:
         verifier.principal(_bearer(stale))
     assert raised.value.reason == "expired"
 
 
 def test_rs256_and_es256_keys_are_chosen_by_kid_and_rotate(tmp_path: Path) -> None:
+    now_s = time.time()
     old, new = rsa.generate_private_key(65537, 2048), ec.generate_private_key(ec.SECP256R1())
     jwks = tmp_path / "jwks.json"
     _jwks(jwks, {"old": old})
-    clock = [NOW_S]
+    clock = [now_s]
     verifier = TokenVerifier(AuthConfig(jwks_file=jwks, issuer="idp", audience="switchboard"),
                              now_s=lambda: clock[0])  # fmt: skip
 
     def token(key: object, algorithm: str, kid: str) -> str:
         return mint_token(role=Role.FRONTEND, key=key, algorithm=algorithm, kid=kid,
-                          issuer="idp", audience="switchboard", now_s=NOW_S)  # fmt: skip
+                          issuer="idp", audience="switchboard", now_s=now_s)  # fmt: skip
 
     assert verifier.principal(_bearer(token(old, "RS256", "old"))).role is Role.FRONTEND
     with pytest.raises(AuthenticationError, match="kid"):
@@ -86,7 +87,7 @@ def test_rs256_and_es256_keys_are_chosen_by_kid_and_rotate(tmp_path: Path) -> No
     pem = old.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    forged = jwt.encode({"role": "admin", "exp": NOW_S + 60}, pem.decode()[:64] * 2,
+    forged = jwt.encode({"role": "admin", "exp": now_s + 60}, pem.decode()[:64] * 2,
                         algorithm="HS256", headers={"kid": "old"})  # fmt: skip
     with pytest.raises(AuthenticationError, match="algorithm not accepted"):
         verifier.principal(_bearer(forged))
@@ -102,8 +103,9 @@ def test_rs256_and_es256_keys_are_chosen_by_kid_and_rotate(tmp_path: Path) -> No
     ],
 )
 def test_claims_each_role_needs(secret_file: Path, claims: dict[str, object], message: str) -> None:
-    verifier = TokenVerifier(AuthConfig(hs256_secret_file=secret_file), now_s=lambda: NOW_S)
-    payload = {"exp": NOW_S + 60, **claims}
+    now_s = time.time()
+    verifier = TokenVerifier(AuthConfig(hs256_secret_file=secret_file), now_s=lambda: now_s)
+    payload = {"exp": now_s + 60, **claims}
     if payload["exp"] is None:
         del payload["exp"]
     with pytest.raises(AuthenticationError, match=message):
@@ -120,10 +122,11 @@ def test_missing_or_malformed_authorization(secret_file: Path) -> None:
 
 
 def test_the_cache_is_bounded(secret_file: Path) -> None:
-    verifier = TokenVerifier(AuthConfig(hs256_secret_file=secret_file), now_s=lambda: NOW_S)
+    now_s = time.time()
+    verifier = TokenVerifier(AuthConfig(hs256_secret_file=secret_file), now_s=lambda: now_s)
     for n in range(CACHE_TOKENS_MAX + 5):
         token = mint_token(role=Role.FRONTEND, subject=f"s{n}", key=SECRET, algorithm="HS256",
-                           now_s=NOW_S)  # fmt: skip
+                           now_s=now_s)  # fmt: skip
         verifier.principal(_bearer(token))
     assert len(verifier._cache) == CACHE_TOKENS_MAX
 
