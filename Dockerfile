@@ -3,7 +3,15 @@
 # (/metrics), configured by SWITCHBOARD_* environment variables (README, Configuration).
 #
 #   docker build -t switchboard .
-#   docker run -p 50051:50051 -p 9464:9464 -e SWITCHBOARD_REDIS_URL=redis://redis:6379/0 switchboard
+#   docker run -p 50051:50051 -p 9464:9464 -e SWITCHBOARD_REDIS_URL=redis://redis:6379/0 \
+#     -v ./tls:/etc/switchboard/tls:ro -e SWITCHBOARD_TLS_CERT=/etc/switchboard/tls/server.pem \
+#     -e SWITCHBOARD_TLS_KEY=/etc/switchboard/tls/server-key.pem \
+#     -e SWITCHBOARD_AUTH_HS256_SECRET_FILE=/etc/switchboard/tls/hs256.secret switchboard
+#
+# It listens on 0.0.0.0, so it refuses to start without TLS or tokens (SWITCHBOARD_TLS_CERT and
+# SWITCHBOARD_TLS_KEY, SWITCHBOARD_AUTH_HS256_SECRET_FILE or SWITCHBOARD_AUTH_JWKS_FILE, files
+# mounted into the container) unless SWITCHBOARD_INSECURE=1 says the network is trusted
+# (deploy/compose.yaml on a laptop). README, Security.
 #
 # Without SWITCHBOARD_REDIS_URL the router runs its private Redis (append-only, fsynced) in
 # /var/lib/switchboard: mount a volume there, or name the Redis you operate (deploy/compose.yaml).

@@ -1,7 +1,8 @@
 """Load benchmark: whole task lifecycles per second over gRPC, stepped up to saturation, against
 a null router measured in the same run.
 
-    python -m benchmarks.load [--quick] [--json PATH] [--plot PATH] [--target HOST:PORT]
+    python -m benchmarks.load [--quick] [--json PATH] [--plot PATH] [--secure]
+    python -m benchmarks.load --target HOST:PORT [--tls-ca PEM] [--token JWT]
 
 An open-loop generator sends CreateTask calls at Poisson arrival times over several gRPC
 channels, and simulated agents on the `workers` SDK accept and complete every offer at once
@@ -52,6 +53,7 @@ from rich.console import Console
 from rich.progress import Progress, TaskID
 from rich.table import Table
 
+from benchmarks.credentials import ClientAccess, write_local_credentials
 from benchmarks.loadgen import AGENTS_DEFAULT, LoadRun, StepResult
 from benchmarks.router_metrics import longest_stall_bound_s, snapshots_between
 from benchmarks.servers import (
@@ -62,7 +64,12 @@ from benchmarks.servers import (
     switchboard_router,
 )
 from benchmarks.snapshots import SnapshotTrigger
+from workers import TlsSettings
 
+SECURE_ROUTER = "switchboard_secure"
+"""The router measured with TLS and tokens (`--secure`), in the steps and the figure."""
+TARGET_SECURE_RATIO = 0.85
+"""Sustained lifecycles per second with TLS and tokens over those in plaintext, at least."""
 SATURATED_SHARE = 0.85
 """A step whose completed lifecycles per second fall below this share of the offered rate is
 past saturation."""
@@ -157,12 +164,13 @@ async def measure_router(
     server_cpu_s: Callable[[], float] | None = None,
     machine_cpu_s: Callable[[], float] | None = None,
     snapshots: SnapshotTrigger | None = None,
+    access: ClientAccess | None = None,
 ) -> list[StepResult]:
     """Ramps the rate up to saturation, then runs a step at half the sustained rate; with
     `snapshots`, runs that step again with a snapshot asked for in it, and counts the
-    snapshots of every step."""
+    snapshots of every step. With `access`, every client calls over TLS with tokens."""
     steps: list[StepResult] = []
-    async with LoadRun(address, router, agents=agents) as run:
+    async with LoadRun(address, router, agents=agents, access=access) as run:
 
         async def step(rate_per_s: float, measure_s: float, phase: str) -> StepResult:
             with_snapshot = phase == "half_snapshot"
@@ -225,13 +233,21 @@ def run_benchmark(
     agents: int,
     progress: Progress | None,
     profile_path: Path | None = None,
+    secure: bool = False,
+    target_access: ClientAccess | None = None,
 ) -> list[StepResult]:
-    """Measures the router (started here, or `target`) and then the null router."""
+    """Measures the router (started here, or `target`), with `secure` a second router started
+    here with TLS and tokens (its clients with credentials), and then the null router."""
     steps: list[StepResult] = []
     timeout_s = RUN_TIMEOUT_S
 
     def measure(
-        address: str, router: str, server: Server | None, *, snapshots: bool = False
+        address: str,
+        router: str,
+        server: Server | None,
+        *,
+        snapshots: bool = False,
+        access: ClientAccess | None = None,
     ) -> list[StepResult]:
         bar = _Bar(progress, plan.steps_max + 2)
         cpu_s = server.cpu_s if server is not None and can_read_cpu() else None
@@ -240,12 +256,12 @@ def run_benchmark(
             trigger = SnapshotTrigger(server.pid, server.metrics_port)
         coroutine = measure_router(
             address, router, plan, agents=agents, bar=bar, server_cpu_s=cpu_s,
-            machine_cpu_s=machine_cpu_s if cpu_s else None, snapshots=trigger,
+            machine_cpu_s=machine_cpu_s if cpu_s else None, snapshots=trigger, access=access,
         )  # fmt: skip
         return asyncio.run(asyncio.wait_for(coroutine, timeout_s))
 
     if target is not None:
-        steps += measure(target, "switchboard", None)
+        steps += measure(target, "switchboard", None, access=target_access)
     else:
         with (
             tempfile.TemporaryDirectory(prefix="switchboard-load-") as folder,
@@ -255,12 +271,29 @@ def run_benchmark(
             ) as server,
         ):  # fmt: skip
             steps += measure(server.address, "switchboard", server, snapshots=durable)
+    if secure:
+        with tempfile.TemporaryDirectory(prefix="switchboard-load-secure-") as folder:
+            credentials = write_local_credentials(Path(folder) / "tls")
+            with switchboard_router(
+                Path(folder) / "data", durable=durable, credentials=credentials
+            ) as server:
+                access = credentials.client_access()
+                steps += measure(server.address, SECURE_ROUTER, server, access=access)
     with null_router() as server:
         steps += measure(server.address, "null", server)
     return steps
 
 
 # == the report ====================================================================================
+
+
+def target_access(tls_ca: Path | None, token: str | None) -> ClientAccess | None:
+    """How the clients reach a --target: over TLS trusting `tls_ca`, with `token` (an admin's:
+    it may act as every agent) on every call."""
+    if tls_ca is None and token is None:
+        return None
+    tls = TlsSettings(root_certificates=tls_ca.read_bytes()) if tls_ca is not None else None
+    return ClientAccess(tls, (lambda *_, **__: token) if token else None)
 
 
 def snapshot_step_skipped(target: str | None, durable: bool | None) -> str | None:
@@ -282,6 +315,9 @@ def summary(
     half = next((s for s in router if s.phase == "half"), None)
     with_snapshot = next((s for s in router if s.phase == "half_snapshot"), None)
     null_half = next((s for s in null if s.phase == "half"), None)
+    secure = [s for s in steps if s.router == SECURE_ROUTER]
+    secure_per_s = sustained_per_s(secure) if secure else None
+    secure_half = next((s for s in secure if s.phase == "half"), None)
     return {
         "benchmark": "load",
         "durable": durable,
@@ -301,6 +337,18 @@ def summary(
         ),
         "client_cpu_ms_per_task": _rounded(half.client_cpu_ms_per_task if half else None),
         "cpu_ratio_to_null": _cpu_ratio(half, null_half),
+        # --secure: the same router with TLS and bearer tokens, its clients with credentials.
+        "secure_router_tasks_per_s": _rounded(secure_per_s),
+        "secure_ratio_to_plaintext": round(secure_per_s / router_per_s, 3)
+        if secure_per_s is not None and router_per_s
+        else None,
+        "secure_cpu_ratio_to_plaintext": _secure_cpu_ratio(router, secure),
+        "secure_create_to_offer_p99_ms": _rounded(
+            secure_half.create_to_offer_p99_ms if secure_half else None
+        ),
+        "secure_router_cpu_ms_per_task": _rounded(
+            secure_half.server_cpu_ms_per_task if secure_half else None
+        ),
         "other_load_cores_max": _rounded(
             max((s.other_load_cores for s in steps if s.other_load_cores is not None), default=None)
         ),
@@ -343,6 +391,27 @@ def _snapshot_figures(
     return figures
 
 
+def _secure_cpu_ratio(plain: Sequence[StepResult], secure: Sequence[StepResult]) -> float | None:
+    """CPU per lifecycle (server and clients) in plaintext over that with TLS and tokens, over
+    the ramp steps both ran at the same rate unsaturated: what the throughput ratio would be on
+    a machine of their own, less swayed than the best steps by what else ran meanwhile."""
+    plain_by_rate = {s.offered_per_s: s for s in plain if s.phase == "ramp" and not s.saturated}
+    pairs = [
+        (plain_by_rate[s.offered_per_s], s)
+        for s in secure
+        if s.phase == "ramp" and not s.saturated and s.offered_per_s in plain_by_rate
+    ]
+    total_ms = [
+        (p.server_cpu_ms_per_task + p.client_cpu_ms_per_task,
+         s.server_cpu_ms_per_task + s.client_cpu_ms_per_task)
+        for p, s in pairs
+        if p.server_cpu_ms_per_task and s.server_cpu_ms_per_task
+    ]  # fmt: skip
+    if not total_ms:
+        return None
+    return round(sum(p for p, _ in total_ms) / sum(s for _, s in total_ms), 3)
+
+
 def _cpu_ratio(router: StepResult | None, null: StepResult | None) -> float | None:
     """The null router's CPU per lifecycle over the router's, both at half saturation: the
     throughput ratio the two would show each on a core of its own, with a client to spare."""
@@ -362,7 +431,7 @@ def targets(result: dict[str, Any]) -> list[tuple[str, Any, str, bool]]:
     p99 = result["create_to_offer_p99_ms"]
     ratio, cpu_ratio = result["ratio_to_null"], result["cpu_ratio_to_null"]
     snapshot_ratio = result["snapshot_p99_ratio"]
-    return [
+    found = [
         ("ratio_to_null", ratio, f">= {TARGET_RATIO_TO_NULL:g}",
          at_least(ratio, TARGET_RATIO_TO_NULL)),
         ("cpu_ratio_to_null (server CPU per task)", cpu_ratio, f">= {TARGET_RATIO_TO_NULL:g}",
@@ -375,6 +444,12 @@ def targets(result: dict[str, Any]) -> list[tuple[str, Any, str, bool]]:
          f"<= {TARGET_SNAPSHOT_P99_RATIO:g}",
          isinstance(snapshot_ratio, float) and snapshot_ratio <= TARGET_SNAPSHOT_P99_RATIO),
     ]  # fmt: skip
+    secure_ratio = result["secure_ratio_to_plaintext"]
+    if secure_ratio is not None:  # --secure
+        met = secure_ratio >= TARGET_SECURE_RATIO
+        name = "secure_ratio_to_plaintext (TLS + tokens ÷ plaintext)"
+        found.append((name, secure_ratio, f">= {TARGET_SECURE_RATIO:g}", met))
+    return found
 
 
 def _rounded(value: float | None) -> float | None:
@@ -441,7 +516,7 @@ def plot(steps: Sequence[StepResult], path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     figure, (latency, throughput) = plt.subplots(1, 2, figsize=(12, 4.8))
-    colours = {"switchboard": "tab:blue", "null": "tab:grey"}
+    colours = {"switchboard": "tab:blue", SECURE_ROUTER: "tab:orange", "null": "tab:grey"}
     top_per_s = max(s.offered_per_s for s in steps)
     for router, colour in colours.items():
         ramp = sorted(
@@ -525,12 +600,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--start-rate", type=float, metavar="PER_S", help="the first step's arrival rate"
     )
     parser.add_argument(
+        "--tls-ca", type=Path, metavar="PEM",
+        help="with --target: call it over TLS, trusting this CA",
+    )  # fmt: skip
+    parser.add_argument(
+        "--token",
+        help="with --target: an admin token, sent by every client (set-up, creators, agents)",
+    )
+    parser.add_argument(
+        "--secure",
+        action="store_true",
+        help="also measure a router started with TLS (a self-signed CA made here) and HS256 "
+        "tokens, its clients with credentials, and report its ratio to the plaintext one",
+    )
+    parser.add_argument(
         "--server-profile",
         type=Path,
         metavar="PATH",
         help="run the started router under cProfile, statistics to PATH",
     )
     args = parser.parse_args(argv)
+    if args.secure and args.target:
+        parser.error("--secure starts its own routers: it cannot go with --target")
+    if (args.tls_ca or args.token) and not args.target:
+        parser.error("--tls-ca and --token are for a --target")
     plan = QUICK if args.quick else FULL
     if args.steps is not None:
         plan = replace(plan, steps_max=args.steps)
@@ -549,11 +642,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
         steps = run_benchmark(
             plan, target=args.target, durable=bool(durable), agents=args.agents,
-            progress=progress, profile_path=args.server_profile,
+            progress=progress, profile_path=args.server_profile, secure=args.secure,
+            target_access=target_access(args.tls_ca, args.token),
         )  # fmt: skip
-    result = summary(
-        steps, durable, snapshot_skipped=snapshot_step_skipped(args.target, durable)
-    )
+    result = summary(steps, durable, snapshot_skipped=snapshot_step_skipped(args.target, durable))
     result["elapsed_s"] = round(time.monotonic() - started_s, 1)
     print_report(console, steps, result)
     mode = {True: "journal on", False: "journal off", None: args.target}[durable]

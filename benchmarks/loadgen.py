@@ -20,11 +20,13 @@ from typing import Any
 import grpc
 import numpy as np
 
+from benchmarks.credentials import ClientAccess
 from router._proto.switchboard.v1 import resources_pb2 as pb
 from router._proto.switchboard.v1 import task_service_pb2 as tpb
 from router._proto.switchboard.v1 import task_service_pb2_grpc as tgrpc
 from router._proto.switchboard.v1 import worker_service_pb2 as wpb
 from router._proto.switchboard.v1 import worker_service_pb2_grpc as wgrpc
+from router.api.authn import Role
 from workers import AdminClient, AgentSession, SwitchboardError
 
 CLIENT_CHANNELS = 4
@@ -145,9 +147,20 @@ class LoadRun:
             step = await run.step(500.0, warmup_s=1, measure_s=3)
     """
 
-    def __init__(self, address: str, router: str, *, agents: int = AGENTS_DEFAULT) -> None:
+    def __init__(
+        self,
+        address: str,
+        router: str,
+        *,
+        agents: int = AGENTS_DEFAULT,
+        access: ClientAccess | None = None,
+    ) -> None:
         self.address = address
         self.router = router
+        # With `access`: TLS, an admin token to set up, a front end's to create, one per agent.
+        self._access = access
+        self._admin_metadata = access.metadata(Role.ADMIN) if access else ()
+        self._frontend_metadata = access.metadata(Role.FRONTEND) if access else ()
         self._agent_count = agents
         # Unique names, so that runs against a long-lived --target never meet each other.
         self._run_id = uuid.uuid4().hex[:8]
@@ -189,9 +202,13 @@ class LoadRun:
             target_expression=target,
             reservation_timeout_s=RESERVATION_TIMEOUT_S,
         )
-        async with AdminClient(self.address, call_timeout_s=CALL_TIMEOUT_S) as admin:
+        access = self._access
+        async with AdminClient(
+            self.address, call_timeout_s=CALL_TIMEOUT_S, tls=access.tls if access else None,
+            token=access.token_of(Role.ADMIN) if access else None,
+        ) as admin:  # fmt: skip
             await admin.upsert_queue(queue)
-        async with grpc.aio.insecure_channel(self.address) as channel:
+        async with self._channel() as channel:
             workers = wgrpc.WorkerServiceStub(channel)
             for worker_id in self._worker_ids:
                 worker = pb.Worker(
@@ -201,15 +218,19 @@ class LoadRun:
                 )
                 worker.attributes.update({"load_run": self._run_id})
                 await workers.UpsertWorker(
-                    wpb.UpsertWorkerRequest(worker=worker), timeout=CALL_TIMEOUT_S
-                )
+                    wpb.UpsertWorkerRequest(worker=worker), timeout=CALL_TIMEOUT_S,
+                    metadata=self._admin_metadata,
+                )  # fmt: skip
         for worker_id in self._worker_ids:
-            session = AgentSession(self.address, worker_id)
+            session = AgentSession(
+                self.address, worker_id, tls=access.tls if access else None,
+                token=access.token_of(Role.AGENT, worker_id) if access else None,
+            )  # fmt: skip
             await session.__aenter__()
             self._sessions.append(session)
             self._agent_tasks.append(asyncio.create_task(self._agent(session)))
         for _ in range(CLIENT_CHANNELS):
-            channel = grpc.aio.insecure_channel(self.address)
+            channel = self._channel()
             self._channels.append(channel)
             self._stubs.append(tgrpc.TaskServiceStub(channel))
 
@@ -227,16 +248,22 @@ class LoadRun:
             await session.close()
         if self._sessions:
             with contextlib.suppress(grpc.RpcError):
-                async with grpc.aio.insecure_channel(self.address) as channel:
+                async with self._channel() as channel:
                     workers = wgrpc.WorkerServiceStub(channel)
                     for worker_id in self._worker_ids:
                         await workers.RemoveWorker(
-                            wpb.RemoveWorkerRequest(worker_id=worker_id), timeout=CALL_TIMEOUT_S
-                        )
+                            wpb.RemoveWorkerRequest(worker_id=worker_id), timeout=CALL_TIMEOUT_S,
+                            metadata=self._admin_metadata,
+                        )  # fmt: skip
         self._sessions.clear()
         for channel in self._channels:
             await channel.close()
         self._channels.clear()
+
+    def _channel(self) -> grpc.aio.Channel:
+        if self._access is None:
+            return grpc.aio.insecure_channel(self.address)
+        return self._access.channel(self.address)
 
     # -- the agents -----------------------------------------------------------------------------
 
@@ -277,7 +304,7 @@ class LoadRun:
         task = pb.Task(queue_id=self._queue_id, channel="chat")
         request = tpb.CreateTaskRequest(task=task, client_request_id=f"{self._request_prefix}{seq}")
         try:
-            await stub.CreateTask(request, timeout=CALL_TIMEOUT_S)
+            await stub.CreateTask(request, timeout=CALL_TIMEOUT_S, metadata=self._frontend_metadata)
         except grpc.aio.AioRpcError:
             self._timings.errors += 1
             self._open.discard(seq)  # no offer will come for it

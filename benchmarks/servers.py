@@ -19,15 +19,23 @@ from typing import IO, Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from benchmarks.credentials import LocalCredentials
+
 SERVER_START_TIMEOUT_S = 30.0
 SNAPSHOTS_ON_REQUEST_ONLY = 10**12
 """`--snapshot-every` for a router whose snapshots a benchmark triggers itself (SIGUSR1): so
 many journaled commands that none falls due on its own during a run."""
 
 
-def is_serving(address: str) -> bool:
-    """Whether the server's health says SERVING (a router does once it leads)."""
-    with contextlib.suppress(grpc.RpcError), grpc.insecure_channel(address) as channel:
+def is_serving(address: str, tls_ca: bytes | None = None) -> bool:
+    """Whether the server's health says SERVING (a router does once it leads); over TLS,
+    trusting `tls_ca`, when given."""
+    channel = (
+        grpc.insecure_channel(address)
+        if tls_ca is None
+        else grpc.secure_channel(address, grpc.ssl_channel_credentials(tls_ca))
+    )
+    with contextlib.suppress(grpc.RpcError), channel:
         health = health_pb2_grpc.HealthStub(channel)
         reply = health.Check(health_pb2.HealthCheckRequest(), timeout=2)
         return reply.status == health_pb2.HealthCheckResponse.SERVING
@@ -76,19 +84,21 @@ def metrics_port_in(line: str) -> int | None:
 
 
 def _start(
-    command: list[str], env: dict[str, str] | None = None
+    command: list[str], env: dict[str, str] | None = None, tls_ca: bytes | None = None
 ) -> tuple[subprocess.Popen[str], str]:
     """`start_process_line`, then waits until the server serves."""
     process, line = start_process_line(command, env)
-    wait_until_serving(process, _address_in(line), SERVER_START_TIMEOUT_S)
+    wait_until_serving(process, _address_in(line), SERVER_START_TIMEOUT_S, tls_ca)
     return process, line
 
 
-def wait_until_serving(process: subprocess.Popen[str], address: str, timeout_s: float) -> None:
+def wait_until_serving(
+    process: subprocess.Popen[str], address: str, timeout_s: float, tls_ca: bytes | None = None
+) -> None:
     """Returns once the server's health says SERVING (a durable router: once it holds the
     lease); stops it and raises RuntimeError if it exits or `timeout_s` passes first."""
     deadline_s = time.monotonic() + timeout_s
-    while not is_serving(address):
+    while not is_serving(address, tls_ca):
         if time.monotonic() > deadline_s or process.poll() is not None:
             stop_process(process)
             raise RuntimeError(f"{address} did not start serving")
@@ -216,11 +226,13 @@ def switchboard_router(
     durable: bool,
     profile_path: Path | None = None,
     snapshots_on_request: bool = False,
+    credentials: LocalCredentials | None = None,
 ) -> Iterator[Server]:
     """A `switchboard serve` process on 127.0.0.1 (durable: a private Redis in `data_dir`),
     with its metrics on a free port; yields it once it leads. With `profile_path`, it runs
     under cProfile, which writes its statistics there when the process is stopped. With
-    `snapshots_on_request`, it takes snapshots only when sent SIGUSR1."""
+    `snapshots_on_request`, it takes snapshots only when sent SIGUSR1. With `credentials`, it
+    serves TLS and requires their tokens."""
     command = [sys.executable]
     if profile_path is not None:
         command += ["-m", "cProfile", "-o", str(profile_path)]
@@ -229,7 +241,11 @@ def switchboard_router(
     command += ["--data-dir", str(data_dir)] if durable else ["--in-memory"]
     if snapshots_on_request:
         command += ["--snapshot-every", str(SNAPSHOTS_ON_REQUEST_ONLY)]
-    process, line = _start(command)
+    tls_ca = None
+    if credentials is not None:
+        command += credentials.server_flags()
+        tls_ca = credentials.ca_cert.read_bytes()
+    process, line = _start(command, tls_ca=tls_ca)
     try:
         yield Server(_address_in(line), process.pid, metrics_port_in(line))
     finally:

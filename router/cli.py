@@ -1,4 +1,5 @@
-"""The `switchboard` command: `serve` runs the router; `demo` routes a simulated center, live."""
+"""The `switchboard` command: `serve` runs the router; `health` asks one; `token` mints a bearer
+token; `demo` routes a simulated center, live."""
 
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ import signal
 import sys
 from pathlib import Path
 
-from router import probe
+from router import mint, probe
+from router.api.authn import AuthConfig
 from router.envconfig import EnvConfigError, apply_env_defaults
 from router.server import ServerConfig, start_server
 from router.service import SNAPSHOT_EVERY_COMMANDS_DEFAULT
 from router.store.lease import LEASE_TTL_S_DEFAULT
+from router.tls import TlsConfig
 
 
 def _serve_parser(
@@ -75,7 +78,56 @@ def _serve_parser(
         "answered (default 0: the primary's own persistence)",
     )  # fmt: skip
     serve.add_argument("--log-level", default="INFO", type=_log_level)
+    _security_arguments(serve)
     return serve
+
+
+def _security_arguments(serve: argparse.ArgumentParser) -> None:
+    tls = serve.add_argument_group("TLS")
+    tls.add_argument(
+        "--tls-cert",
+        type=Path,
+        metavar="FILE",
+        help="PEM certificate chain: serve gRPC over TLS (reloaded when it changes)",
+    )
+    tls.add_argument("--tls-key", type=Path, metavar="FILE", help="PEM private key of --tls-cert")
+    tls.add_argument(
+        "--tls-client-ca",
+        type=Path,
+        metavar="FILE",
+        help="PEM CA certificates: require client certificates they signed (mTLS)",
+    )
+    tls.add_argument(
+        "--metrics-tls",
+        action="store_true",
+        help="serve /metrics over HTTPS too, with the same certificate (and client CA)",
+    )
+    auth = serve.add_argument_group("authentication (bearer JWT in the authorization metadata)")
+    auth.add_argument(
+        "--auth-hs256-secret-file",
+        type=Path,
+        metavar="FILE",
+        help="verify HS256 tokens with the secret in FILE (32 bytes or more)",
+    )
+    auth.add_argument(
+        "--auth-jwks-file",
+        type=Path,
+        metavar="FILE",
+        help="verify RS256/ES256 tokens with the public keys of this JWKS (by kid)",
+    )
+    auth.add_argument("--auth-issuer", default="", help="require this iss claim")
+    auth.add_argument("--auth-audience", default="", help="require this aud claim")
+    serve.add_argument(
+        "--reflection",
+        choices=("on", "off"),
+        default="on",
+        help="serve gRPC reflection (with authentication on: to any valid token)",
+    )
+    serve.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow listening beyond loopback with neither TLS nor authentication",
+    )
 
 
 def _log_level(name: str) -> str:
@@ -94,6 +146,16 @@ def _health_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     probe.build_parser(health)
+
+
+def _token_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    token = subparsers.add_parser(
+        "token",
+        help="mint a bearer token (development and tests)",
+        description=mint.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    mint.build_parser(token)
 
 
 def _demo_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -117,6 +179,16 @@ async def _serve(args: argparse.Namespace) -> None:
         lease_ttl_s=args.lease_ttl,
         advertise_address=args.advertise_address,
         min_replicas_acked=args.min_replicas_acked,
+        tls=_tls_config(args),
+        metrics_tls=args.metrics_tls,
+        auth=AuthConfig(
+            hs256_secret_file=args.auth_hs256_secret_file,
+            jwks_file=args.auth_jwks_file,
+            issuer=args.auth_issuer,
+            audience=args.auth_audience,
+        ),
+        reflection=args.reflection == "on",
+        insecure=args.insecure,
     )
     server = await start_server(config)
     # One line on stdout that scripts and tests wait for.
@@ -131,11 +203,22 @@ async def _serve(args: argparse.Namespace) -> None:
     await server.stop()
 
 
+def _tls_config(args: argparse.Namespace) -> TlsConfig | None:
+    if args.tls_cert is None and args.tls_key is None:
+        if args.tls_client_ca is not None:
+            raise ValueError("--tls-client-ca needs --tls-cert and --tls-key")
+        return None
+    if args.tls_cert is None or args.tls_key is None:
+        raise ValueError("give both --tls-cert and --tls-key")
+    return TlsConfig(args.tls_cert, args.tls_key, args.tls_client_ca)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="switchboard", description=__doc__)
     subparsers = parser.add_subparsers(dest="command", required=True)
     serve = _serve_parser(subparsers)
     _health_parser(subparsers)
+    _token_parser(subparsers)
     _demo_parser(subparsers)
     args = parser.parse_args(argv)
     if args.command == "serve":  # again, with the SWITCHBOARD_* variables as defaults
@@ -147,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     if args.command == "health":
         return probe.run(args)
+    if args.command == "token":
+        return mint.run(args)
     if args.command == "serve":
         logging.basicConfig(
             level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -26,6 +26,10 @@ from router._proto.switchboard.v1 import (
     worker_service_pb2_grpc,
 )
 from router.api.admin import AdminServicer
+from router.api.audit import Audit
+from router.api.authn import AuthConfig, TokenVerifier
+from router.api.guard import AccessGuard
+from router.api.handlers import with_behavior
 from router.api.stats import ClockServicer, StatsServicer
 from router.api.status import LEADER_METADATA_KEY
 from router.api.tasks import TaskServicer
@@ -41,6 +45,7 @@ from router.store.embedded import EmbeddedRedis, supervise
 from router.store.journal import RedisJournal
 from router.store.lease import LEASE_TTL_S_DEFAULT, RedisLease
 from router.store.recovery import recover
+from router.tls import TlsConfig, refuse_bare_exposure, server_credentials
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +110,16 @@ class ServerConfig:
     min_replicas_acked: int = 0
     """Replicas of the store that must acknowledge each journaled batch (Redis WAIT) before it
     is answered; 0 trusts the primary's own persistence."""
+    tls: TlsConfig | None = None
+    """TLS (mutual with a client CA) on the gRPC port; None serves plaintext h2c."""
+    metrics_tls: bool = False
+    """Serve /metrics over HTTPS with the same certificate (and client CA) as the gRPC port."""
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    """Bearer-token verification; its default (no key) lets every caller do everything."""
+    reflection: bool = True
+    """Serve server reflection (with authentication on, to callers with a valid token)."""
+    insecure: bool = False
+    """Allow listening beyond loopback with neither TLS nor authentication."""
 
 
 @dataclass(slots=True)
@@ -157,6 +172,13 @@ async def start_server(config: ServerConfig, *, engine: Engine | None = None) ->
     """Starts a router serving on `config.host:config.port` and returns once it listens. A
     durable router starts as a standby (health NOT_SERVING) and leads once it holds the lease,
     at once when no other router does."""
+    refuse_bare_exposure(
+        config.host, tls=config.tls is not None, authenticated=config.auth.enabled,
+        insecure=config.insecure,
+    )  # fmt: skip
+    if config.metrics_tls and config.tls is None:
+        raise ValueError("--metrics-tls needs --tls-cert and --tls-key")
+    verifier = TokenVerifier(config.auth) if config.auth.enabled else None
     clock: Clock = TestClock(config.test_clock_start_ms) if config.test_clock else SystemClock()
     registry = CollectorRegistry()
     metrics = RouterMetrics(registry)
@@ -171,10 +193,16 @@ async def start_server(config: ServerConfig, *, engine: Engine | None = None) ->
         )  # fmt: skip
         engine, last_entry_id = recovered.engine, recovered.last_entry_id
 
+    # Access first: a caller without the right to a call learns nothing, not even who leads.
+    guard = AccessGuard(verifier, Audit(metrics))
     standby_refusal = _StandbyRefusal()
-    server = grpc.aio.server(options=GRPC_OPTIONS, interceptors=[standby_refusal])
+    server = grpc.aio.server(options=GRPC_OPTIONS, interceptors=[guard, standby_refusal])
     try:
-        port = server.add_insecure_port(f"{config.host}:{config.port}")
+        address = f"{config.host}:{config.port}"
+        if config.tls is None:
+            port = server.add_insecure_port(address)
+        else:
+            port = server.add_secure_port(address, server_credentials(config.tls))
     except RuntimeError as error:  # grpcio raises this when the port cannot be bound
         await _close_store(client, embedded)
         raise OSError(f"cannot listen on {config.host}:{config.port}: {error}") from error
@@ -197,6 +225,7 @@ async def start_server(config: ServerConfig, *, engine: Engine | None = None) ->
     service = RouterService(engine or Engine(), clock, metrics, durability)
     health_servicer = health.aio.HealthServicer()
     standby_refusal.service = service  # known only now: the lease needed the bound port
+    guard.service = service
 
     async def on_role(role: Role) -> None:
         status = (
@@ -225,19 +254,35 @@ async def start_server(config: ServerConfig, *, engine: Engine | None = None) ->
     stats_service_pb2_grpc.add_StatsServiceServicer_to_server(StatsServicer(service), server)
     clock_service_pb2_grpc.add_ClockServiceServicer_to_server(ClockServicer(service), server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    enable_reflection((*SERVICE_NAMES, health.SERVICE_NAME), server)  # v1 and v1alpha
+    if config.reflection:
+        enable_reflection((*SERVICE_NAMES, health.SERVICE_NAME), server)  # v1 and v1alpha
     await server.start()
 
     metrics_http = None
     metrics_port = None
     if config.metrics_port is not None:
-        metrics_http, _ = start_http_server(config.metrics_port, config.host, registry=registry)
+        metrics_http, _ = start_http_server(
+            config.metrics_port, config.host, registry=registry, **_metrics_tls(config)
+        )
         metrics_port = metrics_http.server_port
     log.info("switchboard listening on %s:%s (metrics on %s)", config.host, port, metrics_port)
     return RunningServer(
         config, server, service, health_servicer, registry, port, metrics_port, loop_monitor,
         metrics_http, client, embedded, supervisor,
     )  # fmt: skip
+
+
+def _metrics_tls(config: ServerConfig) -> dict[str, Any]:
+    """start_http_server's TLS arguments: the gRPC port's certificate, and its client CA."""
+    if not config.metrics_tls or config.tls is None:
+        return {}
+    tls = config.tls
+    return {
+        "certfile": str(tls.cert_file),
+        "keyfile": str(tls.key_file),
+        "client_cafile": str(tls.client_ca_file) if tls.client_ca_file else None,
+        "client_auth_required": tls.client_ca_file is not None,
+    }
 
 
 async def _open_store(
@@ -298,15 +343,4 @@ class _StandbyRefusal(grpc.aio.ServerInterceptor):
                 context.set_trailing_metadata(((LEADER_METADATA_KEY, leader),))
             await context.abort(grpc.StatusCode.UNAVAILABLE, message)
 
-        kind = (handler.request_streaming, handler.response_streaming)
-        make = {
-            (False, False): grpc.unary_unary_rpc_method_handler,
-            (False, True): grpc.unary_stream_rpc_method_handler,
-            (True, False): grpc.stream_unary_rpc_method_handler,
-            (True, True): grpc.stream_stream_rpc_method_handler,
-        }[kind]
-        return make(
-            refuse,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        return with_behavior(handler, refuse)

@@ -110,3 +110,38 @@ def test_the_second_half_step_had_a_snapshot_and_the_first_none(
 def test_the_figure_is_drawn(run: tuple[dict[str, Any], Path]) -> None:
     _, figure = run
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.timeout(90)
+def test_secure_measures_a_router_with_tls_and_tokens_beside_the_plaintext_one(
+    tmp_path: Path,
+) -> None:
+    report = tmp_path / "secure.json"
+    argv = [*TINY, "--in-memory", "--secure", "--json", str(report),
+            "--plot", str(tmp_path / "secure.png")]  # fmt: skip
+    assert main(argv) == 0
+    result = json.loads(report.read_text())
+    secure = [s for s in result["steps"] if s["router"] == "switchboard_secure"]
+    assert secure and all(s["errors"] == 0 and s["tasks"] > 0 for s in secure)
+    assert _positive(result["secure_router_tasks_per_s"])
+    cpu_ratio = result["secure_cpu_ratio_to_plaintext"]
+    assert cpu_ratio is None or _positive(cpu_ratio)  # None: no unsaturated step in common
+    ratio = result["secure_router_tasks_per_s"] / result["router_tasks_per_s"]
+    assert result["secure_ratio_to_plaintext"] == pytest.approx(ratio, abs=0.01)
+
+
+@pytest.mark.timeout(90)
+def test_a_secured_target_is_measured_with_its_ca_and_a_token(tmp_path: Path) -> None:
+    from benchmarks.credentials import write_local_credentials
+    from benchmarks.servers import switchboard_router
+    from router.api.authn import Role
+
+    credentials = write_local_credentials(tmp_path / "tls")
+    report = tmp_path / "target.json"
+    with switchboard_router(tmp_path / "data", durable=False, credentials=credentials) as server:
+        argv = [*TINY, "--target", server.address, "--tls-ca", str(credentials.ca_cert),
+                "--token", credentials.token(Role.ADMIN), "--json", str(report),
+                "--plot", str(tmp_path / "target.png")]  # fmt: skip
+        assert main(argv) == 0
+    steps = [s for s in json.loads(report.read_text())["steps"] if s["router"] == "switchboard"]
+    assert steps and all(s["errors"] == 0 and s["tasks"] > 0 for s in steps)

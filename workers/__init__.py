@@ -15,6 +15,7 @@ from router._proto.switchboard.v1.resources_pb2 import (
     Worker,
 )
 from workers._admin import AdminClient, StateDigest, UpsertedPolicy, UpsertedQueue
+from workers._credentials import TlsSettings, TokenSource
 from workers._errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -48,6 +49,8 @@ __all__ = [
     "SwitchboardError",
     "Task",
     "TaskClient",
+    "TlsSettings",
+    "TokenSource",
     "Unauthenticated",
     "Unavailable",
     "UpsertedPolicy",

@@ -7,6 +7,7 @@ from typing import Any, TypeVar
 
 import grpc
 
+from workers._credentials import TlsSettings
 from workers._errors import error_from_rpc
 
 T = TypeVar("T")
@@ -22,9 +23,11 @@ def open_channel(
     *,
     reconnect_backoff_s: tuple[float, float],
     interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
+    tls: TlsSettings | None = None,
 ) -> grpc.aio.Channel:
-    """An insecure channel to `address` whose own reconnect back-off follows the SDK's, so that
-    grpc does not wait its default 1 s to 120 s between attempts under the SDK's retries."""
+    """A channel to `address` (over TLS with `tls`) whose own reconnect back-off follows the
+    SDK's, so that grpc does not wait its default 1 s to 120 s between attempts under the SDK's
+    retries."""
     first_s, largest_s = reconnect_backoff_s
     options: list[tuple[str, Any]] = [
         ("grpc.keepalive_time_ms", KEEPALIVE_TIME_MS),
@@ -34,7 +37,14 @@ def open_channel(
         ("grpc.min_reconnect_backoff_ms", max(1, round(first_s * 1000))),
         ("grpc.max_reconnect_backoff_ms", max(1, round(largest_s * 1000))),
     ]
-    return grpc.aio.insecure_channel(address, options=options, interceptors=list(interceptors))
+    chain = list(interceptors)
+    if tls is None:
+        return grpc.aio.insecure_channel(address, options=options, interceptors=chain)
+    if tls.server_name:
+        options.append(("grpc.ssl_target_name_override", tls.server_name))
+    return grpc.aio.secure_channel(
+        address, tls.channel_credentials(), options=options, interceptors=chain
+    )
 
 
 async def unary(call: Awaitable[T]) -> T:

@@ -11,6 +11,7 @@ import grpc
 
 from workers._backoff import backoff_delays, check_backoff
 from workers._channel import open_channel, unary
+from workers._credentials import TlsSettings, TokenSource, for_stubs
 from workers._errors import Unavailable
 
 T = TypeVar("T")
@@ -29,7 +30,8 @@ class RouterClient(Generic[StubT]):
     On UNAVAILABLE (a standby, a router that died, a store outage) it moves on: to the leader a
     standby named, or to the next of its addresses. `_retrying` calls are retried with
     exponential back-off (only calls that are safe to repeat after a lost reply); `_once` calls
-    are made once."""
+    are made once. With `token`, every call carries it (`authorization: Bearer`); with `tls`,
+    the channel is TLS (mutual when it holds a client certificate)."""
 
     def __init__(
         self,
@@ -40,6 +42,8 @@ class RouterClient(Generic[StubT]):
         attempts_max: int,
         call_timeout_s: float,
         interceptors: Sequence[grpc.aio.ClientInterceptor],
+        token: TokenSource | None,
+        tls: TlsSettings | None,
     ) -> None:
         if attempts_max < 1:
             raise ValueError(f"attempts_max must be 1 or more, got {attempts_max}")
@@ -53,6 +57,8 @@ class RouterClient(Generic[StubT]):
         self._attempts_max = attempts_max
         self._call_timeout_s = call_timeout_s
         self._interceptors = tuple(interceptors)
+        self._token = token
+        self._tls = tls
         self._channel: grpc.aio.Channel | None = None
         self._stub_cache: StubT | None = None
 
@@ -96,8 +102,9 @@ class RouterClient(Generic[StubT]):
                 self.address,
                 reconnect_backoff_s=self._retry_backoff_s,
                 interceptors=self._interceptors,
+                tls=self._tls,
             )
-            self._stub_cache = self._make_stub(self._channel)
+            self._stub_cache = self._make_stub(for_stubs(self._channel, self._token))
         return self._stub_cache
 
     async def _retrying(self, attempt: Callable[[], Awaitable[T]]) -> T:

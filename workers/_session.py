@@ -19,6 +19,7 @@ from router._proto.switchboard.v1 import worker_service_pb2 as wpb
 from router._proto.switchboard.v1 import worker_service_pb2_grpc as wgrpc
 from workers._backoff import DEFAULT_BACKOFF_S, backoff_delays, check_backoff
 from workers._channel import open_channel, unary
+from workers._credentials import TlsSettings, TokenSource, for_stubs
 from workers._errors import SwitchboardError, Unavailable, error_for, error_from_rpc
 
 T = TypeVar("T")
@@ -82,6 +83,9 @@ class AgentSession:
     pending are re-sent by the router and are not yielded twice. Accept and reject travel on
     the stream and wait for their answer; every refusal raises a `SwitchboardError`.
 
+    `token` (a string, or a function returning the current one) is sent on every call; `tls`
+    makes the channel TLS (with a client certificate for mTLS).
+
     One task should iterate `offers()`; `accept`, `reject` and the other calls may be made
     concurrently from any task of the same event loop.
     """
@@ -96,6 +100,8 @@ class AgentSession:
         heartbeat_interval_s: float = HEARTBEAT_INTERVAL_S,
         request_timeout_s: float = REQUEST_TIMEOUT_S,
         connect_timeout_s: float = CONNECT_TIMEOUT_S,
+        token: TokenSource | None = None,
+        tls: TlsSettings | None = None,
     ) -> None:
         self._addresses = [address] if isinstance(address, str) else list(address)
         if not self._addresses:
@@ -107,6 +113,8 @@ class AgentSession:
         self._heartbeat_interval_s = heartbeat_interval_s
         self._request_timeout_s = request_timeout_s
         self._connect_timeout_s = connect_timeout_s
+        self._token = token
+        self._tls = tls
         self._address_index = 0
         self._channels: dict[str, grpc.aio.Channel] = {}
         # Stubs per address, made once: building one costs ~65 us (a load test's agents make
@@ -299,7 +307,8 @@ class AgentSession:
         channel = self._channel()
         stubs = self._stubs.get(self.address)
         if stubs is None:
-            stubs = _Stubs(tgrpc.TaskServiceStub(channel), wgrpc.WorkerServiceStub(channel))
+            face = for_stubs(channel, self._token)
+            stubs = _Stubs(tgrpc.TaskServiceStub(face), wgrpc.WorkerServiceStub(face))
             self._stubs[self.address] = stubs
         return stubs
 
@@ -309,7 +318,9 @@ class AgentSession:
         address = self.address
         channel = self._channels.get(address)
         if channel is None:
-            channel = open_channel(address, reconnect_backoff_s=self._reconnect_backoff_s)
+            channel = open_channel(
+                address, reconnect_backoff_s=self._reconnect_backoff_s, tls=self._tls
+            )
             self._channels[address] = channel
         return channel
 

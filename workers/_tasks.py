@@ -18,6 +18,7 @@ from workers._client import (
     DEFAULT_RETRY_BACKOFF_S,
     RouterClient,
 )
+from workers._credentials import TlsSettings, TokenSource
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +52,8 @@ class TaskClient(RouterClient[tgrpc.TaskServiceStub]):
         attempts_max: int = DEFAULT_ATTEMPTS_MAX,
         call_timeout_s: float = DEFAULT_CALL_TIMEOUT_S,
         interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
+        token: TokenSource | None = None,
+        tls: TlsSettings | None = None,
     ) -> None:
         super().__init__(
             address,
@@ -59,6 +62,8 @@ class TaskClient(RouterClient[tgrpc.TaskServiceStub]):
             attempts_max=attempts_max,
             call_timeout_s=call_timeout_s,
             interceptors=interceptors,
+            token=token,
+            tls=tls,
         )
 
     async def create_task(

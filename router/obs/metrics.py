@@ -140,6 +140,20 @@ class RouterMetrics:
             "Times the router restarted its embedded Redis server after it died.",
             registry=registry,
         )
+        self.auth_refusals = Counter(
+            "switchboard_auth_refusals",
+            "Calls refused: UNAUTHENTICATED (missing_token, expired, invalid_token) or "
+            "PERMISSION_DENIED (role: not for this role; scope: another worker's or queue's).",
+            ("reason",),
+            registry=registry,
+        )
+        self.admin_changes = Counter(
+            "switchboard_admin_changes",
+            "Configuration changes (AdminService and WorkerService upserts and removals) "
+            "that passed the access check, whatever their outcome (the audit log has it).",
+            ("method",),
+            registry=registry,
+        )
 
     def observe_events(self, events: Iterable[Event]) -> None:
         for event in events:

@@ -60,6 +60,9 @@ def test_a_leader_and_a_standby_share_the_redis(compose: dict[str, Any]) -> None
                             environment["SWITCHBOARD_REDIS_URL"])  # fmt: skip
         assert router["depends_on"]["redis"]["condition"] == "service_healthy"
         advertised.add(environment["SWITCHBOARD_ADVERTISE_ADDRESS"])
+        # Plaintext without tokens, asked for, on ports this machine alone reaches.
+        assert environment["SWITCHBOARD_INSECURE"] == "1"
+        assert all(port.startswith("127.0.0.1:") for port in router["ports"])
         published = {port.rsplit(":", 2)[-2] for port in router["ports"]}
         assert environment["SWITCHBOARD_ADVERTISE_ADDRESS"].rsplit(":", 1)[1] in published
     assert len(advertised) == 2

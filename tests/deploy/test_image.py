@@ -167,6 +167,9 @@ def start(image: Image, runtime: Stage, tmp_path: Path) -> Iterator[object]:
             SWITCHBOARD_PORT=str(free_port()),
             SWITCHBOARD_METRICS_PORT=str(metrics_port),
             SWITCHBOARD_DATA_DIR=str(workdir / "data"),
+            # The image listens on 0.0.0.0: plaintext without tokens must be asked for, as
+            # deploy/compose.yaml does (test_the_image_refuses_an_open_port_by_default).
+            SWITCHBOARD_INSECURE="1",
             **overrides,
         )
         # ENTRYPOINT + CMD, looked up on PATH as the container's init would.
@@ -243,3 +246,18 @@ def test_the_wheel_runs_as_the_image_and_its_probes_answer(
     assert standby.process.wait(timeout=20) == 0
     leader.process.send_signal(signal.SIGTERM)  # the image's STOPSIGNAL
     assert leader.process.wait(timeout=20) == 0
+
+
+def test_the_image_refuses_an_open_port_by_default(
+    image: Image, runtime: Stage, tmp_path: Path
+) -> None:
+    """With neither TLS, tokens nor SWITCHBOARD_INSECURE, the image's command stops at once and
+    says why, before it touches a store."""
+    env = image.environ(runtime, SWITCHBOARD_PORT=str(free_port()), SWITCHBOARD_METRICS_PORT="-1",
+                        SWITCHBOARD_DATA_DIR=str(tmp_path / "data"))  # fmt: skip
+    command = [*runtime.entrypoint, *runtime.cmd]
+    command[0] = shutil.which(command[0], path=env["PATH"]) or command[0]
+    result = _run(command, env, tmp_path)
+    assert result.returncode == 1
+    assert "refusing to listen on 0.0.0.0 without TLS and without authentication" in result.stderr
+    assert not (tmp_path / "data").exists()

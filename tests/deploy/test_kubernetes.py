@@ -7,6 +7,7 @@ the Secret. (Schemas and checkov: `make lint`.)"""
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -14,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from router import probe as health_probe
 from router.envconfig import env_actions, env_name
 from tests.deploy.test_env_config import _serve
 
@@ -59,10 +61,11 @@ def test_readiness_is_leadership_and_liveness_any_answer(docs: Docs) -> None:
     assert deployment["spec"]["replicas"] == 2
     router = _router(docs)
     grpc_port = {p["name"]: p["containerPort"] for p in router["ports"]}["grpc"]
-    readiness = router["readinessProbe"]
-    # The server's overall status ("" service): SERVING on the leader only (tests/deploy/
-    # test_image.py shows a standby answering NOT_SERVING).
-    assert readiness["grpc"]["port"] == grpc_port and readiness["grpc"].get("service", "") == ""
+    assert grpc_port == 50051  # the probe's default port, as SWITCHBOARD_PORT says
+    # The server's overall status: SERVING on the leader only (tests/deploy/test_image.py shows
+    # a standby answering NOT_SERVING), asked over TLS by the Python probe (Kubernetes' own
+    # gRPC probe speaks no TLS).
+    assert router["readinessProbe"]["exec"]["command"] == ["python", "-m", "router.probe"]
     for probe in ("livenessProbe", "startupProbe"):
         command = router[probe]["exec"]["command"]
         assert command == ["python", "-m", "router.probe", "--live"], probe
@@ -110,7 +113,7 @@ def test_prometheus_scrapes_the_metrics_port(docs: Docs) -> None:
 
 
 def test_settings_come_from_the_configmap_and_the_redis_url_from_the_secret(docs: Docs) -> None:
-    known = {env_name(action) for action in env_actions(_serve())}
+    known = {env_name(action) for action in env_actions(_serve())} | set(health_probe.ENV_VARIABLES)
     router = _router(docs)
     (source,) = router["envFrom"]
     config = docs[("ConfigMap", source["configMapRef"]["name"])]["data"]
@@ -134,3 +137,31 @@ def test_the_example_overlay_patches_what_it_says() -> None:
     assert config["SWITCHBOARD_LEASE_TTL"] == "2"  # merged, not replaced
     url = overlay[("Secret", "switchboard-redis")]["stringData"]["url"]
     assert url.startswith("redis://:") and "@" in url  # a password, by URL
+
+
+def test_tls_and_tokens_come_from_mounted_secrets(docs: Docs) -> None:
+    """The pods listen on 0.0.0.0: with TLS and bearer tokens, never --insecure; the files come
+    from Secrets (the overlay provides them), so renewals reach the router without a restart."""
+    router = _router(docs)
+    env = {e["name"]: e.get("value") for e in router["env"]}
+    assert "SWITCHBOARD_INSECURE" not in env
+    mounts = {m["name"]: m for m in router["volumeMounts"]}
+    secrets = {v["name"]: v["secret"]["secretName"] for v in _pod(docs)["spec"]["volumes"]
+               if "secret" in v}  # fmt: skip
+    assert secrets == {"tls": "switchboard-tls", "auth": "switchboard-auth"}
+    for variable, volume in (("SWITCHBOARD_TLS_CERT", "tls"), ("SWITCHBOARD_TLS_KEY", "tls"),
+                             ("SWITCHBOARD_AUTH_JWKS_FILE", "auth"),
+                             ("SWITCHBOARD_PROBE_TLS_CA", "tls")):  # fmt: skip
+        assert mounts[volume]["readOnly"] is True
+        assert env[variable].startswith(mounts[volume]["mountPath"] + "/"), variable
+    assert env["SWITCHBOARD_METRICS_TLS"] == "1"
+    assert _pod(docs)["metadata"]["annotations"]["prometheus.io/scheme"] == "https"
+
+
+def test_the_example_overlay_provides_the_secrets() -> None:
+    overlay = _render(KUBERNETES / "overlays/example")
+    tls = overlay[("Secret", "switchboard-tls")]
+    assert tls["type"] == "kubernetes.io/tls"
+    assert set(tls["stringData"]) == {"tls.crt", "tls.key", "ca.crt"}
+    jwks = overlay[("Secret", "switchboard-auth")]["stringData"]["jwks.json"]
+    assert json.loads(jwks) == {"keys": []}
