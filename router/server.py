@@ -18,6 +18,8 @@ from router._proto.switchboard.v1 import (
     admin_service_pb2_grpc,
     clock_service_pb2,
     clock_service_pb2_grpc,
+    event_service_pb2,
+    event_service_pb2_grpc,
     stats_service_pb2,
     stats_service_pb2_grpc,
     task_service_pb2,
@@ -26,6 +28,7 @@ from router._proto.switchboard.v1 import (
     worker_service_pb2_grpc,
 )
 from router.api.admin import AdminServicer
+from router.api.events import EventServicer
 from router.api.stats import ClockServicer, StatsServicer
 from router.api.status import LEADER_METADATA_KEY
 from router.api.tasks import TaskServicer
@@ -40,7 +43,9 @@ from router.store.connect import StoreClient, open_blocking_redis, open_redis
 from router.store.embedded import EmbeddedRedis, supervise
 from router.store.journal import RedisJournal
 from router.store.lease import LEASE_TTL_S_DEFAULT, RedisLease
+from router.store.protocols import EventRetention
 from router.store.recovery import recover
+from router.writer.eventhub import LAG_EVENTS_MAX
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +58,7 @@ SERVICE_NAMES = (
     admin_service_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
     stats_service_pb2.DESCRIPTOR.services_by_name["StatsService"].full_name,
     clock_service_pb2.DESCRIPTOR.services_by_name["ClockService"].full_name,
+    event_service_pb2.DESCRIPTOR.services_by_name["EventService"].full_name,
 )
 
 GRPC_OPTIONS: list[tuple[str, Any]] = [
@@ -105,6 +111,10 @@ class ServerConfig:
     min_replicas_acked: int = 0
     """Replicas of the store that must acknowledge each journaled batch (Redis WAIT) before it
     is answered; 0 trusts the primary's own persistence."""
+    event_retention: EventRetention = EventRetention()  # noqa: RUF009 - frozen
+    """How long (and how many batches' worth) the event feed is kept in the store."""
+    event_subscriber_lag_max: int = LAG_EVENTS_MAX
+    """How many events an event feed subscriber may fall behind before it is cut off."""
 
 
 @dataclass(slots=True)
@@ -163,7 +173,7 @@ async def start_server(config: ServerConfig, *, engine: Engine | None = None) ->
     embedded, client, journal, url = None, None, None, ""
     if config.durable:
         embedded, client, url = await _open_store(config)
-        journal = RedisJournal(client, config.workspace)
+        journal = RedisJournal(client, config.workspace, event_retention=config.event_retention)
         recovered = await recover(journal)
         log.info(
             "recovered %d tasks and %d workers (%d journaled batches replayed)",
@@ -194,7 +204,10 @@ async def start_server(config: ServerConfig, *, engine: Engine | None = None) ->
             snapshot_every_commands=config.snapshot_every_commands,
             min_replicas_acked=config.min_replicas_acked,
         )
-    service = RouterService(engine or Engine(), clock, metrics, durability)
+    service = RouterService(
+        engine or Engine(), clock, metrics, durability,
+        event_lag_max=config.event_subscriber_lag_max,
+    )  # fmt: skip
     health_servicer = health.aio.HealthServicer()
     standby_refusal.service = service  # known only now: the lease needed the bound port
 
@@ -224,6 +237,7 @@ async def start_server(config: ServerConfig, *, engine: Engine | None = None) ->
     admin_service_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(service), server)
     stats_service_pb2_grpc.add_StatsServiceServicer_to_server(StatsServicer(service), server)
     clock_service_pb2_grpc.add_ClockServiceServicer_to_server(ClockServicer(service), server)
+    event_service_pb2_grpc.add_EventServiceServicer_to_server(EventServicer(service), server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     enable_reflection((*SERVICE_NAMES, health.SERVICE_NAME), server)  # v1 and v1alpha
     await server.start()

@@ -133,8 +133,8 @@ class Engine:
         offers, routing, matching = self.offers, self.routing, self.matching
         statistics, histories, identifiers = self.statistics, self.histories, self.identifiers
         catalog.connect(
-            roster=roster, lifecycle=lifecycle, routing=routing, matching=matching,
-            statistics=statistics,
+            events=events, roster=roster, lifecycle=lifecycle, routing=routing,
+            matching=matching, statistics=statistics,
         )  # fmt: skip
         roster.connect(
             clock=clock, events=events, catalog=catalog, lifecycle=lifecycle, offers=offers,
@@ -151,12 +151,12 @@ class Engine:
             histories=histories, identifiers=identifiers,
         )  # fmt: skip
         routing.connect(
-            clock=clock, timers=timers, catalog=catalog, roster=roster, lifecycle=lifecycle,
-            matching=matching,
+            clock=clock, events=events, timers=timers, catalog=catalog, roster=roster,
+            lifecycle=lifecycle, matching=matching,
         )  # fmt: skip
         matching.connect(
-            clock=clock, timers=timers, catalog=catalog, roster=roster, lifecycle=lifecycle,
-            offers=offers, routing=routing, histories=histories,
+            clock=clock, events=events, timers=timers, catalog=catalog, roster=roster,
+            lifecycle=lifecycle, offers=offers, routing=routing, histories=histories,
         )  # fmt: skip
         statistics.connect(
             clock=clock, queues=catalog.queues, membership=catalog.membership,

@@ -140,6 +140,27 @@ class RouterMetrics:
             "Times the router restarted its embedded Redis server after it died.",
             registry=registry,
         )
+        self.events_published = Counter(
+            "switchboard_events_published",
+            "Events journaled and put on the event feed (EventService.Subscribe).",
+            registry=registry,
+        )
+        self.event_subscribers = Gauge(
+            "switchboard_event_subscribers",
+            "Event feed subscribers connected to this router.",
+            registry=registry,
+        )
+        self.event_subscriber_lag = Gauge(
+            "switchboard_event_subscriber_lag_max_events",
+            "How many events the furthest-behind subscriber of the event feed has still to "
+            "read (it is cut off past the limit).",
+            registry=registry,
+        )
+        self.event_subscribers_cut_off = Counter(
+            "switchboard_event_subscribers_cut_off",
+            "Event feed subscribers cut off (RESOURCE_EXHAUSTED) for falling too far behind.",
+            registry=registry,
+        )
 
     def observe_events(self, events: Iterable[Event]) -> None:
         for event in events:
