@@ -16,6 +16,7 @@ from router.envconfig import EnvConfigError, apply_env_defaults
 from router.server import ServerConfig, start_server
 from router.service import SNAPSHOT_EVERY_COMMANDS_DEFAULT
 from router.store.lease import LEASE_TTL_S_DEFAULT
+from router.store.protocols import EventRetention
 
 
 def _serve_parser(
@@ -74,6 +75,14 @@ def _serve_parser(
         help="replicas of the store that must acknowledge each batch (Redis WAIT) before it is "
         "answered (default 0: the primary's own persistence)",
     )  # fmt: skip
+    serve.add_argument(
+        "--event-retention", type=float, default=EventRetention().age_ms / 1000, metavar="S",
+        help="seconds the event feed is kept in the store (default 604800: 7 days)",
+    )  # fmt: skip
+    serve.add_argument(
+        "--event-retention-batches", type=int, default=EventRetention().entries_max, metavar="N",
+        help="most journaled batches whose events are kept (default 1000000)",
+    )  # fmt: skip
     serve.add_argument("--log-level", default="INFO", type=_log_level)
     return serve
 
@@ -94,6 +103,13 @@ def _health_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     probe.build_parser(health)
+
+
+def _top_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from router.top import add_top_arguments
+
+    top = subparsers.add_parser("top", help="a live wallboard of a router's queues and agents")
+    add_top_arguments(top)
 
 
 def _demo_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -117,6 +133,9 @@ async def _serve(args: argparse.Namespace) -> None:
         lease_ttl_s=args.lease_ttl,
         advertise_address=args.advertise_address,
         min_replicas_acked=args.min_replicas_acked,
+        event_retention=EventRetention(
+            round(args.event_retention * 1000), args.event_retention_batches
+        ),
     )
     server = await start_server(config)
     # One line on stdout that scripts and tests wait for.
@@ -137,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     serve = _serve_parser(subparsers)
     _health_parser(subparsers)
     _demo_parser(subparsers)
+    _top_parser(subparsers)
     args = parser.parse_args(argv)
     if args.command == "serve":  # again, with the SWITCHBOARD_* variables as defaults
         try:
@@ -147,6 +167,12 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     if args.command == "health":
         return probe.run(args)
+    if args.command == "top":
+        from router.top import run_top
+
+        with contextlib.suppress(KeyboardInterrupt):
+            return run_top(args)
+        return 130
     if args.command == "serve":
         logging.basicConfig(
             level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"

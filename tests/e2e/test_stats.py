@@ -3,6 +3,9 @@ hand here (waits, handle times, the service level split, per channel, per worker
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import grpc
@@ -137,3 +140,14 @@ def test_watch_stats_pushes_the_same_report_to_every_wallboard(stubs: Stubs) -> 
     with pytest.raises(grpc.RpcError) as refused:
         next(stubs.stats.WatchStats(spb.WatchStatsRequest(query=query, interval_ms=5)))
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_switchboard_top_shows_the_queues(router_server: ServerThread, stubs: Stubs) -> None:
+    stubs.queue("support")
+    stubs.create()
+    result = subprocess.run(
+        [sys.executable, "-m", "router.cli", "top", "--address", router_server.address, "--once"],
+        capture_output=True, text=True, timeout=30, env={**os.environ, "COLUMNS": "160"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "support" in result.stdout and "Agents by activity" in result.stdout
