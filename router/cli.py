@@ -19,6 +19,7 @@ from router.server import ServerConfig, start_server
 from router.service import SNAPSHOT_EVERY_COMMANDS_DEFAULT
 from router.store.lease import LEASE_TTL_S_DEFAULT
 from router.tls import TlsConfig
+from router.store.protocols import EventRetention
 
 
 def _serve_parser(
@@ -76,6 +77,14 @@ def _serve_parser(
         "--min-replicas-acked", type=int, default=0, metavar="N",
         help="replicas of the store that must acknowledge each batch (Redis WAIT) before it is "
         "answered (default 0: the primary's own persistence)",
+    )  # fmt: skip
+    serve.add_argument(
+        "--event-retention", type=float, default=EventRetention().age_ms / 1000, metavar="S",
+        help="seconds the event feed is kept in the store (default 604800: 7 days)",
+    )  # fmt: skip
+    serve.add_argument(
+        "--event-retention-batches", type=int, default=EventRetention().entries_max, metavar="N",
+        help="most journaled batches whose events are kept (default 1000000)",
     )  # fmt: skip
     serve.add_argument("--log-level", default="INFO", type=_log_level)
     _security_arguments(serve)
@@ -156,6 +165,11 @@ def _token_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     mint.build_parser(token)
+def _top_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from router.top import add_top_arguments
+
+    top = subparsers.add_parser("top", help="a live wallboard of a router's queues and agents")
+    add_top_arguments(top)
 
 
 def _demo_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -189,6 +203,9 @@ async def _serve(args: argparse.Namespace) -> None:
         ),
         reflection=args.reflection == "on",
         insecure=args.insecure,
+        event_retention=EventRetention(
+            round(args.event_retention * 1000), args.event_retention_batches
+        ),
     )
     server = await start_server(config)
     # One line on stdout that scripts and tests wait for.
@@ -220,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     _health_parser(subparsers)
     _token_parser(subparsers)
     _demo_parser(subparsers)
+    _top_parser(subparsers)
     args = parser.parse_args(argv)
     if args.command == "serve":  # again, with the SWITCHBOARD_* variables as defaults
         try:
@@ -232,6 +250,12 @@ def main(argv: list[str] | None = None) -> int:
         return probe.run(args)
     if args.command == "token":
         return mint.run(args)
+    if args.command == "top":
+        from router.top import run_top
+
+        with contextlib.suppress(KeyboardInterrupt):
+            return run_top(args)
+        return 130
     if args.command == "serve":
         logging.basicConfig(
             level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"

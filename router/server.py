@@ -18,6 +18,8 @@ from router._proto.switchboard.v1 import (
     admin_service_pb2_grpc,
     clock_service_pb2,
     clock_service_pb2_grpc,
+    event_service_pb2,
+    event_service_pb2_grpc,
     stats_service_pb2,
     stats_service_pb2_grpc,
     task_service_pb2,
@@ -30,6 +32,7 @@ from router.api.audit import Audit
 from router.api.authn import AuthConfig, TokenVerifier
 from router.api.guard import AccessGuard
 from router.api.handlers import with_behavior
+from router.api.events import EventServicer
 from router.api.stats import ClockServicer, StatsServicer
 from router.api.status import LEADER_METADATA_KEY
 from router.api.tasks import TaskServicer
@@ -44,8 +47,10 @@ from router.store.connect import StoreClient, open_blocking_redis, open_redis
 from router.store.embedded import EmbeddedRedis, supervise
 from router.store.journal import RedisJournal
 from router.store.lease import LEASE_TTL_S_DEFAULT, RedisLease
+from router.store.protocols import EventRetention
 from router.store.recovery import recover
 from router.tls import TlsConfig, refuse_bare_exposure, server_credentials
+from router.writer.eventhub import LAG_EVENTS_MAX
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +63,7 @@ SERVICE_NAMES = (
     admin_service_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
     stats_service_pb2.DESCRIPTOR.services_by_name["StatsService"].full_name,
     clock_service_pb2.DESCRIPTOR.services_by_name["ClockService"].full_name,
+    event_service_pb2.DESCRIPTOR.services_by_name["EventService"].full_name,
 )
 
 GRPC_OPTIONS: list[tuple[str, Any]] = [
@@ -120,6 +126,10 @@ class ServerConfig:
     """Serve server reflection (with authentication on, to callers with a valid token)."""
     insecure: bool = False
     """Allow listening beyond loopback with neither TLS nor authentication."""
+    event_retention: EventRetention = EventRetention()  # noqa: RUF009 - frozen
+    """How long (and how many batches' worth) the event feed is kept in the store."""
+    event_subscriber_lag_max: int = LAG_EVENTS_MAX
+    """How many events an event feed subscriber may fall behind before it is cut off."""
 
 
 @dataclass(slots=True)
@@ -185,7 +195,7 @@ async def start_server(config: ServerConfig, *, engine: Engine | None = None) ->
     embedded, client, journal, url = None, None, None, ""
     if config.durable:
         embedded, client, url = await _open_store(config)
-        journal = RedisJournal(client, config.workspace)
+        journal = RedisJournal(client, config.workspace, event_retention=config.event_retention)
         recovered = await recover(journal)
         log.info(
             "recovered %d tasks and %d workers (%d journaled batches replayed)",
@@ -222,7 +232,10 @@ async def start_server(config: ServerConfig, *, engine: Engine | None = None) ->
             snapshot_every_commands=config.snapshot_every_commands,
             min_replicas_acked=config.min_replicas_acked,
         )
-    service = RouterService(engine or Engine(), clock, metrics, durability)
+    service = RouterService(
+        engine or Engine(), clock, metrics, durability,
+        event_lag_max=config.event_subscriber_lag_max,
+    )  # fmt: skip
     health_servicer = health.aio.HealthServicer()
     standby_refusal.service = service  # known only now: the lease needed the bound port
     guard.service = service
@@ -253,6 +266,7 @@ async def start_server(config: ServerConfig, *, engine: Engine | None = None) ->
     admin_service_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(service), server)
     stats_service_pb2_grpc.add_StatsServiceServicer_to_server(StatsServicer(service), server)
     clock_service_pb2_grpc.add_ClockServiceServicer_to_server(ClockServicer(service), server)
+    event_service_pb2_grpc.add_EventServiceServicer_to_server(EventServicer(service), server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if config.reflection:
         enable_reflection((*SERVICE_NAMES, health.SERVICE_NAME), server)  # v1 and v1alpha

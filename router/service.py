@@ -21,6 +21,7 @@ from router.core.errors import Unavailable
 from router.obs.metrics import RouterMetrics
 from router.store.protocols import Journal, Lease
 from router.writer.batches import REPLICA_ACK_TIMEOUT_MS, BatchWriter
+from router.writer.eventhub import LAG_EVENTS_MAX, Cursor, EventFilter, EventHub, Subscription
 from router.writer.fanout import Fanout, StreamEnd, WorkerStream
 from router.writer.housekeeping import SNAPSHOT_EVERY_COMMANDS_DEFAULT, Housekeeping, StateDigest
 from router.writer.leadership import Leadership, Role, RoleListener
@@ -55,18 +56,24 @@ class RouterService:
         clock: Clock,
         metrics: RouterMetrics,
         durability: Durability | None = None,
+        *,
+        event_lag_max: int = LAG_EVENTS_MAX,
     ) -> None:
+        """`event_lag_max`: how many events an event feed subscriber may fall behind."""
         self.clock = clock
         self.metrics = metrics
         self._durability = durability
         journal = durability.journal if durability else None
         lease = durability.lease if durability else None
         self._fanout = Fanout(metrics, after_publish=self._observe_state_if_due)
+        self._events = EventHub(
+            metrics, journal, ring_events_max=2 * event_lag_max, lag_events_max=event_lag_max
+        )
         self._writer = BatchWriter(
             engine, clock, metrics, journal=journal, lease=lease,
             last_entry_id=durability.last_entry_id if durability else "",
             min_replicas_acked=durability.min_replicas_acked if durability else 0,
-            publish=self._fanout.publish, journaled=self._journaled,
+            publish=self._fanout.publish, feed=self._events.publish, journaled=self._journaled,
             after_batch=self._after_batch, rebuild=self._rebuild,
         )  # fmt: skip
         self._housekeeping = Housekeeping(
@@ -82,12 +89,21 @@ class RouterService:
                 self._writer, self._housekeeping, self._fanout, metrics,
                 journal=journal, lease=lease,
             )  # fmt: skip
+            self._leadership.add_role_listener(self._role_changed)
         self._task: asyncio.Task[None] | None = None
 
     # -- the parts' hooks -----------------------------------------------------------------------
 
     def _observe_state_if_due(self) -> None:
         self._housekeeping.observe_state_if_due()
+
+    async def _role_changed(self, role: Role) -> None:
+        """The event feed follows the leadership: a new leader's ring starts after the last
+        entry it applied; a router that stops leading ends its subscribers."""
+        if role is Role.LEADER:
+            self._events.lead(self._writer.last_entry_id or "0")
+        else:
+            self._events.end_all(self.leader_address)
 
     def _journaled(self, commands: int) -> None:
         self._housekeeping.journaled(commands)
@@ -186,3 +202,13 @@ class RouterService:
 
     def detach_worker_stream(self, worker_id: str, stream: WorkerStream) -> None:
         self._fanout.detach(worker_id, stream)
+
+    # -- the event feed -------------------------------------------------------------------------
+
+    async def subscribe(
+        self, *, after: Cursor | None, from_oldest: bool, event_filter: EventFilter
+    ) -> Subscription:
+        """A subscription to the feed's events after `after` (see `EventHub.subscribe`)."""
+        return await self._events.subscribe(
+            after=after, from_oldest=from_oldest, event_filter=event_filter
+        )

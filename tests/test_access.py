@@ -3,6 +3,8 @@ not exist, and is what a real router enforces: every role against every RPC, ove
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,13 +12,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from router._proto.switchboard.v1 import (
-    admin_service_pb2,
-    clock_service_pb2,
-    stats_service_pb2,
-    task_service_pb2,
-    worker_service_pb2,
-)
+import router._proto.switchboard.v1 as protos
 from router.api.access import ACCESS, role_table
 from router.api.authn import AuthConfig, Role
 from router.mint import mint_token
@@ -30,8 +26,10 @@ SECRET = b"a-test-secret-of-at-least-thirty-two-bytes"
 def _proto_methods() -> dict[str, bool]:
     """Every RPC's full name, and whether its requests stream."""
     methods = {}
-    for module in (task_service_pb2, worker_service_pb2, admin_service_pb2, stats_service_pb2,
-                   clock_service_pb2):  # fmt: skip
+    for module_info in pkgutil.iter_modules(protos.__path__):
+        if not module_info.name.endswith("_pb2"):
+            continue
+        module = importlib.import_module(f"{protos.__name__}.{module_info.name}")
         for service in module.DESCRIPTOR.services_by_name.values():
             for method in service.methods:
                 methods[f"/{service.full_name}/{method.name}"] = method.client_streaming

@@ -98,8 +98,9 @@ def test_the_second_half_step_had_a_snapshot_and_the_first_none(
     assert result["snapshot_step"] == "ran"
     assert result["snapshots_in_step"] == router["half_snapshot"]["snapshots"]
     assert result["snapshots_in_step_without"] == 0
-    assert result["create_to_offer_p99_ms_with_snapshot"] == (
-        router["half_snapshot"]["create_to_offer_p99_ms"]
+    assert (
+        result["create_to_offer_p99_ms_with_snapshot"]
+        == (router["half_snapshot"]["create_to_offer_p99_ms"])
     )
     for name in ("snapshot_p99_ratio", "snapshot_writer_pause_ms", "snapshot_background_s",
                  "create_to_offer_p50_ms_with_snapshot"):  # fmt: skip

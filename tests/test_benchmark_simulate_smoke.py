@@ -117,7 +117,15 @@ def test_the_command_writes_its_json_and_figures(tmp_path: Path) -> None:
                 "csat_ci95"} <= row.keys()  # fmt: skip
     for case in document["erlang_c"]:
         assert case["ciw_same_path_max_difference_s"] < 1e-6
-        assert {"agents", "offered_load_erlangs", "service_level_sim", "service_level_theory",
-                "asa_sim_s", "asa_theory_s", "p_wait_sim", "p_wait_theory"} <= case.keys()
+        assert {
+            "agents",
+            "offered_load_erlangs",
+            "service_level_sim",
+            "service_level_theory",
+            "asa_sim_s",
+            "asa_theory_s",
+            "p_wait_sim",
+            "p_wait_theory",
+        } <= case.keys()
     assert (tmp_path / "simulate_policies.png").stat().st_size > 10_000
     assert (tmp_path / "simulate_erlang.png").stat().st_size > 10_000

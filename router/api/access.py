@@ -6,7 +6,9 @@
   task is in one of them (`GetTask`), lists only one of them (`ListTasks` must name a
   `queue_id` of its own), reads one of its queues (`GetQueue`), sees statistics of its queues
   only (`GetRealtimeStats` is answered with the other queues left out), and sets the activity
-  of a worker who belongs to one of them (the queue's target set). Workers, channels,
+  of a worker who belongs to one of them (the queue's target set). It subscribes to events and
+  asks for statistics (`GetStats`, `WatchStats`) naming only queues of its own (`queue_ids`),
+  and is answered without the cross-queue figures (per channel, workspace). Workers, channels,
   activities, queue and policy configurations are read unscoped: they hold no customer data.
 - `frontend`: creates, updates, cancels, reads and lists tasks (queue position and estimated
   wait come with them), unscoped: a front end serves every queue.
@@ -142,6 +144,30 @@ def _queue(principal: Principal, request: Any, engine: Engine) -> str | None:
     return None
 
 
+def _named_queues(queue_ids: Any, principal: Principal) -> str | None:
+    if not queue_ids or not set(queue_ids) <= principal.queues:
+        return "name only queues of yours (queue_ids)"
+    return None
+
+
+def _events_of_own_queues(principal: Principal, request: Any, engine: Engine) -> str | None:
+    return _named_queues(request.queue_ids, principal)
+
+
+def _stats_query(principal: Principal, request: Any, engine: Engine) -> str | None:
+    return _named_queues(request.query.queue_ids, principal)
+
+
+def _without_cross_queue_figures(principal: Principal, response: Any) -> Any:
+    """A scoped supervisor's statistics: its queues' (the query named them) and the workers',
+    not the channels' or the workspace's, which count other queues' tasks."""
+    if principal.role is not SUPERVISOR:
+        return response
+    response.stats.ClearField("channels")
+    response.stats.ClearField("workspace")
+    return response
+
+
 def _stats_of_own_queues(principal: Principal, response: Any) -> Any:
     if principal.role is not SUPERVISOR:
         return response
@@ -191,6 +217,15 @@ ACCESS: dict[str, Rule] = {
     _ADMIN + "GetStateDigest": Rule(_NOBODY),
     "/switchboard.v1.StatsService/GetRealtimeStats": Rule(
         frozenset({SUPERVISOR}), narrow=_stats_of_own_queues
+    ),
+    "/switchboard.v1.StatsService/GetStats": Rule(
+        frozenset({SUPERVISOR}), _stats_query, narrow=_without_cross_queue_figures
+    ),
+    "/switchboard.v1.StatsService/WatchStats": Rule(
+        frozenset({SUPERVISOR}), _stats_query, narrow=_without_cross_queue_figures
+    ),
+    "/switchboard.v1.EventService/Subscribe": Rule(
+        frozenset({SUPERVISOR}), _events_of_own_queues
     ),
     "/switchboard.v1.ClockService/GetTime": Rule(_NOBODY),
     "/switchboard.v1.ClockService/AdvanceTime": Rule(_NOBODY),

@@ -113,9 +113,9 @@ class AccessGuard(grpc.aio.ServerInterceptor):
         if response_streaming:
 
             async def stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                await check(method, rule, request, context)
+                principal = await check(method, rule, request, context)
                 async for response in _responses(inner(request, context)):
-                    yield response
+                    yield response if narrow is None else narrow(principal, response)
 
             return stream
 

@@ -13,6 +13,7 @@ import numpy.typing as npt
 
 from router.core import commands as cmd
 from router.core.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
+from router.core.events import Event, PolicyChanged, QueueChanged
 from router.core.expressions import MATCH_ALL, Expression, ExpressionError, parse
 from router.core.limits import CHANNELS_MAX, POLICIES_MAX, QUEUE_DEPTH_MAX, QUEUES_MAX
 from router.core.model import (
@@ -87,12 +88,14 @@ class Catalog:
     def connect(
         self,
         *,
+        events: list[Event],
         roster: Roster,
         lifecycle: TaskLifecycle,
         routing: Routing,
         matching: Matching,
         statistics: Statistics,
     ) -> None:
+        self._events = events
         self._roster = roster
         self._lifecycle = lifecycle
         self._routing = routing
@@ -177,6 +180,7 @@ class Catalog:
             self._routing.reevaluate_queue(
                 queue, rules_changed=previous.exception_rules != queue.exception_rules
             )
+        self._events.append(QueueChanged(queue.queue_id))
         return UpsertedQueue(queue, created)
 
     def _index_queue(self, queue: QueueConfig) -> None:
@@ -223,6 +227,7 @@ class Catalog:
         del self._stats.counters[queue_id]
         self._matching.forget_round(queue_id)
         self.membership.set_row(self.membership.index_of(queue_id), _NOBODY)
+        self._events.append(QueueChanged(queue_id, deleted=True))
 
     def _queue_users(self, queue_id: str) -> Iterator[str]:
         """What names a queue: policies' routes and other queues' move actions."""
@@ -265,6 +270,7 @@ class Catalog:
             if task.status is TaskStatus.PENDING:
                 waiting.remove(task.task_id)
             self._routing.reroute_by_policy(task)
+        self._events.append(PolicyChanged(policy.policy_id))
         return UpsertedPolicy(policy, created)
 
     def refresh_step_expressions(self) -> None:
@@ -293,6 +299,7 @@ class Catalog:
         del self.policies[command.policy_id]
         del self.compiled[command.policy_id]
         self.refresh_step_expressions()
+        self._events.append(PolicyChanged(command.policy_id, deleted=True))
 
     # -- snapshot and digest ----------------------------------------------------------------
 

@@ -60,6 +60,7 @@ from router.core.task_table import TaskCopy, TaskPage, TaskTable
 from router.core.timers import Clock, TimerKind, TimerQueue
 from router.core.validation import check_id
 from router.core.waiting import WaitingIndex
+from router.core.windows import MINUTE_MS, Windows
 
 __all__ = [
     "CreatedTask",
@@ -85,6 +86,8 @@ class Engine:
         self.histories = Histories()
         self.identifiers = Identifiers()
         self.statistics = Statistics()
+        self.windows = Windows()
+        self._pruned_minute = 0
         self.catalog = Catalog()
         self.roster = Roster(DEFAULT_CHANNELS)
         self.lifecycle = TaskLifecycle()
@@ -133,8 +136,8 @@ class Engine:
         offers, routing, matching = self.offers, self.routing, self.matching
         statistics, histories, identifiers = self.statistics, self.histories, self.identifiers
         catalog.connect(
-            roster=roster, lifecycle=lifecycle, routing=routing, matching=matching,
-            statistics=statistics,
+            events=events, roster=roster, lifecycle=lifecycle, routing=routing,
+            matching=matching, statistics=statistics,
         )  # fmt: skip
         roster.connect(
             clock=clock, events=events, catalog=catalog, lifecycle=lifecycle, offers=offers,
@@ -151,12 +154,12 @@ class Engine:
             histories=histories, identifiers=identifiers,
         )  # fmt: skip
         routing.connect(
-            clock=clock, timers=timers, catalog=catalog, roster=roster, lifecycle=lifecycle,
-            matching=matching,
+            clock=clock, events=events, timers=timers, catalog=catalog, roster=roster,
+            lifecycle=lifecycle, matching=matching,
         )  # fmt: skip
         matching.connect(
-            clock=clock, timers=timers, catalog=catalog, roster=roster, lifecycle=lifecycle,
-            offers=offers, routing=routing, histories=histories,
+            clock=clock, events=events, timers=timers, catalog=catalog, roster=roster,
+            lifecycle=lifecycle, offers=offers, routing=routing, histories=histories,
         )  # fmt: skip
         statistics.connect(
             clock=clock, queues=catalog.queues, membership=catalog.membership,
@@ -185,9 +188,16 @@ class Engine:
         clock = self._clock
         if now_ms < clock.now_ms:
             raise ValueError(f"time went backwards: {now_ms} < {clock.now_ms}")
-        self.timers.fire_due(now_ms, clock)
-        clock.now_ms = now_ms
-        result: R = self._handlers[type(command)](command)
+        if now_ms // MINUTE_MS != self._pruned_minute:
+            self._pruned_minute = now_ms // MINUTE_MS
+            self.windows.prune(now_ms)
+        first_event = len(self._events)
+        try:
+            self.timers.fire_due(now_ms, clock)
+            clock.now_ms = now_ms
+            result: R = self._handlers[type(command)](command)
+        finally:  # a refused command may follow timers that fired
+            self.windows.observe(self._events[first_event:], clock.now_ms)
         return result
 
     def take_events(self) -> list[Event]:

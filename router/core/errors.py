@@ -9,6 +9,7 @@ class ErrorKind(Enum):
     ALREADY_EXISTS = "ALREADY_EXISTS"
     FAILED_PRECONDITION = "FAILED_PRECONDITION"
     RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
+    OUT_OF_RANGE = "OUT_OF_RANGE"
     UNAVAILABLE = "UNAVAILABLE"
     INTERNAL = "INTERNAL"
 
@@ -47,6 +48,13 @@ class FailedPrecondition(CoreError):
 
 class ResourceExhausted(CoreError):
     kind = ErrorKind.RESOURCE_EXHAUSTED
+
+
+class OutOfRange(CoreError):
+    """A position (an event cursor) outside what is held: older than the retention window, or
+    ahead of the newest."""
+
+    kind = ErrorKind.OUT_OF_RANGE
 
 
 class Unavailable(CoreError):

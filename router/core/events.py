@@ -59,6 +59,75 @@ class WorkerActivityChanged:
     previous_activity: str
 
 
+@dataclass(frozen=True, slots=True)
+class TaskQueued:
+    """A task waits in a queue for a worker (on arrival, after its offers ended, after a
+    move): no eligible worker was free. Scalars, not a record: it is emitted often."""
+
+    task_id: str
+    queue_id: str
+    channel: str
+    priority: int
+
+
+@dataclass(frozen=True, slots=True)
+class TaskUpdated:
+    task_id: str
+    queue_id: str
+    channel: str
+    priority: int
+
+
+@dataclass(frozen=True, slots=True)
+class TaskMoved:
+    """A routing step timed out, an exception rule acted on a waiting task (moved it to another
+    queue or raised its priority), or a policy routed it again to another queue."""
+
+    task_id: str
+    queue_id: str
+    channel: str
+    priority: int
+    from_queue_id: str
+    reason: str
+    """"step", "exception" or "policy"."""
+    step_index: int
+
+
+@dataclass(frozen=True, slots=True)
+class TaskWrapping:
+    """The conversation ended; the worker wraps up (its capacity held until wrap-up ends)."""
+
+    task_id: str
+    queue_id: str
+    channel: str
+    worker_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerUpserted:
+    worker_id: str
+    activity: str
+    created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerRemoved:
+    worker_id: str
+    activity: str
+
+
+@dataclass(frozen=True, slots=True)
+class QueueChanged:
+    queue_id: str
+    deleted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyChanged:
+    policy_id: str
+    deleted: bool = False
+
+
 Event = (
     TaskCreated
     | OfferCreated
@@ -67,4 +136,12 @@ Event = (
     | TaskCanceled
     | TaskCompleted
     | WorkerActivityChanged
+    | TaskQueued
+    | TaskUpdated
+    | TaskMoved
+    | TaskWrapping
+    | WorkerUpserted
+    | WorkerRemoved
+    | QueueChanged
+    | PolicyChanged
 )

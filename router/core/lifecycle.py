@@ -10,7 +10,14 @@ from typing import TYPE_CHECKING
 from router.core import commands as cmd
 from router.core.catalog import found
 from router.core.errors import AlreadyExists, FailedPrecondition, ResourceExhausted
-from router.core.events import Event, TaskCanceled, TaskCompleted, TaskCreated
+from router.core.events import (
+    Event,
+    TaskCanceled,
+    TaskCompleted,
+    TaskCreated,
+    TaskUpdated,
+    TaskWrapping,
+)
 from router.core.histories import payload_fingerprint
 from router.core.limits import (
     CLOSED_TASKS_KEPT_MAX,
@@ -233,6 +240,9 @@ class TaskLifecycle:
             routing.derive(task)
             if is_waiting:
                 self._matching.enqueue(task)
+        self._events.append(
+            TaskUpdated(task.task_id, task.queue_id, task.spec.channel, task.priority)
+        )
         return self._stats.copy(task)
 
     def cancel_task(self, command: cmd.CancelTask) -> TaskCopy:
@@ -270,6 +280,9 @@ class TaskLifecycle:
             task.wrapup_due_ms = now_ms + wrapup_ms
             self.transition(task, TaskStatus.WRAPPING, TaskMove.COMPLETE)
             self._timers.add(task.wrapup_due_ms, TimerKind.WRAPUP, task.task_id)
+            self._events.append(
+                TaskWrapping(task.task_id, task.queue_id, task.spec.channel, task.worker_id)
+            )
         else:
             self.finish(task, TaskMove.COMPLETE)
         return self._stats.copy(task)

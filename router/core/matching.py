@@ -12,6 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from router.core.assignment import INELIGIBLE, best_pairs
+from router.core.events import Event, TaskQueued
 from router.core.limits import ASSIGNMENT_ROUND_TASKS_MAX
 from router.core.model import QueueConfig, TaskRecord, TaskStatus, WorkerRecord
 from router.core.scoring import best_rows, eligible_rows, empathy_need, scores
@@ -38,6 +39,7 @@ class Matching:
         self,
         *,
         clock: Clock,
+        events: list[Event],
         timers: TimerQueue,
         catalog: Catalog,
         roster: Roster,
@@ -47,6 +49,7 @@ class Matching:
         histories: Histories,
     ) -> None:
         self._clock = clock
+        self._events = events
         self._timers = timers
         self._catalog = catalog
         self._queues = catalog.queues
@@ -81,6 +84,7 @@ class Matching:
         routing = self._task_routing[task.task_id]
         if queue.assignment_window_s > 0:
             self.enqueue(task)
+            self._queued(task)
             self.schedule_round(queue.queue_id)
             return
         rows = best_rows(
@@ -96,6 +100,7 @@ class Matching:
         )
         if not rows:
             self.enqueue(task)
+            self._queued(task)
         workers, worker_at_row, offer = self._workers, self._worker_at_row, self._offer
         for row in rows:
             offer(task, workers[worker_at_row[row]])
@@ -143,6 +148,10 @@ class Matching:
         free = columns.ready[:rows].any(axis=1) & self._membership.members(queue_id)[:rows]
         for row in np.flatnonzero(free).tolist():
             self.serve_worker(self._workers[self._worker_at_row[row]])
+
+    def _queued(self, task: TaskRecord) -> None:
+        event = TaskQueued(task.task_id, task.queue_id, task.spec.channel, task.priority)
+        self._events.append(event)
 
     def enqueue(self, task: TaskRecord) -> None:
         self.waiting.add(self._waiting_entry(task))

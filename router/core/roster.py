@@ -15,7 +15,7 @@ from router.core import commands as cmd
 from router.core.catalog import found
 from router.core.columns import IDLE_SINCE_MS, WorkerColumns
 from router.core.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
-from router.core.events import Event, WorkerActivityChanged
+from router.core.events import Event, WorkerActivityChanged, WorkerRemoved, WorkerUpserted
 from router.core.expressions import MATCH_ALL, AttributeColumns, Expression
 from router.core.limits import SKILLS_PER_WORKSPACE_MAX, WORKERS_MAX
 from router.core.model import (
@@ -170,6 +170,8 @@ class Roster:
             slot = membership.index_of(key)
             membership.set_cell(slot, worker.row, expression.evaluate(document))
         self._stats.staffing_changed()
+        # Before what it sets off (offers to it), as subscribers expect.
+        self._events.append(WorkerUpserted(worker.worker_id, worker.activity, existing is None))
         if existing is None:
             self._routing.repin(worker.worker_id)
         if activities[worker.activity] != was_available:
@@ -212,6 +214,7 @@ class Roster:
         self.worker_index.remove(worker.worker_id, worker.activity)
         for task_id in pinned:  # its row may go to another worker: they now wait for nobody
             self._routing.rederive_waiting(open_tasks[task_id])
+        self._events.append(WorkerRemoved(worker.worker_id, worker.activity))
 
     def set_activity(self, command: cmd.SetActivity) -> WorkerCopy:
         worker = self.worker(command.worker_id)

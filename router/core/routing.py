@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from router.core.calendar import is_open
 from router.core.errors import FailedPrecondition
+from router.core.events import Event, TaskMoved
 from router.core.model import (
     NO_ROUTE,
     ActionKind,
@@ -66,6 +67,7 @@ class Routing:
         self,
         *,
         clock: Clock,
+        events: list[Event],
         timers: TimerQueue,
         catalog: Catalog,
         roster: Roster,
@@ -73,6 +75,7 @@ class Routing:
         matching: Matching,
     ) -> None:
         self._clock = clock
+        self._events = events
         self._timers = timers
         self._catalog = catalog
         self._roster = roster
@@ -249,6 +252,7 @@ class Routing:
             waiting.remove(task.task_id)
         self._enter_step(task, task.step_index + 1, started_ms=task.step_due_ms)
         task.updated_ms = self._clock.now_ms
+        self._moved(task, task.queue_id, "step")
         if is_waiting:
             self._matching.route_task(task)
 
@@ -259,7 +263,8 @@ class Routing:
         now_ms = self._clock.now_ms
         index = self.compiled_route_index(task.spec.policy_id, task.spec)
         queue_id = self._catalog.compiled[task.spec.policy_id].route(index).queue_id
-        if queue_id != task.queue_id:
+        from_queue_id = task.queue_id
+        if queue_id != from_queue_id:
             self._lifecycle.move_to_queue(task, queue_id)
             task.queued_ms = now_ms
             task.wait_rules_fired = 0
@@ -268,6 +273,8 @@ class Routing:
         at = step_at(steps, task.route_started_ms, now_ms)
         self._enter_step(task, at.index, started_ms=at.started_ms)
         self._schedule_wait_timer(task)
+        if queue_id != from_queue_id:
+            self._moved(task, from_queue_id, "policy")
         if task.status is TaskStatus.PENDING:
             self._matching.route_task(task)
 
@@ -329,6 +336,7 @@ class Routing:
         if action.kind is ActionKind.RAISE_PRIORITY:
             task.priority_raised += action.priority_delta
             self.derive(task)
+            self._moved(task, task.queue_id, "exception")
             matching.route_task(task)
             return
         arrival = self.arrival(action.queue_id)
@@ -336,6 +344,7 @@ class Routing:
         if arrival.cancel_reason is None and catalog.queue_full(catalog.queues[arrival.queue_id]):
             matching.enqueue(task)  # the overflow is full: the task stays where it is
             return
+        from_queue_id = task.queue_id
         task.queue_id = arrival.queue_id
         self._lifecycle.tasks.changed(task)
         task.queued_ms = self._clock.now_ms
@@ -343,11 +352,19 @@ class Routing:
         task.known_agent_id = ""
         task.wait_rules_fired = 0
         task.priority_raised += arrival.priority_raised
+        self._moved(task, from_queue_id, "exception")
         if arrival.cancel_reason is not None:
             self.derive(task)
             self._lifecycle.cancel(task, arrival.cancel_reason, arrival.cancel_origin)
         else:
             self.start_route(task)
+
+    def _moved(self, task: TaskRecord, from_queue_id: str, reason: str) -> None:
+        event = TaskMoved(
+            task.task_id, task.queue_id, task.spec.channel, task.priority, from_queue_id,
+            reason, task.step_index,
+        )  # fmt: skip
+        self._events.append(event)
 
     def _next_wait_due_ms(self, task: TaskRecord) -> int | None:
         rules = self._catalog.wait_rules[task.queue_id]

@@ -30,6 +30,7 @@ from router.core.statistics import SavedCounters
 from router.core.task_index import keys_of
 from router.core.task_table import ClosedTask, encode_task
 from router.core.timers import Timer, TimerShare
+from router.core.windows import WindowsShare
 
 SNAPSHOT_VERSION = 3
 _RESTORED_VERSIONS = (2, SNAPSHOT_VERSION)
@@ -77,6 +78,8 @@ class _Snapshot:
     """The closed tasks among `tasks`, in the order they closed (version 2)."""
     request_ids: list[tuple[str, str, TaskSpec]] = field(default_factory=list)
     """(client request id, task id, payload), oldest first (version 2)."""
+    windows: WindowsShare = field(default_factory=WindowsShare)
+    """The windowed statistics (empty in snapshots taken before they were kept)."""
     id_key: bytes = b""
     """The key ids are derived with (`identifiers.py`); empty in snapshots taken before ids
     were keyed, whose journals go on giving sequential ids until the writer seeds them."""
@@ -115,6 +118,7 @@ def take(engine: Engine) -> bytes:
         customers=histories.customers,
         timers=timers.timers,
         id_key=engine.identifiers.key,
+        windows=engine.windows.save(),
     )
     return msgspec.msgpack.encode(snapshot)
 
@@ -163,6 +167,7 @@ def restore(data: bytes) -> Engine:
         )
     )
     engine.histories.restore(HistoriesShare(snapshot.customers, snapshot.request_fingerprints))
+    engine.windows.restore(snapshot.windows)
     engine.now_ms = snapshot.now_ms
     try:
         engine.timers.restore(

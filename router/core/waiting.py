@@ -268,6 +268,24 @@ class WaitingIndex:
         order = self._queue_order.get(queue_id)
         return [] if order is None else [key[3] for key in order.islice(0, count)]
 
+    def last_task_id(self, queue_id: str) -> str | None:
+        """The queue's last waiting task in serving order (None when none waits)."""
+        order = self._queue_order.get(queue_id)
+        return str(order[-1][3]) if order else None
+
+    def depth_by_priority(self, queue_id: str) -> dict[int, int]:
+        """Waiting tasks by priority, for a queue without aging (whose order keys start with
+        the priority, negated): one bisection per priority present, not one step per task."""
+        order = self._queue_order.get(queue_id)
+        counts: dict[int, int] = {}
+        at = 0
+        while order is not None and at < len(order):
+            negated = order[at][0]
+            end = order.bisect_left((negated + 0.5,))
+            counts[round(-negated)] = end - at
+            at = end
+        return counts
+
     def task_ids_pinned_to(self, row: int) -> list[str]:
         """Waiting tasks that only the worker at `row` may take."""
         if not self._pinned_groups:

@@ -3,6 +3,7 @@ test builds a fresh one and reads values with `registry.get_sample_value(...)`."
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -17,6 +18,7 @@ from router.core.events import (
     TaskCompleted,
     TaskCreated,
 )
+from router.core.windows import Windows, window_start_ms
 
 DECISION_BUCKETS_S = (
     0.00005,
@@ -33,6 +35,9 @@ DECISION_BUCKETS_S = (
     0.25,
 )
 """From 50 us to 250 ms: one routing decision should take well under a millisecond."""
+SERVICE_LEVEL_THRESHOLD_S = 20
+"""The service level gauges' threshold (GetStats answers at any threshold)."""
+SERVICE_LEVEL_WINDOW_S = 900
 WAIT_BUCKETS_S = (1, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600)
 SNAPSHOT_BUCKETS_S = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 """From the writer's pause to fork (milliseconds) to a background save of a large state."""
@@ -154,6 +159,41 @@ class RouterMetrics:
             ("method",),
             registry=registry,
         )
+        self.queue_service_level = Gauge(
+            "switchboard_queue_service_level",
+            f"Share of the tasks answered within {SERVICE_LEVEL_THRESHOLD_S} s over the last "
+            f"{SERVICE_LEVEL_WINDOW_S // 60} minutes (answered within / (answered + abandoned "
+            "after)); absent while nothing counts.",
+            ("queue",),
+            registry=registry,
+        )
+        self.channel_service_level = Gauge(
+            "switchboard_channel_service_level",
+            "The same service level by channel, across queues.",
+            ("channel",),
+            registry=registry,
+        )
+        self.events_published = Counter(
+            "switchboard_events_published",
+            "Events journaled and put on the event feed (EventService.Subscribe).",
+            registry=registry,
+        )
+        self.event_subscribers = Gauge(
+            "switchboard_event_subscribers",
+            "Event feed subscribers connected to this router.",
+            registry=registry,
+        )
+        self.event_subscriber_lag = Gauge(
+            "switchboard_event_subscriber_lag_max_events",
+            "How many events the furthest-behind subscriber of the event feed has still to "
+            "read (it is cut off past the limit).",
+            registry=registry,
+        )
+        self.event_subscribers_cut_off = Counter(
+            "switchboard_event_subscribers_cut_off",
+            "Event feed subscribers cut off (RESOURCE_EXHAUSTED) for falling too far behind.",
+            registry=registry,
+        )
 
     def observe_events(self, events: Iterable[Event]) -> None:
         for event in events:
@@ -177,6 +217,20 @@ class RouterMetrics:
             elif isinstance(event, TaskCompleted):
                 task = event.task
                 self.tasks_completed.labels(task.queue_id, task.spec.channel).inc()
+
+    def observe_service_levels(self, windows: Windows, now_ms: int) -> None:
+        start_ms = window_start_ms(now_ms, SERVICE_LEVEL_WINDOW_S)
+        for gauge, by_key in (
+            (self.queue_service_level, windows.queues),
+            (self.channel_service_level, windows.channels),
+        ):
+            for key, minutes in by_key.items():
+                split = windows.tally(minutes, start_ms).split(SERVICE_LEVEL_THRESHOLD_S)
+                if split.answered_within + split.answered_after + split.abandoned_after:
+                    gauge.labels(key).set(split.service_level)
+                else:
+                    with contextlib.suppress(KeyError):
+                        gauge.remove(key)
 
     def observe_state(
         self, queue_stats: Iterable[QueueStats], workers_by_activity: Mapping[str, int]

@@ -19,7 +19,13 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
 from router.store.errors import Fenced, StoreUnavailable
-from router.store.protocols import SNAPSHOT_CHUNK_BYTES, StoredSnapshot, entry_key, next_entry_id
+from router.store.protocols import (
+    SNAPSHOT_CHUNK_BYTES,
+    EventRetention,
+    StoredSnapshot,
+    entry_key,
+    next_entry_id,
+)
 
 __all__ = ["SNAPSHOT_CHUNK_BYTES", "RedisJournal", "StoredSnapshot", "store_errors"]
 
@@ -76,7 +82,15 @@ if ARGV[4] ~= '' then
       .. ', not at ' .. ARGV[4] .. ' where this router left it')
   end
 end
-return redis.call('XADD', KEYS[2], '*', 'b', ARGV[2], 'n', ARGV[3])
+local id = redis.call('XADD', KEYS[2], '*', 'b', ARGV[2], 'n', ARGV[3])
+-- The batch's events, under its id: kept apart (snapshots trim the journal, not them), and
+-- trimmed here by count and by age (the id's milliseconds are this server's clock).
+if ARGV[5] ~= '' then
+  redis.call('XADD', KEYS[4], 'MAXLEN', ARGV[7], id, 'e', ARGV[5])
+  local ms = tonumber(string.match(id, '^(%d+)'))
+  redis.call('XTRIM', KEYS[4], 'MINID', string.format('%d', ms - tonumber(ARGV[6])))
+end
+return id
 """
 )
 _FENCED_UNLINK = _FENCE + "return redis.call('UNLINK', KEYS[2])"
@@ -123,27 +137,57 @@ class RedisJournal:
     """Appends batches (one round trip each) and reads them back for recovery: the `Journal`
     contract on Redis."""
 
-    def __init__(self, client: aioredis.Redis, workspace: str) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        workspace: str,
+        *,
+        event_retention: EventRetention = EventRetention(),  # noqa: B008 - frozen
+    ) -> None:
         self._redis = client
+        self._retention = event_retention
         self.stream_key = f"sb:{{{workspace}}}:journal"
+        self.events_key = f"sb:{{{workspace}}}:events"
         self.snapshot_key = f"sb:{{{workspace}}}:snapshot"
         self.lease_key = f"sb:{{{workspace}}}:leader"
         self._chunk_keys = (f"{self.snapshot_key}:a", f"{self.snapshot_key}:b")
 
     async def append(
-        self, batch: bytes, token: str, *, after_id: str | None = None, append_id: str = ""
+        self,
+        batch: bytes,
+        token: str,
+        *,
+        after_id: str | None = None,
+        append_id: str = "",
+        events: bytes = b"",
     ) -> str:
         """Appends one encoded batch if `token` still holds the lease and the journal ends at
         `after_id` (the last entry the writer journaled or applied; None: unchecked); returns
         its entry id once Redis has it. Raises Fenced otherwise (a journal that ends
         elsewhere also loses the writer its lease). The append is kept once even when the
         client sends it again after a lost reply: an append whose `append_id` (random by
-        default) is the journal's last entry's returns that entry."""
+        default) is the journal's last entry's returns that entry. `events` go to the event
+        stream under the same id, in the same script."""
         append_id = append_id or secrets.token_hex(8)
-        keys = (self.lease_key, self.stream_key, self.snapshot_key)
-        arguments = (token, batch, append_id, "" if after_id is None else after_id)
+        keys = (self.lease_key, self.stream_key, self.snapshot_key, self.events_key)
+        retention = self._retention
+        arguments = (
+            token, batch, append_id, "" if after_id is None else after_id, events,
+            retention.age_ms, retention.entries_max,
+        )  # fmt: skip
         with store_errors():
             return _text(await self._redis.eval(_FENCED_APPEND, len(keys), *keys, *arguments))
+
+    async def events_from(self, entry_id: str, count: int) -> list[tuple[str, bytes]]:
+        start = "-" if entry_id == "0" else entry_id
+        with store_errors():
+            found: list[Any] = await self._redis.xrange(self.events_key, start, "+", count) or []
+        return [(_text(raw_id), _bytes(fields[b"e"])) for raw_id, fields in found]
+
+    async def events_oldest(self) -> str:
+        with store_errors():
+            first: list[Any] = await self._redis.xrange(self.events_key, "-", "+", 1) or []
+        return _text(first[0][0]) if first else "0"
 
     async def wait_for_replicas(self, replicas: int, timeout_ms: int) -> int:
         """How many replicas acknowledged every write so far (Redis `WAIT`), waiting up to

@@ -11,6 +11,7 @@ loop of whoever calls it."""
 from __future__ import annotations
 
 import asyncio
+import bisect
 import copy
 import secrets
 import threading
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 
 from router.store.errors import Fenced, StoreUnavailable
 from router.store.keeper import ThreadKeeper
-from router.store.protocols import StoredSnapshot, entry_key, epoch_of
+from router.store.protocols import EventRetention, StoredSnapshot, entry_key, epoch_of
 
 __all__ = ["MemoryJournal", "MemoryKeeper", "MemoryLease", "MemoryStore"]
 
@@ -41,6 +42,8 @@ class _Data:
     """What a Redis server would hold (copied whole by `MemoryStore.copy_data`)."""
 
     entries: list[_Entry] = field(default_factory=list)
+    events: list[tuple[str, bytes]] = field(default_factory=list)
+    """The event stream: (entry id, events), oldest first."""
     last_id: str = "0"
     """The last id given (an emptied journal remembers it)."""
     snapshot: StoredSnapshot | None = None
@@ -110,13 +113,26 @@ class MemoryStore:
 class MemoryJournal:
     """The `Journal` contract in memory."""
 
-    def __init__(self, store: MemoryStore, *, replicas: int = 0) -> None:
+    def __init__(
+        self,
+        store: MemoryStore,
+        *,
+        replicas: int = 0,
+        event_retention: EventRetention = EventRetention(),  # noqa: B008 - frozen
+    ) -> None:
         self.store = store
+        self._retention = event_retention
         self.replicas = replicas
         """How many replicas `wait_for_replicas` reports (a store without any: 0)."""
 
     async def append(
-        self, batch: bytes, token: str, *, after_id: str | None = None, append_id: str = ""
+        self,
+        batch: bytes,
+        token: str,
+        *,
+        after_id: str | None = None,
+        append_id: str = "",
+        events: bytes = b"",
     ) -> str:
         store = self.store
         store.check()
@@ -142,8 +158,34 @@ class MemoryJournal:
                     )
             entry = _Entry(store.next_id(), batch, append_id)
             data.entries.append(entry)
+            if events:
+                self._append_events(data, entry.entry_id, events)
         store.wake_waiters()
         return entry.entry_id
+
+    def _append_events(self, data: _Data, entry_id: str, events: bytes) -> None:
+        """As the Redis script does: append, then trim by count and by age (exactly)."""
+        data.events.append((entry_id, events))
+        retention = self._retention
+        min_key = (entry_key(entry_id)[0] - retention.age_ms, 0)
+        drop = max(0, len(data.events) - retention.entries_max)
+        while drop < len(data.events) and entry_key(data.events[drop][0]) < min_key:
+            drop += 1
+        del data.events[:drop]
+
+    async def events_from(self, entry_id: str, count: int) -> list[tuple[str, bytes]]:
+        self.store.check()
+        start = entry_key(entry_id)
+        with self.store.lock:
+            held = self.store.data.events
+            at = bisect.bisect_left(held, start, key=lambda e: entry_key(e[0]))
+            return held[at : at + count]
+
+    async def events_oldest(self) -> str:
+        self.store.check()
+        with self.store.lock:
+            held = self.store.data.events
+            return held[0][0] if held else "0"
 
     async def wait_for_replicas(self, replicas: int, timeout_ms: int) -> int:
         self.store.check()

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 __all__ = [
-    "SNAPSHOT_CHUNK_BYTES", "WRITER_STUCK_AFTER_S", "Journal", "Keeper", "Lease",
+    "SNAPSHOT_CHUNK_BYTES", "WRITER_STUCK_AFTER_S", "EventRetention", "Journal", "Keeper", "Lease",
     "StoredSnapshot", "entry_key", "epoch_of", "next_entry_id",
 ]  # fmt: skip
 
@@ -29,6 +29,16 @@ WRITER_STUCK_AFTER_S = 10.0
 no longer renewed, so that a standby takes over. Longer than any legitimate pause (the longest
 journal write times out after 5 s), short enough that a stuck leader does not hold a center
 hostage."""
+
+
+@dataclass(frozen=True, slots=True)
+class EventRetention:
+    """How long the journal keeps the event feed (`--event-retention`), and how much of it: the
+    events of a batch are dropped once older than `age_ms` (by the store's clock, the time in
+    their entry id) or once `entries_max` newer batches with events are held."""
+
+    age_ms: int = 7 * 24 * 3600 * 1000
+    entries_max: int = 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,12 +81,33 @@ class Journal(Protocol):
       or its pieces raise) `load_snapshot` returns the previous one, whole.
     - MUST (trim): making a snapshot through `through_id` current drops only entries at or
       before `through_id`; no entry after the latest snapshot is ever dropped.
+    - MUST (events with their batch): `append` with `events` stores them under the entry's id
+      in the same atomic, fenced step: they exist if and only if the entry was appended (a
+      retry kept once keeps them once). They are kept apart from the journal (snapshots do
+      not trim them), by the retention alone: oldest first, so what `events_from` returns is
+      always every event entry from the oldest held on, with none missing.
     """
 
     async def append(
-        self, batch: bytes, token: str, *, after_id: str | None = None, append_id: str = ""
+        self,
+        batch: bytes,
+        token: str,
+        *,
+        after_id: str | None = None,
+        append_id: str = "",
+        events: bytes = b"",
     ) -> str:
-        """Appends `batch` (see the MUSTs); returns its entry id once the store has it."""
+        """Appends `batch`, and `events` (when not empty) under the same id (see the MUSTs);
+        returns its entry id once the store has it."""
+        ...
+
+    async def events_from(self, entry_id: str, count: int) -> list[tuple[str, bytes]]:
+        """Up to `count` event entries (id, events) from `entry_id` on (inclusive; "0" for the
+        oldest held), in order."""
+        ...
+
+    async def events_oldest(self) -> str:
+        """The id of the oldest event entry held ("0" when none is)."""
         ...
 
     async def wait_for_replicas(self, replicas: int, timeout_ms: int) -> int:

@@ -5,8 +5,9 @@ the command is applied in the form they decode to (so that a replay sees exactly
 live engine saw). The loop takes every command waiting in this turn as one batch, stamps it with
 the clock, applies it (`router.core.replay`), journals it, and only then answers the callers and
 hands the batch's events on. Timers are driven by Tick commands issued when the engine's next
-timer falls due. The first batch of a workspace with a command in it starts with `SeedIds`, the random key its ids
-are derived from (drawn here, at the edge, so that the core stays deterministic)."""
+timer falls due. The first batch of a workspace with a command in it starts with `SeedIds`, the
+random key its ids are derived from (drawn here, at the edge, so that the core stays
+deterministic)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from router.core import commands as cmd
 from router.core.engine import Engine
 from router.core.errors import CoreError, Internal, Unavailable
 from router.core.events import Event
+from router.core.feed import FeedEvent, encode_feed, to_feed
 from router.core.identifiers import ID_KEY_BYTES
 from router.core.replay import apply_each
 from router.obs.metrics import RouterMetrics
@@ -95,14 +97,17 @@ class BatchWriter:
         last_entry_id: str = "",
         min_replicas_acked: int = 0,
         publish: Callable[[list[Event]], None],
+        feed: Callable[[str, list[FeedEvent]], None],
         journaled: Callable[[int], None],
         after_batch: Callable[[], Awaitable[None]],
         rebuild: Callable[[], Awaitable[None]],
     ) -> None:
         """`journal` and `lease` None: not durable (nothing is journaled). The hooks:
-        `publish(events)` once a batch is durable; `journaled(commands)` after each append;
-        `after_batch()` at the end of each batch; `rebuild()` replaces the engine with the
-        store's state (after a bug, whose batch is dropped)."""
+        `publish(events)` once a batch is durable; `feed(entry_id, feed_events)` then, with the
+        batch's public events and its journal entry (empty when not durable);
+        `journaled(commands)` after each append; `after_batch()` at the end of each batch;
+        `rebuild()` replaces the engine with the store's state (after a bug, whose batch is
+        dropped)."""
         assert (journal is None) == (lease is None)
         self.engine = engine
         self.clock = clock
@@ -115,6 +120,7 @@ class BatchWriter:
         self.min_replicas_acked = min_replicas_acked
         """Replicas that must acknowledge each batch (Redis WAIT) before it is answered."""
         self._publish = publish
+        self._feed = feed
         self._journaled = journaled
         self._after_batch = after_batch
         self._rebuild = rebuild
@@ -224,12 +230,15 @@ class BatchWriter:
             if self.durable and any(isinstance(f, Internal) for _, _, f in outcomes):
                 await self._drop_batch_with_a_bug(outcomes)
                 return
+            feed = to_feed(events, now_ms)
             if self.durable and _worth_journaling(batch, events):
-                shortfall = await self._journal_durably(now_ms, batch, outcomes, events)
+                shortfall = await self._journal_durably(now_ms, batch, outcomes, events, feed)
                 if shortfall is not None:
                     fail_unanswered(outcomes, shortfall)
             answer(outcomes)
             self._publish(events)
+            if feed:
+                self._feed(self.last_entry_id if self.durable else "", feed)
             await self._after_batch()
         except asyncio.CancelledError:
             # Cancelled mid-write (a stuck writer): the batch is not known to be journaled.
@@ -276,17 +285,25 @@ class BatchWriter:
         await self._rebuild()
 
     async def _journal_durably(
-        self, now_ms: int, batch: list[_Submission], outcomes: Outcomes, events: list[Event]
+        self,
+        now_ms: int,
+        batch: list[_Submission],
+        outcomes: Outcomes,
+        events: list[Event],
+        feed: list[FeedEvent],
     ) -> Unavailable | None:
-        """Journals the batch (and waits for the replicas the operator asks for). Returns the
-        error its callers get when too few replicas acknowledged it in time; raises Deposed
-        when the journal refused it or could not be written."""
+        """Journals the batch with its public events (and waits for the replicas the operator
+        asks for). Returns the error its callers get when too few replicas acknowledged it in
+        time; raises Deposed when the journal refused it or could not be written."""
         journal, lease = self._journal, self._lease
         assert journal is not None and lease is not None
         entry = encode_entry(now_ms, [s.encoded for s in batch])
         try:
             self.last_entry_id = await journal.append(
-                entry, lease.token, after_id=self.last_entry_id
+                entry,
+                lease.token,
+                after_id=self.last_entry_id,
+                events=encode_feed(feed) if feed else b"",
             )
         except Fenced as error:
             # The engine holds the batch; whether it may stand depends on the store (see

@@ -104,6 +104,7 @@ class Housekeeping:
             self._metrics.observe_state(
                 (engine.queue_stats(q) for q in engine.queues), engine.workers_by_activity()
             )
+            self._metrics.observe_service_levels(engine.windows, engine.now_ms)
 
     # -- snapshots ------------------------------------------------------------------------------
 

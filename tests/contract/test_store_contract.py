@@ -20,7 +20,7 @@ from router.store.errors import Fenced, StoreUnavailable
 from router.store.journal import RedisJournal
 from router.store.lease import RedisLease
 from router.store.memory import MemoryJournal, MemoryLease, MemoryStore, _Data
-from router.store.protocols import Journal, Lease, entry_key, epoch_of
+from router.store.protocols import EventRetention, Journal, Lease, entry_key, epoch_of
 
 WORKSPACE = "contract"
 TTL_S = 0.3
@@ -29,7 +29,7 @@ TTL_S = 0.3
 class Backend:
     """One store: journals and leases made on it see each other, as routers sharing it do."""
 
-    def journal(self) -> Journal:
+    def journal(self, event_retention: EventRetention = EventRetention()) -> Journal:  # noqa: B008
         raise NotImplementedError
 
     def lease(self, address: str, ttl_s: float = 30.0) -> Lease:
@@ -52,8 +52,8 @@ class RedisBackend(Backend):
         self._server = server
         self._client = aioredis.from_url(server.url, socket_timeout=2, retry=None)
 
-    def journal(self) -> Journal:
-        return RedisJournal(self._client, WORKSPACE)
+    def journal(self, event_retention: EventRetention = EventRetention()) -> Journal:  # noqa: B008
+        return RedisJournal(self._client, WORKSPACE, event_retention=event_retention)
 
     def lease(self, address: str, ttl_s: float = 30.0) -> Lease:
         url = self._server.url
@@ -76,8 +76,8 @@ class MemoryBackend(Backend):
     def __init__(self) -> None:
         self.store = MemoryStore()
 
-    def journal(self) -> Journal:
-        return MemoryJournal(self.store)
+    def journal(self, event_retention: EventRetention = EventRetention()) -> Journal:  # noqa: B008
+        return MemoryJournal(self.store, event_retention=event_retention)
 
     def lease(self, address: str, ttl_s: float = 30.0) -> Lease:
         return MemoryLease(self.store, address, ttl_s)
@@ -254,6 +254,48 @@ def test_an_append_sent_again_after_a_lost_reply_is_kept_once(store: Store) -> N
         )
         other = await journal.append(b"create task", lease.token)  # a new, equal batch
         assert [i for i, _ in await entries(journal)] == [first, other]
+
+    store.run(scenario)
+
+
+def test_events_are_stored_with_their_batch_and_only_with_it(store: Store) -> None:
+    async def scenario(backend: Backend) -> None:
+        journal = backend.journal()
+        lease = await leader_of(backend)
+        assert await journal.events_oldest() == "0"
+        first = await journal.append(b"b1", lease.token, events=b"e1", append_id="x")
+        assert await journal.append(b"b1", lease.token, events=b"e1", append_id="x") == first
+        await journal.append(b"no events", lease.token)
+        third = await journal.append(b"b3", lease.token, events=b"e3")
+        with pytest.raises(Fenced):  # an append refused stores no events either
+            await journal.append(b"b4", "0|nobody", events=b"e4")
+        with pytest.raises(Fenced):
+            await journal.append(b"b4", lease.token, after_id=first, events=b"e4")
+        lease = await leader_of(backend)  # the refusal above gave the lease up
+        assert await journal.events_from("0", 10) == [(first, b"e1"), (third, b"e3")]
+        assert await journal.events_from(third, 10) == [(third, b"e3")]  # inclusive
+        assert await journal.events_from(first, 1) == [(first, b"e1")]
+        assert await journal.events_oldest() == first
+        # Snapshots trim the journal, not the events.
+        await journal.save_snapshot(b"state", third, lease.token)
+        assert await journal.events_from("0", 10) == [(first, b"e1"), (third, b"e3")]
+
+    store.run(scenario)
+
+
+def test_events_are_kept_within_their_retention_by_count_and_by_age(store: Store) -> None:
+    async def scenario(backend: Backend) -> None:
+        by_count = backend.journal(EventRetention(entries_max=3))
+        lease = await leader_of(backend)
+        ids = [await by_count.append(b"b", lease.token, events=b"e%d" % i) for i in range(5)]
+        assert (
+            await by_count.events_from("0", 10) == [(i, b"e%d" % n) for n, i in enumerate(ids)][2:]
+        )
+        assert await by_count.events_oldest() == ids[2]
+        by_age = backend.journal(EventRetention(age_ms=100))
+        await asyncio.sleep(0.2)
+        last = await by_age.append(b"b", lease.token, events=b"late")
+        assert await by_age.events_from("0", 10) == [(last, b"late")]
 
     store.run(scenario)
 

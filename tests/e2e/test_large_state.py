@@ -163,6 +163,7 @@ def _keep_calling(calls: list[Callable[[], None]], stop: threading.Event, observ
                     call()
                 except grpc.RpcError as error:
                     observed.errors.append(f"{call.__name__}: {error.code()} {error.details()}")
+
     return run
 
 
@@ -180,6 +181,7 @@ def _keep_creating(stubs: Stubs, stop: threading.Event, observed: Observed):
             except grpc.RpcError as error:
                 observed.errors.append(f"CreateTask: {error.code()} {error.details()}")
             time.sleep(1 / CREATES_PER_S)
+
     return run
 
 
@@ -195,6 +197,7 @@ def _watch_health(channel: grpc.Channel, stop: threading.Event, observed: Observ
             if status != health_pb2.HealthCheckResponse.SERVING:
                 observed.not_serving += 1
             time.sleep(0.1)
+
     return run
 
 
@@ -258,10 +261,12 @@ def test_reads_and_a_snapshot_at_100k_waiting_tasks_never_stall_the_writer(
     samples, within = _stalls_between(before, after, "switchboard_loop_stall_own_seconds")
     wall_samples, wall_within = _stalls_between(before, after, "switchboard_loop_stall_seconds")
     # What the run saw, for `pytest -s` and for failures.
-    print(f"calls {observed.calls}, largest replies {observed.reply_bytes}, "
-          f"{observed.short_pages} pages cut by bytes, {observed.created} created, "
-          f"{samples - within:g} of {samples:g} loop samples over {LOOP_STALL_MAX_S} s "
-          f"({wall_samples - wall_within:g} counting the waits for a CPU)")
+    print(
+        f"calls {observed.calls}, largest replies {observed.reply_bytes}, "
+        f"{observed.short_pages} pages cut by bytes, {observed.created} created, "
+        f"{samples - within:g} of {samples:g} loop samples over {LOOP_STALL_MAX_S} s "
+        f"({wall_samples - wall_within:g} counting the waits for a CPU)"
+    )
     assert observed.errors == []  # no UNAVAILABLE, no reply too large for a default client
     assert observed.not_serving == 0
     assert after[("switchboard_lease_losses_total", ())] == 0

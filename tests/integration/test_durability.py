@@ -209,9 +209,7 @@ def test_the_router_restarts_its_embedded_redis_when_it_dies(tmp_path: Path) -> 
                     assert time.monotonic() < deadline_s, "the router did not resume"
                     time.sleep(0.1)
             assert store.pid not in (None, killed_pid)
-            restarts = server.server.registry.get_sample_value(
-                "switchboard_store_restarts_total"
-            )
+            restarts = server.server.registry.get_sample_value("switchboard_store_restarts_total")
             assert restarts == 1
             listed = stubs.tasks.ListTasks(tpb.ListTasksRequest(), timeout=5).tasks
             assert [t.task_id for t in listed] == kept

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"switchboard/v1/stats_service.proto\x12\x0eswitchboard.v1\"\x19\n\x17GetRealtimeStatsRequest\"\x8e\x02\n\nQueueStats\x12\x10\n\x08queue_id\x18\x01 \x01(\t\x12\x0f\n\x07waiting\x18\x02 \x01(\x05\x12\x16\n\x0elongest_wait_s\x18\x03 \x01(\x01\x12\x10\n\x08reserved\x18\x04 \x01(\x05\x12\x10\n\x08\x61ssigned\x18\x05 \x01(\x05\x12\x10\n\x08wrapping\x18\x06 \x01(\x05\x12\x15\n\rcreated_total\x18\x07 \x01(\x03\x12\x15\n\roffered_total\x18\x08 \x01(\x03\x12\x16\n\x0e\x61ssigned_total\x18\t \x01(\x03\x12\x17\n\x0f\x63ompleted_total\x18\n \x01(\x03\x12\x16\n\x0e\x63\x61nceled_total\x18\x0b \x01(\x03\x12\x18\n\x10\x65ligible_workers\x18\x0c \x01(\x05\"\xee\x01\n\x18GetRealtimeStatsResponse\x12\x0e\n\x06now_ms\x18\x01 \x01(\x03\x12*\n\x06queues\x18\x02 \x03(\x0b\x32\x1a.switchboard.v1.QueueStats\x12\\\n\x13workers_by_activity\x18\x03 \x03(\x0b\x32?.switchboard.v1.GetRealtimeStatsResponse.WorkersByActivityEntry\x1a\x38\n\x16WorkersByActivityEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\x32u\n\x0cStatsService\x12\x65\n\x10GetRealtimeStats\x12\'.switchboard.v1.GetRealtimeStatsRequest\x1a(.switchboard.v1.GetRealtimeStatsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"switchboard/v1/stats_service.proto\x12\x0eswitchboard.v1\"\x19\n\x17GetRealtimeStatsRequest\"\x8e\x02\n\nQueueStats\x12\x10\n\x08queue_id\x18\x01 \x01(\t\x12\x0f\n\x07waiting\x18\x02 \x01(\x05\x12\x16\n\x0elongest_wait_s\x18\x03 \x01(\x01\x12\x10\n\x08reserved\x18\x04 \x01(\x05\x12\x10\n\x08\x61ssigned\x18\x05 \x01(\x05\x12\x10\n\x08wrapping\x18\x06 \x01(\x05\x12\x15\n\rcreated_total\x18\x07 \x01(\x03\x12\x15\n\roffered_total\x18\x08 \x01(\x03\x12\x16\n\x0e\x61ssigned_total\x18\t \x01(\x03\x12\x17\n\x0f\x63ompleted_total\x18\n \x01(\x03\x12\x16\n\x0e\x63\x61nceled_total\x18\x0b \x01(\x03\x12\x18\n\x10\x65ligible_workers\x18\x0c \x01(\x05\"\xee\x01\n\x18GetRealtimeStatsResponse\x12\x0e\n\x06now_ms\x18\x01 \x01(\x03\x12*\n\x06queues\x18\x02 \x03(\x0b\x32\x1a.switchboard.v1.QueueStats\x12\\\n\x13workers_by_activity\x18\x03 \x03(\x0b\x32?.switchboard.v1.GetRealtimeStatsResponse.WorkersByActivityEntry\x1a\x38\n\x16WorkersByActivityEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\"`\n\nStatsQuery\x12\x10\n\x08window_s\x18\x01 \x01(\x05\x12\x14\n\x0cthresholds_s\x18\x02 \x03(\x05\x12\x11\n\tqueue_ids\x18\x03 \x03(\t\x12\x17\n\x0finclude_workers\x18\x04 \x01(\x08\"<\n\x0fGetStatsRequest\x12)\n\x05query\x18\x01 \x01(\x0b\x32\x1a.switchboard.v1.StatsQuery\"8\n\x10GetStatsResponse\x12$\n\x05stats\x18\x01 \x01(\x0b\x32\x15.switchboard.v1.Stats\"S\n\x11WatchStatsRequest\x12)\n\x05query\x18\x01 \x01(\x0b\x32\x1a.switchboard.v1.StatsQuery\x12\x13\n\x0binterval_ms\x18\x02 \x01(\x05\":\n\x12WatchStatsResponse\x12$\n\x05stats\x18\x01 \x01(\x0b\x32\x15.switchboard.v1.Stats\"\x9e\x01\n\x0cServiceLevel\x12\x13\n\x0bthreshold_s\x18\x01 \x01(\x05\x12\x17\n\x0f\x61nswered_within\x18\x02 \x01(\x03\x12\x16\n\x0e\x61nswered_after\x18\x03 \x01(\x03\x12\x18\n\x10\x61\x62\x61ndoned_within\x18\x04 \x01(\x03\x12\x17\n\x0f\x61\x62\x61ndoned_after\x18\x05 \x01(\x03\x12\x15\n\rservice_level\x18\x06 \x01(\x01\"\xe1\x02\n\x0bWindowStats\x12\x0f\n\x07\x63reated\x18\x01 \x01(\x03\x12\x10\n\x08\x61nswered\x18\x02 \x01(\x03\x12\x11\n\tcompleted\x18\x03 \x01(\x03\x12\x11\n\tabandoned\x18\x04 \x01(\x03\x12O\n\x13\x61\x62\x61ndoned_by_origin\x18\x05 \x03(\x0b\x32\x32.switchboard.v1.WindowStats.AbandonedByOriginEntry\x12\x16\n\x0e\x61verage_wait_s\x18\x06 \x01(\x01\x12\x16\n\x0elongest_wait_s\x18\x07 \x01(\x01\x12\x18\n\x10\x61verage_handle_s\x18\x08 \x01(\x01\x12\x34\n\x0eservice_levels\x18\t \x03(\x0b\x32\x1c.switchboard.v1.ServiceLevel\x1a\x38\n\x16\x41\x62\x61ndonedByOriginEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"\xcd\x02\n\x0eQueueLiveStats\x12,\n\x08realtime\x18\x01 \x01(\x0b\x32\x1a.switchboard.v1.QueueStats\x12R\n\x13waiting_by_priority\x18\x02 \x03(\x0b\x32\x35.switchboard.v1.QueueLiveStats.WaitingByPriorityEntry\x12\x1a\n\x12\x65ligible_available\x18\x03 \x01(\x05\x12\x18\n\x10\x65stimated_wait_s\x18\x04 \x01(\x01\x12\x1c\n\x14\x65stimated_wait_known\x18\x05 \x01(\x08\x12+\n\x06window\x18\x06 \x01(\x0b\x32\x1b.switchboard.v1.WindowStats\x1a\x38\n\x16WaitingByPriorityEntry\x12\x0b\n\x03key\x18\x01 \x01(\x05\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\"L\n\x0c\x43hannelStats\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\t\x12+\n\x06window\x18\x02 \x01(\x0b\x32\x1b.switchboard.v1.WindowStats\"\xe4\x01\n\x0bWorkerStats\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x10\n\x08\x61\x63tivity\x18\x02 \x01(\t\x12>\n\nactivity_s\x18\x03 \x03(\x0b\x32*.switchboard.v1.WorkerStats.ActivitySEntry\x12\x11\n\tcompleted\x18\x04 \x01(\x03\x12\x18\n\x10\x61verage_handle_s\x18\x05 \x01(\x01\x12\x11\n\toccupancy\x18\x06 \x01(\x01\x1a\x30\n\x0e\x41\x63tivitySEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x8e\x03\n\x05Stats\x12\x0e\n\x06now_ms\x18\x01 \x01(\x03\x12\x17\n\x0fwindow_start_ms\x18\x02 \x01(\x03\x12.\n\x06queues\x18\x03 \x03(\x0b\x32\x1e.switchboard.v1.QueueLiveStats\x12.\n\x08\x63hannels\x18\x04 \x03(\x0b\x32\x1c.switchboard.v1.ChannelStats\x12,\n\x07workers\x18\x05 \x03(\x0b\x32\x1b.switchboard.v1.WorkerStats\x12\x19\n\x11workers_truncated\x18\x06 \x01(\x08\x12.\n\tworkspace\x18\x07 \x01(\x0b\x32\x1b.switchboard.v1.WindowStats\x12I\n\x13workers_by_activity\x18\x08 \x03(\x0b\x32,.switchboard.v1.Stats.WorkersByActivityEntry\x1a\x38\n\x16WorkersByActivityEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\x32\x9b\x02\n\x0cStatsService\x12\x65\n\x10GetRealtimeStats\x12\'.switchboard.v1.GetRealtimeStatsRequest\x1a(.switchboard.v1.GetRealtimeStatsResponse\x12M\n\x08GetStats\x12\x1f.switchboard.v1.GetStatsRequest\x1a .switchboard.v1.GetStatsResponse\x12U\n\nWatchStats\x12!.switchboard.v1.WatchStatsRequest\x1a\".switchboard.v1.WatchStatsResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,6 +33,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_GETREALTIMESTATSRESPONSE_WORKERSBYACTIVITYENTRY']._loaded_options = None
   _globals['_GETREALTIMESTATSRESPONSE_WORKERSBYACTIVITYENTRY']._serialized_options = b'8\001'
+  _globals['_WINDOWSTATS_ABANDONEDBYORIGINENTRY']._loaded_options = None
+  _globals['_WINDOWSTATS_ABANDONEDBYORIGINENTRY']._serialized_options = b'8\001'
+  _globals['_QUEUELIVESTATS_WAITINGBYPRIORITYENTRY']._loaded_options = None
+  _globals['_QUEUELIVESTATS_WAITINGBYPRIORITYENTRY']._serialized_options = b'8\001'
+  _globals['_WORKERSTATS_ACTIVITYSENTRY']._loaded_options = None
+  _globals['_WORKERSTATS_ACTIVITYSENTRY']._serialized_options = b'8\001'
+  _globals['_STATS_WORKERSBYACTIVITYENTRY']._loaded_options = None
+  _globals['_STATS_WORKERSBYACTIVITYENTRY']._serialized_options = b'8\001'
   _globals['_GETREALTIMESTATSREQUEST']._serialized_start=54
   _globals['_GETREALTIMESTATSREQUEST']._serialized_end=79
   _globals['_QUEUESTATS']._serialized_start=82
@@ -41,6 +49,36 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETREALTIMESTATSRESPONSE']._serialized_end=593
   _globals['_GETREALTIMESTATSRESPONSE_WORKERSBYACTIVITYENTRY']._serialized_start=537
   _globals['_GETREALTIMESTATSRESPONSE_WORKERSBYACTIVITYENTRY']._serialized_end=593
-  _globals['_STATSSERVICE']._serialized_start=595
-  _globals['_STATSSERVICE']._serialized_end=712
+  _globals['_STATSQUERY']._serialized_start=595
+  _globals['_STATSQUERY']._serialized_end=691
+  _globals['_GETSTATSREQUEST']._serialized_start=693
+  _globals['_GETSTATSREQUEST']._serialized_end=753
+  _globals['_GETSTATSRESPONSE']._serialized_start=755
+  _globals['_GETSTATSRESPONSE']._serialized_end=811
+  _globals['_WATCHSTATSREQUEST']._serialized_start=813
+  _globals['_WATCHSTATSREQUEST']._serialized_end=896
+  _globals['_WATCHSTATSRESPONSE']._serialized_start=898
+  _globals['_WATCHSTATSRESPONSE']._serialized_end=956
+  _globals['_SERVICELEVEL']._serialized_start=959
+  _globals['_SERVICELEVEL']._serialized_end=1117
+  _globals['_WINDOWSTATS']._serialized_start=1120
+  _globals['_WINDOWSTATS']._serialized_end=1473
+  _globals['_WINDOWSTATS_ABANDONEDBYORIGINENTRY']._serialized_start=1417
+  _globals['_WINDOWSTATS_ABANDONEDBYORIGINENTRY']._serialized_end=1473
+  _globals['_QUEUELIVESTATS']._serialized_start=1476
+  _globals['_QUEUELIVESTATS']._serialized_end=1809
+  _globals['_QUEUELIVESTATS_WAITINGBYPRIORITYENTRY']._serialized_start=1753
+  _globals['_QUEUELIVESTATS_WAITINGBYPRIORITYENTRY']._serialized_end=1809
+  _globals['_CHANNELSTATS']._serialized_start=1811
+  _globals['_CHANNELSTATS']._serialized_end=1887
+  _globals['_WORKERSTATS']._serialized_start=1890
+  _globals['_WORKERSTATS']._serialized_end=2118
+  _globals['_WORKERSTATS_ACTIVITYSENTRY']._serialized_start=2070
+  _globals['_WORKERSTATS_ACTIVITYSENTRY']._serialized_end=2118
+  _globals['_STATS']._serialized_start=2121
+  _globals['_STATS']._serialized_end=2519
+  _globals['_STATS_WORKERSBYACTIVITYENTRY']._serialized_start=537
+  _globals['_STATS_WORKERSBYACTIVITYENTRY']._serialized_end=593
+  _globals['_STATSSERVICE']._serialized_start=2522
+  _globals['_STATSSERVICE']._serialized_end=2805
 # @@protoc_insertion_point(module_scope)

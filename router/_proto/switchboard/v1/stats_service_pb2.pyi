@@ -136,3 +136,448 @@ class GetRealtimeStatsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetRealtimeStatsResponse: _TypeAlias = GetRealtimeStatsResponse  # noqa: Y015
+
+@_typing.final
+class StatsQuery(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WINDOW_S_FIELD_NUMBER: _builtins.int
+    THRESHOLDS_S_FIELD_NUMBER: _builtins.int
+    QUEUE_IDS_FIELD_NUMBER: _builtins.int
+    INCLUDE_WORKERS_FIELD_NUMBER: _builtins.int
+    window_s: _builtins.int
+    """The window, in seconds ending now (default 3600, at most 86400). It starts
+    at the beginning of the minute that holds now - window_s.
+    """
+    include_workers: _builtins.bool
+    """Per-worker figures too (the first 2,000 workers by id; see workers_truncated)."""
+    @_builtins.property
+    def thresholds_s(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Wait thresholds for the service level split, whole seconds (default 20;
+        at most 16 of them).
+        """
+
+    @_builtins.property
+    def queue_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Only these queues (default: all)."""
+
+    def __init__(
+        self,
+        *,
+        window_s: _builtins.int = ...,
+        thresholds_s: _abc.Iterable[_builtins.int] | None = ...,
+        queue_ids: _abc.Iterable[_builtins.str] | None = ...,
+        include_workers: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["include_workers", b"include_workers", "queue_ids", b"queue_ids", "thresholds_s", b"thresholds_s", "window_s", b"window_s"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StatsQuery: _TypeAlias = StatsQuery  # noqa: Y015
+
+@_typing.final
+class GetStatsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUERY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def query(self) -> Global___StatsQuery: ...
+    def __init__(
+        self,
+        *,
+        query: Global___StatsQuery | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["query", b"query"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["query", b"query"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetStatsRequest: _TypeAlias = GetStatsRequest  # noqa: Y015
+
+@_typing.final
+class GetStatsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def stats(self) -> Global___Stats: ...
+    def __init__(
+        self,
+        *,
+        stats: Global___Stats | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["stats", b"stats"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["stats", b"stats"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetStatsResponse: _TypeAlias = GetStatsResponse  # noqa: Y015
+
+@_typing.final
+class WatchStatsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUERY_FIELD_NUMBER: _builtins.int
+    INTERVAL_MS_FIELD_NUMBER: _builtins.int
+    interval_ms: _builtins.int
+    """How often to push (default 1000, at least 100)."""
+    @_builtins.property
+    def query(self) -> Global___StatsQuery: ...
+    def __init__(
+        self,
+        *,
+        query: Global___StatsQuery | None = ...,
+        interval_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["query", b"query"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["interval_ms", b"interval_ms", "query", b"query"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchStatsRequest: _TypeAlias = WatchStatsRequest  # noqa: Y015
+
+@_typing.final
+class WatchStatsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def stats(self) -> Global___Stats: ...
+    def __init__(
+        self,
+        *,
+        stats: Global___Stats | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["stats", b"stats"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["stats", b"stats"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchStatsResponse: _TypeAlias = WatchStatsResponse  # noqa: Y015
+
+@_typing.final
+class ServiceLevel(_message.Message):
+    """Answered and abandoned tasks on either side of a wait threshold."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    THRESHOLD_S_FIELD_NUMBER: _builtins.int
+    ANSWERED_WITHIN_FIELD_NUMBER: _builtins.int
+    ANSWERED_AFTER_FIELD_NUMBER: _builtins.int
+    ABANDONED_WITHIN_FIELD_NUMBER: _builtins.int
+    ABANDONED_AFTER_FIELD_NUMBER: _builtins.int
+    SERVICE_LEVEL_FIELD_NUMBER: _builtins.int
+    threshold_s: _builtins.int
+    answered_within: _builtins.int
+    answered_after: _builtins.int
+    abandoned_within: _builtins.int
+    abandoned_after: _builtins.int
+    service_level: _builtins.float
+    """answered_within / (answered + abandoned_after); 0 when nothing counts."""
+    def __init__(
+        self,
+        *,
+        threshold_s: _builtins.int = ...,
+        answered_within: _builtins.int = ...,
+        answered_after: _builtins.int = ...,
+        abandoned_within: _builtins.int = ...,
+        abandoned_after: _builtins.int = ...,
+        service_level: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["abandoned_after", b"abandoned_after", "abandoned_within", b"abandoned_within", "answered_after", b"answered_after", "answered_within", b"answered_within", "service_level", b"service_level", "threshold_s", b"threshold_s"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ServiceLevel: _TypeAlias = ServiceLevel  # noqa: Y015
+
+@_typing.final
+class WindowStats(_message.Message):
+    """What happened during the window (see the README's Statistics section)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class AbandonedByOriginEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    CREATED_FIELD_NUMBER: _builtins.int
+    ANSWERED_FIELD_NUMBER: _builtins.int
+    COMPLETED_FIELD_NUMBER: _builtins.int
+    ABANDONED_FIELD_NUMBER: _builtins.int
+    ABANDONED_BY_ORIGIN_FIELD_NUMBER: _builtins.int
+    AVERAGE_WAIT_S_FIELD_NUMBER: _builtins.int
+    LONGEST_WAIT_S_FIELD_NUMBER: _builtins.int
+    AVERAGE_HANDLE_S_FIELD_NUMBER: _builtins.int
+    SERVICE_LEVELS_FIELD_NUMBER: _builtins.int
+    created: _builtins.int
+    answered: _builtins.int
+    """Accepted by a worker."""
+    completed: _builtins.int
+    abandoned: _builtins.int
+    """Canceled before a worker accepted them, in all and by who canceled."""
+    average_wait_s: _builtins.float
+    """Of the answered tasks: creation to acceptance."""
+    longest_wait_s: _builtins.float
+    average_handle_s: _builtins.float
+    """Of the completed tasks: acceptance to the end of wrap-up."""
+    @_builtins.property
+    def abandoned_by_origin(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]: ...
+    @_builtins.property
+    def service_levels(self) -> _containers.RepeatedCompositeFieldContainer[Global___ServiceLevel]: ...
+    def __init__(
+        self,
+        *,
+        created: _builtins.int = ...,
+        answered: _builtins.int = ...,
+        completed: _builtins.int = ...,
+        abandoned: _builtins.int = ...,
+        abandoned_by_origin: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        average_wait_s: _builtins.float = ...,
+        longest_wait_s: _builtins.float = ...,
+        average_handle_s: _builtins.float = ...,
+        service_levels: _abc.Iterable[Global___ServiceLevel] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["abandoned", b"abandoned", "abandoned_by_origin", b"abandoned_by_origin", "answered", b"answered", "average_handle_s", b"average_handle_s", "average_wait_s", b"average_wait_s", "completed", b"completed", "created", b"created", "longest_wait_s", b"longest_wait_s", "service_levels", b"service_levels"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WindowStats: _TypeAlias = WindowStats  # noqa: Y015
+
+@_typing.final
+class QueueLiveStats(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class WaitingByPriorityEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.int
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.int = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    REALTIME_FIELD_NUMBER: _builtins.int
+    WAITING_BY_PRIORITY_FIELD_NUMBER: _builtins.int
+    ELIGIBLE_AVAILABLE_FIELD_NUMBER: _builtins.int
+    ESTIMATED_WAIT_S_FIELD_NUMBER: _builtins.int
+    ESTIMATED_WAIT_KNOWN_FIELD_NUMBER: _builtins.int
+    WINDOW_FIELD_NUMBER: _builtins.int
+    eligible_available: _builtins.int
+    """Eligible workers whose activity is available."""
+    estimated_wait_s: _builtins.float
+    """The estimated wait of a task that joins the queue now."""
+    estimated_wait_known: _builtins.bool
+    @_builtins.property
+    def realtime(self) -> Global___QueueStats: ...
+    @_builtins.property
+    def waiting_by_priority(self) -> _containers.ScalarMap[_builtins.int, _builtins.int]:
+        """Waiting tasks by priority (empty for a queue with priority aging)."""
+
+    @_builtins.property
+    def window(self) -> Global___WindowStats: ...
+    def __init__(
+        self,
+        *,
+        realtime: Global___QueueStats | None = ...,
+        waiting_by_priority: _abc.Mapping[_builtins.int, _builtins.int] | None = ...,
+        eligible_available: _builtins.int = ...,
+        estimated_wait_s: _builtins.float = ...,
+        estimated_wait_known: _builtins.bool = ...,
+        window: Global___WindowStats | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["realtime", b"realtime", "window", b"window"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["eligible_available", b"eligible_available", "estimated_wait_known", b"estimated_wait_known", "estimated_wait_s", b"estimated_wait_s", "realtime", b"realtime", "waiting_by_priority", b"waiting_by_priority", "window", b"window"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___QueueLiveStats: _TypeAlias = QueueLiveStats  # noqa: Y015
+
+@_typing.final
+class ChannelStats(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    WINDOW_FIELD_NUMBER: _builtins.int
+    channel: _builtins.str
+    @_builtins.property
+    def window(self) -> Global___WindowStats: ...
+    def __init__(
+        self,
+        *,
+        channel: _builtins.str = ...,
+        window: Global___WindowStats | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["window", b"window"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "window", b"window"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChannelStats: _TypeAlias = ChannelStats  # noqa: Y015
+
+@_typing.final
+class WorkerStats(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class ActivitySEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.float
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.float = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    WORKER_ID_FIELD_NUMBER: _builtins.int
+    ACTIVITY_FIELD_NUMBER: _builtins.int
+    ACTIVITY_S_FIELD_NUMBER: _builtins.int
+    COMPLETED_FIELD_NUMBER: _builtins.int
+    AVERAGE_HANDLE_S_FIELD_NUMBER: _builtins.int
+    OCCUPANCY_FIELD_NUMBER: _builtins.int
+    worker_id: _builtins.str
+    activity: _builtins.str
+    completed: _builtins.int
+    average_handle_s: _builtins.float
+    occupancy: _builtins.float
+    """Handle time of the tasks completed / time in available activities (may
+    exceed 1 with concurrent tasks).
+    """
+    @_builtins.property
+    def activity_s(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]:
+        """Time in each activity during the window."""
+
+    def __init__(
+        self,
+        *,
+        worker_id: _builtins.str = ...,
+        activity: _builtins.str = ...,
+        activity_s: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
+        completed: _builtins.int = ...,
+        average_handle_s: _builtins.float = ...,
+        occupancy: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity", b"activity", "activity_s", b"activity_s", "average_handle_s", b"average_handle_s", "completed", b"completed", "occupancy", b"occupancy", "worker_id", b"worker_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WorkerStats: _TypeAlias = WorkerStats  # noqa: Y015
+
+@_typing.final
+class Stats(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class WorkersByActivityEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    NOW_MS_FIELD_NUMBER: _builtins.int
+    WINDOW_START_MS_FIELD_NUMBER: _builtins.int
+    QUEUES_FIELD_NUMBER: _builtins.int
+    CHANNELS_FIELD_NUMBER: _builtins.int
+    WORKERS_FIELD_NUMBER: _builtins.int
+    WORKERS_TRUNCATED_FIELD_NUMBER: _builtins.int
+    WORKSPACE_FIELD_NUMBER: _builtins.int
+    WORKERS_BY_ACTIVITY_FIELD_NUMBER: _builtins.int
+    now_ms: _builtins.int
+    window_start_ms: _builtins.int
+    workers_truncated: _builtins.bool
+    @_builtins.property
+    def queues(self) -> _containers.RepeatedCompositeFieldContainer[Global___QueueLiveStats]: ...
+    @_builtins.property
+    def channels(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChannelStats]:
+        """Every channel with activity in the window, across queues."""
+
+    @_builtins.property
+    def workers(self) -> _containers.RepeatedCompositeFieldContainer[Global___WorkerStats]: ...
+    @_builtins.property
+    def workspace(self) -> Global___WindowStats:
+        """The whole workspace: the sum of every queue's window."""
+
+    @_builtins.property
+    def workers_by_activity(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]: ...
+    def __init__(
+        self,
+        *,
+        now_ms: _builtins.int = ...,
+        window_start_ms: _builtins.int = ...,
+        queues: _abc.Iterable[Global___QueueLiveStats] | None = ...,
+        channels: _abc.Iterable[Global___ChannelStats] | None = ...,
+        workers: _abc.Iterable[Global___WorkerStats] | None = ...,
+        workers_truncated: _builtins.bool = ...,
+        workspace: Global___WindowStats | None = ...,
+        workers_by_activity: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["workspace", b"workspace"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channels", b"channels", "now_ms", b"now_ms", "queues", b"queues", "window_start_ms", b"window_start_ms", "workers", b"workers", "workers_by_activity", b"workers_by_activity", "workers_truncated", b"workers_truncated", "workspace", b"workspace"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Stats: _TypeAlias = Stats  # noqa: Y015

@@ -40,6 +40,16 @@ class StatsServiceStub:
                 request_serializer=switchboard_dot_v1_dot_stats__service__pb2.GetRealtimeStatsRequest.SerializeToString,
                 response_deserializer=switchboard_dot_v1_dot_stats__service__pb2.GetRealtimeStatsResponse.FromString,
                 _registered_method=True)
+        self.GetStats = channel.unary_unary(
+                '/switchboard.v1.StatsService/GetStats',
+                request_serializer=switchboard_dot_v1_dot_stats__service__pb2.GetStatsRequest.SerializeToString,
+                response_deserializer=switchboard_dot_v1_dot_stats__service__pb2.GetStatsResponse.FromString,
+                _registered_method=True)
+        self.WatchStats = channel.unary_stream(
+                '/switchboard.v1.StatsService/WatchStats',
+                request_serializer=switchboard_dot_v1_dot_stats__service__pb2.WatchStatsRequest.SerializeToString,
+                response_deserializer=switchboard_dot_v1_dot_stats__service__pb2.WatchStatsResponse.FromString,
+                _registered_method=True)
 
 
 class StatsServiceServicer:
@@ -52,6 +62,20 @@ class StatsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetStats(self, request, context):
+        """Real-time and windowed statistics per queue, channel, worker and workspace.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchStats(self, request, context):
+        """The same, pushed every `interval_ms` (default 1000) until the caller leaves.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StatsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -59,6 +83,16 @@ def add_StatsServiceServicer_to_server(servicer, server):
                     servicer.GetRealtimeStats,
                     request_deserializer=switchboard_dot_v1_dot_stats__service__pb2.GetRealtimeStatsRequest.FromString,
                     response_serializer=switchboard_dot_v1_dot_stats__service__pb2.GetRealtimeStatsResponse.SerializeToString,
+            ),
+            'GetStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStats,
+                    request_deserializer=switchboard_dot_v1_dot_stats__service__pb2.GetStatsRequest.FromString,
+                    response_serializer=switchboard_dot_v1_dot_stats__service__pb2.GetStatsResponse.SerializeToString,
+            ),
+            'WatchStats': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchStats,
+                    request_deserializer=switchboard_dot_v1_dot_stats__service__pb2.WatchStatsRequest.FromString,
+                    response_serializer=switchboard_dot_v1_dot_stats__service__pb2.WatchStatsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -89,6 +123,60 @@ class StatsService:
             '/switchboard.v1.StatsService/GetRealtimeStats',
             switchboard_dot_v1_dot_stats__service__pb2.GetRealtimeStatsRequest.SerializeToString,
             switchboard_dot_v1_dot_stats__service__pb2.GetRealtimeStatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/switchboard.v1.StatsService/GetStats',
+            switchboard_dot_v1_dot_stats__service__pb2.GetStatsRequest.SerializeToString,
+            switchboard_dot_v1_dot_stats__service__pb2.GetStatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/switchboard.v1.StatsService/WatchStats',
+            switchboard_dot_v1_dot_stats__service__pb2.WatchStatsRequest.SerializeToString,
+            switchboard_dot_v1_dot_stats__service__pb2.WatchStatsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -34,6 +34,10 @@ class StatsServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> StatsServiceAsyncStub: ...
     GetRealtimeStats: _grpc.UnaryUnaryMultiCallable[_stats_service_pb2.GetRealtimeStatsRequest, _stats_service_pb2.GetRealtimeStatsResponse]
+    GetStats: _grpc.UnaryUnaryMultiCallable[_stats_service_pb2.GetStatsRequest, _stats_service_pb2.GetStatsResponse]
+    """Real-time and windowed statistics per queue, channel, worker and workspace."""
+    WatchStats: _grpc.UnaryStreamMultiCallable[_stats_service_pb2.WatchStatsRequest, _stats_service_pb2.WatchStatsResponse]
+    """The same, pushed every `interval_ms` (default 1000) until the caller leaves."""
 
 @_typing.type_check_only
 class StatsServiceAsyncStub(StatsServiceStub):
@@ -41,6 +45,10 @@ class StatsServiceAsyncStub(StatsServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetRealtimeStats: _aio.UnaryUnaryMultiCallable[_stats_service_pb2.GetRealtimeStatsRequest, _stats_service_pb2.GetRealtimeStatsResponse]  # type: ignore[assignment]
+    GetStats: _aio.UnaryUnaryMultiCallable[_stats_service_pb2.GetStatsRequest, _stats_service_pb2.GetStatsResponse]  # type: ignore[assignment]
+    """Real-time and windowed statistics per queue, channel, worker and workspace."""
+    WatchStats: _aio.UnaryStreamMultiCallable[_stats_service_pb2.WatchStatsRequest, _stats_service_pb2.WatchStatsResponse]  # type: ignore[assignment]
+    """The same, pushed every `interval_ms` (default 1000) until the caller leaves."""
 
 class StatsServiceServicer(metaclass=_abc_1.ABCMeta):
     """Real-time statistics for supervisor screens and the demo."""
@@ -51,5 +59,21 @@ class StatsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _stats_service_pb2.GetRealtimeStatsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_stats_service_pb2.GetRealtimeStatsResponse, _abc.Awaitable[_stats_service_pb2.GetRealtimeStatsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetStats(
+        self,
+        request: _stats_service_pb2.GetStatsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_stats_service_pb2.GetStatsResponse, _abc.Awaitable[_stats_service_pb2.GetStatsResponse]]:
+        """Real-time and windowed statistics per queue, channel, worker and workspace."""
+
+    @_abc_1.abstractmethod
+    def WatchStats(
+        self,
+        request: _stats_service_pb2.WatchStatsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_stats_service_pb2.WatchStatsResponse], _abc.AsyncIterator[_stats_service_pb2.WatchStatsResponse]]:
+        """The same, pushed every `interval_ms` (default 1000) until the caller leaves."""
 
 def add_StatsServiceServicer_to_server(servicer: StatsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,176 @@
+"""The public event feed: what `EventService.Subscribe` delivers, made from the engine's events.
+
+Each engine event becomes one `FeedEvent`, a small flat record (ids and scalars, never a whole
+task), in the order the engine emitted them. The writer encodes a batch's feed once with
+MessagePack (`encode_feed`) and journals it with the batch, so that a feed event exists exactly
+when its batch is journaled. Pure: no I/O."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import Final
+
+import msgspec
+
+from router.core.events import (
+    Event,
+    OfferClosed,
+    OfferCreated,
+    PolicyChanged,
+    QueueChanged,
+    TaskAssigned,
+    TaskCanceled,
+    TaskCompleted,
+    TaskCreated,
+    TaskMoved,
+    TaskQueued,
+    TaskUpdated,
+    TaskWrapping,
+    WorkerActivityChanged,
+    WorkerRemoved,
+    WorkerUpserted,
+)
+from router.core.model import ReservationStatus
+
+__all__ = ["EventType", "FeedEvent", "decode_feed", "encode_feed", "to_feed"]
+
+
+class EventType(IntEnum):
+    """The feed's event types; the numbers are the API's `EventType` values."""
+
+    TASK_CREATED = 1
+    TASK_QUEUED = 2
+    TASK_OFFERED = 3
+    OFFER_REJECTED = 4
+    OFFER_TIMED_OUT = 5
+    OFFER_RESCINDED = 6
+    OFFER_CANCELED = 7
+    TASK_ASSIGNED = 8
+    TASK_UPDATED = 9
+    TASK_MOVED = 10
+    TASK_WRAPPING = 11
+    TASK_COMPLETED = 12
+    TASK_CANCELED = 13
+    WORKER_UPSERTED = 14
+    WORKER_REMOVED = 15
+    WORKER_ACTIVITY_CHANGED = 16
+    QUEUE_CHANGED = 17
+    POLICY_CHANGED = 18
+    QUEUE_DELETED = 19
+    POLICY_DELETED = 20
+
+
+class FeedEvent(msgspec.Struct, array_like=True, frozen=True, omit_defaults=True):
+    """One event as subscribers see it. Fields that do not apply to its type are empty."""
+
+    type: int
+    at_ms: int
+    task_id: str = ""
+    queue_id: str = ""
+    channel: str = ""
+    worker_id: str = ""
+    reservation_id: str = ""
+    priority: int = 0
+    reason: str = ""
+    """A cancellation's or rejection's reason, or what moved a task (step, exception, policy)."""
+    origin: str = ""
+    """Who canceled a task: caller, ttl, exception or after_hours."""
+    activity: str = ""
+    previous_activity: str = ""
+    from_queue_id: str = ""
+    wait_ms: int = 0
+    """A task assigned: from its creation to the assignment."""
+    step_index: int = 0
+    policy_id: str = ""
+
+
+_CLOSED_TYPE: Final = {
+    ReservationStatus.REJECTED: EventType.OFFER_REJECTED,
+    ReservationStatus.TIMED_OUT: EventType.OFFER_TIMED_OUT,
+    ReservationStatus.RESCINDED: EventType.OFFER_RESCINDED,
+    ReservationStatus.CANCELED: EventType.OFFER_CANCELED,
+}
+
+
+def to_feed(events: list[Event], at_ms: int) -> list[FeedEvent]:
+    """The feed events of a batch's engine events (applied at `at_ms`), in order."""
+    return [_public(event, at_ms) for event in events]
+
+
+def _public(event: Event, at_ms: int) -> FeedEvent:
+    match event:
+        case TaskCreated(task):
+            return FeedEvent(
+                EventType.TASK_CREATED, at_ms, task.task_id, task.queue_id, task.spec.channel,
+                priority=task.spec.priority,  # as asked: its step has not raised it yet
+            )  # fmt: skip
+        case TaskQueued(task_id, queue_id, channel, priority):
+            return FeedEvent(EventType.TASK_QUEUED, at_ms, task_id, queue_id, channel,
+                             priority=priority)  # fmt: skip
+        case OfferCreated(reservation, task):
+            return FeedEvent(
+                EventType.TASK_OFFERED, at_ms, task.task_id, task.queue_id, task.spec.channel,
+                reservation.worker_id, reservation.reservation_id, task.priority,
+            )  # fmt: skip
+        case OfferClosed(reservation, task, reason):
+            return FeedEvent(
+                _CLOSED_TYPE[reservation.status], at_ms, task.task_id, task.queue_id,
+                task.spec.channel, reservation.worker_id, reservation.reservation_id,
+                task.priority, reason,
+            )  # fmt: skip
+        case TaskAssigned(reservation, task, wait_ms):
+            return FeedEvent(
+                EventType.TASK_ASSIGNED, at_ms, task.task_id, task.queue_id, task.spec.channel,
+                reservation.worker_id, reservation.reservation_id, task.priority, wait_ms=wait_ms,
+            )  # fmt: skip
+        case TaskUpdated(task_id, queue_id, channel, priority):
+            return FeedEvent(EventType.TASK_UPDATED, at_ms, task_id, queue_id, channel,
+                             priority=priority)  # fmt: skip
+        case TaskMoved(task_id, queue_id, channel, priority, from_queue_id, reason, step_index):
+            return FeedEvent(
+                EventType.TASK_MOVED, at_ms, task_id, queue_id, channel, priority=priority,
+                reason=reason, from_queue_id=from_queue_id, step_index=step_index,
+            )  # fmt: skip
+        case TaskWrapping(task_id, queue_id, channel, worker_id):
+            return FeedEvent(EventType.TASK_WRAPPING, at_ms, task_id, queue_id, channel,
+                             worker_id)  # fmt: skip
+        case TaskCompleted(task):
+            return FeedEvent(
+                EventType.TASK_COMPLETED, at_ms, task.task_id, task.queue_id, task.spec.channel,
+                task.worker_id, task.reservation_id, task.priority,
+            )  # fmt: skip
+        case TaskCanceled(task, origin):
+            return FeedEvent(
+                EventType.TASK_CANCELED, at_ms, task.task_id, task.queue_id, task.spec.channel,
+                priority=task.priority, reason=task.cancel_reason, origin=origin,
+            )  # fmt: skip
+        case WorkerUpserted(worker_id, activity, _):
+            return FeedEvent(EventType.WORKER_UPSERTED, at_ms, worker_id=worker_id,
+                             activity=activity)  # fmt: skip
+        case WorkerRemoved(worker_id, activity):
+            return FeedEvent(EventType.WORKER_REMOVED, at_ms, worker_id=worker_id,
+                             activity=activity)  # fmt: skip
+        case WorkerActivityChanged(worker_id, activity, previous_activity):
+            return FeedEvent(
+                EventType.WORKER_ACTIVITY_CHANGED, at_ms, worker_id=worker_id, activity=activity,
+                previous_activity=previous_activity,
+            )  # fmt: skip
+        case QueueChanged(queue_id, deleted):
+            kind = EventType.QUEUE_DELETED if deleted else EventType.QUEUE_CHANGED
+            return FeedEvent(kind, at_ms, queue_id=queue_id)
+        case PolicyChanged(policy_id, deleted):
+            kind = EventType.POLICY_DELETED if deleted else EventType.POLICY_CHANGED
+            return FeedEvent(kind, at_ms, policy_id=policy_id)
+    raise AssertionError(f"no feed event for {event!r}")
+
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(list[FeedEvent])
+
+
+def encode_feed(feed: list[FeedEvent]) -> bytes:
+    return _encoder.encode(feed)
+
+
+def decode_feed(data: bytes) -> list[FeedEvent]:
+    return _decoder.decode(data)
