@@ -512,10 +512,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quiet-s", type=float, default=QUIET_S_DEFAULT, metavar="SECONDS",
                         help="traffic without a snapshot before and after them "
                         "(default: %(default)s)")  # fmt: skip
-    parser.add_argument("--data-dir", type=Path, metavar="FOLDER",
-                        help="work in this new folder and keep it (default: a temporary one)")
-    parser.add_argument("--no-breakdown", action="store_true",
-                        help="do not time the steps of a recovery after the restart")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        metavar="FOLDER",
+        help="work in this new folder and keep it (default: a temporary one)",
+    )
+    parser.add_argument(
+        "--no-breakdown",
+        action="store_true",
+        help="do not time the steps of a recovery after the restart",
+    )
     parser.add_argument("--profile-restore", type=Path, metavar="PATH",
                         help="cProfile the rebuild of the engine in the breakdown "
                         "(statistics to PATH, the heaviest functions to PATH.txt)")  # fmt: skip

@@ -221,8 +221,7 @@ def verdict(rows: Sequence[dict[str, Any]], erlang: Sequence[dict[str, Any]]) ->
         ),
         "resolution_beats_every_baseline": clear_win("resolution_rate"),
         "csat_beats_every_baseline": clear_win("csat"),
-        "service_level_within_2_points": ours["service_level"]
-        >= best_service_level - SL_TOLERANCE,
+        "service_level_within_2_points": ours["service_level"] >= best_service_level - SL_TOLERANCE,
     }
 
 

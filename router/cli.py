@@ -18,8 +18,8 @@ from router.envconfig import EnvConfigError, apply_env_defaults
 from router.server import ServerConfig, start_server
 from router.service import SNAPSHOT_EVERY_COMMANDS_DEFAULT
 from router.store.lease import LEASE_TTL_S_DEFAULT
-from router.tls import TlsConfig
 from router.store.protocols import EventRetention
+from router.tls import TlsConfig
 
 
 def _serve_parser(
@@ -165,6 +165,8 @@ def _token_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     mint.build_parser(token)
+
+
 def _top_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from router.top import add_top_arguments
 

@@ -30,9 +30,9 @@ from router._proto.switchboard.v1 import (
 from router.api.admin import AdminServicer
 from router.api.audit import Audit
 from router.api.authn import AuthConfig, TokenVerifier
+from router.api.events import EventServicer
 from router.api.guard import AccessGuard
 from router.api.handlers import with_behavior
-from router.api.events import EventServicer
 from router.api.stats import ClockServicer, StatsServicer
 from router.api.status import LEADER_METADATA_KEY
 from router.api.tasks import TaskServicer

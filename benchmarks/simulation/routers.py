@@ -35,6 +35,7 @@ POLICY_ID = "experts-first"
 def experts_first_policy(needs: Sequence[str], level_min: int, wait_s: float) -> RoutingPolicy:
     """A bullseye workflow: for its first `wait_s` a contact waits for an agent at `level_min` or
     more in its need, then anyone with the skill may take it."""
+
     def route(need: str) -> Route:
         experts = RoutingStep(timeout_s=wait_s, required_skills={need: level_min})
         return Route(QUEUE_ID, (experts, RoutingStep()))

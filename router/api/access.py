@@ -224,9 +224,7 @@ ACCESS: dict[str, Rule] = {
     "/switchboard.v1.StatsService/WatchStats": Rule(
         frozenset({SUPERVISOR}), _stats_query, narrow=_without_cross_queue_figures
     ),
-    "/switchboard.v1.EventService/Subscribe": Rule(
-        frozenset({SUPERVISOR}), _events_of_own_queues
-    ),
+    "/switchboard.v1.EventService/Subscribe": Rule(frozenset({SUPERVISOR}), _events_of_own_queues),
     "/switchboard.v1.ClockService/GetTime": Rule(_NOBODY),
     "/switchboard.v1.ClockService/AdvanceTime": Rule(_NOBODY),
 }

@@ -41,8 +41,10 @@ def secret_file(tmp_path: Path) -> Path:
 def _jwks(path: Path, keys: dict[str, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey]) -> None:
     entries = []
     for kid, key in keys.items():
-        algorithm = jwt.algorithms.RSAAlgorithm if isinstance(key, rsa.RSAPrivateKey) else (
-            jwt.algorithms.ECAlgorithm
+        algorithm = (
+            jwt.algorithms.RSAAlgorithm
+            if isinstance(key, rsa.RSAPrivateKey)
+            else (jwt.algorithms.ECAlgorithm)
         )
         entry = json.loads(algorithm.to_jwk(key.public_key()))
         entries.append({**entry, "kid": kid})
