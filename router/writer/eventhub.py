@@ -191,14 +191,22 @@ class EventHub:
         ring.extend((Cursor(ms, seq, index), event) for index, event in enumerate(feed))
         self.newest = ring[-1][0]
         head = self._base + len(ring)
-        behind = head - self._lag_max
+        floor = self._floor
         for subscription in self._subscriptions:
             offset = subscription.offset
-            if offset is not None and offset < behind and not subscription.stopped.done():
+            if offset is not None:
+                lag = head - offset
+            elif subscription.position < floor:
+                # Still reading the store (perhaps blocked sending): it is behind at least the
+                # whole ring.
+                lag = len(ring)
+            else:  # about to find its place in the ring
+                continue
+            if lag > self._lag_max and not subscription.stopped.done():
                 self._metrics.event_subscribers_cut_off.inc()
                 subscription.stop(
                     ResourceExhausted(
-                        f"this subscriber fell {head - offset} events behind the newest (at "
+                        f"this subscriber fell {lag} events or more behind the newest (at "
                         f"most {self._lag_max} are kept for it): resume after cursor "
                         f"{subscription.position}"
                     )
