@@ -652,6 +652,8 @@ def test_tasks_of_the_same_millisecond_are_served_in_creation_order(
         {"tier": "gold", "score": 3.5, "vip": True, "n": 7, "none": None},
         {"nested": {"a": [1, 2, {"b": "c"}]}},
         {"x": "é" * 2000},
+        {"a": [[[[[[[[[[[[[[["fifteen levels"]]]]]]]]]]]]]]]},
+        {"counts": [1] * 7000},  # 14,012 bytes of JSON
     ],
 )
 def test_attributes_within_the_limit_are_accepted(
@@ -665,8 +667,15 @@ def test_attributes_within_the_limit_are_accepted(
     [
         ({"x": "y" * ATTRIBUTES_BYTES_MAX}, "bytes as JSON"),
         ({"x": ["y" * 1000] * 20}, "bytes as JSON"),
-        ({"x": math.nan}, "not a JSON object"),
-        ({"x": {1, 2}}, "not a JSON object"),
+        ({"x": math.nan}, r"^task.attributes.x: must be a finite number, got nan$"),
+        ({"a": {"b": [0, 1, 2, -math.inf]}}, r"^task.attributes.a.b\[3\]: must be a finite"),
+        ({"x": {1, 2}}, r"^task.attributes.x: is not a JSON value \(a set\)$"),
+        ({"a b": {1: 2}}, r"""^task.attributes\['a b'\]: has a key that is not a string"""),
+        ({"n": 2**53 + 1}, r"^task.attributes.n: must be an integer within"),
+        (
+            {"a": [[[[[[[[[[[[[[[[["deep"]]]]]]]]]]]]]]]]]},
+            r"^task.attributes.a(\[0\]){15}: nests deeper than 16 levels",
+        ),
     ],
 )
 def test_attributes_over_the_limit_or_not_json_are_refused(
