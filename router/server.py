@@ -26,6 +26,8 @@ from router._proto.switchboard.v1 import (
     worker_service_pb2_grpc,
 )
 from router.api.admin import AdminServicer
+from router.api.admission import RequestAdmission
+from router.api.handlers import replaced
 from router.api.stats import ClockServicer, StatsServicer
 from router.api.status import LEADER_METADATA_KEY
 from router.api.tasks import TaskServicer
@@ -172,7 +174,10 @@ async def start_server(config: ServerConfig, *, engine: Engine | None = None) ->
         engine, last_entry_id = recovered.engine, recovered.last_entry_id
 
     standby_refusal = _StandbyRefusal()
-    server = grpc.aio.server(options=GRPC_OPTIONS, interceptors=[standby_refusal])
+    # RequestAdmission last: every handler before it (a standby's refusal) gets its decoding.
+    server = grpc.aio.server(
+        options=GRPC_OPTIONS, interceptors=[standby_refusal, RequestAdmission()]
+    )
     try:
         port = server.add_insecure_port(f"{config.host}:{config.port}")
     except RuntimeError as error:  # grpcio raises this when the port cannot be bound
@@ -298,15 +303,4 @@ class _StandbyRefusal(grpc.aio.ServerInterceptor):
                 context.set_trailing_metadata(((LEADER_METADATA_KEY, leader),))
             await context.abort(grpc.StatusCode.UNAVAILABLE, message)
 
-        kind = (handler.request_streaming, handler.response_streaming)
-        make = {
-            (False, False): grpc.unary_unary_rpc_method_handler,
-            (False, True): grpc.unary_stream_rpc_method_handler,
-            (True, False): grpc.stream_unary_rpc_method_handler,
-            (True, True): grpc.stream_stream_rpc_method_handler,
-        }[kind]
-        return make(
-            refuse,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        return replaced(handler, refuse)
