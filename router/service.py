@@ -11,6 +11,9 @@ served from the engine between batches."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
+import secrets
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -83,6 +86,9 @@ class RouterService:
                 journal=journal, lease=lease,
             )  # fmt: skip
         self._task: asyncio.Task[None] | None = None
+        # The root of derived_key: random per process for now, so that what it signs (page
+        # tokens) does not outlive this router.
+        self._key_root = secrets.token_bytes(32)
 
     # -- the parts' hooks -----------------------------------------------------------------------
 
@@ -126,6 +132,11 @@ class RouterService:
     def leader_address(self) -> str:
         """Where the leader is, as the lease says (empty when unknown or this router leads)."""
         return self._leadership.leader_address if self._leadership is not None else ""
+
+    def derived_key(self, purpose: str) -> bytes:
+        """A 32-byte key for one `purpose` (e.g. signing page tokens), derived by HMAC-SHA256
+        from this router's root secret, so that keys of different purposes are unrelated."""
+        return hmac.new(self._key_root, purpose.encode(), hashlib.sha256).digest()
 
     def standby_message(self) -> str:
         if self._leadership is None:
