@@ -60,6 +60,8 @@ def chars_max(field: FieldDescriptor) -> int | None:
         return explicit
     if field.name.endswith(("_id", "_ids")) or field.name in _ID_NAMES:
         return ID_CHARS_MAX
+    if field.containing_type is not None and _map_entry(field.containing_type) is not None:
+        return ID_CHARS_MAX  # a map's key: a skill or a channel
     return None
 
 
@@ -96,12 +98,13 @@ def _check_texts(field: FieldDescriptor, name: str, value: Any) -> None:
 
 def _check_map(entry: Descriptor, name: str, value: Any) -> None:
     """A map's keys are ids (skills, channels); message values are checked in turn."""
-    keys_are_text = entry.fields_by_name["key"].type == FieldDescriptor.TYPE_STRING
+    key_field = entry.fields_by_name["key"]
+    key_chars_max = chars_max(key_field) if key_field.type == FieldDescriptor.TYPE_STRING else None
     values_are_messages = entry.fields_by_name["value"].type == FieldDescriptor.TYPE_MESSAGE
     for key in value:
-        if keys_are_text and len(key) > ID_CHARS_MAX:
+        if key_chars_max is not None and len(key) > key_chars_max:
             raise InvalidArgument(
-                name, f"has a key of {len(key)} characters, the limit is {ID_CHARS_MAX}"
+                name, f"has a key of {len(key)} characters, the limit is {key_chars_max}"
             )
         if values_are_messages:
             check_strings(value[key], f"{name}[{shown(str(key))}]")

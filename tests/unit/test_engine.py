@@ -17,14 +17,27 @@ from router.core.errors import (
     NotFound,
     ResourceExhausted,
 )
-from router.core.events import OfferClosed, OfferCreated, TaskAssigned
+from router.core.events import (
+    CANCEL_ORIGINS,
+    OfferClosed,
+    OfferCreated,
+    TaskAssigned,
+    TaskCanceled,
+)
 from router.core.limits import ATTRIBUTES_BYTES_MAX
 from router.core.model import (
+    ActionKind,
+    BusinessHours,
+    ExceptionRule,
+    OpenHours,
+    QueueAction,
     QueueConfig,
     QueueOrder,
     ReservationStatus,
     TaskSpec,
     TaskStatus,
+    TriggerKind,
+    Weekday,
     WorkerProfile,
 )
 from router.core.task_table import TaskCopy
@@ -741,3 +754,22 @@ def test_a_rejection_reason_reaches_the_offer_closed_event(engine: Engine, clock
     assert [(e.reservation.status, e.reason) for e in closed] == [
         (ReservationStatus.REJECTED, "on a call")
     ]
+
+
+def test_every_cancel_has_one_of_the_documented_origins(engine: Engine, clock: Clock) -> None:
+    """The origin is the metric's `reason` label, which the README lists."""
+    cancel = QueueAction(ActionKind.CANCEL, reason="sorry")
+    ruled = QueueConfig("ruled", exception_rules=(ExceptionRule(TriggerKind.WAIT_TIME, cancel, 5),))
+    # Open one minute a week, on Mondays; the clock stands on a Thursday.
+    hours = BusinessHours("UTC", (OpenHours(Weekday.MONDAY, "00:00", "00:01"),))
+    closed = QueueConfig("closed", business_hours=hours, after_hours_action=cancel)
+    for queue in (ruled, closed):
+        apply(engine, clock, cmd.UpsertQueue(queue))
+    apply(engine, clock, cmd.CancelTask(create(engine, clock).task.task_id))
+    create(engine, clock, ttl_s=1)
+    create(engine, clock, queue_id="ruled")
+    create(engine, clock, queue_id="closed")
+    advance(clock, 10)
+    apply(engine, clock, cmd.Tick())
+    origins = [event.origin for event in engine.take_events() if isinstance(event, TaskCanceled)]
+    assert sorted(origins) == sorted(CANCEL_ORIGINS)
