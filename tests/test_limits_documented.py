@@ -8,14 +8,18 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from google.protobuf import descriptor_pool
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.message import Message
 
-from router.api.bounds import CHARS_MAX_BY_FIELD, chars_max
+from router._proto.switchboard.v1 import admin_service_pb2 as apb
+from router._proto.switchboard.v1 import resources_pb2 as pb
+from router.api.bounds import CHARS_MAX_BY_FIELD, chars_max, check_strings
 from router.api.paging import PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX, PAGE_TOKEN_CHARS_MAX
 from router.api.status import STATUS_MESSAGE_CHARS_MAX
 from router.core import limits
-from router.core.errors import QUOTED_CHARS_MAX
+from router.core.errors import QUOTED_CHARS_MAX, InvalidArgument
 from router.core.events import CANCEL_ORIGINS
 from router.core.expressions import EXPRESSION_CHARS_MAX
 from router.server import SERVICE_NAMES
@@ -118,3 +122,37 @@ def test_the_metrics_table_lists_the_cancel_reasons_the_engine_emits() -> None:
     )
     labels = re.findall(r"`(\w+)`:", row)
     assert labels == list(CANCEL_ORIGINS)
+
+
+_FILTERS = [pb.PolicyFilter(name="ok"), pb.PolicyFilter(name="n" * 129)]
+_STEP = pb.RoutingStep(required_skills={"s" * 200: 1.0})
+_HOURS = pb.BusinessHours(holidays=["2030-01-01", "h" * 65])
+
+
+@pytest.mark.parametrize(
+    ("request_message", "message"),
+    [
+        (
+            apb.UpsertRoutingPolicyRequest(policy=pb.RoutingPolicy(filters=_FILTERS)),
+            "policy.filters[1].name: is 129 characters long, the limit is 128",
+        ),
+        (
+            apb.UpsertRoutingPolicyRequest(
+                policy=pb.RoutingPolicy(default_route=pb.Route(steps=[pb.RoutingStep(), _STEP]))
+            ),
+            "policy.default_route.steps[1].required_skills: has a key of 200 characters, the "
+            "limit is 128",
+        ),
+        (
+            apb.UpsertQueueRequest(queue=pb.Queue(business_hours=_HOURS)),
+            "queue.business_hours.holidays[1]: is 65 characters long, the limit is 64",
+        ),
+    ],
+    ids=["repeated-message", "map-key", "repeated-string"],
+)
+def test_an_over_long_string_is_named_by_its_path_in_the_request(
+    request_message: Message, message: str
+) -> None:
+    with pytest.raises(InvalidArgument) as raised:
+        check_strings(request_message)
+    assert raised.value.message == message
