@@ -28,11 +28,12 @@ from router._proto.switchboard.v1 import (
     worker_service_pb2_grpc,
 )
 from router.api.admin import AdminServicer
+from router.api.admission import RequestAdmission
 from router.api.audit import Audit
 from router.api.authn import AuthConfig, TokenVerifier
 from router.api.events import EventServicer
 from router.api.guard import AccessGuard
-from router.api.handlers import with_behavior
+from router.api.handlers import replaced
 from router.api.stats import ClockServicer, StatsServicer
 from router.api.status import LEADER_METADATA_KEY
 from router.api.tasks import TaskServicer
@@ -206,7 +207,11 @@ async def start_server(config: ServerConfig, *, engine: Engine | None = None) ->
     # Access first: a caller without the right to a call learns nothing, not even who leads.
     guard = AccessGuard(verifier, Audit(metrics))
     standby_refusal = _StandbyRefusal()
-    server = grpc.aio.server(options=GRPC_OPTIONS, interceptors=[guard, standby_refusal])
+    # RequestAdmission last: every handler before it (the guard, a standby's refusal) gets its
+    # decoding.
+    server = grpc.aio.server(
+        options=GRPC_OPTIONS, interceptors=[guard, standby_refusal, RequestAdmission()]
+    )
     try:
         address = f"{config.host}:{config.port}"
         if config.tls is None:
@@ -357,4 +362,4 @@ class _StandbyRefusal(grpc.aio.ServerInterceptor):
                 context.set_trailing_metadata(((LEADER_METADATA_KEY, leader),))
             await context.abort(grpc.StatusCode.UNAVAILABLE, message)
 
-        return with_behavior(handler, refuse)
+        return replaced(handler, refuse)

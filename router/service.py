@@ -11,6 +11,9 @@ served from the engine between batches."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
+import secrets
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -91,6 +94,8 @@ class RouterService:
             )  # fmt: skip
             self._leadership.add_role_listener(self._role_changed)
         self._task: asyncio.Task[None] | None = None
+        # derived_key's root until the workspace's id key is journaled (the first command).
+        self._key_root = secrets.token_bytes(32)
 
     # -- the parts' hooks -----------------------------------------------------------------------
 
@@ -142,6 +147,16 @@ class RouterService:
     def leader_address(self) -> str:
         """Where the leader is, as the lease says (empty when unknown or this router leads)."""
         return self._leadership.leader_address if self._leadership is not None else ""
+
+    def derived_key(self, purpose: str) -> bytes:
+        """A 32-byte key for one `purpose` (e.g. signing page tokens), derived by HMAC-SHA256
+        from the workspace's journaled id key, so that every router of the workspace (a
+        standby that takes over, a restarted one) derives the same one and no caller can.
+        Before that key exists (no command yet) it is derived from a root of this process."""
+        identifiers = self.engine.identifiers
+        if identifiers.seeded:
+            return identifiers.derived_key(purpose)
+        return hmac.new(self._key_root, purpose.encode(), hashlib.sha256).digest()
 
     def standby_message(self) -> str:
         if self._leadership is None:

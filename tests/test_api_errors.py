@@ -18,10 +18,24 @@ from router._proto.switchboard.v1 import task_service_pb2_grpc as tgrpc
 from router._proto.switchboard.v1 import worker_service_pb2_grpc as wgrpc
 from router.api.admin import AdminServicer
 from router.api.stats import ClockServicer, StatsServicer
-from router.api.status import MAPS_ERRORS_ATTRIBUTE, connect_error, maps_errors
+from router.api.status import (
+    MAPS_ERRORS_ATTRIBUTE,
+    STATUS_MESSAGE_CHARS_MAX,
+    connect_error,
+    maps_errors,
+    status_of,
+)
 from router.api.tasks import TaskServicer
 from router.api.workers import WorkerServicer
-from router.core.errors import CoreError, InvalidArgument, NotFound, Unavailable
+from router.core.errors import (
+    INTERNAL_MESSAGE,
+    QUOTED_CHARS_MAX,
+    CoreError,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+    quoted,
+)
 
 SERVICERS = [
     (TaskServicer, tgrpc.TaskServiceServicer),
@@ -99,3 +113,51 @@ def test_unary_stream_and_in_stream_errors_agree(error: CoreError, status: grpc.
     in_stream = connect_error("r7", error)
     assert in_stream.request_id == "r7"
     assert (in_stream.error.code, in_stream.error.message) == (status.name, error.message)
+
+
+class Buggy:
+    @maps_errors
+    async def Unary(self, request: Any, context: Any) -> str:
+        raise KeyError("a secret of the router's internals")
+
+    @maps_errors
+    async def Stream(self, request: Any, context: Any) -> AsyncIterator[str]:
+        yield "first"
+        raise ZeroDivisionError("another one")
+
+
+def test_a_bug_is_internal_with_a_generic_message_and_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def scenario() -> None:
+        unary_context = FakeContext()
+        with pytest.raises(Aborted):
+            await Buggy().Unary(None, unary_context)
+        assert unary_context.status == (grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
+        stream_context = FakeContext()
+        with pytest.raises(Aborted):
+            async for _ in Buggy().Stream(None, stream_context):
+                pass
+        assert stream_context.status == (grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
+
+    asyncio.run(scenario())
+    logged = [record for record in caplog.records if record.levelname == "ERROR"]
+    assert [record.exc_info[0] for record in logged if record.exc_info] == [
+        KeyError, ZeroDivisionError
+    ]  # fmt: skip
+    assert "secret" not in INTERNAL_MESSAGE
+
+
+def test_a_status_message_is_capped() -> None:
+    code, message = status_of(InvalidArgument("field", "x" * 100_000))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert len(message) == STATUS_MESSAGE_CHARS_MAX and message.endswith("…")
+    assert message.startswith("field: xxx")
+    in_stream = connect_error("r1", InvalidArgument("field", "y" * 100_000))
+    assert len(in_stream.error.message) == STATUS_MESSAGE_CHARS_MAX
+
+
+def test_a_refused_value_is_quoted_short() -> None:
+    assert quoted("abc") == "'abc'"
+    long = quoted("z" * 5000)
+    assert long == f"{'z' * QUOTED_CHARS_MAX!r}… (5000 characters)"

@@ -8,7 +8,7 @@ from router._proto.switchboard.v1 import admin_service_pb2 as apb
 from router._proto.switchboard.v1 import admin_service_pb2_grpc as agrpc
 from router._proto.switchboard.v1 import resources_pb2 as pb
 from router.api.convert import policy_from_pb, policy_to_pb, queue_from_pb, queue_to_pb
-from router.api.paging import fill_page_by_id
+from router.api.paging import PAGE_TOKEN_KEY_PURPOSE, PageTokens, fill_page_by_id
 from router.api.status import maps_errors
 from router.core import commands as cmd
 from router.core.engine import UpsertedPolicy, UpsertedQueue
@@ -18,6 +18,9 @@ from router.service import RouterService
 class AdminServicer(agrpc.AdminServiceServicer):
     def __init__(self, service: RouterService) -> None:
         self._service = service
+
+    def _page_tokens(self, listing: str) -> PageTokens:
+        return PageTokens(self._service.derived_key(PAGE_TOKEN_KEY_PURPOSE), listing)
 
     @maps_errors
     async def UpsertChannel(
@@ -87,6 +90,7 @@ class AdminServicer(agrpc.AdminServiceServicer):
         response.next_page_token = await fill_page_by_id(
             response.queues, self._service.engine.queues, queue_to_pb,
             requested_size=request.page_size, page_token=request.page_token,
+            tokens=self._page_tokens("ListQueues"),
         )  # fmt: skip
         return response
 
@@ -135,6 +139,7 @@ class AdminServicer(agrpc.AdminServiceServicer):
         response.next_page_token = await fill_page_by_id(
             response.policies, self._service.engine.policies, policy_to_pb,
             requested_size=request.page_size, page_token=request.page_token,
+            tokens=self._page_tokens("ListRoutingPolicies"),
         )  # fmt: skip
         return response
 

@@ -4,9 +4,10 @@ servicers touch protobuf types."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
-from google.protobuf import json_format, struct_pb2
+from google.protobuf import struct_pb2
+from google.protobuf.message import Message
 
 from router._proto.switchboard.v1 import resources_pb2 as pb
 from router._proto.switchboard.v1 import stats_service_pb2 as stats_pb
@@ -36,6 +37,7 @@ from router.core.model import (
     WorkerProfile,
     WorkerRecord,
 )
+from router.core.validation import canonical_number
 
 TASK_STATUS_TO_PB: dict[TaskStatus, pb.TaskStatus.ValueType] = {
     TaskStatus.PENDING: pb.TASK_STATUS_PENDING,
@@ -45,7 +47,11 @@ TASK_STATUS_TO_PB: dict[TaskStatus, pb.TaskStatus.ValueType] = {
     TaskStatus.COMPLETED: pb.TASK_STATUS_COMPLETED,
     TaskStatus.CANCELED: pb.TASK_STATUS_CANCELED,
 }
-TASK_STATUS_FROM_PB = {value: key for key, value in TASK_STATUS_TO_PB.items()}
+TASK_STATUS_FROM_PB: dict[int, TaskStatus | None] = {
+    pb.TASK_STATUS_UNSPECIFIED: None,
+    **{value: key for key, value in TASK_STATUS_TO_PB.items()},
+}
+"""A ListTasks status filter: UNSPECIFIED does not filter."""
 RESERVATION_STATUS_TO_PB: dict[ReservationStatus, pb.ReservationStatus.ValueType] = {
     ReservationStatus.PENDING: pb.RESERVATION_STATUS_PENDING,
     ReservationStatus.ACCEPTED: pb.RESERVATION_STATUS_ACCEPTED,
@@ -84,8 +90,56 @@ TRIGGER_KIND_TO_PB: dict[TriggerKind, pb.ExceptionTrigger.ValueType] = {
 TRIGGER_KIND_FROM_PB = {value: key for key, value in TRIGGER_KIND_TO_PB.items()}
 
 
+_Member = TypeVar("_Member")
+
+TASK_OUTPUT_ONLY_FIELDS = (
+    "task_id", "client_request_id", "status", "worker_id", "created_at_ms", "updated_at_ms",
+    "cancel_reason", "queue_position", "estimated_wait_s", "estimated_wait_known",
+    "excluded_worker_ids", "effective_priority", "step_index", "queued_at_ms",
+)  # fmt: skip
+"""Fields of a `Task` that the router sets: refused on input rather than silently ignored."""
+WORKER_OUTPUT_ONLY_FIELDS = ("available", "idle_since_ms", "load_by_channel", "task_ids")
+"""Fields of a `Worker` that the router sets."""
+
+
 def struct_to_dict(struct: struct_pb2.Struct) -> dict[str, Any]:
-    return json_format.MessageToDict(struct)
+    """Attributes as the core keeps them: JSON values, each integral number within +-2**53 an
+    int (the canonical encoding: a Struct carries every number as a double). A NaN or an
+    infinity is kept as it is, for validation to refuse naming its path."""
+    return {key: _from_value(value) for key, value in struct.fields.items()}
+
+
+def _from_value(value: struct_pb2.Value) -> Any:
+    # Recursion is bounded by protobuf's own decoding depth (about 32 levels of objects).
+    kind = value.WhichOneof("kind")
+    if kind == "number_value":
+        return canonical_number(value.number_value)
+    if kind == "string_value":
+        return value.string_value
+    if kind == "bool_value":
+        return value.bool_value
+    if kind == "struct_value":
+        return struct_to_dict(value.struct_value)
+    if kind == "list_value":
+        return [_from_value(item) for item in value.list_value.values]
+    return None  # null_value, or no kind at all
+
+
+def refuse_output_only(field: str, message: Message, output_only: tuple[str, ...]) -> None:
+    """Raises InvalidArgument for the first of `output_only` that `message` sets: a field the
+    router would ignore on input is an error, not a silent loss."""
+    given = {descriptor.name for descriptor, _ in message.ListFields()}
+    for name in output_only:
+        if name in given:
+            raise InvalidArgument(f"{field}.{name}", "is output only (set by the router)")
+
+
+def enum_from_pb(field: str, value: int, members: Mapping[Any, _Member]) -> _Member:
+    """The member of a proto enum `value`, or InvalidArgument naming `field` for a value
+    the API does not define (a client built with a newer or a forged descriptor)."""
+    if value not in members:
+        raise InvalidArgument(field, f"unknown value {value}")
+    return members[value]
 
 
 def dict_to_struct(document: Mapping[str, Any], into: struct_pb2.Struct) -> None:
@@ -95,6 +149,13 @@ def dict_to_struct(document: Mapping[str, Any], into: struct_pb2.Struct) -> None
 
 
 def task_spec_from_pb(task: pb.Task) -> TaskSpec:
+    """The spec of a task to create; InvalidArgument for a field the router sets."""
+    if task.client_request_id:
+        raise InvalidArgument(
+            "task.client_request_id",
+            "is output only: give the idempotency key as CreateTaskRequest.client_request_id",
+        )
+    refuse_output_only("task", task, TASK_OUTPUT_ONLY_FIELDS)
     return TaskSpec(
         channel=task.channel,
         queue_id=task.queue_id,
@@ -161,6 +222,8 @@ def offer_to_pb(reservation: Reservation, task: TaskRecord) -> pb.Offer:
 
 
 def worker_profile_from_pb(worker: pb.Worker) -> WorkerProfile:
+    """The profile of a worker to upsert; InvalidArgument for a field the router sets."""
+    refuse_output_only("worker", worker, WORKER_OUTPUT_ONLY_FIELDS)
     return WorkerProfile(
         worker_id=worker.worker_id,
         display_name=worker.display_name,
@@ -215,7 +278,7 @@ def queue_from_pb(queue: pb.Queue) -> QueueConfig:
         ),
         reservation_timeout_s=queue.reservation_timeout_s or RESERVATION_TIMEOUT_S_DEFAULT,
         wrapup_s=queue.wrapup_s,
-        order=QUEUE_ORDER_FROM_PB.get(queue.order, QueueOrder.FIFO),
+        order=enum_from_pb("queue.order", queue.order, QUEUE_ORDER_FROM_PB),
         depth_max=queue.depth_max,
         priority_aging_per_min=queue.priority_aging_per_min,
         exception_rules=tuple(

@@ -19,7 +19,7 @@ import grpc
 from router.api.access import ACCESS, Rule, refusal
 from router.api.audit import Audit
 from router.api.authn import ANONYMOUS, AuthenticationError, Principal, TokenVerifier
-from router.api.handlers import behavior_of, with_behavior
+from router.api.handlers import behavior_of, replaced
 from router.service import RouterService
 
 HEALTH_PREFIX = "/grpc.health.v1.Health/"
@@ -73,7 +73,7 @@ class AccessGuard(grpc.aio.ServerInterceptor):
             behavior = self._stream_behavior(method, rule, inner)
         else:
             behavior = self._unary_behavior(method, rule, inner, handler.response_streaming)
-        return with_behavior(handler, behavior)
+        return replaced(handler, behavior)
 
     async def _check(
         self, method: str, rule: Rule | None, request: Any, context: grpc.aio.ServicerContext

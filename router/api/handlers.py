@@ -1,5 +1,5 @@
-"""Server interceptors' one tool: a method handler of the same kind and serializers whose
-behavior is another function (a refusal, or a check around the servicer)."""
+"""Building a gRPC method handler like another: what server interceptors need to answer a call
+with a behaviour of their own (a standby's refusal, the admission of requests)."""
 
 from __future__ import annotations
 
@@ -16,23 +16,31 @@ _MAKE = {
 }
 
 
+def streaming(handler: grpc.RpcMethodHandler) -> tuple[bool, bool]:
+    """Whether the method streams its requests, and its responses."""
+    return handler.request_streaming, handler.response_streaming
+
+
 def behavior_of(handler: grpc.RpcMethodHandler) -> Callable[..., Any]:
-    """The function that serves the handler's calls (the servicer's method)."""
+    """The function that serves the handler's calls, whatever its kind."""
     return {
         (False, False): handler.unary_unary,
         (False, True): handler.unary_stream,
         (True, False): handler.stream_unary,
         (True, True): handler.stream_stream,
-    }[(handler.request_streaming, handler.response_streaming)]
+    }[streaming(handler)]
 
 
-def with_behavior(
-    handler: grpc.RpcMethodHandler, behavior: Callable[..., Any]
+def replaced(
+    handler: grpc.RpcMethodHandler,
+    behavior: Callable[..., Any],
+    *,
+    request_deserializer: Callable[[bytes], Any] | None = None,
 ) -> grpc.RpcMethodHandler:
-    """`handler` with `behavior` serving its calls instead."""
-    make = _MAKE[(handler.request_streaming, handler.response_streaming)]
-    return make(
+    """A handler of the same kind and serializers as `handler` that serves calls with
+    `behavior` (and decodes requests with `request_deserializer`, when given)."""
+    return _MAKE[streaming(handler)](
         behavior,
-        request_deserializer=handler.request_deserializer,
+        request_deserializer=request_deserializer or handler.request_deserializer,
         response_serializer=handler.response_serializer,
     )

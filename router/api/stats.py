@@ -18,6 +18,7 @@ from router.api.status import maps_errors
 from router.clock import TestClock
 from router.core import commands as cmd
 from router.core.errors import FailedPrecondition, InvalidArgument
+from router.core.limits import ADVANCE_TIME_MS_MAX, CLOCK_MS_MAX
 from router.service import RouterService
 
 WATCH_INTERVAL_MS_DEFAULT = 1000
@@ -97,8 +98,15 @@ class ClockServicer(cgrpc.ClockServiceServicer):
             raise FailedPrecondition(
                 "the test clock is off: start the server with --test-clock to move time"
             )
-        if request.duration_ms <= 0:
-            raise InvalidArgument("duration_ms", f"must be above 0, got {request.duration_ms}")
-        now_ms = clock.advance(request.duration_ms)
+        duration_ms = request.duration_ms
+        if not 0 < duration_ms <= ADVANCE_TIME_MS_MAX:
+            raise InvalidArgument(
+                "duration_ms", f"must be between 1 and {ADVANCE_TIME_MS_MAX}, got {duration_ms}"
+            )
+        if clock.now_ms() + duration_ms > CLOCK_MS_MAX:
+            raise InvalidArgument(
+                "duration_ms", f"would move the clock past {CLOCK_MS_MAX} (the end of 9999)"
+            )
+        now_ms = clock.advance(duration_ms)
         await self._service.submit(cmd.Tick())  # fire what fell due before answering
         return cpb.AdvanceTimeResponse(now_ms=now_ms)

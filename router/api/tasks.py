@@ -7,8 +7,22 @@ import grpc
 from router._proto.switchboard.v1 import resources_pb2 as pb
 from router._proto.switchboard.v1 import task_service_pb2 as tpb
 from router._proto.switchboard.v1 import task_service_pb2_grpc as tgrpc
-from router.api.convert import TASK_STATUS_FROM_PB, struct_to_dict, task_spec_from_pb, task_to_pb
-from router.api.paging import TASKS_SCANNED_MAX, fill_page, page_size, seq_after, seq_token
+from router.api.convert import (
+    TASK_STATUS_FROM_PB,
+    enum_from_pb,
+    struct_to_dict,
+    task_spec_from_pb,
+    task_to_pb,
+)
+from router.api.paging import (
+    PAGE_TOKEN_KEY_PURPOSE,
+    TASKS_SCANNED_MAX,
+    PageTokens,
+    fill_page,
+    page_size,
+    seq_after,
+    seq_token,
+)
 from router.api.status import maps_errors
 from router.core import commands as cmd
 from router.core.task_index import TaskFilter
@@ -46,13 +60,18 @@ class TaskServicer(tgrpc.TaskServiceServicer):
         self, request: tpb.ListTasksRequest, context: grpc.aio.ServicerContext
     ) -> tpb.ListTasksResponse:
         count_max = page_size(request.page_size)
-        after_seq = seq_after(request.page_token)
         task_filter = TaskFilter(
-            status=TASK_STATUS_FROM_PB.get(request.status),
+            status=enum_from_pb("status", request.status, TASK_STATUS_FROM_PB),
             queue_id=request.queue_id,
             worker_id=request.worker_id,
             channel=request.channel,
         )
+        tokens = PageTokens(
+            self._service.derived_key(PAGE_TOKEN_KEY_PURPOSE),
+            "ListTasks",
+            (request.queue_id, request.status, request.worker_id, request.channel),
+        )
+        after_seq = seq_after(tokens, request.page_token)
         page = self._service.engine.list_tasks(
             task_filter, after_seq=after_seq, count_max=count_max, scan_max=TASKS_SCANNED_MAX
         )
@@ -60,9 +79,9 @@ class TaskServicer(tgrpc.TaskServiceServicer):
         copies = page.copies
         included = await fill_page(response.tasks, copies, _copy_to_pb)
         if included < len(copies):  # cut by bytes: resume after the last task sent
-            response.next_page_token = seq_token(copies[included - 1].seq)
+            response.next_page_token = seq_token(tokens, copies[included - 1].seq)
         elif page.resume_after_seq is not None:
-            response.next_page_token = seq_token(page.resume_after_seq)
+            response.next_page_token = seq_token(tokens, page.resume_after_seq)
         return response
 
     @maps_errors

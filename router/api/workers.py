@@ -12,7 +12,7 @@ from router._proto.switchboard.v1 import resources_pb2 as pb
 from router._proto.switchboard.v1 import worker_service_pb2 as wpb
 from router._proto.switchboard.v1 import worker_service_pb2_grpc as wgrpc
 from router.api.convert import offer_to_pb, task_to_pb, worker_profile_from_pb, worker_to_pb
-from router.api.paging import fill_page, id_after, page_size
+from router.api.paging import PAGE_TOKEN_KEY_PURPOSE, PageTokens, fill_page, id_after, page_size
 from router.api.status import abort_unavailable, connect_error, maps_errors
 from router.core import commands as cmd
 from router.core.engine import WorkerCopy
@@ -56,7 +56,9 @@ class WorkerServicer(wgrpc.WorkerServiceServicer):
         self, request: wpb.ListWorkersRequest, context: grpc.aio.ServicerContext
     ) -> wpb.ListWorkersResponse:
         count_max = page_size(request.page_size)
-        after_worker_id = id_after(request.page_token)
+        key = self._service.derived_key(PAGE_TOKEN_KEY_PURPOSE)
+        tokens = PageTokens(key, "ListWorkers", (request.activity,))
+        after_worker_id = id_after(tokens, request.page_token)
         page = self._service.engine.list_workers(
             activity=request.activity, after_worker_id=after_worker_id, count_max=count_max
         )
@@ -64,7 +66,7 @@ class WorkerServicer(wgrpc.WorkerServiceServicer):
         copies = page.copies
         included = await fill_page(response.workers, copies, _worker_copy_to_pb)
         if included < len(copies) or page.more:
-            response.next_page_token = copies[included - 1].worker.worker_id
+            response.next_page_token = tokens.token(copies[included - 1].worker.worker_id)
         return response
 
     @maps_errors

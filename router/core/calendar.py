@@ -17,7 +17,7 @@ from importlib import resources
 from typing import Final
 from zoneinfo import ZoneInfo
 
-from router.core.errors import InvalidArgument
+from router.core.errors import InvalidArgument, quoted
 from router.core.limits import HOLIDAYS_PER_CALENDAR_MAX, OPEN_HOURS_PER_CALENDAR_MAX
 from router.core.model import BusinessHours, OpenHours, Weekday
 
@@ -126,7 +126,7 @@ def _build(field: str, hours: BusinessHours) -> _Calendar:
         ordinal = _holiday(f"{field}.holidays[{i}]", text)
         if ordinal in holidays:
             raise InvalidArgument(
-                f"{field}.holidays[{i}]", f"{text!r} repeats holidays[{holidays[ordinal]}]"
+                f"{field}.holidays[{i}]", f"{quoted(text)} repeats holidays[{holidays[ordinal]}]"
             )
         holidays[ordinal] = i
     return _Calendar(
@@ -143,8 +143,8 @@ def _interval(field: str, interval: OpenHours) -> tuple[int, int]:
     if closes <= opens:
         raise InvalidArgument(
             f"{field}.closes",
-            f"{interval.closes!r} is not after opens {interval.opens!r} (an interval past "
-            "midnight is two: until 24:00, then from 00:00 of the next day)",
+            f"{quoted(interval.closes)} is not after opens {quoted(interval.opens)} (an interval "
+            "past midnight is two: until 24:00, then from 00:00 of the next day)",
         )
     return opens, closes
 
@@ -153,7 +153,7 @@ def _minutes(field: str, text: str, *, closing: bool) -> int:
     """Minutes of the day of an "HH:MM" time: 00:00..23:59 for opens, 00:01..24:00 for closes."""
     match = _TIME_PATTERN.fullmatch(text)
     if match is None:
-        raise InvalidArgument(field, f'must be "HH:MM" (e.g. "09:30"), got {text!r}')
+        raise InvalidArgument(field, f'must be "HH:MM" (e.g. "09:30"), got {quoted(text)}')
     hour, minute = int(match[1]), int(match[2])
     minutes = hour * 60 + minute
     if closing:
@@ -161,7 +161,7 @@ def _minutes(field: str, text: str, *, closing: bool) -> int:
     else:
         low, high, spelled = 0, _MINUTES_PER_DAY - 1, "00:00 and 23:59"
     if minute > 59 or not low <= minutes <= high:
-        raise InvalidArgument(field, f"must be between {spelled}, got {text!r}")
+        raise InvalidArgument(field, f"must be between {spelled}, got {quoted(text)}")
     return minutes
 
 
@@ -171,11 +171,11 @@ def _describe(interval: OpenHours) -> str:
 
 def _holiday(field: str, text: str) -> int:
     if _DATE_PATTERN.fullmatch(text) is None:
-        raise InvalidArgument(field, f'must be a date "YYYY-MM-DD", got {text!r}')
+        raise InvalidArgument(field, f'must be a date "YYYY-MM-DD", got {quoted(text)}')
     try:
         return date.fromisoformat(text).toordinal()
-    except ValueError as error:
-        raise InvalidArgument(field, f"{text!r} is not a date: {error}") from None
+    except ValueError:
+        raise InvalidArgument(field, f"{quoted(text)} is not a calendar date") from None
 
 
 def _zone(field: str, key: str) -> ZoneInfo:
@@ -184,7 +184,7 @@ def _zone(field: str, key: str) -> ZoneInfo:
     if key not in _zone_keys():
         near = [known for known in sorted(_zone_keys()) if known.casefold() == key.casefold()]
         hint = f"; did you mean {near[0]!r}?" if near else ' (e.g. "Europe/Paris")'
-        raise InvalidArgument(field, f"{key!r} is not an IANA time zone name{hint}")
+        raise InvalidArgument(field, f"{quoted(key)} is not an IANA time zone name{hint}")
     return _load_zone(key)
 
 

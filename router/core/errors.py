@@ -1,6 +1,14 @@
 """The core's error tree. The API maps each kind to one gRPC status code in one table."""
 
 from enum import Enum
+from typing import Final
+
+QUOTED_CHARS_MAX: Final = 64
+"""Most characters of a refused value an error message repeats: the rest is cut (see `quoted`),
+so that a huge value never makes a huge message."""
+
+INTERNAL_MESSAGE: Final = "the router failed on this request (a bug, logged by the router)"
+"""What a caller hit by a bug is told: never the exception itself, which is logged."""
 
 
 class ErrorKind(Enum):
@@ -12,6 +20,21 @@ class ErrorKind(Enum):
     OUT_OF_RANGE = "OUT_OF_RANGE"
     UNAVAILABLE = "UNAVAILABLE"
     INTERNAL = "INTERNAL"
+
+
+def shown(value: str) -> str:
+    """`value` as an error message shows it: at most `QUOTED_CHARS_MAX` characters, then an
+    ellipsis and the full length when it is longer."""
+    if len(value) <= QUOTED_CHARS_MAX:
+        return value
+    return f"{value[:QUOTED_CHARS_MAX]}… ({len(value)} characters)"
+
+
+def quoted(value: str) -> str:
+    """`value` quoted (as `repr` does) for an error message, cut as `shown` cuts it."""
+    if len(value) <= QUOTED_CHARS_MAX:
+        return repr(value)
+    return f"{value[:QUOTED_CHARS_MAX]!r}… ({len(value)} characters)"
 
 
 class CoreError(Exception):
@@ -66,6 +89,9 @@ class Unavailable(CoreError):
 
 class Internal(CoreError):
     """A bug met while applying the command (logged); the request is not known to have taken
-    effect."""
+    effect. The caller is told `INTERNAL_MESSAGE`, never the exception."""
 
     kind = ErrorKind.INTERNAL
+
+    def __init__(self, message: str = INTERNAL_MESSAGE) -> None:
+        super().__init__(message)

@@ -5,8 +5,13 @@ later commands in the same batch do not change what an event says."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from router.core.model import Reservation, TaskRecord
+
+CANCEL_ORIGINS: Final = ("caller", "ttl", "exception", "after_hours")
+"""Every `TaskCanceled.origin`: the `reason` label of `switchboard_tasks_canceled_total`, as the
+README's Metrics table lists them (a test checks both)."""
 
 
 @dataclass(frozen=True, slots=True)

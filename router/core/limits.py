@@ -4,10 +4,22 @@ yields a clear `INVALID_ARGUMENT` or `RESOURCE_EXHAUSTED`, never a crash or sile
 from typing import Final
 
 ID_CHARS_MAX: Final = 128
-"""Longest id (task, worker, queue, channel, activity, request id)."""
+"""Longest id (task, worker, queue, channel, activity, skill, language, policy, offer, request
+id, customer id), and longest key of a skill or channel map."""
 
 ATTRIBUTES_BYTES_MAX: Final = 16 * 1024
-"""Largest attributes document of a task or worker, measured as compact UTF-8 JSON."""
+"""Largest attributes document of a task or worker, measured in its canonical encoding: compact
+JSON (no spaces), UTF-8, integral numbers within +-2**53 written as integers (protobuf's Struct
+carries every number as a double: `3` arrives as `3.0` and is measured as `3`)."""
+
+ATTRIBUTES_DEPTH_MAX: Final = 16
+"""Deepest nesting of objects and arrays in attributes (the document itself is level 1). Well
+under what protobuf decodes (about 32 levels of objects), so that a deeper document meets this
+limit's message rather than a decoding error."""
+
+SAFE_INTEGER_MAX: Final = 2**53
+"""Largest integral number written as an integer in the canonical encoding of attributes (a
+double holds every integer up to here exactly; JSON readers agree on them)."""
 
 SKILLS_PER_WORKER_MAX: Final = 128
 """Most skills one worker may list."""
@@ -69,7 +81,17 @@ PRIORITY_DELTA_ABS_MAX: Final = 2 * PRIORITY_ABS_MAX
 """Largest raise (or cut) of a priority by a routing step or an exception rule: enough to carry
 any priority to any other."""
 DISPLAY_NAME_CHARS_MAX: Final = 256
-"""Longest display name of a routing policy."""
+"""Longest display name of a worker, queue, channel or routing policy."""
 FILTER_NAME_CHARS_MAX: Final = 128
 CANCEL_REASON_CHARS_MAX: Final = 256
-"""Longest reason of an exception rule's or after-hours cancel action."""
+"""Longest reason of a cancel (`CancelTask.reason`, a cancel action of an exception rule or of
+after hours)."""
+REJECT_REASON_CHARS_MAX: Final = 256
+"""Longest reason a worker gives for rejecting an offer."""
+CALENDAR_TEXT_CHARS_MAX: Final = 64
+"""Longest time zone name, opening time ("HH:MM") or holiday ("YYYY-MM-DD") of business hours."""
+ADVANCE_TIME_MS_MAX: Final = 366 * 24 * 3600 * 1000
+"""Furthest the test clock moves in one `AdvanceTime` (a year and a day)."""
+CLOCK_MS_MAX: Final = 253_402_300_799_999
+"""The latest time the router's clock may reach: the last millisecond of 9999 (calendars work
+in dates up to then)."""

@@ -14,7 +14,7 @@ import numpy.typing as npt
 from router.core import commands as cmd
 from router.core.catalog import found
 from router.core.columns import IDLE_SINCE_MS, WorkerColumns
-from router.core.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
+from router.core.errors import FailedPrecondition, InvalidArgument, ResourceExhausted, quoted
 from router.core.events import Event, WorkerActivityChanged, WorkerRemoved, WorkerUpserted
 from router.core.expressions import MATCH_ALL, AttributeColumns, Expression
 from router.core.limits import SKILLS_PER_WORKSPACE_MAX, WORKERS_MAX
@@ -138,7 +138,8 @@ class Roster:
         activities = catalog.activities
         validate_worker(profile, catalog.channels)
         if profile.activity is not None and profile.activity not in activities:
-            raise InvalidArgument("worker.activity", f"unknown activity {profile.activity!r}")
+            unknown = f"unknown activity {quoted(profile.activity)}"
+            raise InvalidArgument("worker.activity", unknown)
         existing = self.workers.get(profile.worker_id)
         if existing is None and len(self.workers) >= WORKERS_MAX:
             raise ResourceExhausted(f"a workspace may have at most {WORKERS_MAX} workers")
@@ -220,7 +221,7 @@ class Roster:
         worker = self.worker(command.worker_id)
         activities = self._catalog.activities
         if command.activity not in activities:
-            raise InvalidArgument("activity", f"unknown activity {command.activity!r}")
+            raise InvalidArgument("activity", f"unknown activity {quoted(command.activity)}")
         if command.activity != worker.activity:
             was_available = activities[worker.activity]
             self._record_activity_change(worker, command.activity)

@@ -11,11 +11,12 @@ from collections.abc import Collection, Iterator, Mapping
 from typing import Any
 
 from router.core.calendar import check_business_hours
-from router.core.errors import InvalidArgument
+from router.core.errors import QUOTED_CHARS_MAX, InvalidArgument, quoted, shown
 from router.core.expressions import ExpressionError, parse
 from router.core.limits import (
     ASSIGNMENT_WINDOW_S_MAX,
     ATTRIBUTES_BYTES_MAX,
+    ATTRIBUTES_DEPTH_MAX,
     CANCEL_REASON_CHARS_MAX,
     CAPACITY_PER_CHANNEL_MAX,
     DISPLAY_NAME_CHARS_MAX,
@@ -31,6 +32,7 @@ from router.core.limits import (
     PRIORITY_DELTA_ABS_MAX,
     QUEUE_DEPTH_MAX,
     RESERVATION_TIMEOUT_S_MAX,
+    SAFE_INTEGER_MAX,
     SKILL_LEVEL_MAX,
     SKILLS_PER_TASK_MAX,
     SKILLS_PER_WORKER_MAX,
@@ -67,7 +69,7 @@ def check_id(field: str, value: str, *, required: bool = True) -> None:
     if not _ID_PATTERN.fullmatch(value):
         raise InvalidArgument(
             field,
-            f"{value!r} is not a valid id (letters, digits and _ . : @ + -, starting with a "
+            f"{quoted(value)} is not a valid id (letters, digits and _ . : @ + -, starting with a "
             "letter or digit)",
         )
 
@@ -80,23 +82,84 @@ def check_finite(field: str, value: float, low: float, high: float) -> None:
 
 
 def check_attributes(field: str, attributes: Mapping[str, Any]) -> None:
+    """Refuse attributes that are not a JSON document within the limits: string keys, finite
+    numbers, at most `ATTRIBUTES_DEPTH_MAX` levels of objects and arrays, and at most
+    `ATTRIBUTES_BYTES_MAX` bytes in the canonical encoding (see `ATTRIBUTES_BYTES_MAX`). The
+    error names the value's path, e.g. `task.attributes.a.b[3]`."""
     if _surely_small_flat_json(attributes):
         return
-    try:
-        encoded = json.dumps(attributes, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError) as error:
-        raise InvalidArgument(field, f"is not a JSON object: {error}") from None
-    size = len(encoded.encode())
+    size = _json_bytes(field, attributes, 1)
     if size > ATTRIBUTES_BYTES_MAX:
         raise InvalidArgument(
             field, f"is {size} bytes as JSON, the limit is {ATTRIBUTES_BYTES_MAX} bytes"
         )
 
 
+def canonical_number(number: float) -> int | float:
+    """The number as the canonical encoding of attributes writes it: an integral value within
+    +-`SAFE_INTEGER_MAX` as an integer, any other as the float it is."""
+    if number.is_integer() and abs(number) <= SAFE_INTEGER_MAX:
+        return int(number)
+    return number
+
+
+def _json_bytes(path: str, value: object, depth: int) -> int:
+    """Bytes of `value` in the canonical encoding, checking it on the way (depth first, so that
+    the deepest path named is the first too deep)."""
+    if isinstance(value, Mapping | list | tuple) and depth > ATTRIBUTES_DEPTH_MAX:
+        raise InvalidArgument(
+            path, f"nests deeper than {ATTRIBUTES_DEPTH_MAX} levels of objects and arrays"
+        )
+    if isinstance(value, Mapping):
+        size = 1 + max(1, len(value))  # braces and commas
+        for key, item in value.items():
+            if type(key) is not str:
+                raise InvalidArgument(path, f"has a key that is not a string: {quoted(repr(key))}")
+            size += _string_bytes(key) + 1 + _json_bytes(_member_path(path, key), item, depth + 1)
+        return size
+    if isinstance(value, list | tuple):
+        size = 1 + max(1, len(value))
+        for index, item in enumerate(value):
+            size += _json_bytes(f"{path}[{index}]", item, depth + 1)
+        return size
+    if type(value) is str:
+        return _string_bytes(value)
+    if value is None or type(value) is bool:
+        return 4 if value in (None, True) else 5
+    if type(value) is int:
+        if abs(value) > SAFE_INTEGER_MAX:
+            raise InvalidArgument(
+                path, f"must be an integer within +-2**53, got one of {value.bit_length()} bits"
+            )
+        return len(str(value))
+    if type(value) is float:
+        if not math.isfinite(value):
+            raise InvalidArgument(path, f"must be a finite number, got {value}")
+        return len(repr(canonical_number(value)))
+    raise InvalidArgument(path, f"is not a JSON value (a {type(value).__name__})")
+
+
+_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
+
+
+def _member_path(path: str, key: str) -> str:
+    """The path of an object's member: `path.key`, or `path["a key"]` when the key is not a
+    plain name."""
+    if len(key) <= QUOTED_CHARS_MAX and _PLAIN_KEY.fullmatch(key):
+        return f"{path}.{key}"
+    return f"{path}[{quoted(key)}]"
+
+
+def _string_bytes(text: str) -> int:
+    # surrogatepass: a lone surrogate (never from the API, whose strings are UTF-8) is measured,
+    # not a crash.
+    return len(json.dumps(text, ensure_ascii=False).encode("utf-8", "surrogatepass"))
+
+
 _JSON_BYTES_PER_CHAR_MAX = 6
 """A character takes at most six bytes in JSON (a \\uXXXX escape)."""
 _JSON_SCALAR_BYTES_MAX = 32
-"""Longest JSON text of a bool, null, finite float or int below 10**18."""
+"""Longest JSON text of a bool, null, finite float or safe integer."""
 
 
 def _surely_small_flat_json(document: Mapping[str, Any]) -> bool:
@@ -121,7 +184,7 @@ def _is_short_json_scalar(value: object) -> bool:
     if value is None or type(value) is bool:
         return True
     if type(value) is int:
-        return abs(value) < 10**18
+        return abs(value) <= SAFE_INTEGER_MAX
     return type(value) is float and math.isfinite(value)
 
 
@@ -140,8 +203,8 @@ def validate_worker(profile: WorkerProfile, channels: Mapping[str, str]) -> None
             f"has {len(profile.skills)} skills, the limit is {SKILLS_PER_WORKER_MAX}",
         )
     for skill, level in profile.skills.items():
-        check_id(f"worker.skills[{skill}]", skill)
-        check_finite(f"worker.skills[{skill}]", level, 0.0, SKILL_LEVEL_MAX)
+        check_id(f"worker.skills[{shown(skill)}]", skill)
+        check_finite(f"worker.skills[{shown(skill)}]", level, 0.0, SKILL_LEVEL_MAX)
     if len(profile.languages) > LANGUAGES_PER_WORKER_MAX:
         raise InvalidArgument(
             "worker.languages",
@@ -151,7 +214,8 @@ def validate_worker(profile: WorkerProfile, channels: Mapping[str, str]) -> None
         check_id(f"worker.languages[{i}]", language)
     check_finite("worker.empathy", profile.empathy, 0.0, 1.0)
     for channel, capacity in profile.capacity_by_channel.items():
-        field = f"worker.capacity_by_channel[{channel}]"
+        field = f"worker.capacity_by_channel[{shown(channel)}]"
+        check_id(field, channel)
         if channel not in channels:
             raise InvalidArgument(field, f"unknown channel {channel!r}")
         if not 0 <= capacity <= CAPACITY_PER_CHANNEL_MAX:
@@ -159,7 +223,8 @@ def validate_worker(profile: WorkerProfile, channels: Mapping[str, str]) -> None
                 field, f"must be between 0 and {CAPACITY_PER_CHANNEL_MAX}, got {capacity}"
             )
     for channel, cost in profile.cost_by_channel.items():
-        field = f"worker.cost_by_channel[{channel}]"
+        field = f"worker.cost_by_channel[{shown(channel)}]"
+        check_id(field, channel)
         if channel not in channels:
             raise InvalidArgument(field, f"unknown channel {channel!r}")
         check_finite(field, cost, 1e-6, 1e6)
@@ -188,10 +253,10 @@ def validate_task(spec: TaskSpec, channels: Mapping[str, str], client_request_id
             f"the task names {skill_count} skills, the limit is {SKILLS_PER_TASK_MAX}",
         )
     for skill, level in spec.required_skills.items():
-        check_id(f"task.required_skills[{skill}]", skill)
-        check_finite(f"task.required_skills[{skill}]", level, 0.0, SKILL_LEVEL_MAX)
+        check_id(f"task.required_skills[{shown(skill)}]", skill)
+        check_finite(f"task.required_skills[{shown(skill)}]", level, 0.0, SKILL_LEVEL_MAX)
     for skill, weight in spec.preferred_skills.items():
-        field = f"task.preferred_skills[{skill}]"
+        field = f"task.preferred_skills[{shown(skill)}]"
         check_id(field, skill)
         check_finite(field, weight, 0.0, 1e6)
         if weight <= 0:
@@ -428,8 +493,9 @@ def _check_route(field: str, route: Route, queue_ids: Collection[str]) -> None:
                 f"names {len(step.required_skills)} skills, the limit is {SKILLS_PER_TASK_MAX}",
             )
         for skill, level in step.required_skills.items():
-            check_id(f"{step_field}.required_skills[{skill}]", skill)
-            check_finite(f"{step_field}.required_skills[{skill}]", level, 0.0, SKILL_LEVEL_MAX)
+            skill_field = f"{step_field}.required_skills[{shown(skill)}]"
+            check_id(skill_field, skill)
+            check_finite(skill_field, level, 0.0, SKILL_LEVEL_MAX)
         if step.worker_expression:
             check_expression(f"{step_field}.worker_expression", step.worker_expression)
         check_priority_delta(f"{step_field}.priority_delta", step.priority_delta)

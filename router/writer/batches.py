@@ -146,9 +146,9 @@ class BatchWriter:
         try:
             encoded = codec.encode_command(command)
             journaled = codec.decode_command(encoded)
-        except Exception as bug:  # a command the codec cannot carry is a bug, not a refusal
+        except Exception:  # a command the codec cannot carry is a bug, not a refusal
             log.exception("command %r could not be encoded", command)
-            raise Internal(f"the router failed on this request: {bug!r}") from None
+            raise Internal() from None
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._inbox.put_nowait(_Submission(journaled, encoded, future))
         return await future
@@ -183,11 +183,11 @@ class BatchWriter:
                 await self._process(batch)
             except (Deposed, asyncio.CancelledError):
                 raise
-            except Exception as bug:  # never let one batch end the writer
+            except Exception:  # never let one batch end the writer
                 log.exception("a batch failed")
                 for submission in batch:
                     if not submission.future.done():
-                        submission.future.set_exception(Internal(f"the router failed: {bug!r}"))
+                        submission.future.set_exception(Internal())
 
     async def _next_batch(self) -> list[_Submission] | None:
         batch = await self._waiting_batch()
@@ -265,7 +265,7 @@ class BatchWriter:
             elif isinstance(outcome, Exception):
                 # A bug, not a refusal: fail this caller (INTERNAL), keep serving the others.
                 log.error("command %r failed", submission.command, exc_info=outcome)
-                failure = Internal(f"the router failed on this request: {outcome!r}")
+                failure = Internal()
             else:
                 result = outcome
             outcomes.append((submission.future, result, failure))

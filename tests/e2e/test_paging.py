@@ -17,7 +17,8 @@ from router._proto.switchboard.v1 import admin_service_pb2 as apb
 from router._proto.switchboard.v1 import resources_pb2 as pb
 from router._proto.switchboard.v1 import task_service_pb2 as tpb
 from router._proto.switchboard.v1 import worker_service_pb2 as wpb
-from router.api.paging import PAGE_BYTES_MAX
+from router.api.paging import PAGE_BYTES_MAX, PAGE_SIZE_MAX
+from router.core.limits import SKILLS_PER_WORKER_MAX
 from router.server import ServerConfig
 from tests.conftest import ServerThread
 from tests.e2e.raw import Stubs
@@ -150,26 +151,36 @@ def test_a_malformed_task_token_is_invalid_argument(stubs: Stubs, token: str) ->
     assert (raised.value.details() or "").startswith("page_token:")
 
 
-def test_a_negative_page_size_is_invalid_and_a_large_one_is_read_as_the_maximum(
-    stubs: Stubs,
-) -> None:
+@pytest.mark.parametrize("size", [-1, PAGE_SIZE_MAX + 1, 10**9])
+def test_a_page_size_out_of_range_is_invalid(stubs: Stubs, size: int) -> None:
     with pytest.raises(grpc.RpcError) as raised:
-        stubs.tasks.ListTasks(tpb.ListTasksRequest(page_size=-1), timeout=5)
+        stubs.tasks.ListTasks(tpb.ListTasksRequest(page_size=size), timeout=5)
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert (raised.value.details() or "").startswith("page_size:")
+    assert (raised.value.details() or "") == (
+        f"page_size: must be between 0 and {PAGE_SIZE_MAX} (0: 100), got {size}"
+    )
+
+
+def test_the_largest_page_size_is_served(stubs: Stubs) -> None:
     for _ in range(3):
         stubs.create()
-    assert len(stubs.tasks.ListTasks(tpb.ListTasksRequest(page_size=10**9)).tasks) == 3
+    request = tpb.ListTasksRequest(page_size=PAGE_SIZE_MAX)
+    assert len(stubs.tasks.ListTasks(request, timeout=5).tasks) == 3
 
 
 # -- ListWorkers -------------------------------------------------------------------------------
 
 
 def test_workers_with_big_profiles_page_by_bytes_in_id_order(stubs: Stubs) -> None:
-    for i in reversed(range(90)):  # created out of order: listed by id
+    # As big as the limits let a worker be (~34 KB): 16 KiB of attributes, 128 skills of long
+    # names; 150 of them take two pages or more.
+    skills = {f"skill-{i:03d}-" + "s" * 110: 5.0 for i in range(SKILLS_PER_WORKER_MAX)}
+    for i in reversed(range(150)):  # created out of order: listed by id
         stubs.worker(
             f"w{i:03d}",
-            display_name="Agent " + "x" * 50_000,
+            display_name="Agent",
+            attributes=big_attributes(i, 16_000),
+            skills=skills,
             activity="available" if i % 3 else "break",
         )
 
@@ -179,11 +190,11 @@ def test_workers_with_big_profiles_page_by_bytes_in_id_order(stubs: Stubs) -> No
         )
 
     pages = walk(page, lambda reply: [w.worker_id for w in reply.workers])
-    assert len(pages) >= 2 and flat(pages) == [f"w{i:03d}" for i in range(90)]
+    assert len(pages) >= 2 and flat(pages) == [f"w{i:03d}" for i in range(150)]
     on_break = walk(
         lambda token: page(token, activity="break"), lambda r: [w.worker_id for w in r.workers]
     )
-    assert flat(on_break) == [f"w{i:03d}" for i in range(0, 90, 3)]
+    assert flat(on_break) == [f"w{i:03d}" for i in range(0, 150, 3)]
     with pytest.raises(grpc.RpcError) as raised:
         stubs.workers.ListWorkers(wpb.ListWorkersRequest(page_token="²"), timeout=5)
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -193,10 +204,10 @@ def test_workers_with_big_profiles_page_by_bytes_in_id_order(stubs: Stubs) -> No
 # -- after a restart ----------------------------------------------------------------------------
 
 
-def test_closed_tasks_survive_a_restart_from_a_snapshot(tmp_path: Path) -> None:
+def test_closed_tasks_and_page_tokens_survive_a_restart_from_a_snapshot(tmp_path: Path) -> None:
     """Closed tasks are kept as bytes, and snapshots store those bytes: a router restarted from
     a snapshot (and the journal after it) lists and reads them as before, with the same
-    digest."""
+    digest, and takes the page tokens the router before it gave out."""
     config = ServerConfig(
         port=0, metrics_port=None, test_clock=True, data_dir=tmp_path / "data",
         snapshot_every_commands=25,
@@ -213,6 +224,7 @@ def test_closed_tasks_survive_a_restart_from_a_snapshot(tmp_path: Path) -> None:
                 stubs.tasks.CancelTask(tpb.CancelTaskRequest(task_id=task_id), timeout=5)
             before = [stubs.get(task_id) for task_id in created]
             listed = list_tasks(stubs, page_size=7)
+            first = stubs.tasks.ListTasks(tpb.ListTasksRequest(page_size=7), timeout=5)
             digest = stubs.admin.GetStateDigest(apb.GetStateDigestRequest(), timeout=5).digest
     finally:
         server.stop()
@@ -222,6 +234,12 @@ def test_closed_tasks_survive_a_restart_from_a_snapshot(tmp_path: Path) -> None:
             stubs = Stubs.of(channel)
             assert [stubs.get(task_id) for task_id in created] == before
             assert list_tasks(stubs, page_size=7) == listed
+            # A page token signed before the restart still walks on: its key derives from the
+            # workspace's journaled id key, not from the process.
+            second = stubs.tasks.ListTasks(
+                tpb.ListTasksRequest(page_size=7, page_token=first.next_page_token), timeout=5
+            )
+            assert [t.task_id for t in second.tasks] == listed[1]
             assert stubs.admin.GetStateDigest(apb.GetStateDigestRequest()).digest == digest
     finally:
         restarted.stop()

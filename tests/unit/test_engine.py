@@ -17,14 +17,27 @@ from router.core.errors import (
     NotFound,
     ResourceExhausted,
 )
-from router.core.events import OfferClosed, OfferCreated, TaskAssigned
+from router.core.events import (
+    CANCEL_ORIGINS,
+    OfferClosed,
+    OfferCreated,
+    TaskAssigned,
+    TaskCanceled,
+)
 from router.core.limits import ATTRIBUTES_BYTES_MAX
 from router.core.model import (
+    ActionKind,
+    BusinessHours,
+    ExceptionRule,
+    OpenHours,
+    QueueAction,
     QueueConfig,
     QueueOrder,
     ReservationStatus,
     TaskSpec,
     TaskStatus,
+    TriggerKind,
+    Weekday,
     WorkerProfile,
 )
 from router.core.task_table import TaskCopy
@@ -652,6 +665,8 @@ def test_tasks_of_the_same_millisecond_are_served_in_creation_order(
         {"tier": "gold", "score": 3.5, "vip": True, "n": 7, "none": None},
         {"nested": {"a": [1, 2, {"b": "c"}]}},
         {"x": "é" * 2000},
+        {"a": [[[[[[[[[[[[[[["fifteen levels"]]]]]]]]]]]]]]]},
+        {"counts": [1] * 7000},  # 14,012 bytes of JSON
     ],
 )
 def test_attributes_within_the_limit_are_accepted(
@@ -665,8 +680,15 @@ def test_attributes_within_the_limit_are_accepted(
     [
         ({"x": "y" * ATTRIBUTES_BYTES_MAX}, "bytes as JSON"),
         ({"x": ["y" * 1000] * 20}, "bytes as JSON"),
-        ({"x": math.nan}, "not a JSON object"),
-        ({"x": {1, 2}}, "not a JSON object"),
+        ({"x": math.nan}, r"^task.attributes.x: must be a finite number, got nan$"),
+        ({"a": {"b": [0, 1, 2, -math.inf]}}, r"^task.attributes.a.b\[3\]: must be a finite"),
+        ({"x": {1, 2}}, r"^task.attributes.x: is not a JSON value \(a set\)$"),
+        ({"a b": {1: 2}}, r"""^task.attributes\['a b'\]: has a key that is not a string"""),
+        ({"n": 2**53 + 1}, r"^task.attributes.n: must be an integer within"),
+        (
+            {"a": [[[[[[[[[[[[[[[[["deep"]]]]]]]]]]]]]]]]]},
+            r"^task.attributes.a(\[0\]){15}: nests deeper than 16 levels",
+        ),
     ],
 )
 def test_attributes_over_the_limit_or_not_json_are_refused(
@@ -732,3 +754,22 @@ def test_a_rejection_reason_reaches_the_offer_closed_event(engine: Engine, clock
     assert [(e.reservation.status, e.reason) for e in closed] == [
         (ReservationStatus.REJECTED, "on a call")
     ]
+
+
+def test_every_cancel_has_one_of_the_documented_origins(engine: Engine, clock: Clock) -> None:
+    """The origin is the metric's `reason` label, which the README lists."""
+    cancel = QueueAction(ActionKind.CANCEL, reason="sorry")
+    ruled = QueueConfig("ruled", exception_rules=(ExceptionRule(TriggerKind.WAIT_TIME, cancel, 5),))
+    # Open one minute a week, on Mondays; the clock stands on a Thursday.
+    hours = BusinessHours("UTC", (OpenHours(Weekday.MONDAY, "00:00", "00:01"),))
+    closed = QueueConfig("closed", business_hours=hours, after_hours_action=cancel)
+    for queue in (ruled, closed):
+        apply(engine, clock, cmd.UpsertQueue(queue))
+    apply(engine, clock, cmd.CancelTask(create(engine, clock).task.task_id))
+    create(engine, clock, ttl_s=1)
+    create(engine, clock, queue_id="ruled")
+    create(engine, clock, queue_id="closed")
+    advance(clock, 10)
+    apply(engine, clock, cmd.Tick())
+    origins = [event.origin for event in engine.take_events() if isinstance(event, TaskCanceled)]
+    assert sorted(origins) == sorted(CANCEL_ORIGINS)

@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
+from router.core.errors import quoted
 from router.core.expressions.values import (
     BOOL,
     KEY_SEGMENTS_MAX,
@@ -190,5 +191,5 @@ def _lex_number(source: str, start: int) -> Token:
         # "unexpected 'abc'" after a valid number.
         while end < len(source) and source[end] in _NUMBER_TAIL_CHARS | {"+", "-"}:
             end += 1
-        raise ExpressionError(start, f"malformed number {source[start:end]!r}")
+        raise ExpressionError(start, f"malformed number {quoted(source[start:end])}")
     return Token(TokenKind.CONSTANT, start, text, Scalar(NUMBER, float(text)))

@@ -258,15 +258,16 @@ class ListQueuesRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
-    """At most this many queues: default and at most 1000 (a larger value is read
-    as 1000; a negative one is INVALID_ARGUMENT). A page also ends before
+    """At most this many queues: default and at most 1000 (a larger or a
+    negative value is INVALID_ARGUMENT). A page also ends before
     3.5 MiB, so that every reply fits a client's default 4 MiB receive limit:
     it may hold fewer queues than asked (a queue may carry 1,000 holidays).
     Keep calling while next_page_token is non-empty.
     """
     page_token: _builtins.str
-    """A previous response's next_page_token (empty: the first page). Any other
-    value is INVALID_ARGUMENT.
+    """A previous response's next_page_token (empty: the first page). Tokens are
+    opaque and signed (valid at any router of the workspace, across restarts
+    and failovers): any other value is INVALID_ARGUMENT.
     """
     def __init__(
         self,
@@ -436,15 +437,16 @@ class ListRoutingPoliciesRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
-    """At most this many policies: default and at most 1000 (a larger value is
-    read as 1000; a negative one is INVALID_ARGUMENT). A page also ends before
+    """At most this many policies: default and at most 1000 (a larger or a
+    negative value is INVALID_ARGUMENT). A page also ends before
     3.5 MiB, so that every reply fits a client's default 4 MiB receive limit:
     it may hold fewer policies than asked (a policy may carry 64 filters of
     4 KiB expressions). Keep calling while next_page_token is non-empty.
     """
     page_token: _builtins.str
-    """A previous response's next_page_token (empty: the first page). Any other
-    value is INVALID_ARGUMENT.
+    """A previous response's next_page_token (empty: the first page). Tokens are
+    opaque and signed (valid at any router of the workspace, across restarts
+    and failovers): any other value is INVALID_ARGUMENT.
     """
     def __init__(
         self,

@@ -59,7 +59,9 @@ class AdvanceTimeRequest(_message.Message):
 
     DURATION_MS_FIELD_NUMBER: _builtins.int
     duration_ms: _builtins.int
-    """How far to move the clock, > 0."""
+    """How far to move the clock: 1 to 31,622,400,000 (366 days). A move past
+    the end of the year 9999 is INVALID_ARGUMENT too.
+    """
     def __init__(
         self,
         *,

@@ -199,6 +199,10 @@ Global___ExceptionTrigger: _TypeAlias = ExceptionTrigger  # noqa: Y015
 
 @_typing.final
 class Task(_message.Message):
+    """A task. Fields marked output only are set by the router: a request that sets
+    one is refused with INVALID_ARGUMENT rather than having it ignored.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     @_typing.final
@@ -269,8 +273,11 @@ class Task(_message.Message):
     STEP_INDEX_FIELD_NUMBER: _builtins.int
     QUEUED_AT_MS_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
+    """Output only."""
     client_request_id: _builtins.str
-    """The caller's idempotency key given at creation, if any."""
+    """Output only: the idempotency key given at creation as
+    CreateTaskRequest.client_request_id, if any.
+    """
     channel: _builtins.str
     queue_id: _builtins.str
     """On input: the queue to wait in; give exactly one of queue_id and
@@ -298,7 +305,7 @@ class Task(_message.Message):
     customer's last agent) before any other worker may take it (0: no wait).
     """
     status: Global___TaskStatus.ValueType
-    """Read-only fields, set by the router."""
+    """Output only, from here on: set by the router."""
     worker_id: _builtins.str
     """The worker holding the task's offer or assignment, if any."""
     created_at_ms: _builtins.int
@@ -326,7 +333,12 @@ class Task(_message.Message):
     """
     @_builtins.property
     def attributes(self) -> _struct_pb2.Struct:
-        """Free-form attributes (at most `attributes_bytes_max` as JSON)."""
+        """Free-form attributes: at most 16 KiB in the canonical encoding (compact
+        UTF-8 JSON, integral numbers within +-2^53 written as integers: a Struct
+        carries every number as a double, and 3.0 is read back as 3), at most 16
+        levels of objects and arrays, finite numbers only. A value that breaks a
+        limit is INVALID_ARGUMENT naming its path, e.g. task.attributes.a.b[3].
+        """
 
     @_builtins.property
     def required_skills(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]:
@@ -421,6 +433,10 @@ Global___Offer: _TypeAlias = Offer  # noqa: Y015
 
 @_typing.final
 class Worker(_message.Message):
+    """An agent. Fields marked output only are set by the router: a request that
+    sets one is refused with INVALID_ARGUMENT.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     @_typing.final
@@ -519,6 +535,7 @@ class Worker(_message.Message):
     TASK_IDS_FIELD_NUMBER: _builtins.int
     worker_id: _builtins.str
     display_name: _builtins.str
+    """At most 256 characters."""
     empathy: _builtins.float
     """How good the worker is at calming upset customers, 0 to 1."""
     total_capacity: _builtins.float
@@ -526,12 +543,13 @@ class Worker(_message.Message):
     activity: _builtins.str
     """The worker's activity (default "offline" on creation)."""
     available: _builtins.bool
-    """Read-only fields, set by the router."""
+    """Output only, from here on: set by the router."""
     idle_since_ms: _builtins.int
     @_builtins.property
     def attributes(self) -> _struct_pb2.Struct:
         """Free-form attributes, matched by queue target expressions. The top-level
-        keys `skills`, `languages`, `empathy` and `worker_id` are reserved.
+        keys `skills`, `languages`, `empathy` and `worker_id` are reserved. Limits
+        as Task.attributes.
         """
 
     @_builtins.property
@@ -590,6 +608,7 @@ class Channel(_message.Message):
     DISPLAY_NAME_FIELD_NUMBER: _builtins.int
     channel_id: _builtins.str
     display_name: _builtins.str
+    """At most 256 characters."""
     def __init__(
         self,
         *,
@@ -699,6 +718,7 @@ class Queue(_message.Message):
     ASSIGNMENT_WINDOW_S_FIELD_NUMBER: _builtins.int
     queue_id: _builtins.str
     display_name: _builtins.str
+    """At most 256 characters."""
     target_expression: _builtins.str
     """Which workers may serve the queue, over worker attributes
     (empty: every worker).
@@ -708,6 +728,9 @@ class Queue(_message.Message):
     wrapup_s: _builtins.float
     """Capacity held after completion before the worker is free again."""
     order: Global___QueueOrder.ValueType
+    """UNSPECIFIED means FIFO; a value the API does not define is
+    INVALID_ARGUMENT.
+    """
     depth_max: _builtins.int
     """Most tasks that may wait in this queue (0: the server's limit)."""
     priority_aging_per_min: _builtins.float
@@ -860,7 +883,9 @@ class QueueAction(_message.Message):
     priority_delta: _builtins.int
     """For RAISE_PRIORITY only: priority points added (not 0; may be negative)."""
     reason: _builtins.str
-    """For CANCEL only: the task's cancel_reason (may be empty)."""
+    """For CANCEL only: the task's cancel_reason (may be empty), at most 256
+    characters.
+    """
     def __init__(
         self,
         *,
@@ -1070,6 +1095,7 @@ class RoutingPolicy(_message.Message):
     DEFAULT_ROUTE_FIELD_NUMBER: _builtins.int
     policy_id: _builtins.str
     display_name: _builtins.str
+    """At most 256 characters."""
     @_builtins.property
     def filters(self) -> _containers.RepeatedCompositeFieldContainer[Global___PolicyFilter]:
         """Checked in order; the first that matches routes the task."""

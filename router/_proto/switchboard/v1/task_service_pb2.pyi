@@ -27,11 +27,14 @@ class CreateTaskRequest(_message.Message):
     TASK_FIELD_NUMBER: _builtins.int
     CLIENT_REQUEST_ID_FIELD_NUMBER: _builtins.int
     client_request_id: _builtins.str
-    """Idempotency key: retries with the same key and payload create the task once."""
+    """Idempotency key: retries with the same key and payload create the task once
+    (an id: at most 128 characters).
+    """
     @_builtins.property
     def task(self) -> _resources_pb2.Task:
-        """The task to create: channel is required, and queue_id or policy_id;
-        read-only fields are ignored.
+        """The task to create: channel is required, and queue_id or policy_id.
+        A field marked output only in Task (task_id, client_request_id, status,
+        times...) is refused with INVALID_ARGUMENT rather than ignored.
         """
 
     def __init__(
@@ -124,11 +127,12 @@ class ListTasksRequest(_message.Message):
     queue_id: _builtins.str
     """Filters; empty fields do not filter. queue_id: the queue the task is in now."""
     status: _resources_pb2.TaskStatus.ValueType
+    """A status the API does not define is INVALID_ARGUMENT."""
     worker_id: _builtins.str
     channel: _builtins.str
     page_size: _builtins.int
-    """At most this many tasks: default 100, at most 1000 (a larger value is
-    read as 1000; a negative one is INVALID_ARGUMENT). A page may hold fewer,
+    """At most this many tasks: default 100, at most 1000 (a larger or a
+    negative value is INVALID_ARGUMENT). A page may hold fewer,
     even none, and still carry a next_page_token: it also ends before 3.5 MiB,
     so that every reply fits a client's default 4 MiB receive limit, and one
     call examines at most 10,000 tasks (of its most selective filter). Keep
@@ -136,7 +140,9 @@ class ListTasksRequest(_message.Message):
     """
     page_token: _builtins.str
     """A previous response's next_page_token, with the same filters (empty: the
-    first page). Any other value is INVALID_ARGUMENT.
+    first page). Tokens are opaque and signed: any other value, a token used
+    with other filters is INVALID_ARGUMENT. A token stays valid at any router
+    of the workspace, across restarts and failovers.
     """
     def __init__(
         self,
@@ -193,7 +199,7 @@ class UpdateTaskRequest(_message.Message):
     priority: _builtins.int
     @_builtins.property
     def attributes(self) -> _struct_pb2.Struct:
-        """Replaces the attributes when set."""
+        """Replaces the attributes when set (limits as Task.attributes)."""
 
     def __init__(
         self,
@@ -240,6 +246,7 @@ class CancelTaskRequest(_message.Message):
     REASON_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
     reason: _builtins.str
+    """The task's cancel_reason, at most 256 characters (empty: "canceled")."""
     def __init__(
         self,
         *,

@@ -111,15 +111,17 @@ class ListWorkersRequest(_message.Message):
     activity: _builtins.str
     """Filter by activity (empty: all)."""
     page_size: _builtins.int
-    """At most this many workers: default 100, at most 1000 (a larger value is
-    read as 1000; a negative one is INVALID_ARGUMENT). A page also ends before
+    """At most this many workers: default 100, at most 1000 (a larger or a
+    negative value is INVALID_ARGUMENT). A page also ends before
     3.5 MiB, so that every reply fits a client's default 4 MiB receive limit:
     it may hold fewer workers than asked. Keep calling while next_page_token
     is non-empty.
     """
     page_token: _builtins.str
     """A previous response's next_page_token, with the same activity (empty: the
-    first page). Any other value is INVALID_ARGUMENT.
+    first page). Tokens are opaque and signed: any other value, a token used
+    with another activity is INVALID_ARGUMENT (a token stays valid at any
+    router of the workspace, across restarts and failovers).
     """
     def __init__(
         self,
@@ -290,6 +292,7 @@ class RejectOfferRequest(_message.Message):
     worker_id: _builtins.str
     reservation_id: _builtins.str
     reason: _builtins.str
+    """Why, at most 256 characters (optional)."""
     def __init__(
         self,
         *,
@@ -371,6 +374,7 @@ class ConnectRequest(_message.Message):
         REASON_FIELD_NUMBER: _builtins.int
         reservation_id: _builtins.str
         reason: _builtins.str
+        """Why, at most 256 characters (optional)."""
         def __init__(
             self,
             *,
