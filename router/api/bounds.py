@@ -26,6 +26,7 @@ from router.core.limits import (
     ID_CHARS_MAX,
     REJECT_REASON_CHARS_MAX,
 )
+from router.writer.eventhub import CURSOR_CHARS_MAX
 
 _V1 = "switchboard.v1."
 CHARS_MAX_BY_FIELD: Final[dict[str, int]] = {
@@ -44,12 +45,13 @@ CHARS_MAX_BY_FIELD: Final[dict[str, int]] = {
         (("ListTasksRequest.page_token", "ListWorkersRequest.page_token",
           "ListQueuesRequest.page_token", "ListRoutingPoliciesRequest.page_token"),
          PAGE_TOKEN_CHARS_MAX),
+        (("SubscribeRequest.after_cursor",), CURSOR_CHARS_MAX),
     )
     for name in names
 }  # fmt: skip
 """Limits of the string fields that are not ids, by the field's full name."""
 
-_ID_NAMES = frozenset({"channel", "language", "languages", "activity"})
+_ID_NAMES = frozenset({"channel", "channels", "language", "languages", "activity"})
 
 
 def chars_max(field: FieldDescriptor) -> int | None:

@@ -16,6 +16,7 @@ class ErrorKind(Enum):
     NOT_FOUND = "NOT_FOUND"
     ALREADY_EXISTS = "ALREADY_EXISTS"
     FAILED_PRECONDITION = "FAILED_PRECONDITION"
+    PERMISSION_DENIED = "PERMISSION_DENIED"
     RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
     OUT_OF_RANGE = "OUT_OF_RANGE"
     UNAVAILABLE = "UNAVAILABLE"
@@ -67,6 +68,12 @@ class AlreadyExists(CoreError):
 
 class FailedPrecondition(CoreError):
     kind = ErrorKind.FAILED_PRECONDITION
+
+
+class PermissionDenied(CoreError):
+    """A worker acting on what is another's (answering an offer made to someone else)."""
+
+    kind = ErrorKind.PERMISSION_DENIED
 
 
 class ResourceExhausted(CoreError):

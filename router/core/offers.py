@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from router.core import commands as cmd
-from router.core.errors import FailedPrecondition, NotFound
+from router.core.errors import NotFound, PermissionDenied
 from router.core.events import Event, OfferClosed, OfferCreated, TaskAssigned
 from router.core.model import Reservation, ReservationStatus, TaskRecord, TaskStatus, WorkerRecord
 from router.core.task_table import TaskCopy
@@ -156,11 +156,8 @@ class Offers:
         reservation = self.reservations.get(reservation_id)
         if reservation is None:
             raise NotFound(f"no offer {reservation_id!r}")
-        if reservation.worker_id != worker_id:
-            raise FailedPrecondition(
-                f"offer {reservation_id} was made to worker {reservation.worker_id!r}, "
-                f"not {worker_id!r}"
-            )
+        if reservation.worker_id != worker_id:  # (naming nobody: the caller may be probing)
+            raise PermissionDenied(f"offer {reservation_id} was not made to {worker_id!r}")
         check_reservation_move(reservation_id, reservation.status, status)
         return reservation
 

@@ -27,8 +27,9 @@ from router.obs.metrics import RouterMetrics
 from router.store.protocols import Journal, entry_key
 
 __all__ = [
-    "CATCH_UP_PAGE_ENTRIES", "CHECKPOINT_EVERY_S", "LAG_EVENTS_MAX", "RING_EVENTS_MAX", "Cursor",
-    "Delivery", "EventFilter", "EventHub", "FeedEnded", "Subscription", "parse_cursor",
+    "CATCH_UP_PAGE_ENTRIES", "CHECKPOINT_EVERY_S", "CURSOR_CHARS_MAX", "LAG_EVENTS_MAX",
+    "RING_EVENTS_MAX", "Cursor", "Delivery", "EventFilter", "EventHub", "FeedEnded",
+    "Subscription", "parse_cursor",
 ]  # fmt: skip
 
 RING_EVENTS_MAX = 100_000
@@ -38,6 +39,8 @@ LAG_EVENTS_MAX = 50_000
 buffer): at 1,000 events/s, 50 s of backlog."""
 CATCH_UP_PAGE_ENTRIES = 256
 """Event entries (batches) read from the store at a time while catching up."""
+CURSOR_CHARS_MAX = 64
+"""The longest cursor a subscriber may pass (one this router gives is at most 42)."""
 CHECKPOINT_EVERY_S = 1.0
 """A filtered subscriber past which unwanted events went gets a checkpoint this often."""
 _AFTER_ENTRY = 2**31 - 1
@@ -67,7 +70,7 @@ def parse_cursor(text: str) -> Cursor:
     """A cursor as `str(Cursor)` wrote it; InvalidArgument naming `after_cursor` otherwise."""
     entry, _, index = text.partition("/")
     ms, _, seq = entry.partition("-")
-    if not (ms.isdigit() and seq.isdigit() and index.isdigit()) or len(text) > 64:
+    if not (ms.isdigit() and seq.isdigit() and index.isdigit()) or len(text) > CURSOR_CHARS_MAX:
         raise InvalidArgument("after_cursor", f"not a cursor: {text[:64]!r}")
     return Cursor(int(ms), int(seq), int(index))
 

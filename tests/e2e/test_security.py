@@ -224,6 +224,15 @@ def test_an_agent_acts_only_as_itself(as_role: dict[str, Stubs]) -> None:
         assert _code(alice.workers.AcceptOffer, as_bob) is Code.PERMISSION_DENIED
         reject = wpb.RejectOfferRequest(worker_id="alice", reservation_id=offer.reservation_id)
         assert _code(alice.workers.RejectOffer, reject) is Code.PERMISSION_DENIED
+        alice_stream = RawAgent(alice, "alice")
+        try:
+            assert alice_stream.next().WhichOneof("kind") == "attached"
+            request_id = alice_stream.accept(offer.reservation_id)
+            answer = alice_stream.next_of("error")
+            assert (answer.request_id, answer.error.code) == (request_id, "PERMISSION_DENIED")
+            assert "bob" not in answer.error.message  # whose offer it is stays unsaid
+        finally:
+            alice_stream.close()
         # bob accepts; alice can neither read, complete nor wrap up his task
         bob_stream.accept(offer.reservation_id)
         bob_stream.next_of("assigned")

@@ -15,6 +15,7 @@ from router.core.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    PermissionDenied,
     ResourceExhausted,
 )
 from router.core.events import (
@@ -320,7 +321,7 @@ def test_accepting_someone_elses_offer_is_refused(engine: Engine, clock: Clock) 
     task_id = create(engine, clock).task.task_id
     holder = offered_to(engine, task_id)
     other = "b" if holder == "a" else "a"
-    with pytest.raises(FailedPrecondition, match="was made to worker"):
+    with pytest.raises(PermissionDenied, match="was not made to"):
         apply(engine, clock, cmd.AcceptOffer(other, engine.get_task(task_id).reservation_id))
     with pytest.raises(NotFound):
         apply(engine, clock, cmd.AcceptOffer(holder, "res-999"))
