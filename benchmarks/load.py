@@ -64,12 +64,18 @@ from benchmarks.servers import (
     switchboard_router,
 )
 from benchmarks.snapshots import SnapshotTrigger
+from benchmarks.watchers import attached_watchers
 from workers import TlsSettings
 
 SECURE_ROUTER = "switchboard_secure"
 """The router measured with TLS and tokens (`--secure`), in the steps and the figure."""
 TARGET_SECURE_RATIO = 0.85
 """Sustained lifecycles per second with TLS and tokens over those in plaintext, at least."""
+WATCHED_ROUTER = "switchboard_watched"
+"""The router measured with event subscribers and wallboards attached (`--subscribers`,
+`--wallboards`)."""
+TARGET_WATCHED_RATIO = 0.9
+"""Sustained lifecycles per second with the subscribers and wallboards over those without."""
 SATURATED_SHARE = 0.85
 """A step whose completed lifecycles per second fall below this share of the offered rate is
 past saturation."""
@@ -235,9 +241,12 @@ def run_benchmark(
     profile_path: Path | None = None,
     secure: bool = False,
     target_access: ClientAccess | None = None,
+    watchers: tuple[int, int] = (0, 0),
 ) -> list[StepResult]:
     """Measures the router (started here, or `target`), with `secure` a second router started
-    here with TLS and tokens (its clients with credentials), and then the null router."""
+    here with TLS and tokens (its clients with credentials), with `watchers` (subscribers,
+    wallboards) one with that many event subscribers and wallboards attached (in a process of
+    their own), and then the null router."""
     steps: list[StepResult] = []
     timeout_s = RUN_TIMEOUT_S
 
@@ -279,6 +288,13 @@ def run_benchmark(
             ) as server:
                 access = credentials.client_access()
                 steps += measure(server.address, SECURE_ROUTER, server, access=access)
+    if any(watchers):
+        with (
+            tempfile.TemporaryDirectory(prefix="switchboard-load-watched-") as folder,
+            switchboard_router(Path(folder), durable=durable) as server,
+            attached_watchers(server.address, *watchers),
+        ):
+            steps += measure(server.address, WATCHED_ROUTER, server)
     with null_router() as server:
         steps += measure(server.address, "null", server)
     return steps
@@ -318,6 +334,9 @@ def summary(
     secure = [s for s in steps if s.router == SECURE_ROUTER]
     secure_per_s = sustained_per_s(secure) if secure else None
     secure_half = next((s for s in secure if s.phase == "half"), None)
+    watched = [s for s in steps if s.router == WATCHED_ROUTER]
+    watched_per_s = sustained_per_s(watched) if watched else None
+    watched_half = next((s for s in watched if s.phase == "half"), None)
     return {
         "benchmark": "load",
         "durable": durable,
@@ -348,6 +367,17 @@ def summary(
         ),
         "secure_router_cpu_ms_per_task": _rounded(
             secure_half.server_cpu_ms_per_task if secure_half else None
+        ),
+        # --subscribers/--wallboards: the same router with the event feed and statistics read.
+        "watched_router_tasks_per_s": _rounded(watched_per_s),
+        "watched_ratio_to_plain": round(watched_per_s / router_per_s, 3)
+        if watched_per_s is not None and router_per_s
+        else None,
+        "watched_create_to_offer_p99_ms": _rounded(
+            watched_half.create_to_offer_p99_ms if watched_half else None
+        ),
+        "watched_router_cpu_ms_per_task": _rounded(
+            watched_half.server_cpu_ms_per_task if watched_half else None
         ),
         "other_load_cores_max": _rounded(
             max((s.other_load_cores for s in steps if s.other_load_cores is not None), default=None)
@@ -449,6 +479,11 @@ def targets(result: dict[str, Any]) -> list[tuple[str, Any, str, bool]]:
         met = secure_ratio >= TARGET_SECURE_RATIO
         name = "secure_ratio_to_plaintext (TLS + tokens ÷ plaintext)"
         found.append((name, secure_ratio, f">= {TARGET_SECURE_RATIO:g}", met))
+    watched_ratio = result["watched_ratio_to_plain"]
+    if watched_ratio is not None:  # --subscribers / --wallboards
+        met = watched_ratio >= TARGET_WATCHED_RATIO
+        name = "watched_ratio_to_plain (with subscribers ÷ without)"
+        found.append((name, watched_ratio, f">= {TARGET_WATCHED_RATIO:g}", met))
     return found
 
 
@@ -516,7 +551,10 @@ def plot(steps: Sequence[StepResult], path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     figure, (latency, throughput) = plt.subplots(1, 2, figsize=(12, 4.8))
-    colours = {"switchboard": "tab:blue", SECURE_ROUTER: "tab:orange", "null": "tab:grey"}
+    colours = {
+        "switchboard": "tab:blue", SECURE_ROUTER: "tab:orange", WATCHED_ROUTER: "tab:green",
+        "null": "tab:grey",
+    }  # fmt: skip
     top_per_s = max(s.offered_per_s for s in steps)
     for router, colour in colours.items():
         ramp = sorted(
@@ -614,6 +652,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "tokens, its clients with credentials, and report its ratio to the plaintext one",
     )
     parser.add_argument(
+        "--subscribers", type=int, default=0, metavar="N",
+        help="also measure a router with N event-feed subscribers attached (and --wallboards), "
+        "and report its ratio to the router without them",
+    )  # fmt: skip
+    parser.add_argument(
+        "--wallboards", type=int, default=0, metavar="M",
+        help="with --subscribers: M WatchStats wallboards attached too",
+    )  # fmt: skip
+    parser.add_argument(
         "--server-profile",
         type=Path,
         metavar="PATH",
@@ -622,6 +669,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.secure and args.target:
         parser.error("--secure starts its own routers: it cannot go with --target")
+    if (args.subscribers or args.wallboards) and args.target:
+        parser.error("--subscribers and --wallboards start their own router: not with --target")
     if (args.tls_ca or args.token) and not args.target:
         parser.error("--tls-ca and --token are for a --target")
     plan = QUICK if args.quick else FULL
@@ -644,6 +693,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             plan, target=args.target, durable=bool(durable), agents=args.agents,
             progress=progress, profile_path=args.server_profile, secure=args.secure,
             target_access=target_access(args.tls_ca, args.token),
+            watchers=(args.subscribers, args.wallboards),
         )  # fmt: skip
     result = summary(steps, durable, snapshot_skipped=snapshot_step_skipped(args.target, durable))
     result["elapsed_s"] = round(time.monotonic() - started_s, 1)

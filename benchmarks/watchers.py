@@ -14,10 +14,12 @@ import argparse
 import asyncio
 import contextlib
 import json
+import select
 import signal
+import subprocess
 import sys
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import grpc
@@ -28,6 +30,7 @@ from router._proto.switchboard.v1 import stats_service_pb2 as spb
 SUBSCRIBE = "/switchboard.v1.EventService/Subscribe"
 WATCH_STATS = "/switchboard.v1.StatsService/WatchStats"
 WALLBOARD_INTERVAL_MS = 1000
+ATTACH_TIMEOUT_S = 30.0
 
 
 @dataclass(slots=True)
@@ -73,6 +76,29 @@ async def watch(address: str, subscribers: int, wallboards: int, stop: asyncio.E
     for channel in channels:
         await channel.close()
     return received
+
+
+@contextlib.contextmanager
+def attached_watchers(address: str, subscribers: int, wallboards: int) -> Iterator[None]:
+    """Runs this module as a process against `address` while the block runs (once its streams
+    are open); afterwards says what they received, and refuses a run in which the router cut a
+    stream off (the figures would not be of that many watchers)."""
+    command = [sys.executable, "-m", "benchmarks.watchers", address,
+               "--subscribers", str(subscribers), "--wallboards", str(wallboards)]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    try:
+        ready, _, _ = select.select([process.stdout], [], [], ATTACH_TIMEOUT_S)
+        if not ready or process.stdout.readline().strip() != "attached":
+            raise RuntimeError(f"{' '.join(command)} did not attach")
+        yield
+    finally:
+        process.send_signal(signal.SIGTERM)
+        report, _ = process.communicate(timeout=ATTACH_TIMEOUT_S)
+    received = json.loads(report.strip().splitlines()[-1])
+    print(f"watchers received: {received}", file=sys.stderr)
+    if received["ended"]:
+        raise RuntimeError(f"the router ended watcher streams: {received['ended']}")
 
 
 async def _main(args: argparse.Namespace) -> Received:

@@ -19,7 +19,6 @@ from router._proto.switchboard.v1 import (
     clock_service_pb2,
     clock_service_pb2_grpc,
     event_service_pb2,
-    event_service_pb2_grpc,
     stats_service_pb2,
     stats_service_pb2_grpc,
     task_service_pb2,
@@ -31,7 +30,7 @@ from router.api.admin import AdminServicer
 from router.api.admission import RequestAdmission
 from router.api.audit import Audit
 from router.api.authn import AuthConfig, TokenVerifier
-from router.api.events import EventServicer
+from router.api.events import EventServicer, add_event_service
 from router.api.guard import AccessGuard
 from router.api.handlers import replaced
 from router.api.stats import ClockServicer, StatsServicer
@@ -271,7 +270,7 @@ async def start_server(config: ServerConfig, *, engine: Engine | None = None) ->
     admin_service_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(service), server)
     stats_service_pb2_grpc.add_StatsServiceServicer_to_server(StatsServicer(service), server)
     clock_service_pb2_grpc.add_ClockServiceServicer_to_server(ClockServicer(service), server)
-    event_service_pb2_grpc.add_EventServiceServicer_to_server(EventServicer(service), server)
+    add_event_service(EventServicer(service), server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if config.reflection:
         enable_reflection((*SERVICE_NAMES, health.SERVICE_NAME), server)  # v1 and v1alpha

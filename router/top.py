@@ -2,11 +2,14 @@
 
 Queues with their waiting tasks, longest wait, service level and estimated wait; agents by
 activity; redrawn in place at every report. Works against any router address (a standby
-answers UNAVAILABLE naming the leader: top follows it)."""
+answers UNAVAILABLE naming the leader: top follows it), over TLS (`--tls-ca`) with a bearer
+token (`--token-file`, or `SWITCHBOARD_TOKEN`); a supervisor names its queues (`--queue`)."""
 
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
 
 import grpc
 from rich.console import Group
@@ -28,6 +31,22 @@ def add_top_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the service level's threshold in seconds (default 20)")  # fmt: skip
     parser.add_argument("--interval-ms", type=int, default=1000)
     parser.add_argument("--once", action="store_true", help="print one report and exit")
+    parser.add_argument(
+        "--queue",
+        action="append",
+        default=[],
+        metavar="QUEUE_ID",
+        help="only this queue (repeat for several; a supervisor names its own)",
+    )
+    parser.add_argument(
+        "--tls-ca", type=Path, metavar="PEM", help="call over TLS, trusting this CA certificate"
+    )
+    parser.add_argument(
+        "--token-file",
+        type=Path,
+        metavar="FILE",
+        help="a bearer token to send (default: $SWITCHBOARD_TOKEN, if set)",
+    )
 
 
 def render(stats: spb.Stats, threshold_s: int) -> Group:
@@ -56,13 +75,28 @@ def render(stats: spb.Stats, threshold_s: int) -> Group:
     return Group(queues, agents)
 
 
+def _channel(address: str, tls_ca: Path | None) -> grpc.Channel:
+    if tls_ca is None:
+        return grpc.insecure_channel(address)
+    credentials = grpc.ssl_channel_credentials(root_certificates=tls_ca.read_bytes())
+    return grpc.secure_channel(address, credentials)
+
+
+def _metadata(token_file: Path | None) -> tuple[tuple[str, str], ...]:
+    token = token_file.read_text().strip() if token_file else os.environ.get("SWITCHBOARD_TOKEN")
+    return (("authorization", f"Bearer {token}"),) if token else ()
+
+
 def run_top(args: argparse.Namespace) -> int:
     address = args.address
-    query = spb.StatsQuery(window_s=args.window, thresholds_s=[args.threshold])
+    query = spb.StatsQuery(
+        window_s=args.window, thresholds_s=[args.threshold], queue_ids=args.queue
+    )
     request = spb.WatchStatsRequest(query=query, interval_ms=args.interval_ms)
+    metadata = _metadata(args.token_file)
     while True:
-        with grpc.insecure_channel(address) as channel:
-            reports = sgrpc.StatsServiceStub(channel).WatchStats(request)
+        with _channel(address, args.tls_ca) as channel:
+            reports = sgrpc.StatsServiceStub(channel).WatchStats(request, metadata=metadata)
             try:
                 if args.once:
                     print_once(next(reports).stats, args.threshold)

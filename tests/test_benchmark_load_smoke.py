@@ -131,6 +131,20 @@ def test_secure_measures_a_router_with_tls_and_tokens_beside_the_plaintext_one(
     assert result["secure_ratio_to_plaintext"] == pytest.approx(ratio, abs=0.01)
 
 
+def test_subscribers_and_wallboards_are_measured_beside_the_router_without_them(
+    tmp_path: Path,
+) -> None:
+    report = tmp_path / "watched.json"
+    argv = [*TINY, "--in-memory", "--subscribers", "3", "--wallboards", "2", "--json",
+            str(report), "--plot", str(tmp_path / "watched.png")]  # fmt: skip
+    assert main(argv) == 0  # and the router cut no watcher's stream off (it would raise)
+    result = json.loads(report.read_text())
+    watched = [s for s in result["steps"] if s["router"] == "switchboard_watched"]
+    assert watched and all(s["errors"] == 0 and s["tasks"] > 0 for s in watched)
+    ratio = result["watched_router_tasks_per_s"] / result["router_tasks_per_s"]
+    assert result["watched_ratio_to_plain"] == pytest.approx(ratio, abs=0.01)
+
+
 @pytest.mark.timeout(90)
 def test_a_secured_target_is_measured_with_its_ca_and_a_token(tmp_path: Path) -> None:
     from benchmarks.credentials import write_local_credentials

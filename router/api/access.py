@@ -163,9 +163,11 @@ def _without_cross_queue_figures(principal: Principal, response: Any) -> Any:
     not the channels' or the workspace's, which count other queues' tasks."""
     if principal.role is not SUPERVISOR:
         return response
-    response.stats.ClearField("channels")
-    response.stats.ClearField("workspace")
-    return response
+    narrowed = type(response)()
+    narrowed.CopyFrom(response)  # wallboards share one report: never change it in place
+    narrowed.stats.ClearField("channels")
+    narrowed.stats.ClearField("workspace")
+    return narrowed
 
 
 def _stats_of_own_queues(principal: Principal, response: Any) -> Any:

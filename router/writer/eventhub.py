@@ -27,9 +27,9 @@ from router.obs.metrics import RouterMetrics
 from router.store.protocols import Journal, entry_key
 
 __all__ = [
-    "CATCH_UP_PAGE_ENTRIES", "CHECKPOINT_EVERY_S", "CURSOR_CHARS_MAX", "LAG_EVENTS_MAX",
-    "RING_EVENTS_MAX", "Cursor", "Delivery", "EventFilter", "EventHub", "FeedEnded",
-    "Subscription", "parse_cursor",
+    "BATCH_EVENTS_MAX", "BATCH_LINGER_S", "CATCH_UP_PAGE_ENTRIES", "CHECKPOINT_EVERY_S",
+    "CURSOR_CHARS_MAX", "LAG_EVENTS_MAX", "RING_EVENTS_MAX", "Cursor", "Delivery", "EventFilter",
+    "EventHub", "FeedEnded", "Subscription", "parse_cursor",
 ]  # fmt: skip
 
 RING_EVENTS_MAX = 100_000
@@ -41,6 +41,12 @@ CATCH_UP_PAGE_ENTRIES = 256
 """Event entries (batches) read from the store at a time while catching up."""
 CURSOR_CHARS_MAX = 64
 """The longest cursor a subscriber may pass (one this router gives is at most 42)."""
+BATCH_EVENTS_MAX = 500
+"""Most events handed to a subscriber at once (one message on its stream)."""
+BATCH_LINGER_S = 0.05
+"""A subscriber that was just sent a batch waits this long before the next, so that what
+arrives meanwhile goes in one message: at most 20 messages a second each, whatever the rate
+of batches (the cost of a subscriber is per message; 50 ms is nothing to an integration)."""
 CHECKPOINT_EVERY_S = 1.0
 """A filtered subscriber past which unwanted events went gets a checkpoint this often."""
 _AFTER_ENTRY = 2**31 - 1
@@ -129,7 +135,7 @@ class Subscription:
         if not self.stopped.done():
             self.stopped.set_result(error)
 
-    def deliveries(self) -> AsyncGenerator[Delivery]:
+    def deliveries(self) -> AsyncGenerator[list[Delivery]]:
         return self._hub.read(self)
 
 
@@ -243,8 +249,10 @@ class EventHub:
             position = self.newest
         return Subscription(self, position, event_filter)
 
-    async def read(self, subscription: Subscription) -> AsyncGenerator[Delivery]:
-        """The subscription's events, then each new one, until it is stopped (raised)."""
+    async def read(self, subscription: Subscription) -> AsyncGenerator[list[Delivery]]:
+        """The subscription's events, then the new ones as they come, in batches of those ready
+        (at most `BATCH_EVENTS_MAX`: one message each, so that a subscriber costs the writer's
+        loop a send per wake-up, not per event), until it is stopped (raised)."""
         self._subscriptions.add(subscription)
         try:
             async for delivery in self._read(subscription):
@@ -252,7 +260,7 @@ class EventHub:
         finally:
             self._subscriptions.discard(subscription)
 
-    async def _read(self, subscription: Subscription) -> AsyncIterator[Delivery]:
+    async def _read(self, subscription: Subscription) -> AsyncIterator[list[Delivery]]:
         admits = subscription.filter.admits
         stopped = subscription.stopped
         sent_s = time.monotonic()
@@ -262,37 +270,63 @@ class EventHub:
                 raise stopped.result()
             if subscription.position < self._floor:  # older than the ring: from the store
                 subscription.offset = None
+                # The position moves past a batch once it is written (the generator resumes):
+                # a cut-off's resume cursor never skips a batch still being sent.
+                batch: list[Delivery] = []
+                last = subscription.position
                 async for cursor, event in self._from_store(subscription.position):
-                    subscription.position = cursor
-                    if event is None:
-                        continue
-                    if admits(event):
-                        yield Delivery(cursor, event)
-                        sent_s, skipped = time.monotonic(), False
-                    else:
+                    last = cursor
+                    if event is not None and admits(event):
+                        batch.append(Delivery(cursor, event))
+                    elif event is not None:
                         skipped = True
+                    if len(batch) == BATCH_EVENTS_MAX:
+                        yield batch
+                        batch = []
+                        sent_s, skipped = time.monotonic(), False
+                    if not batch:
+                        subscription.position = cursor
+                if batch:
+                    yield batch
+                    sent_s, skipped = time.monotonic(), False
+                subscription.position = last
                 continue
             offset = subscription.offset
             if offset is None:
                 found = bisect.bisect_right(self._ring, subscription.position, key=lambda r: r[0])
                 offset = subscription.offset = self._base + found
-            while offset < self._base + len(self._ring) and not stopped.done():
-                cursor, event = self._ring[offset - self._base]
-                offset = subscription.offset = offset + 1
-                subscription.position = cursor
-                if admits(event):
-                    yield Delivery(cursor, event)
+            ring, base = self._ring, self._base
+            end = base + len(ring)
+            while offset < end and not stopped.done():
+                batch = []
+                while offset < end and len(batch) < BATCH_EVENTS_MAX:
+                    cursor, event = ring[offset - base]
+                    offset += 1
+                    if admits(event):
+                        batch.append(Delivery(cursor, event))
+                    else:
+                        skipped = True
+                subscription.offset = offset  # read: its lag no longer counts the batch
+                if batch:
+                    yield batch
                     sent_s, skipped = time.monotonic(), False
-                else:
-                    skipped = True
+                subscription.position = cursor
+                ring, base = self._ring, self._base
+                end = base + len(ring)
+                if offset < base:  # trimmed past it while it wrote: read the store
+                    subscription.offset = None
+                    break
             if stopped.done() or offset < self._base + len(self._ring):
                 continue
             wake = self._wake
             if skipped and time.monotonic() - sent_s >= CHECKPOINT_EVERY_S:
-                yield Delivery(subscription.position, None)
+                yield [Delivery(subscription.position, None)]
                 sent_s, skipped = time.monotonic(), False
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), CHECKPOINT_EVERY_S if skipped else None)
+            linger_s = sent_s + BATCH_LINGER_S - time.monotonic()
+            if linger_s > 0 and not stopped.done():
+                await asyncio.sleep(linger_s)
 
     async def _from_store(self, position: Cursor) -> AsyncIterator[tuple[Cursor, FeedEvent | None]]:
         """The stored events after `position`, a page at a time, until the store has no more

@@ -24,6 +24,8 @@ class Subscriber:
         self.call = stub.Subscribe(epb.SubscribeRequest(**request))
         self.received: queue.Queue[epb.SubscribeResponse | End] = queue.Queue()
         self.error: grpc.RpcError | None = None
+        self._pending: list[epb.Event] = []
+        """Events of a batch received beyond what `events` was asked for."""
         if read:
             threading.Thread(target=self._read, daemon=True).start()
 
@@ -47,24 +49,21 @@ class Subscriber:
         return item
 
     def events(self, count: int, timeout_s: float = 5) -> list[epb.Event]:
-        """The next `count` events (checkpoints skipped)."""
-        found: list[epb.Event] = []
-        while len(found) < count:
-            response = self.next(timeout_s)
-            if response.HasField("event"):
-                found.append(response.event)
+        """The next `count` events (a response holds a batch; checkpoints skipped)."""
+        while len(self._pending) < count:
+            self._pending.extend(self.next(timeout_s).events)
+        found, self._pending = self._pending[:count], self._pending[count:]
         return found
 
     def drain(self, quiet_s: float = 0.5) -> list[epb.Event]:
         """Every event received until none came for `quiet_s`."""
-        found: list[epb.Event] = []
+        found, self._pending = self._pending, []
         while True:
             try:
                 response = self.next(quiet_s)
             except queue.Empty:
                 return found
-            if response.HasField("event"):
-                found.append(response.event)
+            found.extend(response.events)
 
     def close(self) -> None:
         self.call.cancel()

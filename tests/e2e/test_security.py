@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import ssl
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -21,7 +24,10 @@ import pytest
 
 from benchmarks.credentials import LocalCredentials, write_local_credentials
 from router._proto.switchboard.v1 import admin_service_pb2 as apb
+from router._proto.switchboard.v1 import event_service_pb2 as epb
+from router._proto.switchboard.v1 import event_service_pb2_grpc as egrpc
 from router._proto.switchboard.v1 import resources_pb2 as pb
+from router._proto.switchboard.v1 import stats_service_pb2 as spb
 from router._proto.switchboard.v1 import task_service_pb2 as tpb
 from router._proto.switchboard.v1 import worker_service_pb2 as wpb
 from router.api.audit import AUDIT_LOGGER_NAME
@@ -257,7 +263,9 @@ def test_an_agent_acts_only_as_itself(as_role: dict[str, Stubs]) -> None:
         bob_stream.close()
 
 
-def test_a_supervisor_sees_its_queues_only(as_role: dict[str, Stubs]) -> None:
+def test_a_supervisor_sees_its_queues_only(
+    as_role: dict[str, Stubs], secured: ServerThread, creds: LocalCredentials
+) -> None:
     supervisor, frontend = as_role["supervisor"], as_role["frontend"]
     in_sales = frontend.create(channel="chat", queue_id="sales").task.task_id
     in_support = frontend.create(channel="chat", queue_id="support").task.task_id
@@ -268,10 +276,27 @@ def test_a_supervisor_sees_its_queues_only(as_role: dict[str, Stubs]) -> None:
     listing = supervisor.tasks.ListTasks(tpb.ListTasksRequest(queue_id="support"), timeout=5)
     assert {t.queue_id for t in listing.tasks} == {"support"}
     assert _code(supervisor.tasks.ListTasks, tpb.ListTasksRequest()) is Code.PERMISSION_DENIED
-    from router._proto.switchboard.v1 import stats_service_pb2 as spb
-
     stats = supervisor.stats.GetRealtimeStats(spb.GetRealtimeStatsRequest(), timeout=5)
     assert {q.queue_id for q in stats.queues} == {"support"}
+    # Windowed statistics and events: naming its queues only, without cross-queue figures.
+    own = spb.StatsQuery(queue_ids=["support"])
+    report = supervisor.stats.GetStats(spb.GetStatsRequest(query=own), timeout=5).stats
+    assert [q.realtime.queue_id for q in report.queues] == ["support"]
+    assert not report.channels and not report.HasField("workspace")
+    admin_report = as_role["admin"].stats.GetStats(spb.GetStatsRequest(query=own), timeout=5)
+    assert admin_report.stats.channels  # an admin's report keeps them
+    for query in (spb.StatsQuery(), spb.StatsQuery(queue_ids=["support", "sales"])):
+        request = spb.GetStatsRequest(query=query)
+        assert _code(supervisor.stats.GetStats, request) is Code.PERMISSION_DENIED
+    bearer = token(creds, Role.SUPERVISOR, queues=("support",))
+    with _channel(secured, creds, bearer) as channel:
+        feed = egrpc.EventServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as refused:
+            next(feed.Subscribe(epb.SubscribeRequest(from_oldest=True), timeout=5))
+        assert refused.value.code() is Code.PERMISSION_DENIED
+        own = feed.Subscribe(epb.SubscribeRequest(from_oldest=True, queue_ids=["support"]))
+        assert {e.queue_id for e in next(own).events} == {"support"}
+        own.cancel()
     cancel = tpb.CancelTaskRequest(task_id=in_support)
     assert _code(supervisor.tasks.CancelTask, cancel) is Code.PERMISSION_DENIED
 
@@ -404,3 +429,22 @@ def test_a_renewed_certificate_is_served_without_a_restart(tmp_path: Path) -> No
             list_queues(first)
     finally:
         server.stop()
+
+
+def test_switchboard_top_watches_as_a_supervisor_over_tls(
+    secured: ServerThread, creds: LocalCredentials, as_role: dict[str, Stubs], tmp_path: Path
+) -> None:
+    """The wallboard with the supervisor's token and the router's CA: its queues only; without
+    naming them it is refused."""
+    token_file = tmp_path / "token"
+    token_file.write_text(token(creds, Role.SUPERVISOR, queues=("support",)))
+    top = [sys.executable, "-m", "router.cli", "top", "--address", secured.address, "--once",
+           "--tls-ca", str(creds.ca_cert), "--token-file", str(token_file)]  # fmt: skip
+    env = {**os.environ, "COLUMNS": "160"}
+    shown = subprocess.run(
+        [*top, "--queue", "support"], capture_output=True, text=True, timeout=30, env=env
+    )
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    assert "support" in shown.stdout and "sales" not in shown.stdout
+    refused = subprocess.run(top, capture_output=True, text=True, timeout=30, env=env)
+    assert refused.returncode == 1 and "PERMISSION_DENIED" in refused.stdout

@@ -60,8 +60,7 @@ def _follow(stop: threading.Event, routers: Routers, received: list[epb.Event]) 
                 while not stop.is_set():
                     with contextlib.suppress(queue.Empty):
                         response = subscriber.next(0.2)
-                        if response.HasField("event"):
-                            received.append(response.event)
+                        received.extend(response.events)
             except grpc.RpcError as error:
                 assert error.code() == grpc.StatusCode.UNAVAILABLE, error
             finally:
