@@ -283,15 +283,20 @@ def run_benchmark(
     if secure:
         with tempfile.TemporaryDirectory(prefix="switchboard-load-secure-") as folder:
             credentials = write_local_credentials(Path(folder) / "tls")
+            # Snapshots only when asked, as the plain router: a snapshot in a step would be
+            # charged to TLS.
             with switchboard_router(
-                Path(folder) / "data", durable=durable, credentials=credentials
-            ) as server:
+                Path(folder) / "data", durable=durable, credentials=credentials,
+                snapshots_on_request=durable,
+            ) as server:  # fmt: skip
                 access = credentials.client_access()
                 steps += measure(server.address, SECURE_ROUTER, server, access=access)
     if any(watchers):
         with (
             tempfile.TemporaryDirectory(prefix="switchboard-load-watched-") as folder,
-            switchboard_router(Path(folder), durable=durable) as server,
+            switchboard_router(
+                Path(folder), durable=durable, snapshots_on_request=durable
+            ) as server,
             attached_watchers(server.address, *watchers),
         ):
             steps += measure(server.address, WATCHED_ROUTER, server)
@@ -361,7 +366,7 @@ def summary(
         "secure_ratio_to_plaintext": round(secure_per_s / router_per_s, 3)
         if secure_per_s is not None and router_per_s
         else None,
-        "secure_cpu_ratio_to_plaintext": _secure_cpu_ratio(router, secure),
+        "secure_cpu_ratio_to_plaintext": _cpu_ratio_at_equal_rates(router, secure),
         "secure_create_to_offer_p99_ms": _rounded(
             secure_half.create_to_offer_p99_ms if secure_half else None
         ),
@@ -373,6 +378,7 @@ def summary(
         "watched_ratio_to_plain": round(watched_per_s / router_per_s, 3)
         if watched_per_s is not None and router_per_s
         else None,
+        "watched_cpu_ratio_to_plain": _cpu_ratio_at_equal_rates(router, watched),
         "watched_create_to_offer_p99_ms": _rounded(
             watched_half.create_to_offer_p99_ms if watched_half else None
         ),
@@ -421,10 +427,13 @@ def _snapshot_figures(
     return figures
 
 
-def _secure_cpu_ratio(plain: Sequence[StepResult], secure: Sequence[StepResult]) -> float | None:
-    """CPU per lifecycle (server and clients) in plaintext over that with TLS and tokens, over
-    the ramp steps both ran at the same rate unsaturated: what the throughput ratio would be on
-    a machine of their own, less swayed than the best steps by what else ran meanwhile."""
+def _cpu_ratio_at_equal_rates(
+    plain: Sequence[StepResult], secure: Sequence[StepResult]
+) -> float | None:
+    """CPU per lifecycle (server and clients) of the plain router over that of the other one
+    (with TLS and tokens, or with watchers), over the ramp steps both ran at the same rate
+    unsaturated: what the throughput ratio would be on a machine of their own, less swayed than
+    the best steps by what else ran meanwhile."""
     plain_by_rate = {s.offered_per_s: s for s in plain if s.phase == "ramp" and not s.saturated}
     pairs = [
         (plain_by_rate[s.offered_per_s], s)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import OrderedDict
 
 import grpc
 
@@ -19,12 +18,10 @@ from router.api.status import abort_unavailable, maps_errors
 from router.core.errors import InvalidArgument
 from router.core.feed import EventType, FeedEvent
 from router.service import RouterService
-from router.writer.eventhub import Cursor, Delivery, EventFilter, FeedEnded, parse_cursor
+from router.writer.eventhub import Delivery, EventFilter, FeedEnded, parse_cursor
 
 FILTER_VALUES_MAX = 1024
 """Most values one filter of a subscription may list."""
-ENCODED_EVENTS_KEPT = 20_000
-"""Encoded events kept for the subscribers that follow (all read the newest events)."""
 
 
 def serialize_response(response: bytes | epb.SubscribeResponse) -> bytes:
@@ -35,56 +32,53 @@ def serialize_response(response: bytes | epb.SubscribeResponse) -> bytes:
 class EventServicer(egrpc.EventServiceServicer):
     def __init__(self, service: RouterService) -> None:
         self._service = service
-        self._encoded: OrderedDict[Cursor, bytes] = OrderedDict()
 
     @maps_errors
     async def Subscribe(  # type: ignore[override]  # a stream written with context.write
         self, request: epb.SubscribeRequest, context: grpc.aio.ServicerContext
     ) -> None:
-        # Written with context.write, not yielded: a send blocked by a client that stopped
-        # reading must not keep the hub from ending the call (cut off, or a step-down).
         after = parse_cursor(request.after_cursor) if request.after_cursor else None
         subscription = await self._service.subscribe(
             after=after, from_oldest=request.from_oldest, event_filter=_filter_of(request)
         )
         stopped = subscription.stopped
+        # The hub ends a subscription by setting `stopped`: it cancels this task then, even
+        # while a write is blocked by a client that stopped reading (one callback for the
+        # whole call rather than a wait on each write).
+        this = asyncio.current_task()
+        assert this is not None
+        stopped.add_done_callback(lambda _: this.cancel())
         try:
             async with contextlib.aclosing(subscription.deliveries()) as deliveries:
                 async for batch in deliveries:
-                    message = self._message(batch)
-                    write = asyncio.ensure_future(context.write(message))
-                    await asyncio.wait((write, stopped), return_when=asyncio.FIRST_COMPLETED)
-                    if not write.done():
-                        write.add_done_callback(_retrieve)  # fails once the call ends
-                        raise stopped.result()
-                    write.result()
+                    await context.write(_message(batch))  # bytes: see serialize_response
+        except asyncio.CancelledError:
+            if not stopped.done() or stopped.cancelled():
+                raise  # the call itself ended
+            this.uncancel()
+            error = stopped.result()
+            if isinstance(error, FeedEnded):
+                await abort_unavailable(context, error.message, leader_address=error.leader_address)
+            raise error from None
         except FeedEnded as ended:
             await abort_unavailable(context, ended.message, leader_address=ended.leader_address)
 
-    def _message(self, batch: list[Delivery]) -> bytes:
-        """The encoded SubscribeResponse of a batch (or of a checkpoint)."""
-        if batch[0].event is None:
-            checkpoint = epb.Checkpoint(cursor=str(batch[0].cursor))
-            return epb.SubscribeResponse(checkpoint=checkpoint).SerializeToString()
-        encoded = self._encoded
-        parts = []
-        for delivery in batch:
-            part = encoded.get(delivery.cursor)
-            if part is None:
-                assert delivery.event is not None
-                event = event_to_pb(str(delivery.cursor), delivery.event)
-                part = encoded[delivery.cursor] = epb.SubscribeResponse(
-                    events=[event]
-                ).SerializeToString()
-                if len(encoded) > ENCODED_EVENTS_KEPT:
-                    encoded.popitem(last=False)
-            parts.append(part)
-        return b"".join(parts)
 
-
-def _retrieve(write: asyncio.Future[None]) -> None:
-    if not write.cancelled():
-        write.exception()
+def _message(batch: list[Delivery]) -> bytes:
+    """The encoded SubscribeResponse of a batch (or of a checkpoint). Each event is encoded
+    once, by the first subscriber it goes to (`Delivery.encoded`)."""
+    if batch[0].event is None:
+        checkpoint = epb.Checkpoint(cursor=str(batch[0].cursor))
+        return epb.SubscribeResponse(checkpoint=checkpoint).SerializeToString()
+    parts = []
+    for delivery in batch:
+        part = delivery.encoded
+        if part is None:
+            assert delivery.event is not None
+            event = event_to_pb(str(delivery.cursor), delivery.event)
+            part = delivery.encoded = epb.SubscribeResponse(events=[event]).SerializeToString()
+        parts.append(part)
+    return b"".join(parts)
 
 
 def _filter_of(request: epb.SubscribeRequest) -> EventFilter:

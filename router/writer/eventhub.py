@@ -100,12 +100,22 @@ class EventFilter:
             and (not self.channels or event.channel in self.channels)
         )
 
+    @property
+    def admits_all(self) -> bool:
+        return not (self.types or self.queue_ids or self.worker_ids or self.task_ids
+                    or self.channels)  # fmt: skip
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True)
 class Delivery:
+    """An event at its cursor, as the ring keeps it and subscribers are handed it."""
+
     cursor: Cursor
     event: FeedEvent | None
     """None: a checkpoint (events went by that the filter did not want)."""
+    encoded: bytes | None = None
+    """The API's encoding of it, made by the first subscriber it goes to and reused by the
+    others (the ring hands every subscriber the same Delivery)."""
 
 
 class FeedEnded(Exception):
@@ -155,7 +165,7 @@ class EventHub:
         self._journal = journal
         self._ring_max = ring_events_max
         self._lag_max = lag_events_max
-        self._ring: list[tuple[Cursor, FeedEvent]] = []
+        self._ring: list[Delivery] = []
         self._base = 0
         """The offset (count of events ever put in the ring) of `_ring[0]`."""
         self._floor = Cursor.after_entry("0")
@@ -197,8 +207,8 @@ class EventHub:
             entry_id = f"0-{self._unjournaled_seq}"
         ms, seq = entry_key(entry_id)
         ring = self._ring
-        ring.extend((Cursor(ms, seq, index), event) for index, event in enumerate(feed))
-        self.newest = ring[-1][0]
+        ring.extend(Delivery(Cursor(ms, seq, index), event) for index, event in enumerate(feed))
+        self.newest = ring[-1].cursor
         head = self._base + len(ring)
         floor = self._floor
         for subscription in self._subscriptions:
@@ -222,7 +232,7 @@ class EventHub:
                 )
         excess = len(ring) - self._ring_max
         if excess >= self._ring_max // 4:  # trimmed in slices: amortised O(1) per event
-            self._floor = ring[excess - 1][0]
+            self._floor = ring[excess - 1].cursor
             del ring[:excess]
             self._base += excess
         self._metrics.events_published.inc(len(feed))
@@ -262,6 +272,7 @@ class EventHub:
 
     async def _read(self, subscription: Subscription) -> AsyncIterator[list[Delivery]]:
         admits = subscription.filter.admits
+        admits_all = subscription.filter.admits_all
         stopped = subscription.stopped
         sent_s = time.monotonic()
         skipped = False
@@ -293,24 +304,27 @@ class EventHub:
                 continue
             offset = subscription.offset
             if offset is None:
-                found = bisect.bisect_right(self._ring, subscription.position, key=lambda r: r[0])
+                found = bisect.bisect_right(
+                    self._ring, subscription.position, key=lambda d: d.cursor
+                )
                 offset = subscription.offset = self._base + found
             ring, base = self._ring, self._base
             end = base + len(ring)
             while offset < end and not stopped.done():
-                batch = []
-                while offset < end and len(batch) < BATCH_EVENTS_MAX:
-                    cursor, event = ring[offset - base]
-                    offset += 1
-                    if admits(event):
-                        batch.append(Delivery(cursor, event))
-                    else:
-                        skipped = True
-                subscription.offset = offset  # read: its lag no longer counts the batch
+                upto = min(end, offset + BATCH_EVENTS_MAX)
+                chunk = ring[offset - base : upto - base]
+                offset = subscription.offset = upto  # read: its lag no longer counts them
+                batch = (
+                    chunk
+                    if admits_all
+                    else [d for d in chunk if d.event is not None and admits(d.event)]
+                )
+                if len(batch) < len(chunk):
+                    skipped = True
                 if batch:
                     yield batch
                     sent_s, skipped = time.monotonic(), False
-                subscription.position = cursor
+                subscription.position = chunk[-1].cursor
                 ring, base = self._ring, self._base
                 end = base + len(ring)
                 if offset < base:  # trimmed past it while it wrote: read the store
