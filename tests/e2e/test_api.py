@@ -145,7 +145,7 @@ def test_unary_accept_and_reject(stubs: Stubs) -> None:
     other = "ben" if holder == "ana" else "ana"
     wrong = wpb.AcceptOfferRequest(worker_id=other, reservation_id=reservation)
     assert code_of(lambda: stubs.workers.AcceptOffer(wrong, timeout=5)) == (
-        grpc.StatusCode.FAILED_PRECONDITION
+        grpc.StatusCode.PERMISSION_DENIED
     )
     stubs.workers.RejectOffer(
         wpb.RejectOfferRequest(worker_id=holder, reservation_id=reservation), timeout=5
