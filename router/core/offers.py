@@ -187,6 +187,9 @@ class Offers:
         self._close(reservation, status, exclude=exclude, reason=reason)
         if not task.offer_ids:
             self._lifecycle.transition(task, TaskStatus.PENDING, TaskMove.OFFERS_ENDED)
+            # Its queue may have changed while it was offered (a reconfiguration re-derives
+            # only the waiting tasks): route it as the queue is now, as a restored engine would.
+            self._routing.derive(task)
             self._routing.fire_wait_rules(task)  # those that fell due during the offer
             if task.status is TaskStatus.PENDING and task.task_id not in self._matching.waiting:
                 self._matching.route_task(task)
