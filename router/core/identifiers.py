@@ -1,17 +1,12 @@
 """The ids the core gives out (tasks, reservations): unguessable, and the same on every replay.
 
 An id is a keyed hash of a sequence number: `task-` followed by 16 base-32 characters (80 bits)
-of BLAKE2b(seq, key). The key is state, set once by `SeedIds` (a random 32 bytes) and kept by
-snapshots, so that a replay, a standby and a recovered leader all give the same ids while a
-caller who has seen `task-…` ids cannot derive the next one. Before the key is set ids are the
-sequence number itself, `task-42`, which is also how older journals replay to the ids they gave
-out.
-
-The writer does not seed workspaces yet: with keyed ids, a router recovered from a snapshot
-taken mid-run (`tests/unit/test_simulation.py`, seed 21, the real writer with snapshots) made a
-different routing decision from the live one in about one run in six, while sequential ids
-never do. Until that order dependence in the restored state is found, production ids stay
-sequential."""
+of BLAKE2b(seq, key). The key is state: a random 32 bytes that the writer draws once per
+workspace (`SeedIds`, the first command it journals) and that snapshots keep, so that a replay,
+a standby and a recovered leader all give the same ids while a caller who has seen `task-…` ids
+cannot derive the next one. Before the key is set (an engine driven directly by tests and
+simulations, or a journal written before ids were keyed) ids are the sequence number itself,
+`task-42`, which is also how older journals replay to the ids they gave out."""
 
 from __future__ import annotations
 

@@ -5,12 +5,15 @@ the command is applied in the form they decode to (so that a replay sees exactly
 live engine saw). The loop takes every command waiting in this turn as one batch, stamps it with
 the clock, applies it (`router.core.replay`), journals it, and only then answers the callers and
 hands the batch's events on. Timers are driven by Tick commands issued when the engine's next
-timer falls due."""
+timer falls due. The first batch of a workspace with a command in it starts with `SeedIds`, the
+random key its ids are derived from (drawn here, at the edge, so that the core stays
+deterministic)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -23,6 +26,7 @@ from router.core.engine import Engine
 from router.core.errors import CoreError, Internal, Unavailable
 from router.core.events import Event
 from router.core.feed import FeedEvent, encode_feed, to_feed
+from router.core.identifiers import ID_KEY_BYTES
 from router.core.replay import apply_each
 from router.obs.metrics import RouterMetrics
 from router.store.errors import Fenced, StoreUnavailable
@@ -186,6 +190,16 @@ class BatchWriter:
                         submission.future.set_exception(Internal())
 
     async def _next_batch(self) -> list[_Submission] | None:
+        batch = await self._waiting_batch()
+        if (
+            batch is not None
+            and not self.engine.identifiers.seeded
+            and _worth_journaling(batch, [])  # an idle router writes nothing
+        ):
+            batch.insert(0, _seed_submission())
+        return batch
+
+    async def _waiting_batch(self) -> list[_Submission] | None:
         timeout_s = IDLE_WAKE_S
         next_timer_ms = self.engine.next_timer_ms()
         if next_timer_ms is not None:
@@ -341,6 +355,21 @@ def fail_unanswered(outcomes: Outcomes, error: Exception) -> None:
     for future, _, _ in outcomes:
         if not future.done():
             future.set_exception(error)
+
+
+def _seed_submission() -> _Submission:
+    """The workspace's id key, drawn from the OS's randomness; nobody waits for its answer."""
+    command = cmd.SeedIds(os.urandom(ID_KEY_BYTES))
+    encoded = codec.encode_command(command)
+    future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    future.add_done_callback(_retrieve)
+    return _Submission(codec.decode_command(encoded), encoded, future)
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Marks an unawaited future's outcome as seen (a failed seed is retried next batch)."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _worth_journaling(batch: list[_Submission], events: list[Event]) -> bool:

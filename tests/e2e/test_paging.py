@@ -204,10 +204,10 @@ def test_workers_with_big_profiles_page_by_bytes_in_id_order(stubs: Stubs) -> No
 # -- after a restart ----------------------------------------------------------------------------
 
 
-def test_closed_tasks_survive_a_restart_from_a_snapshot(tmp_path: Path) -> None:
+def test_closed_tasks_and_page_tokens_survive_a_restart_from_a_snapshot(tmp_path: Path) -> None:
     """Closed tasks are kept as bytes, and snapshots store those bytes: a router restarted from
     a snapshot (and the journal after it) lists and reads them as before, with the same
-    digest."""
+    digest, and takes the page tokens the router before it gave out."""
     config = ServerConfig(
         port=0, metrics_port=None, test_clock=True, data_dir=tmp_path / "data",
         snapshot_every_commands=25,
@@ -224,6 +224,7 @@ def test_closed_tasks_survive_a_restart_from_a_snapshot(tmp_path: Path) -> None:
                 stubs.tasks.CancelTask(tpb.CancelTaskRequest(task_id=task_id), timeout=5)
             before = [stubs.get(task_id) for task_id in created]
             listed = list_tasks(stubs, page_size=7)
+            first = stubs.tasks.ListTasks(tpb.ListTasksRequest(page_size=7), timeout=5)
             digest = stubs.admin.GetStateDigest(apb.GetStateDigestRequest(), timeout=5).digest
     finally:
         server.stop()
@@ -233,6 +234,12 @@ def test_closed_tasks_survive_a_restart_from_a_snapshot(tmp_path: Path) -> None:
             stubs = Stubs.of(channel)
             assert [stubs.get(task_id) for task_id in created] == before
             assert list_tasks(stubs, page_size=7) == listed
+            # A page token signed before the restart still walks on: its key derives from the
+            # workspace's journaled id key, not from the process.
+            second = stubs.tasks.ListTasks(
+                tpb.ListTasksRequest(page_size=7, page_token=first.next_page_token), timeout=5
+            )
+            assert [t.task_id for t in second.tasks] == listed[1]
             assert stubs.admin.GetStateDigest(apb.GetStateDigestRequest()).digest == digest
     finally:
         restarted.stop()

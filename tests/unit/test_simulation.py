@@ -304,6 +304,7 @@ def setup_commands(rng: random.Random) -> list[cmd.Command]:
     )
     after_hours = QueueAction(ActionKind.MOVE_TO_QUEUE, queue_id="overflow")
     setup: list[cmd.Command] = [
+        cmd.SeedIds(rng.randbytes(32)),  # as the writer does: ids derived from a key
         cmd.UpsertQueue(QueueConfig("overflow", reservation_timeout_s=20)),
         cmd.UpsertQueue(QueueConfig("support", reservation_timeout_s=20)),
         cmd.UpsertQueue(
@@ -346,6 +347,7 @@ async def run_through_the_writer(
             with contextlib.suppress(CoreError):
                 await service.submit(command)
 
+        # The writer seeds the ids itself, first: the setup's SeedIds is refused (as it must).
         for command in setup_commands(rng):
             await submit(command)
         step = 0

@@ -266,8 +266,8 @@ class ListQueuesRequest(_message.Message):
     """
     page_token: _builtins.str
     """A previous response's next_page_token (empty: the first page). Tokens are
-    opaque and signed: any other value, or one from another router process,
-    is INVALID_ARGUMENT.
+    opaque and signed (valid at any router of the workspace, across restarts
+    and failovers): any other value is INVALID_ARGUMENT.
     """
     def __init__(
         self,
@@ -445,8 +445,8 @@ class ListRoutingPoliciesRequest(_message.Message):
     """
     page_token: _builtins.str
     """A previous response's next_page_token (empty: the first page). Tokens are
-    opaque and signed: any other value, or one from another router process,
-    is INVALID_ARGUMENT.
+    opaque and signed (valid at any router of the workspace, across restarts
+    and failovers): any other value is INVALID_ARGUMENT.
     """
     def __init__(
         self,

@@ -141,8 +141,8 @@ class ListTasksRequest(_message.Message):
     page_token: _builtins.str
     """A previous response's next_page_token, with the same filters (empty: the
     first page). Tokens are opaque and signed: any other value, a token used
-    with other filters, or one from another router process (after a restart
-    or a failover: start again) is INVALID_ARGUMENT.
+    with other filters is INVALID_ARGUMENT. A token stays valid at any router
+    of the workspace, across restarts and failovers.
     """
     def __init__(
         self,

@@ -120,8 +120,8 @@ class ListWorkersRequest(_message.Message):
     page_token: _builtins.str
     """A previous response's next_page_token, with the same activity (empty: the
     first page). Tokens are opaque and signed: any other value, a token used
-    with another activity, or one from another router process is
-    INVALID_ARGUMENT.
+    with another activity is INVALID_ARGUMENT (a token stays valid at any
+    router of the workspace, across restarts and failovers).
     """
     def __init__(
         self,
