@@ -9,6 +9,7 @@ from typing import TypeVar
 import pytest
 
 from router.core import commands as cmd
+from router.core import snapshot
 from router.core.engine import CreatedTask, Engine, WorkerCopy
 from router.core.errors import (
     AlreadyExists,
@@ -774,3 +775,25 @@ def test_every_cancel_has_one_of_the_documented_origins(engine: Engine, clock: C
     apply(engine, clock, cmd.Tick())
     origins = [event.origin for event in engine.take_events() if isinstance(event, TaskCanceled)]
     assert sorted(origins) == sorted(CANCEL_ORIGINS)
+
+
+def test_a_task_offered_while_its_queue_changes_returns_under_the_new_configuration(
+    engine: Engine, clock: Clock
+) -> None:
+    """A queue gains priority aging while one of its tasks is being offered: when the offer
+    times out, the task waits under the new aging, exactly as in an engine restored from a
+    snapshot taken after the change (which derives every open task afresh)."""
+    add_worker(engine, clock, "busy", capacity_by_channel={"voice": 1})
+    waiting = create(engine, clock).task.task_id  # offered to busy
+    advance(clock, 1)
+    offered = create(engine, clock, priority=1).task.task_id  # waits: busy is full
+    apply(engine, clock, cmd.RejectOffer("busy", engine.get_task(waiting).reservation_id))
+    assert offered_to(engine, offered) == "busy"  # the older waits, the higher-priority offered
+    aging = QueueConfig("support", reservation_timeout_s=30.0, priority_aging_per_min=60.0)
+    apply(engine, clock, cmd.UpsertQueue(aging))
+    restored = snapshot.restore(snapshot.take(engine))
+    advance(clock, 31)  # the offer times out in both
+    apply(engine, clock, cmd.Tick())
+    restored.apply(cmd.Tick(), clock.now_ms)
+    assert engine.waiting.task_ids("support") == restored.waiting.task_ids("support")
+    assert engine.digest() == restored.digest()
