@@ -68,9 +68,7 @@ class AccessGuard(grpc.aio.ServerInterceptor):
             return handler
         inner = behavior_of(handler)
         if handler.request_streaming:
-            if not handler.response_streaming:  # no such RPC: add its wrapper with the first
-                raise NotImplementedError(f"{method}: client-streaming calls are not guarded")
-            behavior = self._stream_behavior(method, rule, inner)
+            behavior = self._stream_behavior(method, rule, inner, handler.response_streaming)
         else:
             behavior = self._unary_behavior(method, rule, inner, handler.response_streaming)
         return replaced(handler, behavior)
@@ -142,21 +140,32 @@ class AccessGuard(grpc.aio.ServerInterceptor):
         return unary
 
     def _stream_behavior(
-        self, method: str, rule: Rule | None, inner: Callable[..., Any]
+        self, method: str, rule: Rule | None, inner: Callable[..., Any], response_streaming: bool
     ) -> Callable[..., Any]:
         """Checks the first message of a request stream (the Connect hello), then hands the
-        whole stream, that message first, to the servicer."""
+        whole stream, that message first, to the servicer (which answers with a stream of
+        its own, or with one reply)."""
         check = self._check
         peeks = rule is not None and rule.scope is not None
 
-        async def stream(requests: Any, context: grpc.aio.ServicerContext) -> Any:
-            if peeks:
-                first = await anext(aiter(requests), None)
-                await check(method, rule, first, context)
-                if first is not None:
-                    requests = _prepend(first, requests)
-            else:
+        async def admitted(requests: Any, context: grpc.aio.ServicerContext) -> Any:
+            """The request stream, once the caller may make this call."""
+            if not peeks:
                 await check(method, rule, None, context)
+                return requests
+            first = await anext(aiter(requests), None)
+            await check(method, rule, first, context)
+            return requests if first is None else _prepend(first, requests)
+
+        if not response_streaming:
+
+            async def unary_reply(requests: Any, context: grpc.aio.ServicerContext) -> Any:
+                return await inner(await admitted(requests, context), context)
+
+            return unary_reply
+
+        async def stream(requests: Any, context: grpc.aio.ServicerContext) -> Any:
+            requests = await admitted(requests, context)
             async for response in _responses(inner(requests, context)):
                 yield response
 
