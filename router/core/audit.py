@@ -14,6 +14,7 @@ from router.core.scoring import best_row
 
 if TYPE_CHECKING:
     from router.core.catalog import Catalog
+    from router.core.conversations import Conversations
     from router.core.histories import Histories
     from router.core.identifiers import Identifiers
     from router.core.lifecycle import TaskLifecycle
@@ -42,6 +43,7 @@ class Audit:
         statistics: Statistics,
         histories: Histories,
         identifiers: Identifiers,
+        conversations: Conversations,
     ) -> None:
         self._clock = clock
         self._timers = timers
@@ -54,6 +56,7 @@ class Audit:
         self._stats = statistics
         self._histories = histories
         self._ids = identifiers
+        self._conversations = conversations
 
     def check_invariants(self) -> None:
         """Raises AssertionError when the state breaks a rule that must always hold: no worker
@@ -82,18 +85,26 @@ class Audit:
                 holders.setdefault(task_id, []).append(worker.worker_id)
         tasks, waiting = self._lifecycle.tasks, self._matching.waiting
         reservations = self._offers.reservations
+        conversation_holders = self._conversations.holders
         for task in tasks.values():
             held_by = sorted(holders.get(task.task_id, []))
+            # Consults (invited or joined) and agents in wrap-up after handing the task on
+            # hold it too; nobody else does (no leak, no holder the state does not name).
+            others = conversation_holders(task.task_id)
             if task.status is TaskStatus.RESERVED:
                 offered = sorted(reservations[r].worker_id for r in task.offer_ids)
-                assert offered and held_by == offered, f"{task.task_id} offers {offered} {held_by}"
+                assert offered, f"{task.task_id} reserved without offers"
+                expected = sorted(offered + others)
+                assert held_by == expected, f"{task.task_id} held by {held_by}, not {expected}"
             elif task.status in (TaskStatus.ASSIGNED, TaskStatus.WRAPPING):
-                assert held_by == [task.worker_id], f"{task.task_id} held by {held_by}"
+                expected = sorted([task.worker_id, *others])
+                assert held_by == expected, f"{task.task_id} held by {held_by}, not {expected}"
             else:
-                assert not held_by, f"{task.task_id} {task.status} held by {held_by}"
+                assert held_by == sorted(others), f"{task.task_id} {task.status} held by {held_by}"
                 assert not task.offer_ids, f"{task.task_id} {task.status} has offers"
             assert (task.status is TaskStatus.PENDING) == (task.task_id in waiting)
         tasks.check()
+        self._conversations.check()
         roster.worker_index.check((w.worker_id, w.activity) for w in roster.workers.values())
         self._catalog.membership.check()
         matching = self._matching
@@ -152,4 +163,6 @@ class Audit:
             "customers": self._histories.digest_customers(),
             "request_ids": self._histories.digest_request_ids(),
             "counters": self._stats.digest_state(),
+            # Only once a conversation command has run: an older router's state keeps its digest.
+            **self._conversations.digest_state(),
         }

@@ -20,9 +20,13 @@ from router.core.model import (
     DEFAULT_ACTIVITIES,
     DEFAULT_CHANNELS,
     NO_ROUTE,
+    BusinessHours,
     ExceptionRule,
+    QueueAction,
     QueueConfig,
+    QueueOrder,
     RoutingPolicy,
+    ScoringWeights,
     TaskStatus,
     TriggerKind,
 )
@@ -334,7 +338,7 @@ class Catalog:
         return {
             "channels": self.channels,
             "activities": self.activities,
-            "queues": list(self.queues.values()),
+            "queues": [queue_digest(queue) for queue in self.queues.values()],
             "policies": list(self.policies.values()),
         }
 
@@ -347,6 +351,46 @@ def wait_rules_of(queue: QueueConfig) -> tuple[ExceptionRule, ...]:
             key=lambda rule: rule.wait_s,
         )
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _QueueBeforePause:
+    """A queue's fields before `pause_max_s` and `pause_expiry_action` were added, in their
+    order: what the digest encodes of a queue that leaves both at their defaults, so that an
+    older router's state keeps the digest it had."""
+
+    queue_id: str
+    display_name: str
+    target_expression: str
+    weights: ScoringWeights
+    reservation_timeout_s: float
+    wrapup_s: float
+    order: QueueOrder
+    depth_max: int
+    priority_aging_per_min: float
+    exception_rules: tuple[ExceptionRule, ...]
+    business_hours: BusinessHours | None
+    after_hours_action: QueueAction | None
+    offer_workers_max: int
+    assignment_window_s: float
+
+
+_PAUSE_DEFAULTS = QueueConfig("")
+
+
+def queue_digest(queue: QueueConfig) -> QueueConfig | _QueueBeforePause:
+    """The queue as the digest encodes it (see `_QueueBeforePause`)."""
+    if (
+        queue.pause_max_s != _PAUSE_DEFAULTS.pause_max_s
+        or queue.pause_expiry_action is not _PAUSE_DEFAULTS.pause_expiry_action
+    ):
+        return queue
+    return _QueueBeforePause(
+        queue.queue_id, queue.display_name, queue.target_expression, queue.weights,
+        queue.reservation_timeout_s, queue.wrapup_s, queue.order, queue.depth_max,
+        queue.priority_aging_per_min, queue.exception_rules, queue.business_hours,
+        queue.after_hours_action, queue.offer_workers_max, queue.assignment_window_s,
+    )  # fmt: skip
 
 
 def parse_target(source: str) -> Expression:

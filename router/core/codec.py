@@ -21,7 +21,8 @@ COMMAND_TYPES: Final[dict[str, type[cmd.AnyCommand]]] = {
         cmd.UpsertRoutingPolicy, cmd.DeleteRoutingPolicy,
         cmd.UpsertWorker, cmd.RemoveWorker, cmd.SetActivity, cmd.CreateTask, cmd.UpdateTask,
         cmd.CancelTask, cmd.AcceptOffer, cmd.RejectOffer, cmd.CompleteTask, cmd.WrapUpTask,
-        cmd.SeedIds, cmd.Tick,
+        cmd.SeedIds, cmd.Tick, cmd.TransferTask, cmd.CancelTransfer, cmd.PauseTask,
+        cmd.ResumeTask, cmd.AddParticipant, cmd.RemoveParticipant, cmd.HandOverTask,
     )
 }  # fmt: skip
 """Every command type by its journal name (the class name: renaming a command breaks old

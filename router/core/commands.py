@@ -11,8 +11,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from router.core.conversation_model import ParticipantRole, TransferMode, TransferTarget
 from router.core.model import QueueConfig, RoutingPolicy, TaskSpec, WorkerProfile
 from router.core.results import (
+    ConversationResult,
     CreatedTask,
     UpsertedPolicy,
     UpsertedQueue,
@@ -125,6 +127,77 @@ class WrapUpTask(Command[TaskCopy]):
 
 
 @dataclass(frozen=True, slots=True)
+class TransferTask(Command[ConversationResult]):
+    """Transfers an assigned task to `target`. COLD: its agent is released (into wrap-up when
+    `wrap_up` and its queue has one) and the task routed at the target, keeping its age and
+    (unless `priority` is given) its priority, never offered back to that agent unless
+    `allow_back`. WARM: the target is offered the task as a consult while the agent keeps it;
+    on accept the task moves to the target, on reject, expiry or `CancelTransfer` the transfer
+    fails and the task stays."""
+
+    task_id: str
+    mode: TransferMode
+    target: TransferTarget
+    priority: int | None = None
+    wrap_up: bool = False
+    allow_back: bool = False
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CancelTransfer(Command[ConversationResult]):
+    """Cancels an initiated warm transfer: its consult offer is withdrawn."""
+
+    task_id: str
+    transfer_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class PauseTask(Command[ConversationResult]):
+    """Parks an assigned task: every participant's capacity is released."""
+
+    task_id: str
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeTask(Command[ConversationResult]):
+    """Routes a paused task again, waiting up to `known_agent_wait_s` (None: the task's own)
+    for the agent who paused it."""
+
+    task_id: str
+    known_agent_wait_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AddParticipant(Command[ConversationResult]):
+    """Adds a consult (offered the task like an offer, holding capacity) or a monitor (joins
+    at once, holding none) to an assigned task."""
+
+    task_id: str
+    role: ParticipantRole
+    target: TransferTarget
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveParticipant(Command[ConversationResult]):
+    """Removes a consult or monitor (or withdraws its pending consult offer)."""
+
+    task_id: str
+    worker_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class HandOverTask(Command[ConversationResult]):
+    """The primary hands the task to a joined consult, who becomes the primary; the former
+    primary leaves (into wrap-up when `wrap_up` and the queue has one)."""
+
+    task_id: str
+    worker_id: str
+    wrap_up: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class SeedIds(Command[None]):
     """Sets the key that task and reservation ids are derived with (`identifiers.py`): drawn at
     random by the writer, once per workspace, before any other command it journals."""
@@ -157,5 +230,12 @@ AnyCommand = (
     | WrapUpTask
     | SeedIds
     | Tick
+    | TransferTask
+    | CancelTransfer
+    | PauseTask
+    | ResumeTask
+    | AddParticipant
+    | RemoveParticipant
+    | HandOverTask
 )
 """Every command type: what a journal holds (`codec.COMMAND_TYPES` names each)."""

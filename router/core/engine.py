@@ -17,6 +17,7 @@ parts, each owning its state and its share of the snapshot and of the digest:
     statistics.py  per-queue counters, wait estimates and queue statistics
     histories.py   customers and client request ids, bounded
     identifiers.py task and reservation ids, unguessable and replayable
+    conversations.py  transfers, pause and resume, participants (consults, monitors)
     audit.py       the invariants and the digest"""
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from router.core import commands as cmd
 from router.core.audit import Audit
 from router.core.catalog import Catalog
 from router.core.columns import WorkerColumns
+from router.core.conversation_model import ConversationView
+from router.core.conversations import Conversations
 from router.core.errors import NotFound
 from router.core.events import Event
 from router.core.histories import Histories
@@ -94,12 +97,13 @@ class Engine:
         self.offers = Offers()
         self.routing = Routing()
         self.matching = Matching()
+        self.conversations = Conversations()
         self._connect()
         self.audit = Audit(
             clock=self._clock, timers=self.timers, catalog=self.catalog, roster=self.roster,
             lifecycle=self.lifecycle, offers=self.offers, routing=self.routing,
             matching=self.matching, statistics=self.statistics, histories=self.histories,
-            identifiers=self.identifiers,
+            identifiers=self.identifiers, conversations=self.conversations,
         )  # fmt: skip
         self._handlers: dict[type, Callable[[Any], Any]] = {}
         catalog, roster, lifecycle, offers = self.catalog, self.roster, self.lifecycle, self.offers
@@ -117,8 +121,16 @@ class Engine:
         self._on(cmd.CancelTask, lifecycle.cancel_task)
         self._on(cmd.CompleteTask, lifecycle.complete_task)
         self._on(cmd.WrapUpTask, lifecycle.wrap_up_task)
-        self._on(cmd.AcceptOffer, offers.accept_offer)
-        self._on(cmd.RejectOffer, offers.reject_offer)
+        self._on(cmd.AcceptOffer, self._accept_offer)
+        self._on(cmd.RejectOffer, self._reject_offer)
+        conversations = self.conversations
+        self._on(cmd.TransferTask, conversations.transfer_task)
+        self._on(cmd.CancelTransfer, conversations.cancel_transfer)
+        self._on(cmd.PauseTask, conversations.pause_task)
+        self._on(cmd.ResumeTask, conversations.resume_task)
+        self._on(cmd.AddParticipant, conversations.add_participant)
+        self._on(cmd.RemoveParticipant, conversations.remove_participant)
+        self._on(cmd.HandOverTask, conversations.hand_over_task)
         self._on(cmd.SeedIds, self.identifiers.seed)
         self._on(cmd.Tick, _tick)
         timers, routing = self.timers, self.routing
@@ -128,6 +140,17 @@ class Engine:
         timers.handle(TimerKind.STEP, live=routing.step_live, fire=routing.step_timed_out)
         timers.handle(TimerKind.WAIT, live=routing.wait_live, fire=routing.wait_rule_due)
         timers.handle(TimerKind.ROUND, live=self.matching.round_live, fire=self.matching.round_due)
+        timers.handle(
+            TimerKind.CONSULT, live=conversations.consult_live, fire=conversations.consult_expired
+        )
+        timers.handle(
+            TimerKind.PAUSE, live=conversations.pause_live, fire=conversations.pause_ran_out
+        )
+        timers.handle(
+            TimerKind.HANDOFF_WRAPUP,
+            live=conversations.wrapup_live,
+            fire=conversations.wrapup_ended,
+        )
 
     def _connect(self) -> None:
         """Gives each part the others it works with."""
@@ -146,7 +169,12 @@ class Engine:
         lifecycle.connect(
             clock=clock, events=events, timers=timers, catalog=catalog, roster=roster,
             offers=offers, routing=routing, matching=matching, statistics=statistics,
-            histories=histories, identifiers=identifiers,
+            histories=histories, identifiers=identifiers, conversations=self.conversations,
+        )  # fmt: skip
+        self.conversations.connect(
+            clock=clock, events=events, timers=timers, catalog=catalog, roster=roster,
+            lifecycle=lifecycle, offers=offers, routing=routing, matching=matching,
+            statistics=statistics, histories=histories, identifiers=identifiers,
         )  # fmt: skip
         offers.connect(
             clock=clock, events=events, timers=timers, catalog=catalog, roster=roster,
@@ -199,6 +227,19 @@ class Engine:
         finally:  # a refused command may follow timers that fired
             self.windows.observe(self._events[first_event:], clock.now_ms)
         return result
+
+    def _accept_offer(self, command: cmd.AcceptOffer) -> TaskCopy:
+        """An offer's acceptance; a consult offer's goes to the conversations."""
+        if command.reservation_id in self.conversations.invites:
+            copy: TaskCopy = self.conversations.accept_consult(command)
+            return copy
+        return self.offers.accept_offer(command)
+
+    def _reject_offer(self, command: cmd.RejectOffer) -> None:
+        if command.reservation_id in self.conversations.invites:
+            self.conversations.reject_consult(command)
+        else:
+            self.offers.reject_offer(command)
 
     def take_events(self) -> list[Event]:
         """The events emitted since the last call, in order."""
@@ -289,6 +330,10 @@ class Engine:
             return None
         keys, data = closed
         return TaskCopy(keys[SEQ], None, data)
+
+    def conversation_of(self, task_id: str) -> ConversationView:
+        """A copy of the task's conversation: primary, participants, transfers, pauses."""
+        return self.conversations.view(task_id)
 
     def get_worker(self, worker_id: str) -> WorkerRecord:
         return self.roster.worker(worker_id)

@@ -7,9 +7,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
+from router.core.conversation_model import ParticipantRole, Transfer
 from router.core.model import Reservation, TaskRecord
 
-CANCEL_ORIGINS: Final = ("caller", "ttl", "exception", "after_hours")
+CANCEL_ORIGINS: Final = ("caller", "ttl", "exception", "after_hours", "pause")
 """Every `TaskCanceled.origin`: the `reason` label of `switchboard_tasks_canceled_total`, as the
 README's Metrics table lists them (a test checks both)."""
 
@@ -48,7 +49,8 @@ class TaskCanceled:
     task: TaskRecord
     origin: str = "caller"
     """Who canceled it: "caller", "ttl" (its time-to-live ran out), "exception" (a queue's
-    exception rule) or "after_hours" (it arrived while its queue was closed)."""
+    exception rule), "after_hours" (it arrived while its queue was closed) or "pause" (it
+    stayed paused past its queue's `pause_max_s`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +135,71 @@ class PolicyChanged:
     deleted: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class ConsultOffered:
+    """A consult offer (a participant invited, or a warm transfer's target): the worker is
+    offered a task someone else holds, and answers it like an offer."""
+
+    reservation: Reservation
+    task: TaskRecord
+    role: ParticipantRole
+    transfer_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConsultClosed:
+    """A consult offer ended without acceptance (status says how)."""
+
+    reservation: Reservation
+    task: TaskRecord
+    role: ParticipantRole
+    transfer_id: str
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TransferChanged:
+    """A transfer was initiated or ended (its status says which). `workers` are the agents it
+    concerns: the one it is from and the one it went to, if any."""
+
+    transfer: Transfer
+    task: TaskRecord
+    workers: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ParticipantChanged:
+    """A participant joined (`added`) or left a task; `workers` are every agent on the task
+    then (the primary and the other participants) and the one who left."""
+
+    task_id: str
+    queue_id: str
+    channel: str
+    worker_id: str
+    role: ParticipantRole
+    added: bool
+    workers: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TaskPaused:
+    task: TaskRecord
+    worker_id: str
+    """The agent who held it (its known agent on resume)."""
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TaskResumed:
+    task: TaskRecord
+    worker_id: str
+    """The agent it waits for first (empty: none)."""
+    paused_ms: int
+    """How long this pause lasted."""
+    origin: str = "caller"
+    """"caller", or "pause" when its pause ran out."""
+
+
 Event = (
     TaskCreated
     | OfferCreated
@@ -149,4 +216,10 @@ Event = (
     | WorkerRemoved
     | QueueChanged
     | PolicyChanged
+    | ConsultOffered
+    | ConsultClosed
+    | TransferChanged
+    | ParticipantChanged
+    | TaskPaused
+    | TaskResumed
 )

@@ -49,6 +49,13 @@ class Identifiers:
     def reservation_id(self, seq: int) -> str:
         return f"res-{self._token(b'r', seq)}"
 
+    def transfer_id(self, seq: int) -> str:
+        return f"xfer-{self._token(b'x', seq)}"
+
+    def consult_id(self, seq: int) -> str:
+        """A consult offer's id: answered like a reservation's (`AcceptOffer`, `RejectOffer`)."""
+        return f"res-c{self._token(b'c', seq)}"
+
     def derived_key(self, purpose: str) -> bytes:
         """A key for `purpose` (page tokens, say) that every router of the workspace shares and
         that no caller can compute."""

@@ -35,6 +35,7 @@ from router.core.validation import check_attributes, check_priority, validate_ta
 
 if TYPE_CHECKING:
     from router.core.catalog import Catalog
+    from router.core.conversations import Conversations
     from router.core.histories import Histories
     from router.core.identifiers import Identifiers
     from router.core.matching import Matching
@@ -78,6 +79,7 @@ class TaskLifecycle:
         statistics: Statistics,
         histories: Histories,
         identifiers: Identifiers,
+        conversations: Conversations,
     ) -> None:
         self._clock = clock
         self._events = events
@@ -90,6 +92,7 @@ class TaskLifecycle:
         self._stats = statistics
         self._histories = histories
         self._ids = identifiers
+        self._conversations = conversations
 
     def task(self, task_id: str) -> TaskRecord:
         """The task (a closed task's is a decoded copy)."""
@@ -115,12 +118,16 @@ class TaskLifecycle:
         task.updated_ms = self._clock.now_ms
         self.tasks.changed(task)
 
-    def close(self, task: TaskRecord) -> None:
-        """Forgets what only open tasks need, and the oldest closed tasks past the limit."""
+    def close(self, task: TaskRecord) -> list[WorkerRecord]:
+        """Forgets what only open tasks need, and the oldest closed tasks past the limit.
+        Returns the workers its conversation freed (to be served once the task's event is
+        out)."""
         self._routing.of_task.pop(task.task_id, None)
         task.offer_ids = ()
         self._timers.ended()  # its time-to-live
+        freed = self._conversations.task_closed(task)
         self.tasks.close(task)
+        return freed
 
     # -- creation ---------------------------------------------------------------------------
 
@@ -260,7 +267,7 @@ class TaskLifecycle:
         task.cancel_reason = reason
         self.transition(task, TaskStatus.CANCELED, TaskMove.CANCEL)
         self._stats.counters[task.queue_id].canceled_total += 1
-        self.close(task)
+        freed += self.close(task)
         self._events.append(TaskCanceled(task.snapshot(), origin))
         serve_worker = self._matching.serve_worker
         for worker in freed:
@@ -275,8 +282,11 @@ class TaskLifecycle:
         now_ms = self._clock.now_ms
         queue = self._catalog.queues.get(task.queue_id)  # a closed task's may be deleted
         wrapup_ms = round(queue.wrapup_s * 1000) if queue is not None else 0
+        to_status = TaskStatus.WRAPPING if wrapup_ms > 0 else TaskStatus.COMPLETED
+        check_task_move(task.task_id, task.status, to_status, TaskMove.COMPLETE)
+        # The conversation is over: consults and monitors leave (the primary wraps up).
+        freed = self._conversations.conversation_ended(task)
         if wrapup_ms > 0:
-            check_task_move(task.task_id, task.status, TaskStatus.WRAPPING, TaskMove.COMPLETE)
             task.wrapup_due_ms = now_ms + wrapup_ms
             self.transition(task, TaskStatus.WRAPPING, TaskMove.COMPLETE)
             self._timers.add(task.wrapup_due_ms, TimerKind.WRAPUP, task.task_id)
@@ -285,6 +295,8 @@ class TaskLifecycle:
             )
         else:
             self.finish(task, TaskMove.COMPLETE)
+        for worker in freed:
+            self._matching.serve_worker(worker)
         return self._stats.copy(task)
 
     def wrap_up_task(self, command: cmd.WrapUpTask) -> TaskCopy:
@@ -305,10 +317,15 @@ class TaskLifecycle:
         self._roster.release(worker, task)
         counters = self._stats.counters[task.queue_id]
         counters.completed_total += 1
-        counters.handle_ms.append(self._clock.now_ms - task.assigned_ms)
-        self.close(task)
+        # Paused time is not handle time: the stretches before a pause or a cold transfer are
+        # added to the last.
+        earlier_ms = self._conversations.earlier_handle_ms(task.task_id)
+        counters.handle_ms.append(self._clock.now_ms - task.assigned_ms + earlier_ms)
+        freed = self.close(task)
         self._events.append(TaskCompleted(task.snapshot()))
         self._matching.serve_worker(worker)
+        for other in freed:
+            self._matching.serve_worker(other)
 
     # -- timers -----------------------------------------------------------------------------
 

@@ -95,3 +95,15 @@ ADVANCE_TIME_MS_MAX: Final = 366 * 24 * 3600 * 1000
 CLOCK_MS_MAX: Final = 253_402_300_799_999
 """The latest time the router's clock may reach: the last millisecond of 9999 (calendars work
 in dates up to then)."""
+
+TRANSFERS_PER_TASK_MAX: Final = 10
+"""Most transfers (cold or warm, whatever became of them) one task may have: a transfer loop
+ends here with RESOURCE_EXHAUSTED."""
+PARTICIPANTS_PER_TASK_MAX: Final = 6
+"""Most participants of one task: its primary, consults and monitors, invited or joined."""
+PAUSE_MAX_S_DEFAULT: Final = 7 * 24 * 3600.0
+"""A queue's default `pause_max_s`: a task paused longer is resumed or canceled."""
+PAUSE_MAX_S_MAX: Final = 30 * 24 * 3600.0
+"""Largest `pause_max_s` a queue may set."""
+TRANSFER_REASON_CHARS_MAX: Final = 256
+"""Longest reason given for a transfer or a pause."""

@@ -105,6 +105,10 @@ class Matching:
         for row in rows:
             offer(task, workers[worker_at_row[row]])
 
+    def offer(self, task: TaskRecord, worker: WorkerRecord) -> None:
+        """Offers a pending task to one worker chosen elsewhere (checked eligible)."""
+        self._offer(task, worker)
+
     def serve_worker(self, worker: WorkerRecord) -> None:
         """Offers a worker with free capacity the waiting tasks it should take next."""
         row = worker.row

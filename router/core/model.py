@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from router.core.limits import RESERVATION_TIMEOUT_S_DEFAULT
+from router.core.limits import PAUSE_MAX_S_DEFAULT, RESERVATION_TIMEOUT_S_DEFAULT
 
 JsonObject = Mapping[str, Any]
 
@@ -32,6 +32,8 @@ class TaskStatus(Enum):
     WRAPPING = "wrapping"
     COMPLETED = "completed"
     CANCELED = "canceled"
+    PAUSED = "paused"
+    """Parked (the customer stepped away): no worker holds it; `ResumeTask` routes it again."""
 
     @property
     def is_open(self) -> bool:
@@ -45,6 +47,15 @@ class ReservationStatus(Enum):
     TIMED_OUT = "timed_out"
     RESCINDED = "rescinded"
     CANCELED = "canceled"
+
+
+class PauseExpiryAction(Enum):
+    """What happens to a task paused for longer than its queue's `pause_max_s`."""
+
+    RESUME = "resume"
+    """It is resumed: routed again, preferring the agent who paused it."""
+    CANCEL = "cancel"
+    """It is canceled (reason "pause_expired")."""
 
 
 class QueueOrder(Enum):
@@ -162,6 +173,9 @@ class QueueConfig:
     assignment_window_s: float = 0.0
     """0: offer at once (greedy). Above 0: collect the queue's tasks and free workers and assign
     them together every window, as an assignment problem."""
+    pause_max_s: float = PAUSE_MAX_S_DEFAULT
+    """Longest a task of this queue may stay paused before `pause_expiry_action` applies."""
+    pause_expiry_action: PauseExpiryAction = PauseExpiryAction.RESUME
 
 
 @dataclass(frozen=True, slots=True)

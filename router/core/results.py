@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from router.core.conversation_model import ConversationView
 from router.core.model import QueueConfig, RoutingPolicy, TaskRecord, WorkerRecord
+from router.core.task_table import TaskCopy
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,3 +71,14 @@ class QueueStats:
     completed_total: int
     canceled_total: int
     eligible_workers: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationResult:
+    """What a conversation command (transfer, pause, participants) left: the task and its
+    conversation as copies."""
+
+    task: TaskCopy
+    conversation: ConversationView
+    transfer_id: str = ""
+    """The transfer the command initiated or ended, if any."""

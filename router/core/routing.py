@@ -22,6 +22,7 @@ from router.core.model import (
     TaskSpec,
     TaskStatus,
     TriggerKind,
+    WorkerRecord,
 )
 from router.core.policies import OPEN_STEP, route_steps, step_at
 from router.core.scoring import Requirement, make_requirement
@@ -147,11 +148,21 @@ class Routing:
 
     # -- steps ------------------------------------------------------------------------------
 
-    def start_route(self, task: TaskRecord) -> None:
-        """Puts a new (or moved) task on the first step of its route and routes it."""
+    def start_route(self, task: TaskRecord, offer_to: WorkerRecord | None = None) -> None:
+        """Puts a new (or moved) task on the first step of its route and routes it (offers it
+        to `offer_to` when given: a transfer to a named worker, checked eligible)."""
         self._enter_step(task, 0, started_ms=self._clock.now_ms)
         self._schedule_wait_timer(task)
-        self._matching.route_task(task)
+        if offer_to is not None:
+            self._matching.offer(task, offer_to)
+        else:
+            self._matching.route_task(task)
+
+    def requirement(
+        self, spec: TaskSpec, extra_skills: Mapping[str, float] | None = None
+    ) -> Requirement:
+        """The requirement of a task with `extra_skills` raising its minimum levels."""
+        return self._requirement(spec, extra_skills)
 
     def _steps(self, task: TaskRecord) -> tuple[RoutingStep, ...]:
         """The task's steps: a wait for its known agent when it asks for one, then its route's."""

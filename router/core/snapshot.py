@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import msgspec
 
 from router.core.catalog import CatalogShare
+from router.core.conversations import ConversationsShare
 from router.core.engine import Engine
 from router.core.histories import CustomerHistory, HistoriesShare, payload_fingerprint
 from router.core.lifecycle import TasksShare
@@ -83,6 +84,8 @@ class _Snapshot:
     id_key: bytes = b""
     """The key ids are derived with (`identifiers.py`); empty in snapshots taken before ids
     were keyed, whose journals go on giving sequential ids until the writer seeds them."""
+    conversations: ConversationsShare = field(default_factory=ConversationsShare)
+    """Transfers, pauses and participants (empty in snapshots taken before they existed)."""
 
 
 def take(engine: Engine) -> bytes:
@@ -119,6 +122,7 @@ def take(engine: Engine) -> bytes:
         timers=timers.timers,
         id_key=engine.identifiers.key,
         windows=engine.windows.save(),
+        conversations=engine.conversations.save(),
     )
     return msgspec.msgpack.encode(snapshot)
 
@@ -166,6 +170,7 @@ def restore(data: bytes) -> Engine:
             snapshot.reservation_seq, snapshot.reservations, snapshot.closed_reservation_ids
         )
     )
+    engine.conversations.restore(snapshot.conversations)
     engine.histories.restore(HistoriesShare(snapshot.customers, snapshot.request_fingerprints))
     engine.windows.restore(snapshot.windows)
     engine.now_ms = snapshot.now_ms

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 SERVICE_RATE_SAMPLES = 64
 """Assignments (and completions) per queue remembered to estimate its service rate."""
-_HELD = (TaskStatus.RESERVED, TaskStatus.ASSIGNED, TaskStatus.WRAPPING)
+_HELD = (TaskStatus.RESERVED, TaskStatus.ASSIGNED, TaskStatus.WRAPPING, TaskStatus.PAUSED)
 """The statuses counted per queue (a waiting task is counted by the waiting index)."""
 _CLOSED = (TaskStatus.COMPLETED, TaskStatus.CANCELED)
 """Not `TaskStatus.is_open`, a property (a call) on every command's copy of its task."""

@@ -40,6 +40,12 @@ class TimerKind(Enum):
     """The task's next wait-time exception rule falls due."""
     ROUND = "round"
     """The queue's (ref) next assignment round runs."""
+    CONSULT = "consult"
+    """A consult offer (ref: its id) times out."""
+    PAUSE = "pause"
+    """A paused task's (ref) pause runs out."""
+    HANDOFF_WRAPUP = "handoff_wrapup"
+    """The wrap-up of an agent who transferred a task (ref) away ends."""
 
 
 Timer = tuple[int, int, str, str]

@@ -30,7 +30,13 @@ class TaskMove(Enum):
     WRAP_UP = "wrap_up"
     """`WrapUpTask`, or the queue's wrap-up time running out."""
     CANCEL = "cancel"
-    """`CancelTask`, its time-to-live, or an exception rule."""
+    """`CancelTask`, its time-to-live, an exception rule, or a pause that ran out."""
+    PAUSE = "pause"
+    """`PauseTask`: the agent's capacity is released, the task parked."""
+    RESUME = "resume"
+    """`ResumeTask`, or a pause that ran out: it is routed again."""
+    TRANSFER = "transfer"
+    """A cold `TransferTask`: the agent is released and the task routed at the target."""
 
 
 _T = TaskStatus
@@ -43,6 +49,10 @@ TASK_TRANSITIONS: Final[Mapping[tuple[TaskStatus, TaskStatus], TaskMove]] = {
     (_T.WRAPPING, _T.COMPLETED): TaskMove.WRAP_UP,
     (_T.PENDING, _T.CANCELED): TaskMove.CANCEL,
     (_T.RESERVED, _T.CANCELED): TaskMove.CANCEL,
+    (_T.PAUSED, _T.CANCELED): TaskMove.CANCEL,
+    (_T.ASSIGNED, _T.PAUSED): TaskMove.PAUSE,
+    (_T.PAUSED, _T.PENDING): TaskMove.RESUME,
+    (_T.ASSIGNED, _T.PENDING): TaskMove.TRANSFER,
 }
 """Every legal move of a task: (from, to) -> the cause that makes it."""
 _MOVE_BY_VALUES: Final[Mapping[tuple[str, str], TaskMove]] = {
@@ -70,7 +80,10 @@ _REFUSALS: Final[Mapping[TaskMove, str]] = {
     TaskMove.ACCEPT: "only a reserved task can be accepted",
     TaskMove.COMPLETE: "only an assigned task can be completed",
     TaskMove.WRAP_UP: "only a wrapping task can be wrapped up",
-    TaskMove.CANCEL: "only pending or reserved tasks can be canceled",
+    TaskMove.CANCEL: "only pending, reserved or paused tasks can be canceled",
+    TaskMove.PAUSE: "only an assigned task can be paused",
+    TaskMove.RESUME: "only a paused task can be resumed",
+    TaskMove.TRANSFER: "only an assigned task can be transferred",
 }
 
 

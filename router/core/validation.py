@@ -27,6 +27,7 @@ from router.core.limits import (
     KNOWN_AGENT_WAIT_S_MAX,
     LANGUAGES_PER_WORKER_MAX,
     OFFER_WORKERS_MAX,
+    PAUSE_MAX_S_MAX,
     PRIORITY_ABS_MAX,
     PRIORITY_AGING_PER_MIN_MAX,
     PRIORITY_DELTA_ABS_MAX,
@@ -309,6 +310,7 @@ def validate_queue(queue: QueueConfig) -> None:
     check_finite(
         "queue.assignment_window_s", queue.assignment_window_s, 0.0, ASSIGNMENT_WINDOW_S_MAX
     )
+    check_finite("queue.pause_max_s", queue.pause_max_s, 1.0, PAUSE_MAX_S_MAX)
     if queue.offer_workers_max > 1 and queue.assignment_window_s > 0:
         raise InvalidArgument(
             "queue.offer_workers_max",

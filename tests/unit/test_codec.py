@@ -13,6 +13,7 @@ import pytest
 
 from router.core import codec, snapshot
 from router.core import commands as cmd
+from router.core.conversation_model import ParticipantRole, TransferMode, TransferTarget
 from router.core.engine import Engine
 from router.core.errors import CoreError
 from router.core.model import (
@@ -132,6 +133,21 @@ EXAMPLES: list[cmd.Command] = [
     cmd.WrapUpTask("t"),
     cmd.SeedIds(bytes(range(32))),
     cmd.Tick(),
+    cmd.TransferTask(
+        "t",
+        TransferMode.WARM,
+        TransferTarget("q", required_skills={"billing": 4.0}),
+        priority=3,
+        wrap_up=True,
+        reason="specialist",
+    ),
+    cmd.TransferTask("t", TransferMode.COLD, TransferTarget(worker_id="w"), allow_back=True),
+    cmd.CancelTransfer("t", "xfer-1"),
+    cmd.PauseTask("t", "customer away"),
+    cmd.ResumeTask("t", known_agent_wait_s=30.0),
+    cmd.AddParticipant("t", ParticipantRole.MONITOR, TransferTarget(worker_id="sup")),
+    cmd.RemoveParticipant("t", "sup"),
+    cmd.HandOverTask("t", "w2", wrap_up=True),
 ]
 
 

@@ -32,6 +32,7 @@ from router.core.model import (
     BusinessHours,
     ExceptionRule,
     OpenHours,
+    PauseExpiryAction,
     QueueAction,
     QueueConfig,
     QueueOrder,
@@ -765,8 +766,14 @@ def test_every_cancel_has_one_of_the_documented_origins(engine: Engine, clock: C
     # Open one minute a week, on Mondays; the clock stands on a Thursday.
     hours = BusinessHours("UTC", (OpenHours(Weekday.MONDAY, "00:00", "00:01"),))
     closed = QueueConfig("closed", business_hours=hours, after_hours_action=cancel)
-    for queue in (ruled, closed):
+    parked = QueueConfig("parked", pause_max_s=5, pause_expiry_action=PauseExpiryAction.CANCEL)
+    for queue in (ruled, closed, parked):
         apply(engine, clock, cmd.UpsertQueue(queue))
+    add_worker(engine, clock, "p")
+    paused = create(engine, clock, queue_id="parked").task
+    apply(engine, clock, cmd.AcceptOffer("p", engine.get_task(paused.task_id).reservation_id))
+    apply(engine, clock, cmd.PauseTask(paused.task_id))
+    apply(engine, clock, cmd.SetActivity("p", "offline"))
     apply(engine, clock, cmd.CancelTask(create(engine, clock).task.task_id))
     create(engine, clock, ttl_s=1)
     create(engine, clock, queue_id="ruled")

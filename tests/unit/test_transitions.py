@@ -12,6 +12,7 @@ import pytest
 from router.core import commands as cmd
 from router.core.engine import Engine
 from router.core.errors import ErrorKind, FailedPrecondition
+from router.core.conversation_model import TransferMode, TransferTarget
 from router.core.model import QueueConfig, ReservationStatus, TaskSpec, TaskStatus, WorkerProfile
 from router.core.transitions import (
     RESERVATION_TRANSITIONS,
@@ -21,6 +22,7 @@ from router.core.transitions import (
     task_move_allowed,
 )
 
+_T = TaskStatus
 START_MS = 1_000_000
 TIMEOUT_S = 30
 
@@ -63,8 +65,10 @@ def task_in(status: TaskStatus) -> tuple[Scene, str]:
         scene.apply(cmd.CancelTask(task_id))
     if status not in (TaskStatus.PENDING, TaskStatus.CANCELED):
         scene.available()
-    if status in (TaskStatus.ASSIGNED, TaskStatus.WRAPPING, TaskStatus.COMPLETED):
+    if status in (_T.ASSIGNED, _T.WRAPPING, _T.COMPLETED, _T.PAUSED):
         scene.apply(cmd.AcceptOffer("a", scene.reservation_id(task_id)))
+    if status is TaskStatus.PAUSED:
+        scene.apply(cmd.PauseTask(task_id))
     if status in (TaskStatus.WRAPPING, TaskStatus.COMPLETED):
         scene.apply(cmd.CompleteTask(task_id))
     assert scene.status(task_id) is status
@@ -95,7 +99,20 @@ def _cancel(scene: Scene, task_id: str) -> None:
     scene.apply(cmd.CancelTask(task_id))
 
 
-_T = TaskStatus
+def _pause(scene: Scene, task_id: str) -> None:
+    scene.apply(cmd.PauseTask(task_id))
+
+
+def _resume(scene: Scene, task_id: str) -> None:
+    scene.apply(cmd.SetActivity("a", "offline"))  # or it is offered at once
+    scene.apply(cmd.ResumeTask(task_id))
+
+
+def _transfer(scene: Scene, task_id: str) -> None:
+    scene.apply(cmd.TransferTask(task_id, TransferMode.COLD, TransferTarget("support")))
+
+
+
 DRIVERS: dict[tuple[TaskStatus, TaskStatus], Callable[[Scene, str], None]] = {
     (_T.PENDING, _T.RESERVED): _offer,
     (_T.RESERVED, _T.PENDING): _reject,
@@ -105,6 +122,10 @@ DRIVERS: dict[tuple[TaskStatus, TaskStatus], Callable[[Scene, str], None]] = {
     (_T.WRAPPING, _T.COMPLETED): _wrap_up,
     (_T.PENDING, _T.CANCELED): _cancel,
     (_T.RESERVED, _T.CANCELED): _cancel,
+    (_T.PAUSED, _T.CANCELED): _cancel,
+    (_T.ASSIGNED, _T.PAUSED): _pause,
+    (_T.PAUSED, _T.PENDING): _resume,
+    (_T.ASSIGNED, _T.PENDING): _transfer,
 }
 """The command that makes each allowed move."""
 
@@ -173,6 +194,13 @@ COMMANDS: dict[str, tuple[Callable[[str], cmd.Command[object]], TaskMove, TaskSt
     "cancel": (cmd.CancelTask, TaskMove.CANCEL, TaskStatus.CANCELED),
     "complete": (cmd.CompleteTask, TaskMove.COMPLETE, TaskStatus.COMPLETED),
     "wrap up": (cmd.WrapUpTask, TaskMove.WRAP_UP, TaskStatus.COMPLETED),
+    "pause": (cmd.PauseTask, TaskMove.PAUSE, TaskStatus.PAUSED),
+    "resume": (cmd.ResumeTask, TaskMove.RESUME, TaskStatus.PENDING),
+    "transfer": (
+        lambda task_id: cmd.TransferTask(task_id, TransferMode.COLD, TransferTarget()),
+        TaskMove.TRANSFER,
+        TaskStatus.PENDING,
+    ),
 }
 """The commands that name a task and the move each asks of it (CompleteTask in "support",
 which has no wrap-up)."""
