@@ -253,7 +253,10 @@ class Matching:
         if not eligible:
             return []
         columns = sorted(set().union(*(rows.tolist() for _, _, rows in eligible)))
-        eligible = eligible[: len(columns)]  # the first in order get the workers
+        # The first in order get the workers; those cut here may still take a worker with room
+        # for another task in the next pass (returned below), not wait for the next round.
+        candidates = [task for task, _, _ in eligible]
+        eligible = eligible[: len(columns)]
         column_of = {row: j for j, row in enumerate(columns)}
         matrix = np.full((len(eligible), len(columns)), INELIGIBLE)
         now_ms = self._clock.now_ms
@@ -271,7 +274,7 @@ class Matching:
             self._offer(task, self._workers[self._worker_at_row[columns[j]]])
         if not pairs:
             return []
-        return [task for task, _, _ in eligible if task.status is TaskStatus.PENDING]
+        return [task for task in candidates if task.status is TaskStatus.PENDING]
 
     # -- snapshot and digest ----------------------------------------------------------------
 
