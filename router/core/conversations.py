@@ -225,10 +225,8 @@ class Conversations:
             self._check_room_for_one_more(task, conversation)
             worker = self._choose(task, target, queue, self._on_task(task))
             return self._start_warm(task, command, worker)
-        worker = None
-        if target.worker_id:
-            worker = self._choose(task, target, queue, self._on_task(task))
-        return self._cold(task, command, queue, worker)
+        named = self._choose(task, target, queue, self._on_task(task)) if target.worker_id else None
+        return self._cold(task, command, queue, named)
 
     def _cold(
         self,

@@ -12,10 +12,14 @@ from typing import Final
 
 import msgspec
 
+from router.core.conversation_model import TransferStatus
 from router.core.events import (
+    ConsultClosed,
+    ConsultOffered,
     Event,
     OfferClosed,
     OfferCreated,
+    ParticipantChanged,
     PolicyChanged,
     QueueChanged,
     TaskAssigned,
@@ -23,9 +27,12 @@ from router.core.events import (
     TaskCompleted,
     TaskCreated,
     TaskMoved,
+    TaskPaused,
     TaskQueued,
+    TaskResumed,
     TaskUpdated,
     TaskWrapping,
+    TransferChanged,
     WorkerActivityChanged,
     WorkerRemoved,
     WorkerUpserted,
@@ -58,6 +65,16 @@ class EventType(IntEnum):
     POLICY_CHANGED = 18
     QUEUE_DELETED = 19
     POLICY_DELETED = 20
+    TRANSFER_INITIATED = 120
+    TRANSFER_COMPLETED = 121
+    TRANSFER_FAILED = 122
+    TRANSFER_CANCELED = 123
+    PARTICIPANT_ADDED = 124
+    PARTICIPANT_REMOVED = 125
+    TASK_PAUSED = 126
+    TASK_RESUMED = 127
+    CONSULT_OFFERED = 128
+    CONSULT_CLOSED = 129
 
 
 class FeedEvent(msgspec.Struct, array_like=True, frozen=True, omit_defaults=True):
@@ -82,7 +99,24 @@ class FeedEvent(msgspec.Struct, array_like=True, frozen=True, omit_defaults=True
     """A task assigned: from its creation to the assignment."""
     step_index: int = 0
     policy_id: str = ""
+    transfer_id: str = ""
+    """A transfer's id (its events, and a consult offer that serves one)."""
+    role: str = ""
+    """A participant's or consult offer's role: primary, consult or monitor."""
+    transfer_mode: str = ""
+    """cold or warm."""
+    to_worker_id: str = ""
+    """The worker a transfer went (or was offered) to."""
+    paused_ms: int = 0
+    """A resumed task: how long its pause lasted."""
 
+
+_TRANSFER_TYPE: Final = {
+    TransferStatus.INITIATED: EventType.TRANSFER_INITIATED,
+    TransferStatus.COMPLETED: EventType.TRANSFER_COMPLETED,
+    TransferStatus.FAILED: EventType.TRANSFER_FAILED,
+    TransferStatus.CANCELED: EventType.TRANSFER_CANCELED,
+}
 
 _CLOSED_TYPE: Final = {
     ReservationStatus.REJECTED: EventType.OFFER_REJECTED,
@@ -161,6 +195,41 @@ def _public(event: Event, at_ms: int) -> FeedEvent:
         case PolicyChanged(policy_id, deleted):
             kind = EventType.POLICY_DELETED if deleted else EventType.POLICY_CHANGED
             return FeedEvent(kind, at_ms, policy_id=policy_id)
+        case TransferChanged(transfer, task, _):
+            return FeedEvent(
+                _TRANSFER_TYPE[transfer.status], at_ms, task.task_id, task.queue_id,
+                task.spec.channel, transfer.from_worker_id, priority=task.priority,
+                reason=transfer.outcome or transfer.reason, from_queue_id=transfer.from_queue_id,
+                transfer_id=transfer.transfer_id, transfer_mode=transfer.mode.value,
+                to_worker_id=transfer.to_worker_id,
+            )  # fmt: skip
+        case ParticipantChanged(task_id, queue_id, channel, worker_id, role, added, _):
+            kind = EventType.PARTICIPANT_ADDED if added else EventType.PARTICIPANT_REMOVED
+            return FeedEvent(kind, at_ms, task_id, queue_id, channel, worker_id,
+                             role=role.value)  # fmt: skip
+        case TaskPaused(task, worker_id, reason):
+            return FeedEvent(
+                EventType.TASK_PAUSED, at_ms, task.task_id, task.queue_id, task.spec.channel,
+                worker_id, priority=task.priority, reason=reason,
+            )  # fmt: skip
+        case TaskResumed(task, worker_id, paused_ms, origin):
+            return FeedEvent(
+                EventType.TASK_RESUMED, at_ms, task.task_id, task.queue_id, task.spec.channel,
+                worker_id, priority=task.priority, origin=origin, paused_ms=paused_ms,
+            )  # fmt: skip
+        case ConsultOffered(reservation, task, role, transfer_id):
+            return FeedEvent(
+                EventType.CONSULT_OFFERED, at_ms, task.task_id, task.queue_id, task.spec.channel,
+                reservation.worker_id, reservation.reservation_id, task.priority,
+                role=role.value, transfer_id=transfer_id,
+            )  # fmt: skip
+        case ConsultClosed(reservation, task, role, transfer_id, reason):
+            return FeedEvent(
+                EventType.CONSULT_CLOSED, at_ms, task.task_id, task.queue_id, task.spec.channel,
+                reservation.worker_id, reservation.reservation_id, task.priority,
+                reason=reason or reservation.status.value, role=role.value,
+                transfer_id=transfer_id,
+            )  # fmt: skip
     raise AssertionError(f"no feed event for {event!r}")
 
 

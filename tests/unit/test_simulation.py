@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 from router.clock import TestClock
 from router.core import codec, snapshot
 from router.core import commands as cmd
+from router.core.conversation_model import ParticipantRole, TransferMode, TransferTarget
 from router.core.engine import Engine
 from router.core.errors import CoreError
 from router.core.model import (
@@ -132,7 +133,69 @@ def random_policy(rng: random.Random) -> RoutingPolicy:
     )
 
 
+def conversation_command(rng: random.Random, engine: Engine) -> cmd.Command | None:
+    """Transfers, pauses and participants on the tasks there are, or an answer to a consult
+    offer (None when nothing fits)."""
+    open_tasks = list(engine.tasks.open.values())
+    assigned = [t for t in open_tasks if t.status is TaskStatus.ASSIGNED]
+    paused = [t for t in open_tasks if t.status is TaskStatus.PAUSED]
+    invites = list(engine.conversations.invites.items())
+    roll = rng.random()
+    worker_id = f"w{rng.randint(1, 14)}"
+    queue_id = rng.choice(["", "support", "sales", "vip"])
+    if roll < 0.25 and invites:
+        reservation_id, task_id = rng.choice(invites)
+        participant = next(
+            p
+            for p in engine.conversations.active[task_id].participants
+            if p.reservation_id == reservation_id
+        )
+        if rng.random() < 0.7:
+            return cmd.AcceptOffer(participant.worker_id, reservation_id)
+        return cmd.RejectOffer(participant.worker_id, reservation_id, "busy")
+    if roll < 0.30 and paused:
+        wait_s = rng.choice([None, 0.0, 10.0])
+        return cmd.ResumeTask(rng.choice(paused).task_id, known_agent_wait_s=wait_s)
+    if not assigned:
+        return None
+    task = rng.choice(assigned)
+    conversation = engine.conversations.active.get(task.task_id)
+    if roll < 0.50:
+        target = rng.choice(
+            [
+                TransferTarget(queue_id),
+                TransferTarget(queue_id, worker_id=worker_id),
+                TransferTarget(queue_id, required_skills={rng.choice(SKILLS): 2.0}),
+                TransferTarget(queue_id, worker_expression="team == 'a'"),
+            ]
+        )
+        wrap_up = rng.random() < 0.3
+        return cmd.TransferTask(
+            task.task_id, rng.choice(list(TransferMode)), target,
+            priority=rng.choice([None, 2]), wrap_up=wrap_up,
+            allow_back=not wrap_up and rng.random() < 0.2,
+        )  # fmt: skip
+    if roll < 0.62:
+        return cmd.PauseTask(task.task_id)
+    if roll < 0.80:
+        role = rng.choice([ParticipantRole.CONSULT, ParticipantRole.MONITOR])
+        return cmd.AddParticipant(task.task_id, role, TransferTarget(queue_id, worker_id))
+    participants = conversation.participants if conversation is not None else []
+    if roll < 0.88 and participants:
+        return cmd.RemoveParticipant(task.task_id, rng.choice(participants).worker_id)
+    if roll < 0.94 and participants:
+        wrap_up = rng.random() < 0.5
+        return cmd.HandOverTask(task.task_id, rng.choice(participants).worker_id, wrap_up)
+    if conversation is not None and conversation.transfers:
+        return cmd.CancelTransfer(task.task_id, conversation.transfers[-1].transfer_id)
+    return None
+
+
 def random_command(rng: random.Random, engine: Engine, step: int) -> cmd.Command:
+    if rng.random() < 0.15:
+        command = conversation_command(rng, engine)
+        if command is not None:
+            return command
     roll = rng.random()
     pending_offers = [r for r in engine.reservations.values() if r.status.value == "pending"]
     assigned = [t for t in engine.tasks.open.values() if t.status is TaskStatus.ASSIGNED]

@@ -10,9 +10,9 @@ from collections.abc import Callable
 import pytest
 
 from router.core import commands as cmd
+from router.core.conversation_model import TransferMode, TransferTarget
 from router.core.engine import Engine
 from router.core.errors import ErrorKind, FailedPrecondition
-from router.core.conversation_model import TransferMode, TransferTarget
 from router.core.model import QueueConfig, ReservationStatus, TaskSpec, TaskStatus, WorkerProfile
 from router.core.transitions import (
     RESERVATION_TRANSITIONS,
@@ -110,7 +110,6 @@ def _resume(scene: Scene, task_id: str) -> None:
 
 def _transfer(scene: Scene, task_id: str) -> None:
     scene.apply(cmd.TransferTask(task_id, TransferMode.COLD, TransferTarget("support")))
-
 
 
 DRIVERS: dict[tuple[TaskStatus, TaskStatus], Callable[[Scene, str], None]] = {
