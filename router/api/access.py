@@ -85,7 +85,10 @@ def _task_read(principal: Principal, request: Any, engine: Engine) -> str | None
 
 
 def _task_held(principal: Principal, request: Any, engine: Engine) -> str | None:
-    """An agent completes or wraps up only a task assigned to it."""
+    """An agent completes, wraps up, transfers, pauses or adds participants to only a task
+    assigned to it (a front end acts on any task)."""
+    if principal.role is FRONTEND:
+        return None
     task = engine.tasks.open.get(request.task_id)
     if task is None or task.worker_id != principal.worker_id:
         return f"task {request.task_id!r} is not assigned to you"
@@ -196,6 +199,13 @@ ACCESS: dict[str, Rule] = {
     _TASKS + "CancelTask": Rule(frozenset({FRONTEND})),
     _TASKS + "CompleteTask": Rule(frozenset({AGENT}), _task_held),
     _TASKS + "WrapUpTask": Rule(frozenset({AGENT}), _task_held),
+    _TASKS + "TransferTask": Rule(frozenset({FRONTEND, AGENT}), _task_held),
+    _TASKS + "CancelTransfer": Rule(frozenset({FRONTEND, AGENT}), _task_held),
+    _TASKS + "PauseTask": Rule(frozenset({FRONTEND, AGENT}), _task_held),
+    _TASKS + "ResumeTask": Rule(frozenset({FRONTEND})),
+    _TASKS + "AddParticipant": Rule(frozenset({FRONTEND, AGENT}), _task_held),
+    _TASKS + "RemoveParticipant": Rule(frozenset({FRONTEND, AGENT}), _task_held),
+    _TASKS + "HandOverTask": Rule(frozenset({AGENT}), _task_held),
     _WORKERS + "UpsertWorker": _CHANGE,
     _WORKERS + "GetWorker": Rule(frozenset({SUPERVISOR, AGENT}), _own_worker),
     _WORKERS + "ListWorkers": _READ,

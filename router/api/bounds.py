@@ -25,6 +25,7 @@ from router.core.limits import (
     FILTER_NAME_CHARS_MAX,
     ID_CHARS_MAX,
     REJECT_REASON_CHARS_MAX,
+    TRANSFER_REASON_CHARS_MAX,
 )
 from router.writer.eventhub import CURSOR_CHARS_MAX
 
@@ -38,6 +39,9 @@ CHARS_MAX_BY_FIELD: Final[dict[str, int]] = {
          CANCEL_REASON_CHARS_MAX),
         (("RejectOfferRequest.reason", "ConnectRequest.Reject.reason"), REJECT_REASON_CHARS_MAX),
         (("PolicyFilter.name",), FILTER_NAME_CHARS_MAX),
+        (("TransferTaskRequest.reason", "PauseTaskRequest.reason", "Transfer.reason",
+          "Transfer.outcome"), TRANSFER_REASON_CHARS_MAX),
+        (("TransferTarget.worker_expression",), EXPRESSION_CHARS_MAX),
         (("Queue.target_expression", "PolicyFilter.expression", "RoutingStep.worker_expression"),
          EXPRESSION_CHARS_MAX),
         (("BusinessHours.time_zone", "BusinessHours.holidays", "OpenHours.opens",

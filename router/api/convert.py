@@ -11,14 +11,24 @@ from google.protobuf.message import Message
 
 from router._proto.switchboard.v1 import resources_pb2 as pb
 from router._proto.switchboard.v1 import stats_service_pb2 as stats_pb
+from router.core.conversation_model import (
+    ConversationView,
+    Participant,
+    ParticipantRole,
+    Transfer,
+    TransferMode,
+    TransferStatus,
+    TransferTarget,
+)
 from router.core.engine import QueueStats
 from router.core.errors import InvalidArgument
-from router.core.limits import RESERVATION_TIMEOUT_S_DEFAULT
+from router.core.limits import PAUSE_MAX_S_DEFAULT, RESERVATION_TIMEOUT_S_DEFAULT
 from router.core.model import (
     ActionKind,
     BusinessHours,
     ExceptionRule,
     OpenHours,
+    PauseExpiryAction,
     PolicyFilter,
     QueueAction,
     QueueConfig,
@@ -46,6 +56,7 @@ TASK_STATUS_TO_PB: dict[TaskStatus, pb.TaskStatus.ValueType] = {
     TaskStatus.WRAPPING: pb.TASK_STATUS_WRAPPING,
     TaskStatus.COMPLETED: pb.TASK_STATUS_COMPLETED,
     TaskStatus.CANCELED: pb.TASK_STATUS_CANCELED,
+    TaskStatus.PAUSED: pb.TASK_STATUS_PAUSED,
 }
 TASK_STATUS_FROM_PB: dict[int, TaskStatus | None] = {
     pb.TASK_STATUS_UNSPECIFIED: None,
@@ -173,6 +184,90 @@ def task_spec_from_pb(task: pb.Task) -> TaskSpec:
     )
 
 
+PARTICIPANT_ROLE_TO_PB = {
+    ParticipantRole.PRIMARY: pb.PARTICIPANT_ROLE_PRIMARY,
+    ParticipantRole.CONSULT: pb.PARTICIPANT_ROLE_CONSULT,
+    ParticipantRole.MONITOR: pb.PARTICIPANT_ROLE_MONITOR,
+}
+PARTICIPANT_ROLE_FROM_PB = {value: key for key, value in PARTICIPANT_ROLE_TO_PB.items()}
+TRANSFER_MODE_TO_PB = {
+    TransferMode.COLD: pb.TRANSFER_MODE_COLD,
+    TransferMode.WARM: pb.TRANSFER_MODE_WARM,
+}
+TRANSFER_MODE_FROM_PB = {value: key for key, value in TRANSFER_MODE_TO_PB.items()}
+TRANSFER_STATUS_TO_PB = {
+    TransferStatus.INITIATED: pb.TRANSFER_STATUS_INITIATED,
+    TransferStatus.COMPLETED: pb.TRANSFER_STATUS_COMPLETED,
+    TransferStatus.FAILED: pb.TRANSFER_STATUS_FAILED,
+    TransferStatus.CANCELED: pb.TRANSFER_STATUS_CANCELED,
+}
+PAUSE_EXPIRY_TO_PB = {
+    PauseExpiryAction.RESUME: pb.PAUSE_EXPIRY_ACTION_RESUME,
+    PauseExpiryAction.CANCEL: pb.PAUSE_EXPIRY_ACTION_CANCEL,
+}
+PAUSE_EXPIRY_FROM_PB = {
+    pb.PAUSE_EXPIRY_ACTION_UNSPECIFIED: PauseExpiryAction.RESUME,
+    **{value: key for key, value in PAUSE_EXPIRY_TO_PB.items()},
+}
+
+
+def target_from_pb(target: pb.TransferTarget) -> TransferTarget:
+    return TransferTarget(
+        queue_id=target.queue_id,
+        worker_id=target.worker_id,
+        required_skills=dict(target.required_skills),
+        worker_expression=target.worker_expression,
+    )
+
+
+def target_to_pb(target: TransferTarget) -> pb.TransferTarget:
+    return pb.TransferTarget(
+        queue_id=target.queue_id,
+        worker_id=target.worker_id,
+        required_skills=target.required_skills,
+        worker_expression=target.worker_expression,
+    )
+
+
+def transfer_to_pb(transfer: Transfer) -> pb.Transfer:
+    return pb.Transfer(
+        transfer_id=transfer.transfer_id,
+        mode=TRANSFER_MODE_TO_PB[transfer.mode],
+        target=target_to_pb(transfer.target),
+        status=TRANSFER_STATUS_TO_PB[transfer.status],
+        from_worker_id=transfer.from_worker_id,
+        from_queue_id=transfer.from_queue_id,
+        to_worker_id=transfer.to_worker_id,
+        reason=transfer.reason,
+        outcome=transfer.outcome,
+        created_at_ms=transfer.created_ms,
+        ended_at_ms=transfer.ended_ms,
+    )
+
+
+def participant_to_pb(participant: Participant) -> pb.Participant:
+    return pb.Participant(
+        worker_id=participant.worker_id,
+        role=PARTICIPANT_ROLE_TO_PB[participant.role],
+        joined_at_ms=participant.joined_ms,
+        reservation_id=participant.reservation_id,
+        transfer_id=participant.transfer_id,
+    )
+
+
+def add_conversation(message: pb.Task, view: ConversationView) -> pb.Task:
+    """Fills a task message's conversation fields (participants, transfers, pauses)."""
+    if view.primary_worker_id:
+        message.participants.append(
+            pb.Participant(worker_id=view.primary_worker_id, role=pb.PARTICIPANT_ROLE_PRIMARY)
+        )
+    message.participants.extend(participant_to_pb(p) for p in view.participants)
+    message.transfers.extend(transfer_to_pb(t) for t in view.transfers)
+    message.paused_at_ms = view.paused_ms
+    message.paused_total_ms = view.paused_total_ms
+    return message
+
+
 def task_to_pb(
     task: TaskRecord, *, queue_position: int = 0, estimated_wait_ms: int | None = None
 ) -> pb.Task:
@@ -297,6 +392,10 @@ def queue_from_pb(queue: pb.Queue) -> QueueConfig:
         ),
         offer_workers_max=queue.offer_workers_max or 1,
         assignment_window_s=queue.assignment_window_s,
+        pause_max_s=queue.pause_max_s or PAUSE_MAX_S_DEFAULT,
+        pause_expiry_action=enum_from_pb(
+            "queue.pause_expiry_action", queue.pause_expiry_action, PAUSE_EXPIRY_FROM_PB
+        ),
     )
 
 
@@ -317,6 +416,8 @@ def queue_to_pb(queue: QueueConfig) -> pb.Queue:
         exception_rules=[exception_rule_to_pb(rule) for rule in queue.exception_rules],
         offer_workers_max=queue.offer_workers_max,
         assignment_window_s=queue.assignment_window_s,
+        pause_max_s=queue.pause_max_s,
+        pause_expiry_action=PAUSE_EXPIRY_TO_PB[queue.pause_expiry_action],
     )
     if queue.business_hours is not None:
         message.business_hours.CopyFrom(business_hours_to_pb(queue.business_hours))

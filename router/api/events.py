@@ -102,7 +102,9 @@ def event_to_pb(cursor: str, event: FeedEvent) -> epb.Event:
         reservation_id=event.reservation_id, priority=event.priority, reason=event.reason,
         origin=event.origin, activity=event.activity, previous_activity=event.previous_activity,
         from_queue_id=event.from_queue_id, wait_ms=event.wait_ms, step_index=event.step_index,
-        policy_id=event.policy_id,
+        policy_id=event.policy_id, transfer_id=event.transfer_id, role=event.role,
+        transfer_mode=event.transfer_mode, to_worker_id=event.to_worker_id,
+        paused_ms=event.paused_ms,
     )  # fmt: skip
 
 

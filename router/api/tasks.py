@@ -8,11 +8,16 @@ from router._proto.switchboard.v1 import resources_pb2 as pb
 from router._proto.switchboard.v1 import task_service_pb2 as tpb
 from router._proto.switchboard.v1 import task_service_pb2_grpc as tgrpc
 from router.api.convert import (
+    PARTICIPANT_ROLE_FROM_PB,
     TASK_STATUS_FROM_PB,
+    TRANSFER_MODE_FROM_PB,
+    add_conversation,
     enum_from_pb,
     struct_to_dict,
+    target_from_pb,
     task_spec_from_pb,
     task_to_pb,
+    transfer_to_pb,
 )
 from router.api.paging import (
     PAGE_TOKEN_KEY_PURPOSE,
@@ -25,6 +30,7 @@ from router.api.paging import (
 )
 from router.api.status import maps_errors
 from router.core import commands as cmd
+from router.core.results import ConversationResult
 from router.core.task_index import TaskFilter
 from router.core.task_table import TaskCopy
 from router.service import RouterService
@@ -52,8 +58,10 @@ class TaskServicer(tgrpc.TaskServiceServicer):
     async def GetTask(
         self, request: tpb.GetTaskRequest, context: grpc.aio.ServicerContext
     ) -> tpb.GetTaskResponse:
-        copy = self._service.engine.copy_task(request.task_id)
-        return tpb.GetTaskResponse(task=_copy_to_pb(copy))
+        engine = self._service.engine
+        copy = engine.copy_task(request.task_id)
+        task = add_conversation(_copy_to_pb(copy), engine.conversation_of(request.task_id))
+        return tpb.GetTaskResponse(task=task)
 
     @maps_errors
     async def ListTasks(
@@ -118,11 +126,84 @@ class TaskServicer(tgrpc.TaskServiceServicer):
         command = cmd.WrapUpTask(request.task_id)
         return tpb.WrapUpTaskResponse(task=await self._submit_task(command, context))
 
+    @maps_errors
+    async def TransferTask(
+        self, request: tpb.TransferTaskRequest, context: grpc.aio.ServicerContext
+    ) -> tpb.TransferTaskResponse:
+        command = cmd.TransferTask(
+            request.task_id,
+            enum_from_pb("mode", request.mode, TRANSFER_MODE_FROM_PB),
+            target_from_pb(request.target),
+            priority=request.priority if request.HasField("priority") else None,
+            wrap_up=request.wrap_up,
+            allow_back=request.allow_back,
+            reason=request.reason,
+        )
+        result = await self._service.submit(command)
+        transfer = next(
+            t for t in result.conversation.transfers if t.transfer_id == result.transfer_id
+        )
+        return tpb.TransferTaskResponse(
+            task=_result_to_pb(result), transfer=transfer_to_pb(transfer)
+        )
+
+    @maps_errors
+    async def CancelTransfer(
+        self, request: tpb.CancelTransferRequest, context: grpc.aio.ServicerContext
+    ) -> tpb.CancelTransferResponse:
+        command = cmd.CancelTransfer(request.task_id, request.transfer_id)
+        return tpb.CancelTransferResponse(task=_result_to_pb(await self._service.submit(command)))
+
+    @maps_errors
+    async def PauseTask(
+        self, request: tpb.PauseTaskRequest, context: grpc.aio.ServicerContext
+    ) -> tpb.PauseTaskResponse:
+        command = cmd.PauseTask(request.task_id, request.reason)
+        return tpb.PauseTaskResponse(task=_result_to_pb(await self._service.submit(command)))
+
+    @maps_errors
+    async def ResumeTask(
+        self, request: tpb.ResumeTaskRequest, context: grpc.aio.ServicerContext
+    ) -> tpb.ResumeTaskResponse:
+        wait_s = request.known_agent_wait_s if request.HasField("known_agent_wait_s") else None
+        command = cmd.ResumeTask(request.task_id, wait_s)
+        return tpb.ResumeTaskResponse(task=_result_to_pb(await self._service.submit(command)))
+
+    @maps_errors
+    async def AddParticipant(
+        self, request: tpb.AddParticipantRequest, context: grpc.aio.ServicerContext
+    ) -> tpb.AddParticipantResponse:
+        command = cmd.AddParticipant(
+            request.task_id,
+            enum_from_pb("role", request.role, PARTICIPANT_ROLE_FROM_PB),
+            target_from_pb(request.target),
+        )
+        return tpb.AddParticipantResponse(task=_result_to_pb(await self._service.submit(command)))
+
+    @maps_errors
+    async def RemoveParticipant(
+        self, request: tpb.RemoveParticipantRequest, context: grpc.aio.ServicerContext
+    ) -> tpb.RemoveParticipantResponse:
+        command = cmd.RemoveParticipant(request.task_id, request.worker_id)
+        result = await self._service.submit(command)
+        return tpb.RemoveParticipantResponse(task=_result_to_pb(result))
+
+    @maps_errors
+    async def HandOverTask(
+        self, request: tpb.HandOverTaskRequest, context: grpc.aio.ServicerContext
+    ) -> tpb.HandOverTaskResponse:
+        command = cmd.HandOverTask(request.task_id, request.worker_id, request.wrap_up)
+        return tpb.HandOverTaskResponse(task=_result_to_pb(await self._service.submit(command)))
+
     async def _submit_task(
         self, command: cmd.Command[TaskCopy], context: grpc.aio.ServicerContext
     ) -> pb.Task:
         """A command's result, with the task's place in its queue as the command left it."""
         return _copy_to_pb(await self._service.submit(command))
+
+
+def _result_to_pb(result: ConversationResult) -> pb.Task:
+    return add_conversation(_copy_to_pb(result.task), result.conversation)
 
 
 def _copy_to_pb(copy: TaskCopy) -> pb.Task:

@@ -5,19 +5,40 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 
 from router._proto.switchboard.v1 import resources_pb2 as pb
 from router._proto.switchboard.v1 import worker_service_pb2 as wpb
 from router._proto.switchboard.v1 import worker_service_pb2_grpc as wgrpc
-from router.api.convert import offer_to_pb, task_to_pb, worker_profile_from_pb, worker_to_pb
+from router.api.convert import (
+    PARTICIPANT_ROLE_TO_PB,
+    offer_to_pb,
+    participant_to_pb,
+    task_to_pb,
+    transfer_to_pb,
+    worker_profile_from_pb,
+    worker_to_pb,
+)
 from router.api.paging import PAGE_TOKEN_KEY_PURPOSE, PageTokens, fill_page, id_after, page_size
 from router.api.status import abort_unavailable, connect_error, maps_errors
 from router.core import commands as cmd
+from router.core.conversation_model import Participant
 from router.core.engine import WorkerCopy
 from router.core.errors import CoreError, InvalidArgument
-from router.core.events import Event, OfferClosed, OfferCreated, TaskAssigned
+from router.core.events import (
+    ConsultClosed,
+    ConsultOffered,
+    Event,
+    OfferClosed,
+    OfferCreated,
+    ParticipantChanged,
+    TaskAssigned,
+    TaskPaused,
+    TaskResumed,
+    TransferChanged,
+)
 from router.core.model import WorkerRecord
 from router.service import RouterService, StreamEnd, WorkerStream
 
@@ -157,6 +178,9 @@ class WorkerServicer(wgrpc.WorkerServiceServicer):
                 reservation = engine.reservations[reservation_id]
                 if reservation.worker_id == worker.worker_id:
                     offers.append(ConnectResponse(offer=offer_to_pb(reservation, task)))
+        for reservation, task, participant in engine.conversations.invites_of(worker.worker_id):
+            offer = _consult_offer_pb(reservation, task, participant.role, participant.transfer_id)
+            offers.append(ConnectResponse(offer=offer))
         return offers
 
     async def _read(
@@ -204,7 +228,38 @@ async def _forward(
         outbox.put_nowait(await events.get())
 
 
+def _consult_offer_pb(reservation: Any, task: Any, role: Any, transfer_id: str) -> pb.Offer:
+    offer = offer_to_pb(reservation, task)
+    offer.consult_role = PARTICIPANT_ROLE_TO_PB[role]
+    offer.transfer_id = transfer_id
+    return offer
+
+
 def _event_message(event: Event) -> ConnectResponse | None:
+    """What an agent's stream says of an event that concerns it."""
+    if isinstance(event, ConsultOffered):
+        offer = _consult_offer_pb(event.reservation, event.task, event.role, event.transfer_id)
+        return ConnectResponse(offer=offer)
+    if isinstance(event, ConsultClosed):
+        offer = _consult_offer_pb(event.reservation, event.task, event.role, event.transfer_id)
+        return ConnectResponse(offer_closed=offer)
+    if isinstance(event, TransferChanged):
+        notice = ConnectResponse.TransferNotice(
+            transfer=transfer_to_pb(event.transfer), task=task_to_pb(event.task)
+        )
+        return ConnectResponse(transfer=notice)
+    if isinstance(event, ParticipantChanged):
+        participant = Participant(event.worker_id, event.role, 0)
+        return ConnectResponse(
+            participant=ConnectResponse.ParticipantNotice(
+                task_id=event.task_id, participant=participant_to_pb(participant),
+                added=event.added,
+            )
+        )  # fmt: skip
+    if isinstance(event, TaskPaused):
+        return ConnectResponse(paused=task_to_pb(event.task))
+    if isinstance(event, TaskResumed):
+        return ConnectResponse(resumed=task_to_pb(event.task))
     if isinstance(event, OfferCreated):
         return ConnectResponse(offer=offer_to_pb(event.reservation, event.task))
     if isinstance(event, OfferClosed):

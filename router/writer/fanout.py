@@ -8,7 +8,13 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from router.core.events import Event
+from router.core.events import (
+    Event,
+    ParticipantChanged,
+    TaskPaused,
+    TaskResumed,
+    TransferChanged,
+)
 from router.obs.metrics import RouterMetrics
 
 __all__ = ["Fanout", "StreamEnd", "WorkerStream"]
@@ -65,12 +71,18 @@ class Fanout:
         if events:
             self._metrics.observe_events(events)
             for event in events if to_streams else ():
-                worker_id = _worker_of(event)
-                for stream in self._streams.get(worker_id, ()) if worker_id else ():
-                    stream.put_nowait(event)
+                for worker_id in _workers_of(event):
+                    for stream in self._streams.get(worker_id, ()):
+                        stream.put_nowait(event)
         self._after_publish()
 
 
-def _worker_of(event: Event) -> str:
+def _workers_of(event: Event) -> tuple[str, ...]:
+    """The agents an event concerns: an offer's (or consult offer's) worker; every agent a
+    transfer or a change of participants concerns; the agent a pause or resume is about."""
+    if isinstance(event, TransferChanged | ParticipantChanged):
+        return event.workers
+    if isinstance(event, TaskPaused | TaskResumed):
+        return (event.worker_id,) if event.worker_id else ()
     reservation = getattr(event, "reservation", None)
-    return reservation.worker_id if reservation is not None else ""
+    return (reservation.worker_id,) if reservation is not None else ()

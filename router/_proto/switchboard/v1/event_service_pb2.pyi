@@ -65,6 +65,29 @@ class _EventTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EventType.V
     EVENT_TYPE_POLICY_CHANGED: _EventType.ValueType  # 18
     EVENT_TYPE_QUEUE_DELETED: _EventType.ValueType  # 19
     EVENT_TYPE_POLICY_DELETED: _EventType.ValueType  # 20
+    EVENT_TYPE_TRANSFER_INITIATED: _EventType.ValueType  # 120
+    """A transfer of the task from `worker_id` (`transfer_id`, `transfer_mode`,
+    `to_worker_id` when known, `from_queue_id`): initiated, then completed,
+    failed or canceled (`reason`: why it ended, e.g. "accepted", "rejected",
+    "timed_out", "routed" for a cold transfer, else the caller's reason).
+    """
+    EVENT_TYPE_TRANSFER_COMPLETED: _EventType.ValueType  # 121
+    EVENT_TYPE_TRANSFER_FAILED: _EventType.ValueType  # 122
+    EVENT_TYPE_TRANSFER_CANCELED: _EventType.ValueType  # 123
+    EVENT_TYPE_PARTICIPANT_ADDED: _EventType.ValueType  # 124
+    """`worker_id` joined or left the task as `role` (primary, consult, monitor)."""
+    EVENT_TYPE_PARTICIPANT_REMOVED: _EventType.ValueType  # 125
+    EVENT_TYPE_TASK_PAUSED: _EventType.ValueType  # 126
+    """The task was paused by its agent `worker_id` (`reason` as given)."""
+    EVENT_TYPE_TASK_RESUMED: _EventType.ValueType  # 127
+    """The task was resumed (`origin` caller, or pause when its pause ran out;
+    `paused_ms`), waiting first for `worker_id` when set.
+    """
+    EVENT_TYPE_CONSULT_OFFERED: _EventType.ValueType  # 128
+    """A consult offer (`reservation_id`, `role`, `transfer_id` of a warm
+    transfer) to `worker_id`, and its end without acceptance (`reason`).
+    """
+    EVENT_TYPE_CONSULT_CLOSED: _EventType.ValueType  # 129
 
 class EventType(_EventType, metaclass=_EventTypeEnumTypeWrapper): ...
 
@@ -108,6 +131,29 @@ EVENT_TYPE_QUEUE_CHANGED: EventType.ValueType  # 17
 EVENT_TYPE_POLICY_CHANGED: EventType.ValueType  # 18
 EVENT_TYPE_QUEUE_DELETED: EventType.ValueType  # 19
 EVENT_TYPE_POLICY_DELETED: EventType.ValueType  # 20
+EVENT_TYPE_TRANSFER_INITIATED: EventType.ValueType  # 120
+"""A transfer of the task from `worker_id` (`transfer_id`, `transfer_mode`,
+`to_worker_id` when known, `from_queue_id`): initiated, then completed,
+failed or canceled (`reason`: why it ended, e.g. "accepted", "rejected",
+"timed_out", "routed" for a cold transfer, else the caller's reason).
+"""
+EVENT_TYPE_TRANSFER_COMPLETED: EventType.ValueType  # 121
+EVENT_TYPE_TRANSFER_FAILED: EventType.ValueType  # 122
+EVENT_TYPE_TRANSFER_CANCELED: EventType.ValueType  # 123
+EVENT_TYPE_PARTICIPANT_ADDED: EventType.ValueType  # 124
+"""`worker_id` joined or left the task as `role` (primary, consult, monitor)."""
+EVENT_TYPE_PARTICIPANT_REMOVED: EventType.ValueType  # 125
+EVENT_TYPE_TASK_PAUSED: EventType.ValueType  # 126
+"""The task was paused by its agent `worker_id` (`reason` as given)."""
+EVENT_TYPE_TASK_RESUMED: EventType.ValueType  # 127
+"""The task was resumed (`origin` caller, or pause when its pause ran out;
+`paused_ms`), waiting first for `worker_id` when set.
+"""
+EVENT_TYPE_CONSULT_OFFERED: EventType.ValueType  # 128
+"""A consult offer (`reservation_id`, `role`, `transfer_id` of a warm
+transfer) to `worker_id`, and its end without acceptance (`reason`).
+"""
+EVENT_TYPE_CONSULT_CLOSED: EventType.ValueType  # 129
 Global___EventType: _TypeAlias = EventType  # noqa: Y015
 
 @_typing.final
@@ -177,6 +223,11 @@ class Event(_message.Message):
     WAIT_MS_FIELD_NUMBER: _builtins.int
     STEP_INDEX_FIELD_NUMBER: _builtins.int
     POLICY_ID_FIELD_NUMBER: _builtins.int
+    TRANSFER_ID_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    TRANSFER_MODE_FIELD_NUMBER: _builtins.int
+    TO_WORKER_ID_FIELD_NUMBER: _builtins.int
+    PAUSED_MS_FIELD_NUMBER: _builtins.int
     cursor: _builtins.str
     """Where this event is in the feed: "<journal entry id>/<index in its batch>".
     Cursors only grow; pass the last one received as `after_cursor` to resume.
@@ -198,6 +249,11 @@ class Event(_message.Message):
     wait_ms: _builtins.int
     step_index: _builtins.int
     policy_id: _builtins.str
+    transfer_id: _builtins.str
+    role: _builtins.str
+    transfer_mode: _builtins.str
+    to_worker_id: _builtins.str
+    paused_ms: _builtins.int
     def __init__(
         self,
         *,
@@ -218,10 +274,15 @@ class Event(_message.Message):
         wait_ms: _builtins.int = ...,
         step_index: _builtins.int = ...,
         policy_id: _builtins.str = ...,
+        transfer_id: _builtins.str = ...,
+        role: _builtins.str = ...,
+        transfer_mode: _builtins.str = ...,
+        to_worker_id: _builtins.str = ...,
+        paused_ms: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity", b"activity", "at_ms", b"at_ms", "channel", b"channel", "cursor", b"cursor", "from_queue_id", b"from_queue_id", "origin", b"origin", "policy_id", b"policy_id", "previous_activity", b"previous_activity", "priority", b"priority", "queue_id", b"queue_id", "reason", b"reason", "reservation_id", b"reservation_id", "step_index", b"step_index", "task_id", b"task_id", "type", b"type", "wait_ms", b"wait_ms", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity", b"activity", "at_ms", b"at_ms", "channel", b"channel", "cursor", b"cursor", "from_queue_id", b"from_queue_id", "origin", b"origin", "paused_ms", b"paused_ms", "policy_id", b"policy_id", "previous_activity", b"previous_activity", "priority", b"priority", "queue_id", b"queue_id", "reason", b"reason", "reservation_id", b"reservation_id", "role", b"role", "step_index", b"step_index", "task_id", b"task_id", "to_worker_id", b"to_worker_id", "transfer_id", b"transfer_id", "transfer_mode", b"transfer_mode", "type", b"type", "wait_ms", b"wait_ms", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -37,6 +37,10 @@ class _TaskStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TaskStatus
     """Handled; the worker's capacity is held for the queue's wrap-up time."""
     TASK_STATUS_COMPLETED: _TaskStatus.ValueType  # 5
     TASK_STATUS_CANCELED: _TaskStatus.ValueType  # 6
+    TASK_STATUS_PAUSED: _TaskStatus.ValueType  # 7
+    """Parked (the customer stepped away): no worker holds it; ResumeTask routes
+    it again, preferring the agent who paused it.
+    """
 
 class TaskStatus(_TaskStatus, metaclass=_TaskStatusEnumTypeWrapper):
     """Shared resources of the Switchboard API. Times are Unix epoch milliseconds
@@ -57,7 +61,109 @@ TASK_STATUS_WRAPPING: TaskStatus.ValueType  # 4
 """Handled; the worker's capacity is held for the queue's wrap-up time."""
 TASK_STATUS_COMPLETED: TaskStatus.ValueType  # 5
 TASK_STATUS_CANCELED: TaskStatus.ValueType  # 6
+TASK_STATUS_PAUSED: TaskStatus.ValueType  # 7
+"""Parked (the customer stepped away): no worker holds it; ResumeTask routes
+it again, preferring the agent who paused it.
+"""
 Global___TaskStatus: _TypeAlias = TaskStatus  # noqa: Y015
+
+class _ParticipantRole:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ParticipantRoleEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ParticipantRole.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PARTICIPANT_ROLE_UNSPECIFIED: _ParticipantRole.ValueType  # 0
+    PARTICIPANT_ROLE_PRIMARY: _ParticipantRole.ValueType  # 1
+    """The agent who holds the task (Task.worker_id)."""
+    PARTICIPANT_ROLE_CONSULT: _ParticipantRole.ValueType  # 2
+    """An agent consulted (or a warm transfer's target): holds capacity."""
+    PARTICIPANT_ROLE_MONITOR: _ParticipantRole.ValueType  # 3
+    """A supervisor listening in: holds no capacity."""
+
+class ParticipantRole(_ParticipantRole, metaclass=_ParticipantRoleEnumTypeWrapper):
+    """A participant's part in a task."""
+
+PARTICIPANT_ROLE_UNSPECIFIED: ParticipantRole.ValueType  # 0
+PARTICIPANT_ROLE_PRIMARY: ParticipantRole.ValueType  # 1
+"""The agent who holds the task (Task.worker_id)."""
+PARTICIPANT_ROLE_CONSULT: ParticipantRole.ValueType  # 2
+"""An agent consulted (or a warm transfer's target): holds capacity."""
+PARTICIPANT_ROLE_MONITOR: ParticipantRole.ValueType  # 3
+"""A supervisor listening in: holds no capacity."""
+Global___ParticipantRole: _TypeAlias = ParticipantRole  # noqa: Y015
+
+class _TransferMode:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _TransferModeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TransferMode.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    TRANSFER_MODE_UNSPECIFIED: _TransferMode.ValueType  # 0
+    TRANSFER_MODE_COLD: _TransferMode.ValueType  # 1
+    """The agent is released at once; the task is routed at the target, keeping
+    its age.
+    """
+    TRANSFER_MODE_WARM: _TransferMode.ValueType  # 2
+    """The target is offered the task as a consult while the agent keeps it; on
+    accept the task moves to the target, else the transfer fails.
+    """
+
+class TransferMode(_TransferMode, metaclass=_TransferModeEnumTypeWrapper): ...
+
+TRANSFER_MODE_UNSPECIFIED: TransferMode.ValueType  # 0
+TRANSFER_MODE_COLD: TransferMode.ValueType  # 1
+"""The agent is released at once; the task is routed at the target, keeping
+its age.
+"""
+TRANSFER_MODE_WARM: TransferMode.ValueType  # 2
+"""The target is offered the task as a consult while the agent keeps it; on
+accept the task moves to the target, else the transfer fails.
+"""
+Global___TransferMode: _TypeAlias = TransferMode  # noqa: Y015
+
+class _TransferStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _TransferStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TransferStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    TRANSFER_STATUS_UNSPECIFIED: _TransferStatus.ValueType  # 0
+    TRANSFER_STATUS_INITIATED: _TransferStatus.ValueType  # 1
+    TRANSFER_STATUS_COMPLETED: _TransferStatus.ValueType  # 2
+    TRANSFER_STATUS_FAILED: _TransferStatus.ValueType  # 3
+    TRANSFER_STATUS_CANCELED: _TransferStatus.ValueType  # 4
+
+class TransferStatus(_TransferStatus, metaclass=_TransferStatusEnumTypeWrapper): ...
+
+TRANSFER_STATUS_UNSPECIFIED: TransferStatus.ValueType  # 0
+TRANSFER_STATUS_INITIATED: TransferStatus.ValueType  # 1
+TRANSFER_STATUS_COMPLETED: TransferStatus.ValueType  # 2
+TRANSFER_STATUS_FAILED: TransferStatus.ValueType  # 3
+TRANSFER_STATUS_CANCELED: TransferStatus.ValueType  # 4
+Global___TransferStatus: _TypeAlias = TransferStatus  # noqa: Y015
+
+class _PauseExpiryAction:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _PauseExpiryActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PauseExpiryAction.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PAUSE_EXPIRY_ACTION_UNSPECIFIED: _PauseExpiryAction.ValueType  # 0
+    """Resume (the default)."""
+    PAUSE_EXPIRY_ACTION_RESUME: _PauseExpiryAction.ValueType  # 1
+    PAUSE_EXPIRY_ACTION_CANCEL: _PauseExpiryAction.ValueType  # 2
+    """Cancel, with reason "pause_expired" and origin "pause"."""
+
+class PauseExpiryAction(_PauseExpiryAction, metaclass=_PauseExpiryActionEnumTypeWrapper):
+    """What happens to a task paused longer than its queue's pause_max_s."""
+
+PAUSE_EXPIRY_ACTION_UNSPECIFIED: PauseExpiryAction.ValueType  # 0
+"""Resume (the default)."""
+PAUSE_EXPIRY_ACTION_RESUME: PauseExpiryAction.ValueType  # 1
+PAUSE_EXPIRY_ACTION_CANCEL: PauseExpiryAction.ValueType  # 2
+"""Cancel, with reason "pause_expired" and origin "pause"."""
+Global___PauseExpiryAction: _TypeAlias = PauseExpiryAction  # noqa: Y015
 
 class _ReservationStatus:
     ValueType = _typing.NewType("ValueType", _builtins.int)
@@ -198,6 +304,161 @@ EXCEPTION_TRIGGER_STEPS_EXHAUSTED: ExceptionTrigger.ValueType  # 3
 Global___ExceptionTrigger: _TypeAlias = ExceptionTrigger  # noqa: Y015
 
 @_typing.final
+class TransferTarget(_message.Message):
+    """Where a transfer or a new participant goes: a queue, a named worker, or a
+    requirement (skills with minimum levels and/or a worker expression).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class RequiredSkillsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.float
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.float = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    QUEUE_ID_FIELD_NUMBER: _builtins.int
+    WORKER_ID_FIELD_NUMBER: _builtins.int
+    REQUIRED_SKILLS_FIELD_NUMBER: _builtins.int
+    WORKER_EXPRESSION_FIELD_NUMBER: _builtins.int
+    queue_id: _builtins.str
+    """The queue whose members may be chosen (empty: the task's queue). A cold
+    transfer moves the task into it; a completed warm transfer too.
+    """
+    worker_id: _builtins.str
+    """A named worker, who must be able to take the task now (available, free
+    capacity on its channel, member of the queue); not with a requirement.
+    """
+    worker_expression: _builtins.str
+    """Which workers may be chosen, over worker attributes (warm transfers and
+    consults only: a cold transfer routes by queue and skills).
+    """
+    @_builtins.property
+    def required_skills(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]:
+        """Minimum levels (0 to 5) on top of the task's own."""
+
+    def __init__(
+        self,
+        *,
+        queue_id: _builtins.str = ...,
+        worker_id: _builtins.str = ...,
+        required_skills: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
+        worker_expression: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["queue_id", b"queue_id", "required_skills", b"required_skills", "worker_expression", b"worker_expression", "worker_id", b"worker_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TransferTarget: _TypeAlias = TransferTarget  # noqa: Y015
+
+@_typing.final
+class Participant(_message.Message):
+    """A participant of a task: its primary, or a consult or monitor."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKER_ID_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    JOINED_AT_MS_FIELD_NUMBER: _builtins.int
+    RESERVATION_ID_FIELD_NUMBER: _builtins.int
+    TRANSFER_ID_FIELD_NUMBER: _builtins.int
+    worker_id: _builtins.str
+    role: Global___ParticipantRole.ValueType
+    joined_at_ms: _builtins.int
+    """0 while invited (a consult offer pending)."""
+    reservation_id: _builtins.str
+    """The pending consult offer, while invited."""
+    transfer_id: _builtins.str
+    """The warm transfer whose target this participant is, if any."""
+    def __init__(
+        self,
+        *,
+        worker_id: _builtins.str = ...,
+        role: Global___ParticipantRole.ValueType = ...,
+        joined_at_ms: _builtins.int = ...,
+        reservation_id: _builtins.str = ...,
+        transfer_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["joined_at_ms", b"joined_at_ms", "reservation_id", b"reservation_id", "role", b"role", "transfer_id", b"transfer_id", "worker_id", b"worker_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Participant: _TypeAlias = Participant  # noqa: Y015
+
+@_typing.final
+class Transfer(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TRANSFER_ID_FIELD_NUMBER: _builtins.int
+    MODE_FIELD_NUMBER: _builtins.int
+    TARGET_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    FROM_WORKER_ID_FIELD_NUMBER: _builtins.int
+    FROM_QUEUE_ID_FIELD_NUMBER: _builtins.int
+    TO_WORKER_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    CREATED_AT_MS_FIELD_NUMBER: _builtins.int
+    ENDED_AT_MS_FIELD_NUMBER: _builtins.int
+    transfer_id: _builtins.str
+    mode: Global___TransferMode.ValueType
+    status: Global___TransferStatus.ValueType
+    from_worker_id: _builtins.str
+    from_queue_id: _builtins.str
+    to_worker_id: _builtins.str
+    """The worker offered (warm, or cold to a named worker) or who took the task."""
+    reason: _builtins.str
+    """Why the caller transferred it, as given."""
+    outcome: _builtins.str
+    """Why it ended: routed (cold), accepted, rejected, timed_out, canceled,
+    paused, completed, task_closed, participant_removed.
+    """
+    created_at_ms: _builtins.int
+    ended_at_ms: _builtins.int
+    @_builtins.property
+    def target(self) -> Global___TransferTarget: ...
+    def __init__(
+        self,
+        *,
+        transfer_id: _builtins.str = ...,
+        mode: Global___TransferMode.ValueType = ...,
+        target: Global___TransferTarget | None = ...,
+        status: Global___TransferStatus.ValueType = ...,
+        from_worker_id: _builtins.str = ...,
+        from_queue_id: _builtins.str = ...,
+        to_worker_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        outcome: _builtins.str = ...,
+        created_at_ms: _builtins.int = ...,
+        ended_at_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["target", b"target"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at_ms", b"created_at_ms", "ended_at_ms", b"ended_at_ms", "from_queue_id", b"from_queue_id", "from_worker_id", b"from_worker_id", "mode", b"mode", "outcome", b"outcome", "reason", b"reason", "status", b"status", "target", b"target", "to_worker_id", b"to_worker_id", "transfer_id", b"transfer_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Transfer: _TypeAlias = Transfer  # noqa: Y015
+
+@_typing.final
 class Task(_message.Message):
     """A task. Fields marked output only are set by the router: a request that sets
     one is refused with INVALID_ARGUMENT rather than having it ignored.
@@ -272,6 +533,10 @@ class Task(_message.Message):
     EFFECTIVE_PRIORITY_FIELD_NUMBER: _builtins.int
     STEP_INDEX_FIELD_NUMBER: _builtins.int
     QUEUED_AT_MS_FIELD_NUMBER: _builtins.int
+    PARTICIPANTS_FIELD_NUMBER: _builtins.int
+    TRANSFERS_FIELD_NUMBER: _builtins.int
+    PAUSED_AT_MS_FIELD_NUMBER: _builtins.int
+    PAUSED_TOTAL_MS_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
     """Output only."""
     client_request_id: _builtins.str
@@ -331,6 +596,10 @@ class Task(_message.Message):
     """When the task entered the queue it is in now (exception wait times count
     from here).
     """
+    paused_at_ms: _builtins.int
+    """When the task was paused (0: not paused)."""
+    paused_total_ms: _builtins.int
+    """Time spent paused over the pauses that ended (excluded from handle time)."""
     @_builtins.property
     def attributes(self) -> _struct_pb2.Struct:
         """Free-form attributes: at most 16 KiB in the canonical encoding (compact
@@ -351,6 +620,16 @@ class Task(_message.Message):
     @_builtins.property
     def excluded_worker_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Ids of the workers who rejected this task or let its offer expire."""
+
+    @_builtins.property
+    def participants(self) -> _containers.RepeatedCompositeFieldContainer[Global___Participant]:
+        """Output only: the task's conversation. Every participant, the primary first
+        (consults and monitors after it, invited or joined).
+        """
+
+    @_builtins.property
+    def transfers(self) -> _containers.RepeatedCompositeFieldContainer[Global___Transfer]:
+        """Every transfer of the task, oldest first (at most 10)."""
 
     def __init__(
         self,
@@ -382,10 +661,14 @@ class Task(_message.Message):
         effective_priority: _builtins.int = ...,
         step_index: _builtins.int = ...,
         queued_at_ms: _builtins.int = ...,
+        participants: _abc.Iterable[Global___Participant] | None = ...,
+        transfers: _abc.Iterable[Global___Transfer] | None = ...,
+        paused_at_ms: _builtins.int = ...,
+        paused_total_ms: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["attributes", b"attributes"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attributes", b"attributes", "cancel_reason", b"cancel_reason", "channel", b"channel", "client_request_id", b"client_request_id", "created_at_ms", b"created_at_ms", "customer_id", b"customer_id", "effective_priority", b"effective_priority", "estimated_wait_known", b"estimated_wait_known", "estimated_wait_s", b"estimated_wait_s", "excluded_worker_ids", b"excluded_worker_ids", "known_agent_wait_s", b"known_agent_wait_s", "language", b"language", "policy_id", b"policy_id", "preferred_skills", b"preferred_skills", "preferred_worker_id", b"preferred_worker_id", "priority", b"priority", "queue_id", b"queue_id", "queue_position", b"queue_position", "queued_at_ms", b"queued_at_ms", "required_skills", b"required_skills", "sentiment", b"sentiment", "status", b"status", "step_index", b"step_index", "task_id", b"task_id", "ttl_s", b"ttl_s", "updated_at_ms", b"updated_at_ms", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attributes", b"attributes", "cancel_reason", b"cancel_reason", "channel", b"channel", "client_request_id", b"client_request_id", "created_at_ms", b"created_at_ms", "customer_id", b"customer_id", "effective_priority", b"effective_priority", "estimated_wait_known", b"estimated_wait_known", "estimated_wait_s", b"estimated_wait_s", "excluded_worker_ids", b"excluded_worker_ids", "known_agent_wait_s", b"known_agent_wait_s", "language", b"language", "participants", b"participants", "paused_at_ms", b"paused_at_ms", "paused_total_ms", b"paused_total_ms", "policy_id", b"policy_id", "preferred_skills", b"preferred_skills", "preferred_worker_id", b"preferred_worker_id", "priority", b"priority", "queue_id", b"queue_id", "queue_position", b"queue_position", "queued_at_ms", b"queued_at_ms", "required_skills", b"required_skills", "sentiment", b"sentiment", "status", b"status", "step_index", b"step_index", "task_id", b"task_id", "transfers", b"transfers", "ttl_s", b"ttl_s", "updated_at_ms", b"updated_at_ms", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -402,12 +685,20 @@ class Offer(_message.Message):
     EXPIRES_AT_MS_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
     TASK_FIELD_NUMBER: _builtins.int
+    CONSULT_ROLE_FIELD_NUMBER: _builtins.int
+    TRANSFER_ID_FIELD_NUMBER: _builtins.int
     reservation_id: _builtins.str
     task_id: _builtins.str
     worker_id: _builtins.str
     created_at_ms: _builtins.int
     expires_at_ms: _builtins.int
     status: Global___ReservationStatus.ValueType
+    consult_role: Global___ParticipantRole.ValueType
+    """A consult offer (the task stays with its agent): the role offered,
+    consult for a warm transfer's target; UNSPECIFIED for an ordinary offer.
+    """
+    transfer_id: _builtins.str
+    """The warm transfer this consult offer serves, if any."""
     @_builtins.property
     def task(self) -> Global___Task:
         """The task as it was when offered."""
@@ -422,10 +713,12 @@ class Offer(_message.Message):
         expires_at_ms: _builtins.int = ...,
         status: Global___ReservationStatus.ValueType = ...,
         task: Global___Task | None = ...,
+        consult_role: Global___ParticipantRole.ValueType = ...,
+        transfer_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["task", b"task"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at_ms", b"created_at_ms", "expires_at_ms", b"expires_at_ms", "reservation_id", b"reservation_id", "status", b"status", "task", b"task", "task_id", b"task_id", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consult_role", b"consult_role", "created_at_ms", b"created_at_ms", "expires_at_ms", b"expires_at_ms", "reservation_id", b"reservation_id", "status", b"status", "task", b"task", "task_id", b"task_id", "transfer_id", b"transfer_id", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -716,6 +1009,8 @@ class Queue(_message.Message):
     AFTER_HOURS_ACTION_FIELD_NUMBER: _builtins.int
     OFFER_WORKERS_MAX_FIELD_NUMBER: _builtins.int
     ASSIGNMENT_WINDOW_S_FIELD_NUMBER: _builtins.int
+    PAUSE_MAX_S_FIELD_NUMBER: _builtins.int
+    PAUSE_EXPIRY_ACTION_FIELD_NUMBER: _builtins.int
     queue_id: _builtins.str
     display_name: _builtins.str
     """At most 256 characters."""
@@ -747,6 +1042,11 @@ class Queue(_message.Message):
     tasks and free workers are matched together as an assignment problem every
     window (0, the default: each task is offered at once, greedily).
     """
+    pause_max_s: _builtins.float
+    """Longest a task may stay paused, 1 s to 30 days (0 on input: the default,
+    7 days); then pause_expiry_action applies.
+    """
+    pause_expiry_action: Global___PauseExpiryAction.ValueType
     @_builtins.property
     def weights(self) -> Global___ScoringWeights: ...
     @_builtins.property
@@ -784,10 +1084,12 @@ class Queue(_message.Message):
         after_hours_action: Global___QueueAction | None = ...,
         offer_workers_max: _builtins.int = ...,
         assignment_window_s: _builtins.float = ...,
+        pause_max_s: _builtins.float = ...,
+        pause_expiry_action: Global___PauseExpiryAction.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["after_hours_action", b"after_hours_action", "business_hours", b"business_hours", "weights", b"weights"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_hours_action", b"after_hours_action", "assignment_window_s", b"assignment_window_s", "business_hours", b"business_hours", "depth_max", b"depth_max", "display_name", b"display_name", "exception_rules", b"exception_rules", "offer_workers_max", b"offer_workers_max", "order", b"order", "priority_aging_per_min", b"priority_aging_per_min", "queue_id", b"queue_id", "reservation_timeout_s", b"reservation_timeout_s", "target_expression", b"target_expression", "weights", b"weights", "wrapup_s", b"wrapup_s"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_hours_action", b"after_hours_action", "assignment_window_s", b"assignment_window_s", "business_hours", b"business_hours", "depth_max", b"depth_max", "display_name", b"display_name", "exception_rules", b"exception_rules", "offer_workers_max", b"offer_workers_max", "order", b"order", "pause_expiry_action", b"pause_expiry_action", "pause_max_s", b"pause_max_s", "priority_aging_per_min", b"priority_aging_per_min", "queue_id", b"queue_id", "reservation_timeout_s", b"reservation_timeout_s", "target_expression", b"target_expression", "weights", b"weights", "wrapup_s", b"wrapup_s"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

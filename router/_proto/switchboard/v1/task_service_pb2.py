@@ -26,41 +26,69 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from router._proto.switchboard.v1 import resources_pb2 as switchboard_dot_v1_dot_resources__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!switchboard/v1/task_service.proto\x12\x0eswitchboard.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1eswitchboard/v1/resources.proto\"R\n\x11\x43reateTaskRequest\x12\"\n\x04task\x18\x01 \x01(\x0b\x32\x14.switchboard.v1.Task\x12\x19\n\x11\x63lient_request_id\x18\x02 \x01(\t\"N\n\x12\x43reateTaskResponse\x12\"\n\x04task\x18\x01 \x01(\x0b\x32\x14.switchboard.v1.Task\x12\x14\n\x0c\x64\x65\x64uplicated\x18\x02 \x01(\x08\"!\n\x0eGetTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"5\n\x0fGetTaskResponse\x12\"\n\x04task\x18\x01 \x01(\x0b\x32\x14.switchboard.v1.Task\"\x9b\x01\n\x10ListTasksRequest\x12\x10\n\x08queue_id\x18\x01 \x01(\t\x12*\n\x06status\x18\x02 \x01(\x0e\x32\x1a.switchboard.v1.TaskStatus\x12\x11\n\tworker_id\x18\x03 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x04 \x01(\t\x12\x11\n\tpage_size\x18\x05 \x01(\x05\x12\x12\n\npage_token\x18\x06 \x01(\t\"Q\n\x11ListTasksResponse\x12#\n\x05tasks\x18\x01 \x03(\x0b\x32\x14.switchboard.v1.Task\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"u\n\x11UpdateTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x15\n\x08priority\x18\x02 \x01(\x05H\x00\x88\x01\x01\x12+\n\nattributes\x18\x03 \x01(\x0b\x32\x17.google.protobuf.StructB\x0b\n\t_priority\"8\n\x12UpdateTaskResponse\x12\"\n\x04task\x18\x01 \x01(\x0b\x32\x14.switchboard.v1.Task\"4\n\x11\x43\x61ncelTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"8\n\x12\x43\x61ncelTaskResponse\x12\"\n\x04task\x18\x01 \x01(\x0b\x32\x14.switchboard.v1.Task\"&\n\x13\x43ompleteTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\":\n\x14\x43ompleteTaskResponse\x12\"\n\x04task\x18\x01 \x01(\x0b\x32\x14.switchboard.v1.Task\"$\n\x11WrapUpTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"8\n\x12WrapUpTaskResponse\x12\"\n\x04task\x18\x01 \x01(\x0b\x32\x14.switchboard.v1.Task2\xda\x04\n\x0bTaskService\x12S\n\nCreateTask\x12!.switchboard.v1.CreateTaskRequest\x1a\".switchboard.v1.CreateTaskResponse\x12J\n\x07GetTask\x12\x1e.switchboard.v1.GetTaskRequest\x1a\x1f.switchboard.v1.GetTaskResponse\x12P\n\tListTasks\x12 .switchboard.v1.ListTasksRequest\x1a!.switchboard.v1.ListTasksResponse\x12S\n\nUpdateTask\x12!.switchboard.v1.UpdateTaskRequest\x1a\".switchboard.v1.UpdateTaskResponse\x12S\n\nCancelTask\x12!.switchboard.v1.CancelTaskRequest\x1a\".switchboard.v1.CancelTaskResponse\x12Y\n\x0c\x43ompleteTask\x12#.switchboard.v1.CompleteTaskRequest\x1a$.switchboard.v1.CompleteTaskResponse\x12S\n\nWrapUpTask\x12!.switchboard.v1.WrapUpTaskRequest\x1a\".switchboard.v1.WrapUpTaskResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!switchboard/v1/task_service.proto\x12\x0eswitchboard.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1eswitchboard/v1/resources.proto\"\xdb\x01\n\x13TransferTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12*\n\x04mode\x18\x02 \x01(\x0e\x32\x1c.switchboard.v1.TransferMode\x12.\n\x06target\x18\x03 \x01(\x0b\x32\x1e.switchboard.v1.TransferTarget\x12\x15\n\x08priority\x18\x04 \x01(\x05H\x00\x88\x01\x01\x12\x0f\n\x07wrap_up\x18\x05 \x01(\x08\x12\x12\n\nallow_back\x18\x06 \x01(\x08\x12\x0e\n\x06reason\x18\x07 \x01(\tB\x0b\n\t_priority\"f\n\x14TransferTaskResponse\x12\"\n\x04task\x18\x01 \x01(\x0b\x32\x14.switchboard.v1.Task\x12*\n\x08transfer\x18\x02 \x01(\x0b\x32\x18.switchboard.v1.Transfer\"=\n\x15\x43\x61ncelTransferRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x13\n\x0btransfer_id\x18\x02 \x01(\t\"<\n\x16\x43\x61ncelTransferResponse\x12\"\n\x04task\x18\x01 \x01(\x0b\x32\x14.switchboard.v1.Task\"3\n\x10PauseTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"7\n\x11PauseTaskResponse\x12\"\n\x04task\x18\x01 \x01(\x0b\x32\x14.switchboard.v1.Task\"\\\n\x11ResumeTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x1f\n\x12known_agent_wait_s\x18\x02 \x01(\x01H\x00\x88\x01\x01\x42\x15\n\x13_known_agent_wait_s\"8\n\x12ResumeTaskResponse\x12\"\n\x04task\x18\x01 \x01(\x0b\x32\x14.switchboard.v1.Task\"\x87\x01\n\x15\x41\x64\x64ParticipantRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12-\n\x04role\x18\x02 \x01(\x0e\x32\x1f.switchboard.v1.ParticipantRole\x12.\n\x06target\x18\x03 \x01(\x0b\x32\x1e.switchboard.v1.TransferTarget\"<\n\x16\x41\x64\x64ParticipantResponse\x12\"\n\x04task\x18\x01 \x01(\x0b\x32\x14.switchboard.v1.Task\">\n\x18RemoveParticipantRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x11\n\tworker_id\x18\x02 \x01(\t\"?\n\x19RemoveParticipantResponse\x12\"\n\x04task\x18\x01 \x01(\x0b\x32\x14.switchboard.v1.Task\"J\n\x13HandOverTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x11\n\tworker_id\x18\x02 \x01(\t\x12\x0f\n\x07wrap_up\x18\x03 \x01(\x08\":\n\x14HandOverTaskResponse\x12\"\n\x04task\x18\x01 \x01(\x0b\x32\x14.switchboard.v1.Task\"R\n\x11\x43reateTaskRequest\x12\"\n\x04task\x18\x01 \x01(\x0b\x32\x14.switchboard.v1.Task\x12\x19\n\x11\x63lient_request_id\x18\x02 \x01(\t\"N\n\x12\x43reateTaskResponse\x12\"\n\x04task\x18\x01 \x01(\x0b\x32\x14.switchboard.v1.Task\x12\x14\n\x0c\x64\x65\x64uplicated\x18\x02 \x01(\x08\"!\n\x0eGetTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"5\n\x0fGetTaskResponse\x12\"\n\x04task\x18\x01 \x01(\x0b\x32\x14.switchboard.v1.Task\"\x9b\x01\n\x10ListTasksRequest\x12\x10\n\x08queue_id\x18\x01 \x01(\t\x12*\n\x06status\x18\x02 \x01(\x0e\x32\x1a.switchboard.v1.TaskStatus\x12\x11\n\tworker_id\x18\x03 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x04 \x01(\t\x12\x11\n\tpage_size\x18\x05 \x01(\x05\x12\x12\n\npage_token\x18\x06 \x01(\t\"Q\n\x11ListTasksResponse\x12#\n\x05tasks\x18\x01 \x03(\x0b\x32\x14.switchboard.v1.Task\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"u\n\x11UpdateTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x15\n\x08priority\x18\x02 \x01(\x05H\x00\x88\x01\x01\x12+\n\nattributes\x18\x03 \x01(\x0b\x32\x17.google.protobuf.StructB\x0b\n\t_priority\"8\n\x12UpdateTaskResponse\x12\"\n\x04task\x18\x01 \x01(\x0b\x32\x14.switchboard.v1.Task\"4\n\x11\x43\x61ncelTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"8\n\x12\x43\x61ncelTaskResponse\x12\"\n\x04task\x18\x01 \x01(\x0b\x32\x14.switchboard.v1.Task\"&\n\x13\x43ompleteTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\":\n\x14\x43ompleteTaskResponse\x12\"\n\x04task\x18\x01 \x01(\x0b\x32\x14.switchboard.v1.Task\"$\n\x11WrapUpTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"8\n\x12WrapUpTaskResponse\x12\"\n\x04task\x18\x01 \x01(\x0b\x32\x14.switchboard.v1.Task2\xe3\t\n\x0bTaskService\x12S\n\nCreateTask\x12!.switchboard.v1.CreateTaskRequest\x1a\".switchboard.v1.CreateTaskResponse\x12J\n\x07GetTask\x12\x1e.switchboard.v1.GetTaskRequest\x1a\x1f.switchboard.v1.GetTaskResponse\x12P\n\tListTasks\x12 .switchboard.v1.ListTasksRequest\x1a!.switchboard.v1.ListTasksResponse\x12S\n\nUpdateTask\x12!.switchboard.v1.UpdateTaskRequest\x1a\".switchboard.v1.UpdateTaskResponse\x12S\n\nCancelTask\x12!.switchboard.v1.CancelTaskRequest\x1a\".switchboard.v1.CancelTaskResponse\x12Y\n\x0c\x43ompleteTask\x12#.switchboard.v1.CompleteTaskRequest\x1a$.switchboard.v1.CompleteTaskResponse\x12S\n\nWrapUpTask\x12!.switchboard.v1.WrapUpTaskRequest\x1a\".switchboard.v1.WrapUpTaskResponse\x12Y\n\x0cTransferTask\x12#.switchboard.v1.TransferTaskRequest\x1a$.switchboard.v1.TransferTaskResponse\x12_\n\x0e\x43\x61ncelTransfer\x12%.switchboard.v1.CancelTransferRequest\x1a&.switchboard.v1.CancelTransferResponse\x12P\n\tPauseTask\x12 .switchboard.v1.PauseTaskRequest\x1a!.switchboard.v1.PauseTaskResponse\x12S\n\nResumeTask\x12!.switchboard.v1.ResumeTaskRequest\x1a\".switchboard.v1.ResumeTaskResponse\x12_\n\x0e\x41\x64\x64Participant\x12%.switchboard.v1.AddParticipantRequest\x1a&.switchboard.v1.AddParticipantResponse\x12h\n\x11RemoveParticipant\x12(.switchboard.v1.RemoveParticipantRequest\x1a).switchboard.v1.RemoveParticipantResponse\x12Y\n\x0cHandOverTask\x12#.switchboard.v1.HandOverTaskRequest\x1a$.switchboard.v1.HandOverTaskResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'switchboard.v1.task_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CREATETASKREQUEST']._serialized_start=115
-  _globals['_CREATETASKREQUEST']._serialized_end=197
-  _globals['_CREATETASKRESPONSE']._serialized_start=199
-  _globals['_CREATETASKRESPONSE']._serialized_end=277
-  _globals['_GETTASKREQUEST']._serialized_start=279
-  _globals['_GETTASKREQUEST']._serialized_end=312
-  _globals['_GETTASKRESPONSE']._serialized_start=314
-  _globals['_GETTASKRESPONSE']._serialized_end=367
-  _globals['_LISTTASKSREQUEST']._serialized_start=370
-  _globals['_LISTTASKSREQUEST']._serialized_end=525
-  _globals['_LISTTASKSRESPONSE']._serialized_start=527
-  _globals['_LISTTASKSRESPONSE']._serialized_end=608
-  _globals['_UPDATETASKREQUEST']._serialized_start=610
-  _globals['_UPDATETASKREQUEST']._serialized_end=727
-  _globals['_UPDATETASKRESPONSE']._serialized_start=729
-  _globals['_UPDATETASKRESPONSE']._serialized_end=785
-  _globals['_CANCELTASKREQUEST']._serialized_start=787
-  _globals['_CANCELTASKREQUEST']._serialized_end=839
-  _globals['_CANCELTASKRESPONSE']._serialized_start=841
-  _globals['_CANCELTASKRESPONSE']._serialized_end=897
-  _globals['_COMPLETETASKREQUEST']._serialized_start=899
-  _globals['_COMPLETETASKREQUEST']._serialized_end=937
-  _globals['_COMPLETETASKRESPONSE']._serialized_start=939
-  _globals['_COMPLETETASKRESPONSE']._serialized_end=997
-  _globals['_WRAPUPTASKREQUEST']._serialized_start=999
-  _globals['_WRAPUPTASKREQUEST']._serialized_end=1035
-  _globals['_WRAPUPTASKRESPONSE']._serialized_start=1037
-  _globals['_WRAPUPTASKRESPONSE']._serialized_end=1093
-  _globals['_TASKSERVICE']._serialized_start=1096
-  _globals['_TASKSERVICE']._serialized_end=1698
+  _globals['_TRANSFERTASKREQUEST']._serialized_start=116
+  _globals['_TRANSFERTASKREQUEST']._serialized_end=335
+  _globals['_TRANSFERTASKRESPONSE']._serialized_start=337
+  _globals['_TRANSFERTASKRESPONSE']._serialized_end=439
+  _globals['_CANCELTRANSFERREQUEST']._serialized_start=441
+  _globals['_CANCELTRANSFERREQUEST']._serialized_end=502
+  _globals['_CANCELTRANSFERRESPONSE']._serialized_start=504
+  _globals['_CANCELTRANSFERRESPONSE']._serialized_end=564
+  _globals['_PAUSETASKREQUEST']._serialized_start=566
+  _globals['_PAUSETASKREQUEST']._serialized_end=617
+  _globals['_PAUSETASKRESPONSE']._serialized_start=619
+  _globals['_PAUSETASKRESPONSE']._serialized_end=674
+  _globals['_RESUMETASKREQUEST']._serialized_start=676
+  _globals['_RESUMETASKREQUEST']._serialized_end=768
+  _globals['_RESUMETASKRESPONSE']._serialized_start=770
+  _globals['_RESUMETASKRESPONSE']._serialized_end=826
+  _globals['_ADDPARTICIPANTREQUEST']._serialized_start=829
+  _globals['_ADDPARTICIPANTREQUEST']._serialized_end=964
+  _globals['_ADDPARTICIPANTRESPONSE']._serialized_start=966
+  _globals['_ADDPARTICIPANTRESPONSE']._serialized_end=1026
+  _globals['_REMOVEPARTICIPANTREQUEST']._serialized_start=1028
+  _globals['_REMOVEPARTICIPANTREQUEST']._serialized_end=1090
+  _globals['_REMOVEPARTICIPANTRESPONSE']._serialized_start=1092
+  _globals['_REMOVEPARTICIPANTRESPONSE']._serialized_end=1155
+  _globals['_HANDOVERTASKREQUEST']._serialized_start=1157
+  _globals['_HANDOVERTASKREQUEST']._serialized_end=1231
+  _globals['_HANDOVERTASKRESPONSE']._serialized_start=1233
+  _globals['_HANDOVERTASKRESPONSE']._serialized_end=1291
+  _globals['_CREATETASKREQUEST']._serialized_start=1293
+  _globals['_CREATETASKREQUEST']._serialized_end=1375
+  _globals['_CREATETASKRESPONSE']._serialized_start=1377
+  _globals['_CREATETASKRESPONSE']._serialized_end=1455
+  _globals['_GETTASKREQUEST']._serialized_start=1457
+  _globals['_GETTASKREQUEST']._serialized_end=1490
+  _globals['_GETTASKRESPONSE']._serialized_start=1492
+  _globals['_GETTASKRESPONSE']._serialized_end=1545
+  _globals['_LISTTASKSREQUEST']._serialized_start=1548
+  _globals['_LISTTASKSREQUEST']._serialized_end=1703
+  _globals['_LISTTASKSRESPONSE']._serialized_start=1705
+  _globals['_LISTTASKSRESPONSE']._serialized_end=1786
+  _globals['_UPDATETASKREQUEST']._serialized_start=1788
+  _globals['_UPDATETASKREQUEST']._serialized_end=1905
+  _globals['_UPDATETASKRESPONSE']._serialized_start=1907
+  _globals['_UPDATETASKRESPONSE']._serialized_end=1963
+  _globals['_CANCELTASKREQUEST']._serialized_start=1965
+  _globals['_CANCELTASKREQUEST']._serialized_end=2017
+  _globals['_CANCELTASKRESPONSE']._serialized_start=2019
+  _globals['_CANCELTASKRESPONSE']._serialized_end=2075
+  _globals['_COMPLETETASKREQUEST']._serialized_start=2077
+  _globals['_COMPLETETASKREQUEST']._serialized_end=2115
+  _globals['_COMPLETETASKRESPONSE']._serialized_start=2117
+  _globals['_COMPLETETASKRESPONSE']._serialized_end=2175
+  _globals['_WRAPUPTASKREQUEST']._serialized_start=2177
+  _globals['_WRAPUPTASKREQUEST']._serialized_end=2213
+  _globals['_WRAPUPTASKRESPONSE']._serialized_start=2215
+  _globals['_WRAPUPTASKRESPONSE']._serialized_end=2271
+  _globals['_TASKSERVICE']._serialized_start=2274
+  _globals['_TASKSERVICE']._serialized_end=3525
 # @@protoc_insertion_point(module_scope)

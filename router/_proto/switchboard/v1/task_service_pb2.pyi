@@ -21,6 +21,349 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class TransferTaskRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_ID_FIELD_NUMBER: _builtins.int
+    MODE_FIELD_NUMBER: _builtins.int
+    TARGET_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
+    WRAP_UP_FIELD_NUMBER: _builtins.int
+    ALLOW_BACK_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    task_id: _builtins.str
+    mode: _resources_pb2.TransferMode.ValueType
+    """Required."""
+    priority: _builtins.int
+    """A new priority (-1000..1000) for the task at the target (absent: kept)."""
+    wrap_up: _builtins.bool
+    """The releasing agent keeps its capacity for the queue's wrap-up time."""
+    allow_back: _builtins.bool
+    """The task may be offered back to the agent who transferred it (cold; not
+    with wrap_up).
+    """
+    reason: _builtins.str
+    """At most 256 characters."""
+    @_builtins.property
+    def target(self) -> _resources_pb2.TransferTarget:
+        """Required: a queue, a worker or a requirement."""
+
+    def __init__(
+        self,
+        *,
+        task_id: _builtins.str = ...,
+        mode: _resources_pb2.TransferMode.ValueType = ...,
+        target: _resources_pb2.TransferTarget | None = ...,
+        priority: _builtins.int | None = ...,
+        wrap_up: _builtins.bool = ...,
+        allow_back: _builtins.bool = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_priority", b"_priority", "priority", b"priority", "target", b"target"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_priority", b"_priority", "allow_back", b"allow_back", "mode", b"mode", "priority", b"priority", "reason", b"reason", "target", b"target", "task_id", b"task_id", "wrap_up", b"wrap_up"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__priority: _TypeAlias = _typing.Literal["priority"]  # noqa: Y015
+    _WhichOneofArgType__priority: _TypeAlias = _typing.Literal["_priority", b"_priority"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__priority) -> _WhichOneofReturnType__priority | None: ...
+
+Global___TransferTaskRequest: _TypeAlias = TransferTaskRequest  # noqa: Y015
+
+@_typing.final
+class TransferTaskResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_FIELD_NUMBER: _builtins.int
+    TRANSFER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def task(self) -> _resources_pb2.Task: ...
+    @_builtins.property
+    def transfer(self) -> _resources_pb2.Transfer: ...
+    def __init__(
+        self,
+        *,
+        task: _resources_pb2.Task | None = ...,
+        transfer: _resources_pb2.Transfer | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["task", b"task", "transfer", b"transfer"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["task", b"task", "transfer", b"transfer"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TransferTaskResponse: _TypeAlias = TransferTaskResponse  # noqa: Y015
+
+@_typing.final
+class CancelTransferRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_ID_FIELD_NUMBER: _builtins.int
+    TRANSFER_ID_FIELD_NUMBER: _builtins.int
+    task_id: _builtins.str
+    transfer_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        task_id: _builtins.str = ...,
+        transfer_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["task_id", b"task_id", "transfer_id", b"transfer_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelTransferRequest: _TypeAlias = CancelTransferRequest  # noqa: Y015
+
+@_typing.final
+class CancelTransferResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def task(self) -> _resources_pb2.Task: ...
+    def __init__(
+        self,
+        *,
+        task: _resources_pb2.Task | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["task", b"task"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["task", b"task"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelTransferResponse: _TypeAlias = CancelTransferResponse  # noqa: Y015
+
+@_typing.final
+class PauseTaskRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    task_id: _builtins.str
+    reason: _builtins.str
+    """At most 256 characters."""
+    def __init__(
+        self,
+        *,
+        task_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason", "task_id", b"task_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PauseTaskRequest: _TypeAlias = PauseTaskRequest  # noqa: Y015
+
+@_typing.final
+class PauseTaskResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def task(self) -> _resources_pb2.Task: ...
+    def __init__(
+        self,
+        *,
+        task: _resources_pb2.Task | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["task", b"task"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["task", b"task"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PauseTaskResponse: _TypeAlias = PauseTaskResponse  # noqa: Y015
+
+@_typing.final
+class ResumeTaskRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_ID_FIELD_NUMBER: _builtins.int
+    KNOWN_AGENT_WAIT_S_FIELD_NUMBER: _builtins.int
+    task_id: _builtins.str
+    known_agent_wait_s: _builtins.float
+    """Seconds to wait for the agent who paused it (0 to 3600; absent: the
+    task's known_agent_wait_s).
+    """
+    def __init__(
+        self,
+        *,
+        task_id: _builtins.str = ...,
+        known_agent_wait_s: _builtins.float | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_known_agent_wait_s", b"_known_agent_wait_s", "known_agent_wait_s", b"known_agent_wait_s"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_known_agent_wait_s", b"_known_agent_wait_s", "known_agent_wait_s", b"known_agent_wait_s", "task_id", b"task_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__known_agent_wait_s: _TypeAlias = _typing.Literal["known_agent_wait_s"]  # noqa: Y015
+    _WhichOneofArgType__known_agent_wait_s: _TypeAlias = _typing.Literal["_known_agent_wait_s", b"_known_agent_wait_s"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__known_agent_wait_s) -> _WhichOneofReturnType__known_agent_wait_s | None: ...
+
+Global___ResumeTaskRequest: _TypeAlias = ResumeTaskRequest  # noqa: Y015
+
+@_typing.final
+class ResumeTaskResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def task(self) -> _resources_pb2.Task: ...
+    def __init__(
+        self,
+        *,
+        task: _resources_pb2.Task | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["task", b"task"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["task", b"task"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResumeTaskResponse: _TypeAlias = ResumeTaskResponse  # noqa: Y015
+
+@_typing.final
+class AddParticipantRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_ID_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    TARGET_FIELD_NUMBER: _builtins.int
+    task_id: _builtins.str
+    role: _resources_pb2.ParticipantRole.ValueType
+    """CONSULT or MONITOR."""
+    @_builtins.property
+    def target(self) -> _resources_pb2.TransferTarget:
+        """A named worker (a monitor must be), or a queue or requirement for a consult."""
+
+    def __init__(
+        self,
+        *,
+        task_id: _builtins.str = ...,
+        role: _resources_pb2.ParticipantRole.ValueType = ...,
+        target: _resources_pb2.TransferTarget | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["target", b"target"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["role", b"role", "target", b"target", "task_id", b"task_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AddParticipantRequest: _TypeAlias = AddParticipantRequest  # noqa: Y015
+
+@_typing.final
+class AddParticipantResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def task(self) -> _resources_pb2.Task: ...
+    def __init__(
+        self,
+        *,
+        task: _resources_pb2.Task | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["task", b"task"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["task", b"task"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AddParticipantResponse: _TypeAlias = AddParticipantResponse  # noqa: Y015
+
+@_typing.final
+class RemoveParticipantRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_ID_FIELD_NUMBER: _builtins.int
+    WORKER_ID_FIELD_NUMBER: _builtins.int
+    task_id: _builtins.str
+    worker_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        task_id: _builtins.str = ...,
+        worker_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["task_id", b"task_id", "worker_id", b"worker_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RemoveParticipantRequest: _TypeAlias = RemoveParticipantRequest  # noqa: Y015
+
+@_typing.final
+class RemoveParticipantResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def task(self) -> _resources_pb2.Task: ...
+    def __init__(
+        self,
+        *,
+        task: _resources_pb2.Task | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["task", b"task"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["task", b"task"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RemoveParticipantResponse: _TypeAlias = RemoveParticipantResponse  # noqa: Y015
+
+@_typing.final
+class HandOverTaskRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_ID_FIELD_NUMBER: _builtins.int
+    WORKER_ID_FIELD_NUMBER: _builtins.int
+    WRAP_UP_FIELD_NUMBER: _builtins.int
+    task_id: _builtins.str
+    worker_id: _builtins.str
+    """A consult who has accepted."""
+    wrap_up: _builtins.bool
+    """The former primary keeps its capacity for the queue's wrap-up time."""
+    def __init__(
+        self,
+        *,
+        task_id: _builtins.str = ...,
+        worker_id: _builtins.str = ...,
+        wrap_up: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["task_id", b"task_id", "worker_id", b"worker_id", "wrap_up", b"wrap_up"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HandOverTaskRequest: _TypeAlias = HandOverTaskRequest  # noqa: Y015
+
+@_typing.final
+class HandOverTaskResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def task(self) -> _resources_pb2.Task: ...
+    def __init__(
+        self,
+        *,
+        task: _resources_pb2.Task | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["task", b"task"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["task", b"task"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HandOverTaskResponse: _TypeAlias = HandOverTaskResponse  # noqa: Y015
+
+@_typing.final
 class CreateTaskRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

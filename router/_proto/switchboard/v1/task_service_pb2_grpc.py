@@ -70,6 +70,41 @@ class TaskServiceStub:
                 request_serializer=switchboard_dot_v1_dot_task__service__pb2.WrapUpTaskRequest.SerializeToString,
                 response_deserializer=switchboard_dot_v1_dot_task__service__pb2.WrapUpTaskResponse.FromString,
                 _registered_method=True)
+        self.TransferTask = channel.unary_unary(
+                '/switchboard.v1.TaskService/TransferTask',
+                request_serializer=switchboard_dot_v1_dot_task__service__pb2.TransferTaskRequest.SerializeToString,
+                response_deserializer=switchboard_dot_v1_dot_task__service__pb2.TransferTaskResponse.FromString,
+                _registered_method=True)
+        self.CancelTransfer = channel.unary_unary(
+                '/switchboard.v1.TaskService/CancelTransfer',
+                request_serializer=switchboard_dot_v1_dot_task__service__pb2.CancelTransferRequest.SerializeToString,
+                response_deserializer=switchboard_dot_v1_dot_task__service__pb2.CancelTransferResponse.FromString,
+                _registered_method=True)
+        self.PauseTask = channel.unary_unary(
+                '/switchboard.v1.TaskService/PauseTask',
+                request_serializer=switchboard_dot_v1_dot_task__service__pb2.PauseTaskRequest.SerializeToString,
+                response_deserializer=switchboard_dot_v1_dot_task__service__pb2.PauseTaskResponse.FromString,
+                _registered_method=True)
+        self.ResumeTask = channel.unary_unary(
+                '/switchboard.v1.TaskService/ResumeTask',
+                request_serializer=switchboard_dot_v1_dot_task__service__pb2.ResumeTaskRequest.SerializeToString,
+                response_deserializer=switchboard_dot_v1_dot_task__service__pb2.ResumeTaskResponse.FromString,
+                _registered_method=True)
+        self.AddParticipant = channel.unary_unary(
+                '/switchboard.v1.TaskService/AddParticipant',
+                request_serializer=switchboard_dot_v1_dot_task__service__pb2.AddParticipantRequest.SerializeToString,
+                response_deserializer=switchboard_dot_v1_dot_task__service__pb2.AddParticipantResponse.FromString,
+                _registered_method=True)
+        self.RemoveParticipant = channel.unary_unary(
+                '/switchboard.v1.TaskService/RemoveParticipant',
+                request_serializer=switchboard_dot_v1_dot_task__service__pb2.RemoveParticipantRequest.SerializeToString,
+                response_deserializer=switchboard_dot_v1_dot_task__service__pb2.RemoveParticipantResponse.FromString,
+                _registered_method=True)
+        self.HandOverTask = channel.unary_unary(
+                '/switchboard.v1.TaskService/HandOverTask',
+                request_serializer=switchboard_dot_v1_dot_task__service__pb2.HandOverTaskRequest.SerializeToString,
+                response_deserializer=switchboard_dot_v1_dot_task__service__pb2.HandOverTaskResponse.FromString,
+                _registered_method=True)
 
 
 class TaskServiceServicer:
@@ -128,6 +163,59 @@ class TaskServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def TransferTask(self, request, context):
+        """Transfers an assigned task, cold or warm, to a queue, a named worker or a
+        requirement; the task keeps its age (at most 10 transfers per task).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelTransfer(self, request, context):
+        """Cancels an initiated warm transfer: its consult offer is withdrawn and the
+        task stays with its agent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PauseTask(self, request, context):
+        """Parks an assigned task: every participant's capacity is released.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeTask(self, request, context):
+        """Routes a paused task again, waiting up to known_agent_wait_s for the agent
+        who paused it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddParticipant(self, request, context):
+        """Adds a consult (offered the task on its stream, holding capacity) or a
+        monitor (joins at once, holding none); at most 6 participants per task.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveParticipant(self, request, context):
+        """Removes a consult or monitor, or withdraws its pending consult offer.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def HandOverTask(self, request, context):
+        """The primary hands the task to a joined consult, who becomes the primary.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TaskServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -165,6 +253,41 @@ def add_TaskServiceServicer_to_server(servicer, server):
                     servicer.WrapUpTask,
                     request_deserializer=switchboard_dot_v1_dot_task__service__pb2.WrapUpTaskRequest.FromString,
                     response_serializer=switchboard_dot_v1_dot_task__service__pb2.WrapUpTaskResponse.SerializeToString,
+            ),
+            'TransferTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.TransferTask,
+                    request_deserializer=switchboard_dot_v1_dot_task__service__pb2.TransferTaskRequest.FromString,
+                    response_serializer=switchboard_dot_v1_dot_task__service__pb2.TransferTaskResponse.SerializeToString,
+            ),
+            'CancelTransfer': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelTransfer,
+                    request_deserializer=switchboard_dot_v1_dot_task__service__pb2.CancelTransferRequest.FromString,
+                    response_serializer=switchboard_dot_v1_dot_task__service__pb2.CancelTransferResponse.SerializeToString,
+            ),
+            'PauseTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.PauseTask,
+                    request_deserializer=switchboard_dot_v1_dot_task__service__pb2.PauseTaskRequest.FromString,
+                    response_serializer=switchboard_dot_v1_dot_task__service__pb2.PauseTaskResponse.SerializeToString,
+            ),
+            'ResumeTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeTask,
+                    request_deserializer=switchboard_dot_v1_dot_task__service__pb2.ResumeTaskRequest.FromString,
+                    response_serializer=switchboard_dot_v1_dot_task__service__pb2.ResumeTaskResponse.SerializeToString,
+            ),
+            'AddParticipant': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddParticipant,
+                    request_deserializer=switchboard_dot_v1_dot_task__service__pb2.AddParticipantRequest.FromString,
+                    response_serializer=switchboard_dot_v1_dot_task__service__pb2.AddParticipantResponse.SerializeToString,
+            ),
+            'RemoveParticipant': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveParticipant,
+                    request_deserializer=switchboard_dot_v1_dot_task__service__pb2.RemoveParticipantRequest.FromString,
+                    response_serializer=switchboard_dot_v1_dot_task__service__pb2.RemoveParticipantResponse.SerializeToString,
+            ),
+            'HandOverTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.HandOverTask,
+                    request_deserializer=switchboard_dot_v1_dot_task__service__pb2.HandOverTaskRequest.FromString,
+                    response_serializer=switchboard_dot_v1_dot_task__service__pb2.HandOverTaskResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -357,6 +480,195 @@ class TaskService:
             '/switchboard.v1.TaskService/WrapUpTask',
             switchboard_dot_v1_dot_task__service__pb2.WrapUpTaskRequest.SerializeToString,
             switchboard_dot_v1_dot_task__service__pb2.WrapUpTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TransferTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/switchboard.v1.TaskService/TransferTask',
+            switchboard_dot_v1_dot_task__service__pb2.TransferTaskRequest.SerializeToString,
+            switchboard_dot_v1_dot_task__service__pb2.TransferTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelTransfer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/switchboard.v1.TaskService/CancelTransfer',
+            switchboard_dot_v1_dot_task__service__pb2.CancelTransferRequest.SerializeToString,
+            switchboard_dot_v1_dot_task__service__pb2.CancelTransferResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PauseTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/switchboard.v1.TaskService/PauseTask',
+            switchboard_dot_v1_dot_task__service__pb2.PauseTaskRequest.SerializeToString,
+            switchboard_dot_v1_dot_task__service__pb2.PauseTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/switchboard.v1.TaskService/ResumeTask',
+            switchboard_dot_v1_dot_task__service__pb2.ResumeTaskRequest.SerializeToString,
+            switchboard_dot_v1_dot_task__service__pb2.ResumeTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddParticipant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/switchboard.v1.TaskService/AddParticipant',
+            switchboard_dot_v1_dot_task__service__pb2.AddParticipantRequest.SerializeToString,
+            switchboard_dot_v1_dot_task__service__pb2.AddParticipantResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveParticipant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/switchboard.v1.TaskService/RemoveParticipant',
+            switchboard_dot_v1_dot_task__service__pb2.RemoveParticipantRequest.SerializeToString,
+            switchboard_dot_v1_dot_task__service__pb2.RemoveParticipantResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def HandOverTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/switchboard.v1.TaskService/HandOverTask',
+            switchboard_dot_v1_dot_task__service__pb2.HandOverTaskRequest.SerializeToString,
+            switchboard_dot_v1_dot_task__service__pb2.HandOverTaskResponse.FromString,
             options,
             channel_credentials,
             insecure,

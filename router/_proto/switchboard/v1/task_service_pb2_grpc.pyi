@@ -53,6 +53,28 @@ class TaskServiceStub:
     """Ends the handling of an assigned task; it wraps up for the queue's wrap-up time."""
     WrapUpTask: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.WrapUpTaskRequest, _task_service_pb2.WrapUpTaskResponse]
     """Ends a task's wrap-up now, freeing the worker's capacity."""
+    TransferTask: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.TransferTaskRequest, _task_service_pb2.TransferTaskResponse]
+    """Transfers an assigned task, cold or warm, to a queue, a named worker or a
+    requirement; the task keeps its age (at most 10 transfers per task).
+    """
+    CancelTransfer: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.CancelTransferRequest, _task_service_pb2.CancelTransferResponse]
+    """Cancels an initiated warm transfer: its consult offer is withdrawn and the
+    task stays with its agent.
+    """
+    PauseTask: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.PauseTaskRequest, _task_service_pb2.PauseTaskResponse]
+    """Parks an assigned task: every participant's capacity is released."""
+    ResumeTask: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.ResumeTaskRequest, _task_service_pb2.ResumeTaskResponse]
+    """Routes a paused task again, waiting up to known_agent_wait_s for the agent
+    who paused it.
+    """
+    AddParticipant: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.AddParticipantRequest, _task_service_pb2.AddParticipantResponse]
+    """Adds a consult (offered the task on its stream, holding capacity) or a
+    monitor (joins at once, holding none); at most 6 participants per task.
+    """
+    RemoveParticipant: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.RemoveParticipantRequest, _task_service_pb2.RemoveParticipantResponse]
+    """Removes a consult or monitor, or withdraws its pending consult offer."""
+    HandOverTask: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.HandOverTaskRequest, _task_service_pb2.HandOverTaskResponse]
+    """The primary hands the task to a joined consult, who becomes the primary."""
 
 @_typing.type_check_only
 class TaskServiceAsyncStub(TaskServiceStub):
@@ -79,6 +101,28 @@ class TaskServiceAsyncStub(TaskServiceStub):
     """Ends the handling of an assigned task; it wraps up for the queue's wrap-up time."""
     WrapUpTask: _aio.UnaryUnaryMultiCallable[_task_service_pb2.WrapUpTaskRequest, _task_service_pb2.WrapUpTaskResponse]  # type: ignore[assignment]
     """Ends a task's wrap-up now, freeing the worker's capacity."""
+    TransferTask: _aio.UnaryUnaryMultiCallable[_task_service_pb2.TransferTaskRequest, _task_service_pb2.TransferTaskResponse]  # type: ignore[assignment]
+    """Transfers an assigned task, cold or warm, to a queue, a named worker or a
+    requirement; the task keeps its age (at most 10 transfers per task).
+    """
+    CancelTransfer: _aio.UnaryUnaryMultiCallable[_task_service_pb2.CancelTransferRequest, _task_service_pb2.CancelTransferResponse]  # type: ignore[assignment]
+    """Cancels an initiated warm transfer: its consult offer is withdrawn and the
+    task stays with its agent.
+    """
+    PauseTask: _aio.UnaryUnaryMultiCallable[_task_service_pb2.PauseTaskRequest, _task_service_pb2.PauseTaskResponse]  # type: ignore[assignment]
+    """Parks an assigned task: every participant's capacity is released."""
+    ResumeTask: _aio.UnaryUnaryMultiCallable[_task_service_pb2.ResumeTaskRequest, _task_service_pb2.ResumeTaskResponse]  # type: ignore[assignment]
+    """Routes a paused task again, waiting up to known_agent_wait_s for the agent
+    who paused it.
+    """
+    AddParticipant: _aio.UnaryUnaryMultiCallable[_task_service_pb2.AddParticipantRequest, _task_service_pb2.AddParticipantResponse]  # type: ignore[assignment]
+    """Adds a consult (offered the task on its stream, holding capacity) or a
+    monitor (joins at once, holding none); at most 6 participants per task.
+    """
+    RemoveParticipant: _aio.UnaryUnaryMultiCallable[_task_service_pb2.RemoveParticipantRequest, _task_service_pb2.RemoveParticipantResponse]  # type: ignore[assignment]
+    """Removes a consult or monitor, or withdraws its pending consult offer."""
+    HandOverTask: _aio.UnaryUnaryMultiCallable[_task_service_pb2.HandOverTaskRequest, _task_service_pb2.HandOverTaskResponse]  # type: ignore[assignment]
+    """The primary hands the task to a joined consult, who becomes the primary."""
 
 class TaskServiceServicer(metaclass=_abc_1.ABCMeta):
     """Create and follow tasks (calls, chats, messages, emails) to be routed."""
@@ -144,5 +188,69 @@ class TaskServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_task_service_pb2.WrapUpTaskResponse, _abc.Awaitable[_task_service_pb2.WrapUpTaskResponse]]:
         """Ends a task's wrap-up now, freeing the worker's capacity."""
+
+    @_abc_1.abstractmethod
+    def TransferTask(
+        self,
+        request: _task_service_pb2.TransferTaskRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_task_service_pb2.TransferTaskResponse, _abc.Awaitable[_task_service_pb2.TransferTaskResponse]]:
+        """Transfers an assigned task, cold or warm, to a queue, a named worker or a
+        requirement; the task keeps its age (at most 10 transfers per task).
+        """
+
+    @_abc_1.abstractmethod
+    def CancelTransfer(
+        self,
+        request: _task_service_pb2.CancelTransferRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_task_service_pb2.CancelTransferResponse, _abc.Awaitable[_task_service_pb2.CancelTransferResponse]]:
+        """Cancels an initiated warm transfer: its consult offer is withdrawn and the
+        task stays with its agent.
+        """
+
+    @_abc_1.abstractmethod
+    def PauseTask(
+        self,
+        request: _task_service_pb2.PauseTaskRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_task_service_pb2.PauseTaskResponse, _abc.Awaitable[_task_service_pb2.PauseTaskResponse]]:
+        """Parks an assigned task: every participant's capacity is released."""
+
+    @_abc_1.abstractmethod
+    def ResumeTask(
+        self,
+        request: _task_service_pb2.ResumeTaskRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_task_service_pb2.ResumeTaskResponse, _abc.Awaitable[_task_service_pb2.ResumeTaskResponse]]:
+        """Routes a paused task again, waiting up to known_agent_wait_s for the agent
+        who paused it.
+        """
+
+    @_abc_1.abstractmethod
+    def AddParticipant(
+        self,
+        request: _task_service_pb2.AddParticipantRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_task_service_pb2.AddParticipantResponse, _abc.Awaitable[_task_service_pb2.AddParticipantResponse]]:
+        """Adds a consult (offered the task on its stream, holding capacity) or a
+        monitor (joins at once, holding none); at most 6 participants per task.
+        """
+
+    @_abc_1.abstractmethod
+    def RemoveParticipant(
+        self,
+        request: _task_service_pb2.RemoveParticipantRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_task_service_pb2.RemoveParticipantResponse, _abc.Awaitable[_task_service_pb2.RemoveParticipantResponse]]:
+        """Removes a consult or monitor, or withdraws its pending consult offer."""
+
+    @_abc_1.abstractmethod
+    def HandOverTask(
+        self,
+        request: _task_service_pb2.HandOverTaskRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_task_service_pb2.HandOverTaskResponse, _abc.Awaitable[_task_service_pb2.HandOverTaskResponse]]:
+        """The primary hands the task to a joined consult, who becomes the primary."""
 
 def add_TaskServiceServicer_to_server(servicer: TaskServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

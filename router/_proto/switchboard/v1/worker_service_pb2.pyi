@@ -439,6 +439,53 @@ class ConnectResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     @_typing.final
+    class TransferNotice(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        TRANSFER_FIELD_NUMBER: _builtins.int
+        TASK_FIELD_NUMBER: _builtins.int
+        @_builtins.property
+        def transfer(self) -> _resources_pb2.Transfer: ...
+        @_builtins.property
+        def task(self) -> _resources_pb2.Task: ...
+        def __init__(
+            self,
+            *,
+            transfer: _resources_pb2.Transfer | None = ...,
+            task: _resources_pb2.Task | None = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _typing.Literal["task", b"task", "transfer", b"transfer"]  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["task", b"task", "transfer", b"transfer"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    @_typing.final
+    class ParticipantNotice(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        TASK_ID_FIELD_NUMBER: _builtins.int
+        PARTICIPANT_FIELD_NUMBER: _builtins.int
+        ADDED_FIELD_NUMBER: _builtins.int
+        task_id: _builtins.str
+        added: _builtins.bool
+        """True: joined; false: left."""
+        @_builtins.property
+        def participant(self) -> _resources_pb2.Participant: ...
+        def __init__(
+            self,
+            *,
+            task_id: _builtins.str = ...,
+            participant: _resources_pb2.Participant | None = ...,
+            added: _builtins.bool = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _typing.Literal["participant", b"participant"]  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["added", b"added", "participant", b"participant", "task_id", b"task_id"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    @_typing.final
     class Ack(_message.Message):
         DESCRIPTOR: _descriptor.Descriptor
 
@@ -479,6 +526,10 @@ class ConnectResponse(_message.Message):
     ASSIGNED_FIELD_NUMBER: _builtins.int
     ACK_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
+    TRANSFER_FIELD_NUMBER: _builtins.int
+    PARTICIPANT_FIELD_NUMBER: _builtins.int
+    PAUSED_FIELD_NUMBER: _builtins.int
+    RESUMED_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """The request_id of the message answered, for `ack` and `error`."""
     @_builtins.property
@@ -505,6 +556,24 @@ class ConnectResponse(_message.Message):
     def error(self) -> Global___ConnectResponse.Error:
         """A message refused; the stream stays open."""
 
+    @_builtins.property
+    def transfer(self) -> Global___ConnectResponse.TransferNotice:
+        """A transfer of a task this worker holds or is offered: from it, to it,
+        ended (status says how).
+        """
+
+    @_builtins.property
+    def participant(self) -> Global___ConnectResponse.ParticipantNotice:
+        """A participant joined or left a task this worker is on."""
+
+    @_builtins.property
+    def paused(self) -> _resources_pb2.Task:
+        """A task this worker held was paused."""
+
+    @_builtins.property
+    def resumed(self) -> _resources_pb2.Task:
+        """A task this worker paused was resumed (it waits for the worker first)."""
+
     def __init__(
         self,
         *,
@@ -515,12 +584,16 @@ class ConnectResponse(_message.Message):
         assigned: _resources_pb2.Task | None = ...,
         ack: Global___ConnectResponse.Ack | None = ...,
         error: Global___ConnectResponse.Error | None = ...,
+        transfer: Global___ConnectResponse.TransferNotice | None = ...,
+        participant: Global___ConnectResponse.ParticipantNotice | None = ...,
+        paused: _resources_pb2.Task | None = ...,
+        resumed: _resources_pb2.Task | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "assigned", b"assigned", "attached", b"attached", "error", b"error", "kind", b"kind", "offer", b"offer", "offer_closed", b"offer_closed"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "assigned", b"assigned", "attached", b"attached", "error", b"error", "kind", b"kind", "offer", b"offer", "offer_closed", b"offer_closed", "participant", b"participant", "paused", b"paused", "resumed", b"resumed", "transfer", b"transfer"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "assigned", b"assigned", "attached", b"attached", "error", b"error", "kind", b"kind", "offer", b"offer", "offer_closed", b"offer_closed", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "assigned", b"assigned", "attached", b"attached", "error", b"error", "kind", b"kind", "offer", b"offer", "offer_closed", b"offer_closed", "participant", b"participant", "paused", b"paused", "request_id", b"request_id", "resumed", b"resumed", "transfer", b"transfer"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["attached", "offer", "offer_closed", "assigned", "ack", "error"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["attached", "offer", "offer_closed", "assigned", "ack", "error", "transfer", "participant", "paused", "resumed"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
