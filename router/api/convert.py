@@ -416,8 +416,13 @@ def queue_to_pb(queue: QueueConfig) -> pb.Queue:
         exception_rules=[exception_rule_to_pb(rule) for rule in queue.exception_rules],
         offer_workers_max=queue.offer_workers_max,
         assignment_window_s=queue.assignment_window_s,
-        pause_max_s=queue.pause_max_s,
-        pause_expiry_action=PAUSE_EXPIRY_TO_PB[queue.pause_expiry_action],
+        # Defaults as the request leaves them (0, UNSPECIFIED), so that a queue round-trips.
+        pause_max_s=0 if queue.pause_max_s == PAUSE_MAX_S_DEFAULT else queue.pause_max_s,
+        pause_expiry_action=(
+            pb.PAUSE_EXPIRY_ACTION_UNSPECIFIED
+            if queue.pause_expiry_action is PauseExpiryAction.RESUME
+            else PAUSE_EXPIRY_TO_PB[queue.pause_expiry_action]
+        ),
     )
     if queue.business_hours is not None:
         message.business_hours.CopyFrom(business_hours_to_pb(queue.business_hours))
