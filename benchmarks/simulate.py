@@ -11,7 +11,12 @@ drives Switchboard's real core (no sockets, no sleeping) against documented base
    time depend on the agent's skill level and an upset customer fares worse with a low-empathy
    agent (benchmarks/simulation/outcomes.py). Each policy replays the same traces, one per seed;
    every figure is a mean over seeds with its 95% confidence interval.
-3. Speed: simulated contacts per second through the real core, on one core.
+3. The specialist case (benchmarks/simulation/specialist.py): a share of contacts needs a skill
+   that first-contact agents lack; routing them to the right agent at once against routing
+   anywhere and transferring (`TransferTask`, keeping the contact's age) or completing and
+   re-creating the task (TaskRouter's documented pattern): transfer rate, first-contact
+   resolution and the customer's total time.
+4. Speed: simulated contacts per second through the real core, on one core.
 
 See benchmarks/README.md for the model, the baselines' sources and how to read the results."""
 
@@ -38,6 +43,8 @@ from benchmarks.simulation.des import replay
 from benchmarks.simulation.erlang import ciw_waits_for_trace, erlang_c
 from benchmarks.simulation.metrics import SERVICE_LEVEL_S, over_seeds, summarise
 from benchmarks.simulation.routers import EngineRouter, Router, experts_first_policy
+from benchmarks.simulation.specialist import Policy as SpecialistPolicy
+from benchmarks.simulation.specialist import compare as compare_specialist
 from router.core.model import ScoringWeights
 
 START_MS = 1_800_000_000_000
@@ -200,11 +207,18 @@ def policy_rows(runs: dict[str, list[dict[str, float]]]) -> list[dict[str, Any]]
     return rows
 
 
-def verdict(rows: Sequence[dict[str, Any]], erlang: Sequence[dict[str, Any]]) -> dict[str, bool]:
-    """Whether the M/M/c runs are within ERLANG_TOLERANCE_PCT of theory on every figure, and
+def verdict(
+    rows: Sequence[dict[str, Any]],
+    erlang: Sequence[dict[str, Any]],
+    specialist: Sequence[dict[str, Any]],
+) -> dict[str, bool]:
+    """Whether the M/M/c runs are within ERLANG_TOLERANCE_PCT of theory on every figure;
     whether `switchboard` beats every baseline on resolution and satisfaction with
     non-overlapping 95% intervals, at a service level within SL_TOLERANCE of the best
-    baseline's."""
+    baseline's; and, in the specialist case, whether routing to the right agent at once beats
+    routing anywhere then transferring on first-contact resolution and the customer's total
+    time (non-overlapping intervals), and whether a transfer that keeps the contact's age gets
+    it to a specialist sooner than re-creating the task."""
     ours = next(r for r in rows if r["policy"] == "switchboard")
     baselines = [r for r in rows if r["policy"] in BASELINES]
 
@@ -213,6 +227,14 @@ def verdict(rows: Sequence[dict[str, Any]], erlang: Sequence[dict[str, Any]]) ->
         return all(low > r[key] + r[f"{key}_ci95"] for r in baselines)
 
     best_service_level = max(r["service_level"] for r in baselines)
+    by_policy = {r["policy"]: r for r in specialist}
+    right_first = by_policy[SpecialistPolicy.RIGHT_AGENT_FIRST.value]
+    transfer = by_policy[SpecialistPolicy.ANYWHERE_THEN_TRANSFER.value]
+    recreate = by_policy[SpecialistPolicy.ANYWHERE_THEN_RECREATE.value]
+
+    def apart(high: dict[str, Any], low: dict[str, Any], key: str) -> bool:
+        return bool(high[key] - high[f"{key}_ci95"] > low[key] + low[f"{key}_ci95"])
+
     return {
         "erlang_c_within_2pct": all(
             case[f"{key}_deviation_pct"] <= ERLANG_TOLERANCE_PCT
@@ -222,14 +244,25 @@ def verdict(rows: Sequence[dict[str, Any]], erlang: Sequence[dict[str, Any]]) ->
         "resolution_beats_every_baseline": clear_win("resolution_rate"),
         "csat_beats_every_baseline": clear_win("csat"),
         "service_level_within_2_points": ours["service_level"] >= best_service_level - SL_TOLERANCE,
+        "right_agent_first_resolves_more_at_first_contact": apart(
+            right_first, transfer, "first_contact_resolution"
+        ),
+        "right_agent_first_shorter_total_time": apart(transfer, right_first, "total_s"),
+        "transfer_keeps_age_reaches_specialist_sooner": (
+            transfer["specialist_wait_s"] < recreate["specialist_wait_s"]
+        ),
     }
 
 
 # == the command ===================================================================================
 
 
-def print_tables(console: Console, erlang: Sequence[dict[str, Any]], rows: Sequence[dict[str, Any]]
-                 ) -> None:  # fmt: skip
+def print_tables(
+    console: Console,
+    erlang: Sequence[dict[str, Any]],
+    rows: Sequence[dict[str, Any]],
+    specialist: Sequence[dict[str, Any]],
+) -> None:
     table = Table(title="M/M/c through the real core (mean ± 95% CI) vs Erlang C")
     for column in ("agents", "load E", "P(wait) sim", "theory", "SL 20 s sim", "theory",
                    "ASA s sim", "theory", "vs ciw, same path"):  # fmt: skip
@@ -258,6 +291,24 @@ def print_tables(console: Console, erlang: Sequence[dict[str, Any]], rows: Seque
             f"{r['abandon_rate']:.1%} ± {r['abandon_rate_ci95']:.1%}",
             f"{r['resolution_rate']:.1%} ± {r['resolution_rate_ci95']:.1%}",
             f"{r['csat']:.3f} ± {r['csat_ci95']:.3f}",
+        )
+    console.print(table)
+    table = Table(title="The specialist case: right agent first, or transfer (mean ± 95% CI)")
+    for column in ("policy", "transferred", "first-contact resolved", "resolved",
+                   "first wait s", "wait for specialist s", "total time s", "p90 s",
+                   "disputes' total s"):  # fmt: skip
+        table.add_column(column, justify="right" if column != "policy" else "left")
+    for r in specialist:
+        table.add_row(
+            str(r["policy"]),
+            f"{r['transfer_rate']:.1%} ± {r['transfer_rate_ci95']:.1%}",
+            f"{r['first_contact_resolution']:.1%} ± {r['first_contact_resolution_ci95']:.1%}",
+            f"{r['resolution_rate']:.1%} ± {r['resolution_rate_ci95']:.1%}",
+            f"{r['first_wait_s']:.1f} ± {r['first_wait_s_ci95']:.1f}",
+            f"{r['specialist_wait_s']:.1f} ± {r['specialist_wait_s_ci95']:.1f}",
+            f"{r['total_s']:.1f} ± {r['total_s_ci95']:.1f}",
+            f"{r['total_p90_s']:.0f} ± {r['total_p90_s_ci95']:.0f}",
+            f"{r['dispute_total_s']:.1f} ± {r['dispute_total_s_ci95']:.1f}",
         )
     console.print(table)
 
@@ -303,10 +354,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             erlang.append(erlang_case(agents, load, scale.erlang_contacts, scale.replications))
             progress.advance(job)
         compared = compare_policies(scale, progress)
+        job = progress.add_task("specialist case", total=1)
+        specialist = compare_specialist(scale.agents, scale.contacts, scale.seeds)
+        progress.advance(job)
     rows = policy_rows(compared.runs)
-    print_tables(console, erlang, rows)
+    print_tables(console, erlang, rows, specialist)
     tasks_per_s = compared.engine_contacts / compared.engine_s
-    checks = verdict(rows, erlang)
+    checks = verdict(rows, erlang, specialist)
     console.print(
         f"real core: {tasks_per_s:,.0f} simulated contacts/s on one core "
         f"({tasks_per_s * 60:,.0f} a minute); whole run {time.monotonic() - started_s:.0f} s"
@@ -325,6 +379,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "simulated_tasks_per_s": round(tasks_per_s),
             "erlang_c": erlang,
             "policies": rows,
+            "specialist": specialist,
             "targets": checks,
         }
         args.json.parent.mkdir(parents=True, exist_ok=True)

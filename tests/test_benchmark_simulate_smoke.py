@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from benchmarks.simulate import main
@@ -15,6 +16,8 @@ from benchmarks.simulation.center import Agent, Contact, make_agents, make_trace
 from benchmarks.simulation.des import replay
 from benchmarks.simulation.erlang import ciw_waits_for_trace, erlang_c
 from benchmarks.simulation.routers import EngineRouter
+from benchmarks.simulation.specialist import DISPUTES, make_specialist_trace, make_staff, run
+from benchmarks.simulation.specialist import Policy as SpecialistPolicy
 from router.core.model import ScoringWeights
 
 BILLING = "billing"
@@ -127,5 +130,37 @@ def test_the_command_writes_its_json_and_figures(tmp_path: Path) -> None:
             "p_wait_sim",
             "p_wait_theory",
         } <= case.keys()
+    assert [r["policy"] for r in document["specialist"]] == [p.value for p in SpecialistPolicy]
     assert (tmp_path / "simulate_policies.png").stat().st_size > 10_000
     assert (tmp_path / "simulate_erlang.png").stat().st_size > 10_000
+
+
+def test_the_specialist_case_transfers_only_when_routed_anywhere_and_keeps_every_contact() -> None:
+    staff = make_staff(20, seed=1)
+    trace = make_specialist_trace(1_500, 20, seed=3)
+    disputes = np.array([c.need == DISPUTES for c in trace])
+    results = {policy: run(trace, staff, policy) for policy in SpecialistPolicy}
+    for result in results.values():
+        assert (result.first_wait_ms >= 0).all()  # nobody hangs up in this case: all served
+        assert (result.total_ms >= result.first_wait_ms).all()
+        assert not result.transferred[~disputes].any()  # only disputes need a specialist
+        assert (result.first_contact_resolved <= result.resolved).all()
+    right_first = results[SpecialistPolicy.RIGHT_AGENT_FIRST]
+    assert not right_first.transferred.any()
+    transferred = results[SpecialistPolicy.ANYWHERE_THEN_TRANSFER].transferred
+    # Disputes that met a generalist and were not resolved by the workaround moved on.
+    assert 0 < transferred.sum() < disputes.sum()
+    assert (results[SpecialistPolicy.ANYWHERE_THEN_TRANSFER].specialist_wait_ms[transferred] >= 0
+            ).all()  # fmt: skip
+
+
+def test_a_cold_transfer_keeps_the_contacts_place_where_a_new_task_loses_it() -> None:
+    """At a load where specialists are busy, a transferred dispute waits less for one than a
+    re-created task, which starts again behind every dispute that arrived since."""
+    staff = make_staff(20, seed=1)
+    trace = make_specialist_trace(3_000, 20, seed=4)
+    transfer = run(trace, staff, SpecialistPolicy.ANYWHERE_THEN_TRANSFER)
+    recreate = run(trace, staff, SpecialistPolicy.ANYWHERE_THEN_RECREATE)
+    kept_age = transfer.specialist_wait_ms[transfer.transferred].mean()
+    lost_age = recreate.specialist_wait_ms[recreate.transferred].mean()
+    assert kept_age < lost_age
