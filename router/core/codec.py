@@ -22,6 +22,8 @@ COMMAND_TYPES: Final[dict[str, type[cmd.AnyCommand]]] = {
         cmd.UpsertWorker, cmd.RemoveWorker, cmd.SetActivity, cmd.CreateTask, cmd.UpdateTask,
         cmd.CancelTask, cmd.AcceptOffer, cmd.RejectOffer, cmd.CompleteTask, cmd.WrapUpTask,
         cmd.SeedIds, cmd.Tick,
+        cmd.WorkerAttached, cmd.PresenceLost, cmd.AllPresenceLost, cmd.WorkerDetached,
+        cmd.SetDraining, cmd.UpsertPresenceSettings,
     )
 }  # fmt: skip
 """Every command type by its journal name (the class name: renaming a command breaks old

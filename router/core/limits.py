@@ -95,3 +95,15 @@ ADVANCE_TIME_MS_MAX: Final = 366 * 24 * 3600 * 1000
 CLOCK_MS_MAX: Final = 253_402_300_799_999
 """The latest time the router's clock may reach: the last millisecond of 9999 (calendars work
 in dates up to then)."""
+PRESENCE_TIMEOUT_S_DEFAULT: Final = 30.0
+"""How long a Connect stream may stay silent (no heartbeat or other message) before the router
+ends it and the worker's presence is lost (`PresenceSettings.presence_timeout_s`)."""
+PRESENCE_TIMEOUT_S_MAX: Final = 3600.0
+PRESENCE_GRACE_S_DEFAULT: Final = 10.0
+"""How long a worker whose stream was lost keeps its offers and activity, waiting for it to
+reconnect (`PresenceSettings.presence_grace_s`)."""
+PRESENCE_GRACE_S_MAX: Final = 3600.0
+REQUEUE_AFTER_DISCONNECT_S_MAX: Final = 7 * 24 * 3600.0
+"""Longest `requeue_after_disconnect_s` of a channel."""
+MISSED_OFFERS_MAX_LIMIT: Final = 100
+"""Largest `PresenceSettings.missed_offers_max` (offers in a row a worker may let expire)."""

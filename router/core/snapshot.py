@@ -25,6 +25,7 @@ from router.core.histories import CustomerHistory, HistoriesShare, payload_finge
 from router.core.lifecycle import TasksShare
 from router.core.model import QueueConfig, Reservation, RoutingPolicy, TaskRecord, TaskSpec
 from router.core.offers import OffersShare
+from router.core.presence import PresenceShare
 from router.core.roster import RosterShare, SavedWorker
 from router.core.statistics import SavedCounters
 from router.core.task_index import keys_of
@@ -83,6 +84,8 @@ class _Snapshot:
     id_key: bytes = b""
     """The key ids are derived with (`identifiers.py`); empty in snapshots taken before ids
     were keyed, whose journals go on giving sequential ids until the writer seeds them."""
+    presence: PresenceShare = field(default_factory=PresenceShare)
+    """Presence settings and per-worker presence (empty before presence existed)."""
 
 
 def take(engine: Engine) -> bytes:
@@ -119,6 +122,7 @@ def take(engine: Engine) -> bytes:
         timers=timers.timers,
         id_key=engine.identifiers.key,
         windows=engine.windows.save(),
+        presence=engine.presence.save(),
     )
     return msgspec.msgpack.encode(snapshot)
 
@@ -157,6 +161,7 @@ def restore(data: bytes) -> Engine:
         CatalogShare(snapshot.channels, snapshot.activities, snapshot.queues, snapshot.policies)
     )
     engine.matching.restore_rounds(snapshot.rounds)
+    engine.presence.restore(snapshot.presence)  # before the workers: it holds some back
     engine.statistics.restore(snapshot.counters)
     engine.roster.restore_workers(roster)
     engine.catalog.restore_membership()

@@ -31,6 +31,9 @@ class TaskMove(Enum):
     """`WrapUpTask`, or the queue's wrap-up time running out."""
     CANCEL = "cancel"
     """`CancelTask`, its time-to-live, or an exception rule."""
+    REQUEUE = "requeue"
+    """Its worker's stream was lost for the channel's `requeue_after_disconnect_s`: it is
+    routed again (`presence.py`)."""
 
 
 _T = TaskStatus
@@ -43,6 +46,7 @@ TASK_TRANSITIONS: Final[Mapping[tuple[TaskStatus, TaskStatus], TaskMove]] = {
     (_T.WRAPPING, _T.COMPLETED): TaskMove.WRAP_UP,
     (_T.PENDING, _T.CANCELED): TaskMove.CANCEL,
     (_T.RESERVED, _T.CANCELED): TaskMove.CANCEL,
+    (_T.ASSIGNED, _T.PENDING): TaskMove.REQUEUE,
 }
 """Every legal move of a task: (from, to) -> the cause that makes it."""
 _MOVE_BY_VALUES: Final[Mapping[tuple[str, str], TaskMove]] = {
@@ -71,6 +75,7 @@ _REFUSALS: Final[Mapping[TaskMove, str]] = {
     TaskMove.COMPLETE: "only an assigned task can be completed",
     TaskMove.WRAP_UP: "only a wrapping task can be wrapped up",
     TaskMove.CANCEL: "only pending or reserved tasks can be canceled",
+    TaskMove.REQUEUE: "only an assigned task can be re-queued",
 }
 
 

@@ -16,6 +16,7 @@ from router.core import commands as cmd
 from router.core.engine import Engine
 from router.core.errors import CoreError
 from router.core.model import (
+    PresenceSettings,
     ActionKind,
     BusinessHours,
     ExceptionRule,
@@ -132,6 +133,13 @@ EXAMPLES: list[cmd.Command] = [
     cmd.WrapUpTask("t"),
     cmd.SeedIds(bytes(range(32))),
     cmd.Tick(),
+    cmd.UpsertChannel("chat", "Chat", requeue_after_disconnect_s=120.0),
+    cmd.WorkerAttached("w", "available"),
+    cmd.PresenceLost("w"),
+    cmd.AllPresenceLost(),
+    cmd.WorkerDetached("w", "break"),
+    cmd.SetDraining("w", True),
+    cmd.UpsertPresenceSettings(PresenceSettings(20.0, 5.0, "offline", 3, "away")),
 ]
 
 

@@ -95,6 +95,15 @@ def _cancel(scene: Scene, task_id: str) -> None:
     scene.apply(cmd.CancelTask(task_id))
 
 
+def _requeue(scene: Scene, task_id: str) -> None:
+    """Its worker's stream is lost for the channel's re-queue delay (`presence.py`)."""
+    scene.apply(cmd.UpsertChannel("voice", requeue_after_disconnect_s=5))
+    scene.apply(cmd.WorkerAttached("a"))
+    scene.apply(cmd.PresenceLost("a"))
+    scene.now_ms += 5_000
+    scene.apply(cmd.Tick())
+
+
 _T = TaskStatus
 DRIVERS: dict[tuple[TaskStatus, TaskStatus], Callable[[Scene, str], None]] = {
     (_T.PENDING, _T.RESERVED): _offer,
@@ -105,6 +114,7 @@ DRIVERS: dict[tuple[TaskStatus, TaskStatus], Callable[[Scene, str], None]] = {
     (_T.WRAPPING, _T.COMPLETED): _wrap_up,
     (_T.PENDING, _T.CANCELED): _cancel,
     (_T.RESERVED, _T.CANCELED): _cancel,
+    (_T.ASSIGNED, _T.PENDING): _requeue,
 }
 """The command that makes each allowed move."""
 
