@@ -249,6 +249,7 @@ class Matching:
         if not eligible:
             return []
         columns = sorted(set().union(*(rows.tolist() for _, _, rows in eligible)))
+        candidates = eligible
         eligible = eligible[: len(columns)]  # the first in order get the workers
         column_of = {row: j for j, row in enumerate(columns)}
         matrix = np.full((len(eligible), len(columns)), INELIGIBLE)
@@ -267,7 +268,8 @@ class Matching:
             self._offer(task, self._workers[self._worker_at_row[columns[j]]])
         if not pairs:
             return []
-        return [task for task, _, _ in eligible if task.status is TaskStatus.PENDING]
+        # Every candidate, also those cut above: a worker with room for more may take them next.
+        return [task for task, _, _ in candidates if task.status is TaskStatus.PENDING]
 
     # -- snapshot and digest ----------------------------------------------------------------
 
