@@ -138,9 +138,7 @@ class Engine:
         timers.handle(TimerKind.STEP, live=routing.step_live, fire=routing.step_timed_out)
         timers.handle(TimerKind.WAIT, live=routing.wait_live, fire=routing.wait_rule_due)
         timers.handle(TimerKind.ROUND, live=self.matching.round_live, fire=self.matching.round_due)
-        timers.handle(
-            TimerKind.PRESENCE_GRACE, live=presence.grace_live, fire=presence.grace_over
-        )
+        timers.handle(TimerKind.PRESENCE_GRACE, live=presence.grace_live, fire=presence.grace_over)
         timers.handle(TimerKind.REQUEUE, live=presence.requeue_live, fire=presence.requeue_due)
 
     def _connect(self) -> None:

@@ -247,7 +247,8 @@ class Presence:
         if not 0 <= settings.missed_offers_max <= MISSED_OFFERS_MAX_LIMIT:
             raise InvalidArgument(
                 "missed_offers_max",
-                f"must be between 0 and {MISSED_OFFERS_MAX_LIMIT}, got {settings.missed_offers_max}",
+                f"must be between 0 and {MISSED_OFFERS_MAX_LIMIT}, "
+                f"got {settings.missed_offers_max}",
             )
         activities = self._catalog.activities
         for name, activity in (
@@ -404,9 +405,7 @@ class Presence:
 
     def holds_something(self) -> bool:
         return bool(
-            self.workers
-            or self.requeue_after_disconnect_s
-            or self.settings != PresenceSettings()
+            self.workers or self.requeue_after_disconnect_s or self.settings != PresenceSettings()
         )
 
     def digest_state(self) -> list[Any]:

@@ -337,7 +337,6 @@ class Roster:
 
     def restore_workers(self, share: RosterShare) -> None:
         columns = self.columns
-        activities = self._catalog.activities
         for saved in share.workers:
             row = saved.row
             columns.claim_row(row)

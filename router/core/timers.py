@@ -1,5 +1,6 @@
 """The engine's clock and its timers: offer expiry, wrap-up end, time-to-live, step timeouts,
-exception wait times, assignment rounds and presence (grace, re-queue after a disconnect), in one heap ordered by due time then creation.
+exception wait times, assignment rounds and presence (grace, re-queue after a disconnect), in
+one heap ordered by due time then creation.
 
 Timers are never removed when what they watch ends (an offer answered, a task closed): they are
 skipped when they fall due, and swept once most of the heap is such (a day's time-to-live timers

@@ -16,12 +16,12 @@ from router.core import commands as cmd
 from router.core.engine import Engine
 from router.core.errors import CoreError
 from router.core.model import (
-    PresenceSettings,
     ActionKind,
     BusinessHours,
     ExceptionRule,
     OpenHours,
     PolicyFilter,
+    PresenceSettings,
     QueueAction,
     QueueConfig,
     QueueOrder,

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from router.core import codec
+from router.core import codec, snapshot
 from router.core import commands as cmd
-from router.core import snapshot
 from router.core.engine import Engine
 from router.core.errors import CoreError, FailedPrecondition, InvalidArgument
 from router.core.events import TaskRequeued, WorkerPresenceChanged
@@ -245,9 +244,7 @@ def test_refused_presence_commands_change_nothing() -> None:
     ]
     for settings in bad:
         scene.refused(cmd.UpsertPresenceSettings(settings), InvalidArgument)
-    error = scene.refused(
-        cmd.UpsertChannel("chat", requeue_after_disconnect_s=-5), InvalidArgument
-    )
+    error = scene.refused(cmd.UpsertChannel("chat", requeue_after_disconnect_s=-5), InvalidArgument)
     assert "requeue_after_disconnect_s" in error.message
 
 
