@@ -16,7 +16,7 @@ from router._proto.switchboard.v1 import resources_pb2 as pb
 from router._proto.switchboard.v1 import worker_service_pb2 as wpb
 from router.server import ServerConfig
 from tests.conftest import ServerThread
-from tests.e2e.raw import RawAgent, Stubs, StreamEnded, connect
+from tests.e2e.raw import RawAgent, StreamEnded, Stubs, connect
 
 
 @pytest.fixture
@@ -72,9 +72,7 @@ def test_a_dead_agents_offer_reaches_another_agent_within_the_grace(
     assert lost.activity == "offline" and not lost.available
 
 
-def test_a_reconnect_within_the_grace_keeps_the_offer(
-    stubs: Stubs, agents: list[RawAgent]
-) -> None:
+def test_a_reconnect_within_the_grace_keeps_the_offer(stubs: Stubs, agents: list[RawAgent]) -> None:
     stubs.worker("ana")
     first = connect(stubs, agents, "ana")
     stubs.create()
@@ -144,9 +142,7 @@ def test_a_goodbye_ends_the_stream_cleanly_without_a_grace(
     assert gone.activity == "offline" and not gone.connected and gone.presence_lost_at_ms == 0
 
 
-def test_missed_offers_in_a_row_move_the_agent_away(
-    stubs: Stubs, agents: list[RawAgent]
-) -> None:
+def test_missed_offers_in_a_row_move_the_agent_away(stubs: Stubs, agents: list[RawAgent]) -> None:
     settings = pb.PresenceSettings(missed_offers_max=2)
     request = apb.UpsertPresenceSettingsRequest(settings=settings)
     applied = stubs.admin.UpsertPresenceSettings(request, timeout=5).settings
