@@ -217,6 +217,8 @@ class RouterService:
             self._leadership.add_role_listener(listener)
 
     async def stop(self) -> None:
+        for issued in list(self._background):
+            issued.cancel()
         task, self._task = self._task, None
         # Cancel until it has ended: a cancellation can arrive inside a store call that
         # reports it as a lost connection, which the follow loop would retry.
