@@ -36,7 +36,7 @@ from router.api.handlers import replaced
 from router.api.stats import ClockServicer, StatsServicer
 from router.api.status import LEADER_METADATA_KEY
 from router.api.tasks import TaskServicer
-from router.api.workers import WorkerServicer
+from router.api.workers import HELLO_TIMEOUT_S_DEFAULT, WorkerServicer
 from router.clock import Clock, SystemClock, TestClock
 from router.core.engine import Engine
 from router.obs.loop_monitor import LoopMonitor
@@ -130,6 +130,9 @@ class ServerConfig:
     """How long (and how many batches' worth) the event feed is kept in the store."""
     event_subscriber_lag_max: int = LAG_EVENTS_MAX
     """How many events an event feed subscriber may fall behind before it is cut off."""
+    hello_timeout_s: float = HELLO_TIMEOUT_S_DEFAULT
+    """How long a new Connect stream may take to send its hello before it is ended
+    DEADLINE_EXCEEDED (a stream that never says who it is holds a slot for nothing)."""
 
 
 @dataclass(slots=True)
@@ -266,7 +269,9 @@ async def start_server(config: ServerConfig, *, engine: Engine | None = None) ->
         )
 
     task_service_pb2_grpc.add_TaskServiceServicer_to_server(TaskServicer(service), server)
-    worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(WorkerServicer(service), server)
+    worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(
+        WorkerServicer(service, hello_timeout_s=config.hello_timeout_s), server
+    )
     admin_service_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(service), server)
     stats_service_pb2_grpc.add_StatsServiceServicer_to_server(StatsServicer(service), server)
     clock_service_pb2_grpc.add_ClockServiceServicer_to_server(ClockServicer(service), server)

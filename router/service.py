@@ -11,8 +11,10 @@ served from the engine between batches."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
+import logging
 import secrets
 from dataclasses import dataclass
 from typing import TypeVar
@@ -20,20 +22,30 @@ from typing import TypeVar
 from router.clock import Clock
 from router.core import commands as cmd
 from router.core.engine import Engine
-from router.core.errors import Unavailable
+from router.core.errors import CoreError, Unavailable
 from router.obs.metrics import RouterMetrics
 from router.store.protocols import Journal, Lease
 from router.writer.batches import REPLICA_ACK_TIMEOUT_MS, BatchWriter
 from router.writer.eventhub import LAG_EVENTS_MAX, Cursor, EventFilter, EventHub, Subscription
-from router.writer.fanout import Fanout, StreamEnd, WorkerStream
+from router.writer.fanout import EndKind, Fanout, StreamEnd, WorkerStream
 from router.writer.housekeeping import SNAPSHOT_EVERY_COMMANDS_DEFAULT, Housekeeping, StateDigest
 from router.writer.leadership import Leadership, Role, RoleListener
 
 R = TypeVar("R")
 __all__ = [
-    "REPLICA_ACK_TIMEOUT_MS", "SNAPSHOT_EVERY_COMMANDS_DEFAULT", "Durability", "Role",
-    "RoleListener", "RouterService", "StateDigest", "StreamEnd", "WorkerStream",
+    "REPLICA_ACK_TIMEOUT_MS",
+    "SNAPSHOT_EVERY_COMMANDS_DEFAULT",
+    "Durability",
+    "EndKind",
+    "Role",
+    "RoleListener",
+    "RouterService",
+    "StateDigest",
+    "StreamEnd",
+    "WorkerStream",
 ]  # fmt: skip
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +106,8 @@ class RouterService:
             )  # fmt: skip
             self._leadership.add_role_listener(self._role_changed)
         self._task: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
+        """Presence commands issued when streams end (nobody waits for their answer)."""
         # derived_key's root until the workspace's id key is journaled (the first command).
         self._key_root = secrets.token_bytes(32)
 
@@ -107,6 +121,10 @@ class RouterService:
         entry it applied; a router that stops leading ends its subscribers."""
         if role is Role.LEADER:
             self._events.lead(self._writer.last_entry_id or "0")
+            # A new leader holds no streams: the workers the state says are connected get
+            # their grace (the first command of its writer; a hello that follows cancels it).
+            if self.engine.presence.connected_count():
+                self._issue(cmd.AllPresenceLost())
         else:
             self._events.end_all(self.leader_address)
 
@@ -114,7 +132,26 @@ class RouterService:
         self._housekeeping.journaled(commands)
 
     async def _after_batch(self) -> None:
+        self._fanout.watch(self._now_ms(), self._presence_timeout_ms())
         await self._housekeeping.snapshot_if_due()
+
+    def _now_ms(self) -> int:
+        return max(self.clock.now_ms(), self.engine.now_ms)
+
+    def _presence_timeout_ms(self) -> int:
+        return round(self.engine.presence.settings.presence_timeout_s * 1000)
+
+    def _issue(self, command: cmd.Command[object]) -> None:
+        """Submits a command nobody waits for (a refusal or an outage is only logged)."""
+        task = asyncio.get_running_loop().create_task(self._quietly(command))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _quietly(self, command: cmd.Command[object]) -> None:
+        try:
+            await self._writer.submit(command)
+        except (CoreError, Unavailable) as error:
+            log.info("%s was not applied: %s", type(command).__name__, error)
 
     async def _rebuild(self) -> None:
         assert self._leadership is not None  # only a durable writer rebuilds
@@ -180,6 +217,8 @@ class RouterService:
             self._leadership.add_role_listener(listener)
 
     async def stop(self) -> None:
+        for issued in list(self._background):
+            issued.cancel()
         task, self._task = self._task, None
         # Cancel until it has ended: a cancellation can arrive inside a store call that
         # reports it as a lost connection, which the follow loop would retry.
@@ -211,12 +250,24 @@ class RouterService:
 
     # -- agent streams --------------------------------------------------------------------------
 
-    def attach_worker_stream(self, worker_id: str) -> WorkerStream:
-        """A queue that receives every event about this worker's offers and assignments."""
-        return self._fanout.attach(worker_id)
+    def claim_worker_stream(self, worker_id: str) -> WorkerStream:
+        """A new stream for the worker, its only live one: an older one is ended (replaced).
+        It receives the worker's events from `subscribe_worker_stream` on."""
+        return self._fanout.claim(worker_id, self._now_ms())
 
-    def detach_worker_stream(self, worker_id: str, stream: WorkerStream) -> None:
-        self._fanout.detach(worker_id, stream)
+    def subscribe_worker_stream(self, stream: WorkerStream) -> None:
+        self._fanout.subscribe(stream, self._presence_timeout_ms())
+
+    def worker_stream_seen(self, stream: WorkerStream) -> None:
+        """A message arrived on the stream (it proves the agent is there)."""
+        stream.last_seen_ms = self._now_ms()
+
+    def worker_stream_ended(self, stream: WorkerStream, *, presence_lost: bool) -> None:
+        """Forgets an ended stream. When it was its worker's live one and ended without a
+        goodbye (`presence_lost`), the worker's presence is lost: its grace starts."""
+        if self._fanout.release(stream) and presence_lost and self.is_leader:
+            with contextlib.suppress(RuntimeError):  # the loop is closing
+                self._issue(cmd.PresenceLost(stream.worker_id))
 
     # -- the event feed -------------------------------------------------------------------------
 

@@ -67,6 +67,20 @@ def test_the_limits_table_states_the_code_s_limits() -> None:
             f"{STATUS_MESSAGE_CHARS_MAX:,} characters; a refused value quoted to "
             f"{QUOTED_CHARS_MAX}"
         ),
+        "presence timeout (`presence_timeout_s`)": (
+            f"above 0, up to {limits.PRESENCE_TIMEOUT_S_MAX:,.0f} s "
+            f"(default {limits.PRESENCE_TIMEOUT_S_DEFAULT:.0f} s)"
+        ),
+        "presence grace (`presence_grace_s`)": (
+            f"up to {limits.PRESENCE_GRACE_S_MAX:,.0f} s "
+            f"(default {limits.PRESENCE_GRACE_S_DEFAULT:.0f} s)"
+        ),
+        "re-queue after a disconnect (`requeue_after_disconnect_s`, per channel)": (
+            f"up to {limits.REQUEUE_AFTER_DISCONNECT_S_MAX:,.0f} s (7 days; default 0: never)"
+        ),
+        "missed offers in a row before away (`missed_offers_max`)": (
+            f"0 (off) to {limits.MISSED_OFFERS_MAX_LIMIT}"
+        ),
         "`AdvanceTime` (test clock)": (
             f"{limits.ADVANCE_TIME_MS_MAX:,} ms (366 days) a call, and never past the end of 9999"
         ),

@@ -95,15 +95,40 @@ class AdminClient(RouterClient[agrpc.AdminServiceStub]):
 
     # -- channels and activities ----------------------------------------------------------------
 
-    async def upsert_channel(self, channel_id: str, display_name: str = "") -> pb.Channel:
-        """Creates or renames a channel (voice, chat and the other built-in ones exist)."""
-        request = apb.UpsertChannelRequest(
-            channel=pb.Channel(channel_id=channel_id, display_name=display_name)
-        )
+    async def upsert_channel(
+        self,
+        channel_id: str,
+        display_name: str = "",
+        *,
+        requeue_after_disconnect_s: float | None = None,
+    ) -> pb.Channel:
+        """Creates or renames a channel (voice, chat and the other built-in ones exist).
+        `requeue_after_disconnect_s`: re-queue a lost agent's assigned tasks of this channel
+        after this long (0: never; None: keep the channel's setting)."""
+        channel = pb.Channel(channel_id=channel_id, display_name=display_name)
+        if requeue_after_disconnect_s is not None:
+            channel.requeue_after_disconnect_s = requeue_after_disconnect_s
+        request = apb.UpsertChannelRequest(channel=channel)
         response = await self._retrying(
             lambda: self._stub().UpsertChannel(request, timeout=self._call_timeout_s)
         )
         return response.channel
+
+    async def upsert_presence_settings(self, settings: pb.PresenceSettings) -> pb.PresenceSettings:
+        """Replaces the workspace's presence settings (unset fields: defaults); returns them
+        as applied."""
+        request = apb.UpsertPresenceSettingsRequest(settings=settings)
+        response = await self._retrying(
+            lambda: self._stub().UpsertPresenceSettings(request, timeout=self._call_timeout_s)
+        )
+        return response.settings
+
+    async def get_presence_settings(self) -> pb.PresenceSettings:
+        request = apb.GetPresenceSettingsRequest()
+        response = await self._retrying(
+            lambda: self._stub().GetPresenceSettings(request, timeout=self._call_timeout_s)
+        )
+        return response.settings
 
     async def list_channels(self) -> list[pb.Channel]:
         """Every channel of the workspace."""

@@ -48,6 +48,9 @@ _FATAL_STREAM_CODES = frozenset(
         grpc.StatusCode.PERMISSION_DENIED,
         grpc.StatusCode.UNAUTHENTICATED,
         grpc.StatusCode.UNIMPLEMENTED,
+        # Another session connected as the same worker and took it over: fighting back would
+        # make the two take turns.
+        grpc.StatusCode.ABORTED,
     }
 )
 
@@ -134,6 +137,7 @@ class AgentSession:
         self._failure: SwitchboardError | None = None
         self._last_error: SwitchboardError | None = None
         self._closed = False
+        self._presence_changes: asyncio.Queue[ConnectResponse.PresenceChange] = asyncio.Queue()
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -156,6 +160,14 @@ class AgentSession:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
+        await self.close()
+
+    async def goodbye(self, activity: str = "") -> None:
+        """Signs the agent out and ends the session: the router disconnects the worker at once
+        (no grace) and moves it to `activity` (an unavailable one) or, when empty, to the
+        workspace's lost activity (`offline` by default). Closing without a goodbye leaves the
+        worker in its grace, as a desktop that died would."""
+        await self._send(ConnectRequest(goodbye=ConnectRequest.Goodbye(activity=activity)))
         await self.close()
 
     async def close(self) -> None:
@@ -296,6 +308,21 @@ class AgentSession:
         self._worker = response.worker
         return response.worker
 
+    async def set_draining(self, draining: bool = True) -> pb.Worker:
+        """Drains this worker (it finishes what it holds and is offered nothing new) or ends
+        its drain."""
+        stub = self._stubs_now().workers
+        request = wpb.SetDrainingRequest(worker_id=self.worker_id, draining=draining)
+        response = await unary(stub.SetDraining(request, timeout=self._request_timeout_s))
+        self._worker = response.worker
+        return response.worker
+
+    async def presence_changes(self) -> AsyncIterator[ConnectResponse.PresenceChange]:
+        """Yields what the router changed for this worker (moved away after missed offers,
+        drained, its activity set by a supervisor, ...), in order, until the session ends."""
+        while not self._closed:
+            yield await self._presence_changes.get()
+
     async def _get_task(self, task_id: str) -> pb.Task:
         stub = self._stubs_now().tasks
         request = tpb.GetTaskRequest(task_id=task_id)
@@ -386,6 +413,10 @@ class AgentSession:
             assignment = self._assignments.get(message.assigned.task_id)
             if assignment is not None and not assignment.done():
                 assignment.set_result(message.assigned)
+        elif kind == "presence":
+            if self._worker is not None and message.presence.activity:
+                self._worker.activity = message.presence.activity
+            self._presence_changes.put_nowait(message.presence)
         elif kind in ("ack", "error"):
             answer = self._answers.get(message.request_id)
             if answer is not None and not answer.done():

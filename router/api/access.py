@@ -214,6 +214,7 @@ ACCESS: dict[str, Rule] = {
     _WORKERS + "Connect": Rule(frozenset({AGENT}), _hello),
     _WORKERS + "AcceptOffer": Rule(frozenset({AGENT}), _own_offer),
     _WORKERS + "RejectOffer": Rule(frozenset({AGENT}), _own_offer),
+    _WORKERS + "SetDraining": Rule(frozenset({SUPERVISOR, AGENT}), _activity),
     _ADMIN + "UpsertChannel": _CHANGE,
     _ADMIN + "ListChannels": _READ,
     _ADMIN + "UpsertActivity": _CHANGE,
@@ -227,6 +228,8 @@ ACCESS: dict[str, Rule] = {
     _ADMIN + "ListRoutingPolicies": _READ,
     _ADMIN + "DeleteRoutingPolicy": _CHANGE,
     _ADMIN + "GetStateDigest": Rule(_NOBODY),
+    _ADMIN + "UpsertPresenceSettings": _CHANGE,
+    _ADMIN + "GetPresenceSettings": _READ,
     "/switchboard.v1.StatsService/GetRealtimeStats": Rule(
         frozenset({SUPERVISOR}), narrow=_stats_of_own_queues
     ),

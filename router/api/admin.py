@@ -12,6 +12,7 @@ from router.api.paging import PAGE_TOKEN_KEY_PURPOSE, PageTokens, fill_page_by_i
 from router.api.status import maps_errors
 from router.core import commands as cmd
 from router.core.engine import UpsertedPolicy, UpsertedQueue
+from router.core.model import PresenceSettings
 from router.service import RouterService
 
 
@@ -27,11 +28,20 @@ class AdminServicer(agrpc.AdminServiceServicer):
         self, request: apb.UpsertChannelRequest, context: grpc.aio.ServicerContext
     ) -> apb.UpsertChannelResponse:
         channel = request.channel
-        display_name = await self._service.submit(
-            cmd.UpsertChannel(channel.channel_id, channel.display_name)
+        requeue_s = (
+            channel.requeue_after_disconnect_s
+            if channel.HasField("requeue_after_disconnect_s")
+            else None
         )
-        return apb.UpsertChannelResponse(
-            channel=pb.Channel(channel_id=channel.channel_id, display_name=display_name)
+        display_name = await self._service.submit(
+            cmd.UpsertChannel(channel.channel_id, channel.display_name, requeue_s)
+        )
+        return apb.UpsertChannelResponse(channel=self._channel_pb(channel.channel_id, display_name))
+
+    def _channel_pb(self, channel_id: str, display_name: str) -> pb.Channel:
+        requeue_s = self._service.engine.presence.requeue_after_disconnect_s.get(channel_id, 0.0)
+        return pb.Channel(
+            channel_id=channel_id, display_name=display_name, requeue_after_disconnect_s=requeue_s
         )
 
     @maps_errors
@@ -41,7 +51,7 @@ class AdminServicer(agrpc.AdminServiceServicer):
         channels = self._service.engine.channels
         return apb.ListChannelsResponse(
             channels=[
-                pb.Channel(channel_id=channel_id, display_name=display_name)
+                self._channel_pb(channel_id, display_name)
                 for channel_id, display_name in channels.items()
             ]
         )
@@ -107,6 +117,36 @@ class AdminServicer(agrpc.AdminServiceServicer):
         )
 
     @maps_errors
+    async def UpsertPresenceSettings(
+        self, request: apb.UpsertPresenceSettingsRequest, context: grpc.aio.ServicerContext
+    ) -> apb.UpsertPresenceSettingsResponse:
+        given, defaults = request.settings, PresenceSettings()
+        settings = PresenceSettings(
+            presence_timeout_s=(
+                given.presence_timeout_s
+                if given.HasField("presence_timeout_s")
+                else defaults.presence_timeout_s
+            ),
+            presence_grace_s=(
+                given.presence_grace_s
+                if given.HasField("presence_grace_s")
+                else defaults.presence_grace_s
+            ),
+            lost_activity=given.lost_activity or defaults.lost_activity,
+            missed_offers_max=given.missed_offers_max,
+            away_activity=given.away_activity or defaults.away_activity,
+        )
+        applied = await self._service.submit(cmd.UpsertPresenceSettings(settings))
+        return apb.UpsertPresenceSettingsResponse(settings=_settings_pb(applied))
+
+    @maps_errors
+    async def GetPresenceSettings(
+        self, request: apb.GetPresenceSettingsRequest, context: grpc.aio.ServicerContext
+    ) -> apb.GetPresenceSettingsResponse:
+        settings = self._service.engine.presence.settings
+        return apb.GetPresenceSettingsResponse(settings=_settings_pb(settings))
+
+    @maps_errors
     async def DeleteQueue(
         self, request: apb.DeleteQueueRequest, context: grpc.aio.ServicerContext
     ) -> apb.DeleteQueueResponse:
@@ -149,3 +189,13 @@ class AdminServicer(agrpc.AdminServiceServicer):
     ) -> apb.DeleteRoutingPolicyResponse:
         await self._service.submit(cmd.DeleteRoutingPolicy(request.policy_id))
         return apb.DeleteRoutingPolicyResponse()
+
+
+def _settings_pb(settings: PresenceSettings) -> pb.PresenceSettings:
+    return pb.PresenceSettings(
+        presence_timeout_s=settings.presence_timeout_s,
+        presence_grace_s=settings.presence_grace_s,
+        lost_activity=settings.lost_activity,
+        missed_offers_max=settings.missed_offers_max,
+        away_activity=settings.away_activity,
+    )

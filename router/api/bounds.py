@@ -50,6 +50,7 @@ CHARS_MAX_BY_FIELD: Final[dict[str, int]] = {
           "ListQueuesRequest.page_token", "ListRoutingPoliciesRequest.page_token"),
          PAGE_TOKEN_CHARS_MAX),
         (("SubscribeRequest.after_cursor",), CURSOR_CHARS_MAX),
+        (("PresenceSettings.lost_activity", "PresenceSettings.away_activity"), ID_CHARS_MAX),
     )
     for name in names
 }  # fmt: skip

@@ -47,6 +47,7 @@ from router.core.model import (
     WorkerProfile,
     WorkerRecord,
 )
+from router.core.presence import WorkerPresence
 from router.core.validation import canonical_number
 
 TASK_STATUS_TO_PB: dict[TaskStatus, pb.TaskStatus.ValueType] = {
@@ -333,7 +334,9 @@ def worker_profile_from_pb(worker: pb.Worker) -> WorkerProfile:
     )
 
 
-def worker_to_pb(worker: WorkerRecord, *, available: bool) -> pb.Worker:
+def worker_to_pb(
+    worker: WorkerRecord, *, available: bool, presence: WorkerPresence | None = None
+) -> pb.Worker:
     profile = worker.profile
     message = pb.Worker(
         worker_id=profile.worker_id,
@@ -349,6 +352,11 @@ def worker_to_pb(worker: WorkerRecord, *, available: bool) -> pb.Worker:
         load_by_channel=worker.load_by_channel,
         task_ids=list(worker.task_ids),
     )
+    if presence is not None:
+        message.connected = presence.connected
+        message.draining = presence.draining
+        message.presence_lost_at_ms = presence.lost_ms
+        message.missed_offers = presence.missed_offers
     if profile.total_capacity is not None:
         message.total_capacity = profile.total_capacity
     dict_to_struct(profile.attributes, message.attributes)

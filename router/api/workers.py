@@ -38,21 +38,50 @@ from router.core.events import (
     TaskPaused,
     TaskResumed,
     TransferChanged,
+    WorkerActivityChanged,
+    WorkerPresenceChanged,
 )
 from router.core.model import WorkerRecord
-from router.service import RouterService, StreamEnd, WorkerStream
+from router.service import EndKind, RouterService, StreamEnd, WorkerStream
 
 ConnectRequest = wpb.ConnectRequest
 ConnectResponse = wpb.ConnectResponse
 
+HELLO_TIMEOUT_S_DEFAULT = 10.0
+"""How long a new Connect stream may take to send its hello before it is ended."""
+
+_END_CODES = {
+    EndKind.REPLACED: grpc.StatusCode.ABORTED,
+    EndKind.REMOVED: grpc.StatusCode.NOT_FOUND,
+    EndKind.SILENT: grpc.StatusCode.DEADLINE_EXCEEDED,
+}
+
+
+class _Goodbye:
+    """Put on a stream's outbox once its goodbye is applied: the stream ends OK."""
+
+
+_GOODBYE = _Goodbye()
+_Outbox = asyncio.Queue[ConnectResponse | Event | StreamEnd | _Goodbye | None]
+
 
 class WorkerServicer(wgrpc.WorkerServiceServicer):
-    def __init__(self, service: RouterService) -> None:
+    def __init__(
+        self, service: RouterService, *, hello_timeout_s: float = HELLO_TIMEOUT_S_DEFAULT
+    ) -> None:
         self._service = service
+        self._hello_timeout_s = hello_timeout_s
 
     def _worker_pb(self, worker: WorkerRecord) -> pb.Worker:
-        available = self._service.engine.activities[worker.activity]
-        return worker_to_pb(worker, available=available)
+        engine = self._service.engine
+        available = engine.activities[worker.activity]
+        return worker_to_pb(
+            worker, available=available, presence=engine.presence.of(worker.worker_id)
+        )
+
+    def _copy_pb(self, copy: WorkerCopy) -> pb.Worker:
+        presence = self._service.engine.presence.of(copy.worker.worker_id)
+        return worker_to_pb(copy.worker, available=copy.available, presence=presence)
 
     @maps_errors
     async def UpsertWorker(
@@ -62,7 +91,7 @@ class WorkerServicer(wgrpc.WorkerServiceServicer):
             cmd.UpsertWorker(worker_profile_from_pb(request.worker))
         )
         return wpb.UpsertWorkerResponse(
-            worker=_worker_copy_to_pb(upserted.worker), created=upserted.created
+            worker=self._copy_pb(upserted.worker), created=upserted.created
         )
 
     @maps_errors
@@ -85,7 +114,7 @@ class WorkerServicer(wgrpc.WorkerServiceServicer):
         )
         response = wpb.ListWorkersResponse()
         copies = page.copies
-        included = await fill_page(response.workers, copies, _worker_copy_to_pb)
+        included = await fill_page(response.workers, copies, self._copy_pb)
         if included < len(copies) or page.more:
             response.next_page_token = tokens.token(copies[included - 1].worker.worker_id)
         return response
@@ -102,7 +131,7 @@ class WorkerServicer(wgrpc.WorkerServiceServicer):
         self, request: wpb.SetActivityRequest, context: grpc.aio.ServicerContext
     ) -> wpb.SetActivityResponse:
         worker = await self._service.submit(cmd.SetActivity(request.worker_id, request.activity))
-        return wpb.SetActivityResponse(worker=_worker_copy_to_pb(worker))
+        return wpb.SetActivityResponse(worker=self._copy_pb(worker))
 
     @maps_errors
     async def AcceptOffer(
@@ -123,31 +152,53 @@ class WorkerServicer(wgrpc.WorkerServiceServicer):
         return wpb.RejectOfferResponse()
 
     @maps_errors
+    async def SetDraining(
+        self, request: wpb.SetDrainingRequest, context: grpc.aio.ServicerContext
+    ) -> wpb.SetDrainingResponse:
+        worker = await self._service.submit(cmd.SetDraining(request.worker_id, request.draining))
+        return wpb.SetDrainingResponse(worker=self._copy_pb(worker))
+
+    @maps_errors
     async def Connect(
         self, request_iterator: AsyncIterator[ConnectRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[ConnectResponse]:
-        """Attaches the stream to a worker, re-sends its pending offers, then forwards every offer
-        event while answering accept, reject and heartbeat messages in order."""
+        """Attaches the stream to a worker (the worker's only live stream: an older one is
+        ended), re-sends its pending offers, then forwards every event about it while answering
+        accept, reject, heartbeat and goodbye messages in order. A stream that ends without a
+        goodbye (or falls silent) loses the worker's presence: its grace starts."""
         requests = aiter(request_iterator)
-        hello = await anext(requests, None)
+        try:
+            hello = await asyncio.wait_for(anext(requests, None), self._hello_timeout_s)
+        except TimeoutError:
+            await context.abort(
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                f"no hello within {self._hello_timeout_s:g} s: the first message of a Connect "
+                "stream must be a hello",
+            )
         if hello is None or not hello.HasField("hello"):
             raise InvalidArgument("hello", "the first message must be a hello")
+        service = self._service
         worker_id = hello.hello.worker_id
-        worker = self._service.engine.get_worker(worker_id)
-        if hello.hello.activity:
-            await self._service.submit(cmd.SetActivity(worker_id, hello.hello.activity))
-            # The live record again (the command's result is a copy): the offers made since
-            # are read below with no await before attaching.
-            worker = self._service.engine.get_worker(worker_id)
-        # Attach and read the pending offers with no await between, so that every offer is
-        # either in this snapshot or among the events that follow, never both or neither.
-        events = self._service.attach_worker_stream(worker_id)
-        attached = ConnectResponse(request_id=hello.request_id, attached=self._worker_pb(worker))
-        pending = self._pending_offers(worker)
-        outbox: asyncio.Queue[ConnectResponse | Event | StreamEnd | None] = asyncio.Queue()
-        forwarder = asyncio.create_task(_forward(events, outbox))
-        reader = asyncio.create_task(self._read(worker_id, requests, outbox))
+        service.engine.get_worker(worker_id)  # NOT_FOUND before taking anything over
+        # Claimed before the hello is applied, so that an older stream of the worker ending
+        # meanwhile is no longer its live one (its lost presence would follow the hello).
+        stream = service.claim_worker_stream(worker_id)
+        attached_ok = goodbye = False
+        forwarder = reader = None
         try:
+            await service.submit(cmd.WorkerAttached(worker_id, hello.hello.activity))
+            attached_ok = True
+            # Subscribe and read the pending offers with no await between, so that every offer
+            # is either in this snapshot or among the events that follow, never both or neither.
+            worker = service.engine.get_worker(worker_id)
+            service.subscribe_worker_stream(stream)
+            attached = ConnectResponse(
+                request_id=hello.request_id, attached=self._worker_pb(worker)
+            )
+            pending = self._pending_offers(worker)
+            outbox: _Outbox = asyncio.Queue()
+            forwarder = asyncio.create_task(_forward(stream, outbox))
+            reader = asyncio.create_task(self._read(stream, requests, outbox))
             yield attached
             for offer in pending:
                 yield offer
@@ -155,19 +206,28 @@ class WorkerServicer(wgrpc.WorkerServiceServicer):
                 item = await outbox.get()
                 if item is None:  # the agent closed its side
                     return
+                if isinstance(item, _Goodbye):
+                    goodbye = True
+                    return
                 if isinstance(item, StreamEnd):  # never OK: the agent must reconnect
-                    await abort_unavailable(
-                        context, item.message, leader_address=item.leader_address
-                    )
+                    code = _END_CODES.get(item.kind)
+                    if code is None:
+                        await abort_unavailable(
+                            context, item.message, leader_address=item.leader_address
+                        )
+                    else:
+                        await context.abort(code, item.message)
+                    return  # (abort raises)
                 message = item if isinstance(item, ConnectResponse) else _event_message(item)
                 if message is not None:
                     yield message
         finally:
-            self._service.detach_worker_stream(worker_id, events)
+            service.worker_stream_ended(stream, presence_lost=attached_ok and not goodbye)
             for task in (forwarder, reader):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
 
     def _pending_offers(self, worker: WorkerRecord) -> list[ConnectResponse]:
         engine = self._service.engine
@@ -184,27 +244,32 @@ class WorkerServicer(wgrpc.WorkerServiceServicer):
         return offers
 
     async def _read(
-        self,
-        worker_id: str,
-        requests: AsyncIterator[ConnectRequest],
-        outbox: asyncio.Queue[ConnectResponse | Event | StreamEnd | None],
+        self, stream: WorkerStream, requests: AsyncIterator[ConnectRequest], outbox: _Outbox
     ) -> None:
-        """Answers the agent's messages in order; ends the stream when the agent closes it."""
+        """Answers the agent's messages in order; ends the stream when the agent closes it or
+        says goodbye."""
         try:
             async for request in requests:
-                outbox.put_nowait(await self._answer(worker_id, request))
+                self._service.worker_stream_seen(stream)
+                answer = await self._answer(stream.worker_id, request)
+                outbox.put_nowait(answer)
+                if request.HasField("goodbye") and answer.HasField("ack"):
+                    outbox.put_nowait(_GOODBYE)
+                    return
         finally:
             outbox.put_nowait(None)
 
     async def _answer(self, worker_id: str, request: ConnectRequest) -> ConnectResponse:
         kind = request.WhichOneof("kind")
-        command: cmd.Command
+        command: cmd.Command[object]
         if kind == "accept":
             command = cmd.AcceptOffer(worker_id, request.accept.reservation_id)
         elif kind == "reject":
             command = cmd.RejectOffer(
                 worker_id, request.reject.reservation_id, request.reject.reason
             )
+        elif kind == "goodbye":
+            command = cmd.WorkerDetached(worker_id, request.goodbye.activity)
         elif kind == "heartbeat":
             return ConnectResponse(request_id=request.request_id, ack=ConnectResponse.Ack())
         else:
@@ -217,13 +282,7 @@ class WorkerServicer(wgrpc.WorkerServiceServicer):
         return ConnectResponse(request_id=request.request_id, ack=ConnectResponse.Ack())
 
 
-def _worker_copy_to_pb(copy: WorkerCopy) -> pb.Worker:
-    return worker_to_pb(copy.worker, available=copy.available)
-
-
-async def _forward(
-    events: WorkerStream, outbox: asyncio.Queue[ConnectResponse | Event | StreamEnd | None]
-) -> None:
+async def _forward(events: WorkerStream, outbox: _Outbox) -> None:
     while True:
         outbox.put_nowait(await events.get())
 
@@ -266,4 +325,15 @@ def _event_message(event: Event) -> ConnectResponse | None:
         return ConnectResponse(offer_closed=offer_to_pb(event.reservation, event.task))
     if isinstance(event, TaskAssigned):
         return ConnectResponse(assigned=task_to_pb(event.task))
+    if isinstance(event, WorkerActivityChanged):
+        change = ConnectResponse.PresenceChange(
+            change="activity", activity=event.activity,
+            previous_activity=event.previous_activity,
+        )  # fmt: skip
+        return ConnectResponse(presence=change)
+    if isinstance(event, WorkerPresenceChanged) and event.change not in ("connected", "lost"):
+        change = ConnectResponse.PresenceChange(
+            change=event.change, activity=event.activity, reason=event.reason
+        )
+        return ConnectResponse(presence=change)
     return None

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from router.core.lifecycle import TaskLifecycle
     from router.core.matching import Matching
     from router.core.offers import Offers
+    from router.core.presence import Presence
     from router.core.roster import Roster
     from router.core.routing import Routing
     from router.core.statistics import Statistics
@@ -44,6 +45,7 @@ class Audit:
         histories: Histories,
         identifiers: Identifiers,
         conversations: Conversations,
+        presence: Presence,
     ) -> None:
         self._clock = clock
         self._timers = timers
@@ -57,6 +59,7 @@ class Audit:
         self._histories = histories
         self._ids = identifiers
         self._conversations = conversations
+        self._presence = presence
 
     def check_invariants(self) -> None:
         """Raises AssertionError when the state breaks a rule that must always hold: no worker
@@ -83,6 +86,10 @@ class Audit:
                 assert priced <= worker.profile.total_capacity + 1e-9, f"{worker.worker_id} over"
             for task_id in worker.task_ids:
                 holders.setdefault(task_id, []).append(worker.worker_id)
+            assert columns.available[row] == roster.eligible(worker), (
+                f"{worker.worker_id} available column"
+            )
+        self._check_presence()
         tasks, waiting = self._lifecycle.tasks, self._matching.waiting
         reservations = self._offers.reservations
         conversation_holders = self._conversations.holders
@@ -129,6 +136,19 @@ class Audit:
                     f"{task_id} waits while {roster.worker_at_row[free_row]} is free"
                 )
 
+    def _check_presence(self) -> None:
+        """Presence is kept only for workers that exist and only while it is not the default;
+        a connected worker is not lost; a lost one has its grace or has spent it."""
+        workers = self._roster.workers
+        for worker_id, state in self._presence.workers.items():
+            assert worker_id in workers, f"presence of unknown worker {worker_id}"
+            assert not state.is_default(), f"{worker_id} default presence kept"
+            assert not (state.connected and state.lost_ms), f"{worker_id} connected and lost"
+            if state.grace_due_ms:
+                assert state.lost_ms and state.grace_due_ms >= state.lost_ms, f"{worker_id} grace"
+            limit = self._presence.settings.missed_offers_max
+            assert state.missed_offers < max(limit, 1), f"{worker_id} missed offers"
+
     def digest(self) -> str:
         """A hash of the whole routing state (see `Engine.digest`)."""
         digest = hashlib.sha256()
@@ -146,6 +166,7 @@ class Audit:
         """The state that `digest` hashes, part by part, in the digest's order."""
         # The clock is not state: a router that idled to a later time holds the same state.
         lifecycle, offers, matching = self._lifecycle, self._offers, self._matching
+        presence = self._presence
         return {
             "seqs": [lifecycle.task_seq, offers.reservation_seq, self._timers.seq],
             # Only once set: an unseeded state (an older router's) keeps the digest it had.
@@ -165,4 +186,6 @@ class Audit:
             "counters": self._stats.digest_state(),
             # Only once a conversation command has run: an older router's state keeps its digest.
             **self._conversations.digest_state(),
+            # Only once it holds something: an older router's state keeps the digest it had.
+            **({"presence": self._presence.digest_state()} if presence.holds_something() else {}),
         }

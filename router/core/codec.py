@@ -23,6 +23,8 @@ COMMAND_TYPES: Final[dict[str, type[cmd.AnyCommand]]] = {
         cmd.CancelTask, cmd.AcceptOffer, cmd.RejectOffer, cmd.CompleteTask, cmd.WrapUpTask,
         cmd.SeedIds, cmd.Tick, cmd.TransferTask, cmd.CancelTransfer, cmd.PauseTask,
         cmd.ResumeTask, cmd.AddParticipant, cmd.RemoveParticipant, cmd.HandOverTask,
+        cmd.WorkerAttached, cmd.PresenceLost, cmd.AllPresenceLost, cmd.WorkerDetached,
+        cmd.SetDraining, cmd.UpsertPresenceSettings,
     )
 }  # fmt: skip
 """Every command type by its journal name (the class name: renaming a command breaks old

@@ -12,7 +12,13 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from router.core.conversation_model import ParticipantRole, TransferMode, TransferTarget
-from router.core.model import QueueConfig, RoutingPolicy, TaskSpec, WorkerProfile
+from router.core.model import (
+    PresenceSettings,
+    QueueConfig,
+    RoutingPolicy,
+    TaskSpec,
+    WorkerProfile,
+)
 from router.core.results import (
     ConversationResult,
     CreatedTask,
@@ -36,6 +42,9 @@ class Command(Generic[R]):
 class UpsertChannel(Command[str]):
     channel_id: str
     display_name: str = ""
+    requeue_after_disconnect_s: float | None = None
+    """Re-queue a lost worker's assigned tasks of this channel after this long (0: never);
+    None keeps the channel's setting (`presence.py`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +207,50 @@ class HandOverTask(Command[ConversationResult]):
 
 
 @dataclass(frozen=True, slots=True)
+class WorkerAttached(Command[WorkerCopy]):
+    """A hello arrived on a Connect stream: the worker is connected (a reconnect within its
+    grace keeps everything); `activity`, when given, is set too."""
+
+    worker_id: str
+    activity: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceLost(Command[None]):
+    """The worker's stream ended without a goodbye, or fell silent: its grace starts."""
+
+    worker_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class AllPresenceLost(Command[int]):
+    """A new leader holds no streams: every worker the state says is connected loses its
+    presence (a reconnect within grace keeps everything). Returns how many did."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerDetached(Command[WorkerCopy]):
+    """The agent said goodbye: the worker is disconnected at once (no grace) and moves to
+    `activity`, or to the workspace's lost activity when empty (an unavailable one)."""
+
+    worker_id: str
+    activity: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SetDraining(Command[WorkerCopy]):
+    """A draining worker finishes what it holds and is offered nothing new."""
+
+    worker_id: str
+    draining: bool
+
+
+@dataclass(frozen=True, slots=True)
+class UpsertPresenceSettings(Command[PresenceSettings]):
+    settings: PresenceSettings
+
+
+@dataclass(frozen=True, slots=True)
 class SeedIds(Command[None]):
     """Sets the key that task and reservation ids are derived with (`identifiers.py`): drawn at
     random by the writer, once per workspace, before any other command it journals."""
@@ -237,5 +290,11 @@ AnyCommand = (
     | AddParticipant
     | RemoveParticipant
     | HandOverTask
+    | WorkerAttached
+    | PresenceLost
+    | AllPresenceLost
+    | WorkerDetached
+    | SetDraining
+    | UpsertPresenceSettings
 )
 """Every command type: what a journal holds (`codec.COMMAND_TYPES` names each)."""

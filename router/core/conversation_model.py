@@ -85,7 +85,9 @@ class Transfer:
     """Why the caller transferred it, as given."""
     outcome: str = ""
     """Why it ended: "routed", "accepted", "rejected", "timed_out", "canceled", "paused",
-    "completed", "task_closed", "participant_removed"."""
+    "completed", "task_closed", "participant_removed", "worker_unavailable" (its consult offer
+    was withdrawn: the worker went unavailable, drained or lost its stream), "worker_lost" (the
+    agent it was from lost its stream and the task went back to routing)."""
     ended_ms: int = 0
     wrap_up: bool = False
     """Whether the agent it is from wraps up once it hands the task on."""

@@ -698,6 +698,39 @@ class Conversations:
             self.closed.popitem(last=False)
         return freed
 
+    def rescind_invites(self, worker: WorkerRecord) -> None:
+        """The worker is no longer eligible (an activity, a drain, a lost stream): its pending
+        consult offers are withdrawn, failing the warm transfers they served."""
+        for task_id in list(worker.task_ids):
+            conversation = self.active.get(task_id)
+            if conversation is None:
+                continue
+            for participant in list(conversation.participants):
+                if participant.worker_id == worker.worker_id and participant.reservation_id:
+                    self._end_invite(
+                        self._open[task_id], conversation, participant,
+                        ReservationStatus.RESCINDED, "worker_unavailable",
+                    )  # fmt: skip
+
+    def primary_lost(self, task: TaskRecord) -> list[WorkerRecord]:
+        """The task goes back to routing because its primary's stream was lost (`presence.py`):
+        its handle time so far is kept, and every other participant leaves (a warm transfer in
+        flight fails). Returns the workers freed."""
+        conversation = self._ensure(task.task_id)
+        conversation.handled_ms += self._clock.now_ms - task.assigned_ms
+        return self._clear_participants(task, conversation, "worker_lost")
+
+    def participant_lost(self, task: TaskRecord, worker_id: str) -> list[WorkerRecord]:
+        """A joined consult's stream was lost for its channel's re-queue delay: it leaves the
+        task. Returns the workers freed."""
+        conversation = self.active.get(task.task_id)
+        if conversation is None:
+            return []
+        for participant in list(conversation.participants):
+            if participant.worker_id == worker_id and not participant.reservation_id:
+                return self._remove_joined(task, conversation, participant)
+        return []
+
     def _clear_participants(
         self, task: TaskRecord, conversation: Conversation, outcome: str
     ) -> list[WorkerRecord]:

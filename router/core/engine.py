@@ -12,6 +12,7 @@ parts, each owning its state and its share of the snapshot and of the digest:
     roster.py      workers, their numpy columns, and the holding and release of capacity
     lifecycle.py   tasks and the moves of their status (`transitions.py`, one table)
     offers.py      reservations: offering, accepting, rejecting, expiry
+    presence.py    whether agents are there: grace, re-queue after a disconnect, drain, away
     routing.py     arrival at a queue, routing steps, exception and wait-time rules
     matching.py    who gets what: routing a task, serving a worker, assignment rounds
     statistics.py  per-queue counters, wait estimates and queue statistics
@@ -46,6 +47,7 @@ from router.core.model import (
     WorkerRecord,
 )
 from router.core.offers import Offers
+from router.core.presence import Presence
 from router.core.results import (
     CreatedTask,
     QueueStats,
@@ -98,16 +100,18 @@ class Engine:
         self.routing = Routing()
         self.matching = Matching()
         self.conversations = Conversations()
+        self.presence = Presence()
         self._connect()
         self.audit = Audit(
             clock=self._clock, timers=self.timers, catalog=self.catalog, roster=self.roster,
             lifecycle=self.lifecycle, offers=self.offers, routing=self.routing,
             matching=self.matching, statistics=self.statistics, histories=self.histories,
             identifiers=self.identifiers, conversations=self.conversations,
+            presence=self.presence,
         )  # fmt: skip
         self._handlers: dict[type, Callable[[Any], Any]] = {}
         catalog, roster, lifecycle, offers = self.catalog, self.roster, self.lifecycle, self.offers
-        self._on(cmd.UpsertChannel, catalog.upsert_channel)
+        self._on(cmd.UpsertChannel, self._upsert_channel)
         self._on(cmd.UpsertActivity, catalog.upsert_activity)
         self._on(cmd.UpsertQueue, catalog.upsert_queue)
         self._on(cmd.DeleteQueue, catalog.delete_queue)
@@ -133,6 +137,13 @@ class Engine:
         self._on(cmd.HandOverTask, conversations.hand_over_task)
         self._on(cmd.SeedIds, self.identifiers.seed)
         self._on(cmd.Tick, _tick)
+        presence = self.presence
+        self._on(cmd.WorkerAttached, presence.worker_attached)
+        self._on(cmd.PresenceLost, presence.presence_lost)
+        self._on(cmd.AllPresenceLost, presence.all_presence_lost)
+        self._on(cmd.WorkerDetached, presence.worker_detached)
+        self._on(cmd.SetDraining, presence.set_draining)
+        self._on(cmd.UpsertPresenceSettings, presence.upsert_settings)
         timers, routing = self.timers, self.routing
         timers.handle(TimerKind.OFFER, live=offers.offer_live, fire=offers.expire)
         timers.handle(TimerKind.WRAPUP, live=lifecycle.wrapup_live, fire=lifecycle.wrapup_ended)
@@ -151,6 +162,8 @@ class Engine:
             live=conversations.wrapup_live,
             fire=conversations.wrapup_ended,
         )
+        timers.handle(TimerKind.PRESENCE_GRACE, live=presence.grace_live, fire=presence.grace_over)
+        timers.handle(TimerKind.REQUEUE, live=presence.requeue_live, fire=presence.requeue_due)
 
     def _connect(self) -> None:
         """Gives each part the others it works with."""
@@ -189,11 +202,25 @@ class Engine:
             clock=clock, events=events, timers=timers, catalog=catalog, roster=roster,
             lifecycle=lifecycle, offers=offers, routing=routing, histories=histories,
         )  # fmt: skip
+        self.presence.connect(
+            clock=clock, events=events, timers=timers, catalog=catalog, roster=roster,
+            lifecycle=lifecycle, matching=matching, conversations=self.conversations,
+        )  # fmt: skip
+        roster.connect_presence(self.presence)
+        roster.connect_conversations(self.conversations)
+        offers.connect_presence(self.presence)
         statistics.connect(
             clock=clock, queues=catalog.queues, membership=catalog.membership,
             columns=roster.columns, waiting=matching.waiting, task_routing=routing.of_task,
             open_tasks=lifecycle.tasks.open,
         )  # fmt: skip
+
+    def _upsert_channel(self, command: cmd.UpsertChannel) -> str:
+        """A channel, with its re-queue delay after a disconnect (kept by presence)."""
+        self.presence.check_channel_requeue(command)
+        display_name = self.catalog.upsert_channel(command)
+        self.presence.set_channel_requeue(command)
+        return display_name
 
     def _on(self, kind: type[cmd.Command[R]], handler: Callable[[Never], R]) -> None:
         """Routes commands of one type to their handler, which returns the command's R."""

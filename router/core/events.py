@@ -200,6 +200,37 @@ class TaskResumed:
     """"caller", or "pause" when its pause ran out."""
 
 
+@dataclass(frozen=True, slots=True)
+class WorkerPresenceChanged:
+    """A worker's presence changed (`presence.py`): `change` is a PresenceChange's value."""
+
+    worker_id: str
+    change: str
+    activity: str
+    """The worker's activity after the change."""
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRequeued:
+    """An assigned task went back to routing: its worker's stream was lost for longer than its
+    channel's `requeue_after_disconnect_s`."""
+
+    task_id: str
+    queue_id: str
+    channel: str
+    worker_id: str
+    """The worker who held it (now its known agent)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceSettingsChanged:
+    """The workspace's presence settings, or a channel's re-queue delay, changed."""
+
+    channel: str = ""
+    """The channel whose `requeue_after_disconnect_s` changed; empty for the settings."""
+
+
 Event = (
     TaskCreated
     | OfferCreated
@@ -222,4 +253,7 @@ Event = (
     | ParticipantChanged
     | TaskPaused
     | TaskResumed
+    | WorkerPresenceChanged
+    | TaskRequeued
+    | PresenceSettingsChanged
 )

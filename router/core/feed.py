@@ -21,6 +21,7 @@ from router.core.events import (
     OfferCreated,
     ParticipantChanged,
     PolicyChanged,
+    PresenceSettingsChanged,
     QueueChanged,
     TaskAssigned,
     TaskCanceled,
@@ -29,11 +30,13 @@ from router.core.events import (
     TaskMoved,
     TaskPaused,
     TaskQueued,
+    TaskRequeued,
     TaskResumed,
     TaskUpdated,
     TaskWrapping,
     TransferChanged,
     WorkerActivityChanged,
+    WorkerPresenceChanged,
     WorkerRemoved,
     WorkerUpserted,
 )
@@ -75,6 +78,27 @@ class EventType(IntEnum):
     TASK_RESUMED = 127
     CONSULT_OFFERED = 128
     CONSULT_CLOSED = 129
+    WORKER_CONNECTED = 100
+    WORKER_PRESENCE_LOST = 101
+    WORKER_DISCONNECTED = 102
+    WORKER_PRESENCE_EXPIRED = 103
+    WORKER_AWAY = 104
+    WORKER_DRAINING = 105
+    WORKER_UNDRAINED = 106
+    TASK_REQUEUED = 107
+    PRESENCE_SETTINGS_CHANGED = 108
+
+
+_PRESENCE_TYPE: Final = {
+    "connected": EventType.WORKER_CONNECTED,
+    "lost": EventType.WORKER_PRESENCE_LOST,
+    "disconnected": EventType.WORKER_DISCONNECTED,
+    "expired": EventType.WORKER_PRESENCE_EXPIRED,
+    "away": EventType.WORKER_AWAY,
+    "draining": EventType.WORKER_DRAINING,
+    "undrained": EventType.WORKER_UNDRAINED,
+}
+"""The feed's type of each `PresenceChange` value."""
 
 
 class FeedEvent(msgspec.Struct, array_like=True, frozen=True, omit_defaults=True):
@@ -230,6 +254,14 @@ def _public(event: Event, at_ms: int) -> FeedEvent:
                 reason=reason or reservation.status.value, role=role.value,
                 transfer_id=transfer_id,
             )  # fmt: skip
+        case WorkerPresenceChanged(worker_id, change, activity, reason):
+            return FeedEvent(_PRESENCE_TYPE[change], at_ms, worker_id=worker_id,
+                             activity=activity, reason=reason)  # fmt: skip
+        case TaskRequeued(task_id, queue_id, channel, worker_id):
+            return FeedEvent(EventType.TASK_REQUEUED, at_ms, task_id, queue_id, channel,
+                             worker_id)  # fmt: skip
+        case PresenceSettingsChanged(channel):
+            return FeedEvent(EventType.PRESENCE_SETTINGS_CHANGED, at_ms, channel=channel)
     raise AssertionError(f"no feed event for {event!r}")
 
 

@@ -15,6 +15,7 @@ from router.core.events import (
     TaskCanceled,
     TaskCompleted,
     TaskCreated,
+    TaskRequeued,
     TaskUpdated,
     TaskWrapping,
 )
@@ -324,6 +325,29 @@ class TaskLifecycle:
         freed = self.close(task)
         self._events.append(TaskCompleted(task.snapshot()))
         self._matching.serve_worker(worker)
+        for other in freed:
+            self._matching.serve_worker(other)
+
+    def requeue(self, task: TaskRecord) -> None:
+        """Routes an assigned task again, keeping its age: its worker's stream has been lost
+        for its channel's `requeue_after_disconnect_s` (`presence.py`). The worker becomes its
+        known agent, so that it is preferred if it comes back while the task waits."""
+        check_task_move(task.task_id, task.status, TaskStatus.PENDING, TaskMove.REQUEUE)
+        freed = self._conversations.primary_lost(task)
+        worker = self._roster.workers[task.worker_id]
+        self._roster.release(worker, task)
+        task.known_agent_id = worker.worker_id
+        task.worker_id = ""
+        task.reservation_id = ""
+        self.transition(task, TaskStatus.PENDING, TaskMove.REQUEUE)
+        self._events.append(
+            TaskRequeued(task.task_id, task.queue_id, task.spec.channel, worker.worker_id)
+        )
+        routing = self._routing
+        routing.derive(task)
+        routing.fire_wait_rules(task)
+        if task.status is TaskStatus.PENDING and task.task_id not in self._matching.waiting:
+            self._matching.route_task(task)
         for other in freed:
             self._matching.serve_worker(other)
 

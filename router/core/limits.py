@@ -107,3 +107,15 @@ PAUSE_MAX_S_MAX: Final = 30 * 24 * 3600.0
 """Largest `pause_max_s` a queue may set."""
 TRANSFER_REASON_CHARS_MAX: Final = 256
 """Longest reason given for a transfer or a pause."""
+PRESENCE_TIMEOUT_S_DEFAULT: Final = 30.0
+"""How long a Connect stream may stay silent (no heartbeat or other message) before the router
+ends it and the worker's presence is lost (`PresenceSettings.presence_timeout_s`)."""
+PRESENCE_TIMEOUT_S_MAX: Final = 3600.0
+PRESENCE_GRACE_S_DEFAULT: Final = 10.0
+"""How long a worker whose stream was lost keeps its offers and activity, waiting for it to
+reconnect (`PresenceSettings.presence_grace_s`)."""
+PRESENCE_GRACE_S_MAX: Final = 3600.0
+REQUEUE_AFTER_DISCONNECT_S_MAX: Final = 7 * 24 * 3600.0
+"""Longest `requeue_after_disconnect_s` of a channel."""
+MISSED_OFFERS_MAX_LIMIT: Final = 100
+"""Largest `PresenceSettings.missed_offers_max` (offers in a row a worker may let expire)."""

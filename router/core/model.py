@@ -8,7 +8,12 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from router.core.limits import PAUSE_MAX_S_DEFAULT, RESERVATION_TIMEOUT_S_DEFAULT
+from router.core.limits import (
+    PAUSE_MAX_S_DEFAULT,
+    PRESENCE_GRACE_S_DEFAULT,
+    PRESENCE_TIMEOUT_S_DEFAULT,
+    RESERVATION_TIMEOUT_S_DEFAULT,
+)
 
 JsonObject = Mapping[str, Any]
 
@@ -23,6 +28,25 @@ DEFAULT_CHANNELS: tuple[str, ...] = (
 )
 DEFAULT_ACTIVITIES: Mapping[str, bool] = {"available": True, "break": False, "offline": False}
 NEW_WORKER_ACTIVITY = "offline"
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceSettings:
+    """The workspace's presence settings (`presence.py`). The defaults act on nothing until a
+    worker connects, so that journals written before presence replay as they did."""
+
+    presence_timeout_s: float = PRESENCE_TIMEOUT_S_DEFAULT
+    """A Connect stream silent this long (no heartbeat or other message) is ended by the
+    router and the worker's presence is lost."""
+    presence_grace_s: float = PRESENCE_GRACE_S_DEFAULT
+    """After its stream is lost, how long a worker keeps its offers and activity (receiving
+    nothing new) for a reconnect; then it moves to `lost_activity`."""
+    lost_activity: str = "offline"
+    """Where a worker goes when its grace runs out (an unavailable activity)."""
+    missed_offers_max: int = 0
+    """Offers in a row a worker may let time out before it moves to `away_activity` (0: off)."""
+    away_activity: str = "away"
+    """Where a worker who missed `missed_offers_max` offers in a row goes (unavailable)."""
 
 
 class TaskStatus(Enum):

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from router.core.identifiers import Identifiers
     from router.core.lifecycle import TaskLifecycle
     from router.core.matching import Matching
+    from router.core.presence import Presence
     from router.core.roster import Roster
     from router.core.routing import Routing
     from router.core.statistics import Statistics
@@ -78,6 +79,9 @@ class Offers:
         self._stats = statistics
         self._histories = histories
         self._ids = identifiers
+
+    def connect_presence(self, presence: Presence) -> None:
+        self._presence = presence
 
     # -- making and ending offers -----------------------------------------------------------
 
@@ -140,6 +144,7 @@ class Offers:
             worker = workers.get(other.worker_id)
             if worker is not None:
                 self._matching.serve_worker(worker)
+        self._presence.offer_answered(reservation.worker_id)
         return self._stats.copy(task)
 
     def reject_offer(self, command: cmd.RejectOffer) -> None:
@@ -147,6 +152,7 @@ class Offers:
             command.worker_id, command.reservation_id, ReservationStatus.REJECTED
         )
         self.end_offer(reservation, ReservationStatus.REJECTED, exclude=True, reason=command.reason)
+        self._presence.offer_answered(reservation.worker_id)
 
     def _reservation_of(
         self, worker_id: str, reservation_id: str, status: ReservationStatus
@@ -171,7 +177,9 @@ class Offers:
 
     def expire(self, reservation_id: str) -> None:
         """The offer timed out."""
-        self.end_offer(self.reservations[reservation_id], ReservationStatus.TIMED_OUT, exclude=True)
+        reservation = self.reservations[reservation_id]
+        self.end_offer(reservation, ReservationStatus.TIMED_OUT, exclude=True)
+        self._presence.offer_timed_out(reservation.worker_id)
 
     def end_offer(
         self,

@@ -32,9 +32,11 @@ from router.core.worker_index import WorkerIndex
 
 if TYPE_CHECKING:
     from router.core.catalog import Catalog
+    from router.core.conversations import Conversations
     from router.core.lifecycle import TaskLifecycle
     from router.core.matching import Matching
     from router.core.offers import Offers
+    from router.core.presence import Presence
     from router.core.routing import Routing
     from router.core.statistics import Statistics
     from router.core.timers import Clock
@@ -95,10 +97,23 @@ class Roster:
         self._matching = matching
         self._stats = statistics
 
+    def connect_presence(self, presence: Presence) -> None:
+        self._presence = presence
+
+    def connect_conversations(self, conversations: Conversations) -> None:
+        self._conversations = conversations
+
     # -- reads ------------------------------------------------------------------------------
 
     def worker(self, worker_id: str) -> WorkerRecord:
         return found("worker_id", "worker", self.workers, worker_id)
+
+    def eligible(self, worker: WorkerRecord) -> bool:
+        """Whether the worker may be offered work (its `available` column): its activity is an
+        available one, and it is neither draining nor lost (`presence.py`)."""
+        return self._catalog.activities[worker.activity] and not self._presence.held_back(
+            worker.worker_id
+        )
 
     def copy(self, worker: WorkerRecord) -> WorkerCopy:
         return WorkerCopy(worker.snapshot(), self._catalog.activities[worker.activity])
@@ -158,11 +173,12 @@ class Roster:
             was_available = False
         else:
             worker = existing
-            was_available = activities[worker.activity]
+            was_available = self.eligible(worker)
             if profile.activity is not None and profile.activity != worker.activity:
                 self._record_activity_change(worker, profile.activity)
         worker.profile = replace(profile, activity=None)
-        self.columns.available[worker.row] = activities[worker.activity]
+        available = self.eligible(worker)
+        self.columns.available[worker.row] = available
         self.columns.write_profile(worker.row, profile)
         document = worker_document(profile)
         self.attributes.set_row(worker.row, document)
@@ -175,7 +191,7 @@ class Roster:
         self._events.append(WorkerUpserted(worker.worker_id, worker.activity, existing is None))
         if existing is None:
             self._routing.repin(worker.worker_id)
-        if activities[worker.activity] != was_available:
+        if available != was_available:
             self.availability_changed(worker, was_available)
         else:  # new skills or capacity may make waiting tasks eligible
             self._matching.serve_worker(worker)
@@ -204,7 +220,7 @@ class Roster:
         # Unavailable first, so that a rescinded task is not offered straight back.
         self.columns.available[worker.row] = False
         self.columns.refresh(worker.row)
-        self._rescind_offers(worker)
+        self.rescind_offers(worker)
         self.columns.release_row(worker.row)
         self.attributes.clear_row(worker.row)
         self._catalog.membership.clear_column(worker.row)
@@ -215,6 +231,7 @@ class Roster:
         self.worker_index.remove(worker.worker_id, worker.activity)
         for task_id in pinned:  # its row may go to another worker: they now wait for nobody
             self._routing.rederive_waiting(open_tasks[task_id])
+        self._presence.worker_removed(worker.worker_id)
         self._events.append(WorkerRemoved(worker.worker_id, worker.activity))
 
     def set_activity(self, command: cmd.SetActivity) -> WorkerCopy:
@@ -223,19 +240,27 @@ class Roster:
         if command.activity not in activities:
             raise InvalidArgument("activity", f"unknown activity {quoted(command.activity)}")
         if command.activity != worker.activity:
-            was_available = activities[worker.activity]
-            self._record_activity_change(worker, command.activity)
-            self.availability_changed(worker, was_available)
+            self.move_activity(worker, command.activity, self.eligible(worker))
         return self.copy(worker)
+
+    def move_activity(self, worker: WorkerRecord, activity: str, was_available: bool) -> None:
+        """Moves a worker to another (known) activity; `was_available`: its eligibility before
+        this command changed anything."""
+        self._record_activity_change(worker, activity)
+        self.availability_changed(worker, was_available)
 
     def _record_activity_change(self, worker: WorkerRecord, activity: str) -> None:
         self._events.append(WorkerActivityChanged(worker.worker_id, activity, worker.activity))
         self.worker_index.move(worker.worker_id, worker.activity, activity)
         worker.activity = activity
 
-    def availability_changed(self, worker: WorkerRecord, was_available: bool) -> None:
-        """Acts on a worker whose activity may have changed availability."""
-        available = self._catalog.activities[worker.activity]
+    def availability_changed(
+        self, worker: WorkerRecord, was_available: bool, *, rescind: bool = True
+    ) -> None:
+        """Acts on a worker whose eligibility (activity, drain, presence) may have changed:
+        serves it when it became eligible, else rescinds its pending offers (unless `rescind`
+        is False: a lost worker's offers wait for it through its grace)."""
+        available = self.eligible(worker)
         self.columns.available[worker.row] = available
         self.columns.refresh(worker.row)
         if available == was_available:
@@ -245,16 +270,19 @@ class Roster:
             if not worker.task_ids:
                 self._set_idle(worker)
             self._matching.serve_worker(worker)
-        else:
-            self._rescind_offers(worker)
+        elif rescind:
+            self.rescind_offers(worker)
 
-    def _rescind_offers(self, worker: WorkerRecord) -> None:
+    def rescind_offers(self, worker: WorkerRecord) -> None:
+        """The worker is no longer eligible: its pending offers, and its consult offers (failing
+        the warm transfers they served), are withdrawn."""
         offers = self._offers
         open_tasks = self._lifecycle.tasks.open
         for task_id in list(worker.task_ids):
             reservation = offers.offer_to(open_tasks[task_id], worker.worker_id)
             if reservation is not None:
                 offers.end_offer(reservation, ReservationStatus.RESCINDED, exclude=False)
+        self._conversations.rescind_invites(worker)
 
     # -- capacity ---------------------------------------------------------------------------
 
@@ -316,7 +344,6 @@ class Roster:
 
     def restore_workers(self, share: RosterShare) -> None:
         columns = self.columns
-        activities = self._catalog.activities
         for saved in share.workers:
             row = saved.row
             columns.claim_row(row)
@@ -330,7 +357,7 @@ class Roster:
             for channel, load in saved.load_by_channel.items():
                 columns.load[row, columns.channel_index.get(channel)] = load
             columns.held_tasks[row] = sum(saved.load_by_channel.values())
-            columns.available[row] = activities[saved.activity]
+            columns.available[row] = self.eligible(worker)
             columns.write_profile(row, saved.profile)  # prices the load, refreshes readiness
             idle_since_ms = float("inf") if saved.task_ids else saved.idle_since_ms
             columns.features[row, IDLE_SINCE_MS] = idle_since_ms

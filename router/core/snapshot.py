@@ -26,6 +26,7 @@ from router.core.histories import CustomerHistory, HistoriesShare, payload_finge
 from router.core.lifecycle import TasksShare
 from router.core.model import QueueConfig, Reservation, RoutingPolicy, TaskRecord, TaskSpec
 from router.core.offers import OffersShare
+from router.core.presence import PresenceShare
 from router.core.roster import RosterShare, SavedWorker
 from router.core.statistics import SavedCounters
 from router.core.task_index import keys_of
@@ -86,6 +87,8 @@ class _Snapshot:
     were keyed, whose journals go on giving sequential ids until the writer seeds them."""
     conversations: ConversationsShare = field(default_factory=ConversationsShare)
     """Transfers, pauses and participants (empty in snapshots taken before they existed)."""
+    presence: PresenceShare = field(default_factory=PresenceShare)
+    """Presence settings and per-worker presence (empty before presence existed)."""
 
 
 def take(engine: Engine) -> bytes:
@@ -123,6 +126,7 @@ def take(engine: Engine) -> bytes:
         id_key=engine.identifiers.key,
         windows=engine.windows.save(),
         conversations=engine.conversations.save(),
+        presence=engine.presence.save(),
     )
     return msgspec.msgpack.encode(snapshot)
 
@@ -161,6 +165,7 @@ def restore(data: bytes) -> Engine:
         CatalogShare(snapshot.channels, snapshot.activities, snapshot.queues, snapshot.policies)
     )
     engine.matching.restore_rounds(snapshot.rounds)
+    engine.presence.restore(snapshot.presence)  # before the workers: it holds some back
     engine.statistics.restore(snapshot.counters)
     engine.roster.restore_workers(roster)
     engine.catalog.restore_membership()

@@ -1,5 +1,6 @@
 """The engine's clock and its timers: offer expiry, wrap-up end, time-to-live, step timeouts,
-exception wait times and assignment rounds, in one heap ordered by due time then creation.
+exception wait times, assignment rounds and presence (grace, re-queue after a disconnect), in
+one heap ordered by due time then creation.
 
 Timers are never removed when what they watch ends (an offer answered, a task closed): they are
 skipped when they fall due, and swept once most of the heap is such (a day's time-to-live timers
@@ -46,6 +47,10 @@ class TimerKind(Enum):
     """A paused task's (ref) pause runs out."""
     HANDOFF_WRAPUP = "handoff_wrapup"
     """The wrap-up of an agent who transferred a task (ref) away ends."""
+    PRESENCE_GRACE = "presence_grace"
+    """The worker's (ref) grace after losing its stream runs out (`presence.py`)."""
+    REQUEUE = "requeue"
+    """A lost worker's (ref: "worker_id/channel") tasks of a channel go back to routing."""
 
 
 Timer = tuple[int, int, str, str]

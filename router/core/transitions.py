@@ -2,9 +2,10 @@
 `offers.py`) consults it before every change of status; a move it does not list is refused with
 FAILED_PRECONDITION, and `tests/unit/test_transitions.py` enumerates it.
 
-A task's move is keyed by (from, to) and names the cause that makes it, so that a status reached
-two ways (completed straight from assigned, or after wrap-up) still says which command may take
-it there: `WrapUpTask` on an assigned task is refused although assigned -> completed exists."""
+A task's move is a (from, to, cause) row, so that a status reached two ways (completed straight
+from assigned, or after wrap-up) still says which command may take it there: `WrapUpTask` on an
+assigned task is refused although assigned -> completed exists; and one pair may have several
+causes (assigned -> pending: a cold transfer, or a re-queue after a lost stream)."""
 
 from __future__ import annotations
 
@@ -37,29 +38,36 @@ class TaskMove(Enum):
     """`ResumeTask`, or a pause that ran out: it is routed again."""
     TRANSFER = "transfer"
     """A cold `TransferTask`: the agent is released and the task routed at the target."""
+    REQUEUE = "requeue"
+    """Its worker's stream was lost for the channel's `requeue_after_disconnect_s`: it is
+    routed again (`presence.py`)."""
 
 
 _T = TaskStatus
-TASK_TRANSITIONS: Final[Mapping[tuple[TaskStatus, TaskStatus], TaskMove]] = {
-    (_T.PENDING, _T.RESERVED): TaskMove.OFFER,
-    (_T.RESERVED, _T.PENDING): TaskMove.OFFERS_ENDED,
-    (_T.RESERVED, _T.ASSIGNED): TaskMove.ACCEPT,
-    (_T.ASSIGNED, _T.WRAPPING): TaskMove.COMPLETE,
-    (_T.ASSIGNED, _T.COMPLETED): TaskMove.COMPLETE,
-    (_T.WRAPPING, _T.COMPLETED): TaskMove.WRAP_UP,
-    (_T.PENDING, _T.CANCELED): TaskMove.CANCEL,
-    (_T.RESERVED, _T.CANCELED): TaskMove.CANCEL,
-    (_T.PAUSED, _T.CANCELED): TaskMove.CANCEL,
-    (_T.ASSIGNED, _T.PAUSED): TaskMove.PAUSE,
-    (_T.PAUSED, _T.PENDING): TaskMove.RESUME,
-    (_T.ASSIGNED, _T.PENDING): TaskMove.TRANSFER,
-}
-"""Every legal move of a task: (from, to) -> the cause that makes it."""
-_MOVE_BY_VALUES: Final[Mapping[tuple[str, str], TaskMove]] = {
-    (from_status.value, to_status.value): move
-    for (from_status, to_status), move in TASK_TRANSITIONS.items()
-}
-"""The same table keyed by the statuses' values: checked on every move of every task, and a
+_M = TaskMove
+TASK_TRANSITIONS: Final[frozenset[tuple[TaskStatus, TaskStatus, TaskMove]]] = frozenset(
+    {
+        (_T.PENDING, _T.RESERVED, _M.OFFER),
+        (_T.RESERVED, _T.PENDING, _M.OFFERS_ENDED),
+        (_T.RESERVED, _T.ASSIGNED, _M.ACCEPT),
+        (_T.ASSIGNED, _T.WRAPPING, _M.COMPLETE),
+        (_T.ASSIGNED, _T.COMPLETED, _M.COMPLETE),
+        (_T.WRAPPING, _T.COMPLETED, _M.WRAP_UP),
+        (_T.PENDING, _T.CANCELED, _M.CANCEL),
+        (_T.RESERVED, _T.CANCELED, _M.CANCEL),
+        (_T.PAUSED, _T.CANCELED, _M.CANCEL),
+        (_T.ASSIGNED, _T.PAUSED, _M.PAUSE),
+        (_T.PAUSED, _T.PENDING, _M.RESUME),
+        (_T.ASSIGNED, _T.PENDING, _M.TRANSFER),
+        (_T.ASSIGNED, _T.PENDING, _M.REQUEUE),
+    }
+)
+"""Every legal move of a task: (from, to, the cause that makes it)."""
+_MOVES_BY_VALUES: Final[frozenset[tuple[str, str, str]]] = frozenset(
+    (from_status.value, to_status.value, move.value)
+    for from_status, to_status, move in TASK_TRANSITIONS
+)
+"""The same rows in the statuses' and causes' values: checked on every move of every task, and a
 tuple of str hashes in C, where one of enum members calls Enum.__hash__ (Python) for each."""
 
 _R = ReservationStatus
@@ -84,18 +92,19 @@ _REFUSALS: Final[Mapping[TaskMove, str]] = {
     TaskMove.PAUSE: "only an assigned task can be paused",
     TaskMove.RESUME: "only a paused task can be resumed",
     TaskMove.TRANSFER: "only an assigned task can be transferred",
+    TaskMove.REQUEUE: "only an assigned task can be re-queued",
 }
 
 
 def task_move_allowed(from_status: TaskStatus, to_status: TaskStatus, move: TaskMove) -> bool:
-    return _MOVE_BY_VALUES.get((from_status._value_, to_status._value_)) is move
+    return (from_status._value_, to_status._value_, move._value_) in _MOVES_BY_VALUES
 
 
 def check_task_move(
     task_id: str, from_status: TaskStatus, to_status: TaskStatus, move: TaskMove
 ) -> None:
     """Raises FailedPrecondition unless the table lets `move` take the task from -> to."""
-    if _MOVE_BY_VALUES.get((from_status._value_, to_status._value_)) is not move:
+    if (from_status._value_, to_status._value_, move._value_) not in _MOVES_BY_VALUES:
         raise FailedPrecondition(f"task {task_id} is {from_status.value}; {_REFUSALS[move]}")
 
 

@@ -122,6 +122,13 @@ class RawAgent:
     def reject(self, reservation_id: str) -> str:
         return self.send(reject=wpb.ConnectRequest.Reject(reservation_id=reservation_id))
 
+    def heartbeat(self) -> None:
+        """Proves the desktop is there (a stream silent for `presence_timeout_s` of the router's
+        clock is ended): sends a heartbeat and waits for its ack."""
+        request_id = self.send(heartbeat=wpb.ConnectRequest.Heartbeat())
+        while self.next_of("ack").request_id != request_id:
+            pass
+
     def close(self) -> None:
         self._requests.put(None)
         self._call.cancel()

@@ -304,7 +304,10 @@ def test_estimated_wait_comes_from_staffing_and_handle_time(
         served = [stubs.create().task.task_id for _ in range(2)]
         for task_id in served:
             take(desks[holder(stubs, task_id)], task_id)
-        stubs.advance(60)
+        for _ in range(2):  # the desks' heartbeats keep their streams (presence_timeout_s 30)
+            stubs.advance(30)
+            for desk in desks.values():
+                desk.heartbeat()
         for task_id in served:
             complete(stubs, task_id)
     busy = [stubs.create().task.task_id for _ in range(2)]

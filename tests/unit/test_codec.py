@@ -22,6 +22,7 @@ from router.core.model import (
     ExceptionRule,
     OpenHours,
     PolicyFilter,
+    PresenceSettings,
     QueueAction,
     QueueConfig,
     QueueOrder,
@@ -148,6 +149,13 @@ EXAMPLES: list[cmd.Command] = [
     cmd.AddParticipant("t", ParticipantRole.MONITOR, TransferTarget(worker_id="sup")),
     cmd.RemoveParticipant("t", "sup"),
     cmd.HandOverTask("t", "w2", wrap_up=True),
+    cmd.UpsertChannel("chat", "Chat", requeue_after_disconnect_s=120.0),
+    cmd.WorkerAttached("w", "available"),
+    cmd.PresenceLost("w"),
+    cmd.AllPresenceLost(),
+    cmd.WorkerDetached("w", "break"),
+    cmd.SetDraining("w", True),
+    cmd.UpsertPresenceSettings(PresenceSettings(20.0, 5.0, "offline", 3, "away")),
 ]
 
 

@@ -23,6 +23,7 @@ from router.core.model import (
     ExceptionRule,
     OpenHours,
     PolicyFilter,
+    PresenceSettings,
     QueueAction,
     QueueConfig,
     Route,
@@ -234,6 +235,8 @@ def random_command(rng: random.Random, engine: Engine, step: int) -> cmd.Command
         return cmd.WrapUpTask(rng.choice(wrapping).task_id)
     if roll < 0.80 and engine.tasks:
         return cmd.CancelTask(rng.choice(list(engine.tasks)))
+    if roll < 0.84:
+        return random_presence_command(rng)
     if roll < 0.88:
         return cmd.SetActivity(f"w{rng.randint(1, 12)}", rng.choice(["available", "break"]))
     if roll < 0.93:
@@ -256,7 +259,24 @@ def random_command(rng: random.Random, engine: Engine, step: int) -> cmd.Command
     if roll < 0.98:
         target = rng.choice(["", "team == 'a'", "senior OR languages HAS 'es'"])
         return cmd.UpsertQueue(QueueConfig("vip", target_expression=target, wrapup_s=5))
+    if roll < 0.995:
+        return random_presence_command(rng)
     return cmd.Tick()
+
+
+def random_presence_command(rng: random.Random) -> cmd.Command:
+    """Agents' desktops connecting, dropping (grace, re-queue), saying goodbye, draining."""
+    worker_id = f"w{rng.randint(1, 12)}"
+    roll = rng.random()
+    if roll < 0.35:
+        return cmd.WorkerAttached(worker_id, rng.choice(["", "", "available", "break"]))
+    if roll < 0.65:
+        return cmd.PresenceLost(worker_id)
+    if roll < 0.75:
+        return cmd.WorkerDetached(worker_id, rng.choice(["", "break"]))
+    if roll < 0.95:
+        return cmd.SetDraining(worker_id, rng.random() < 0.6)
+    return cmd.AllPresenceLost()
 
 
 def run(seed: int, steps: int) -> tuple[Engine, list[tuple[cmd.Command, int]], list[object]]:
@@ -383,6 +403,17 @@ def setup_commands(rng: random.Random) -> list[cmd.Command]:
     setup.append(cmd.UpsertQueue(QueueConfig("vip", target_expression="senior", wrapup_s=5)))
     setup.append(cmd.UpsertRoutingPolicy(random_policy(rng)))
     setup.extend(cmd.UpsertWorker(random_worker(rng, f"w{i}")) for i in range(1, 11))
+    setup.append(
+        cmd.UpsertPresenceSettings(
+            PresenceSettings(
+                presence_grace_s=rng.choice([5.0, 10.0]),
+                missed_offers_max=rng.choice([0, 2, 3]),
+            )
+        )
+    )
+    setup.append(cmd.UpsertChannel("chat", requeue_after_disconnect_s=rng.choice([0.0, 30.0])))
+    setup.append(cmd.UpsertChannel("email", requeue_after_disconnect_s=60.0))
+    setup.extend(cmd.WorkerAttached(f"w{i}") for i in range(1, 11) if rng.random() < 0.7)
     return setup
 
 

@@ -100,6 +100,16 @@ class AdminServiceStub:
                 request_serializer=switchboard_dot_v1_dot_admin__service__pb2.GetStateDigestRequest.SerializeToString,
                 response_deserializer=switchboard_dot_v1_dot_admin__service__pb2.GetStateDigestResponse.FromString,
                 _registered_method=True)
+        self.UpsertPresenceSettings = channel.unary_unary(
+                '/switchboard.v1.AdminService/UpsertPresenceSettings',
+                request_serializer=switchboard_dot_v1_dot_admin__service__pb2.UpsertPresenceSettingsRequest.SerializeToString,
+                response_deserializer=switchboard_dot_v1_dot_admin__service__pb2.UpsertPresenceSettingsResponse.FromString,
+                _registered_method=True)
+        self.GetPresenceSettings = channel.unary_unary(
+                '/switchboard.v1.AdminService/GetPresenceSettings',
+                request_serializer=switchboard_dot_v1_dot_admin__service__pb2.GetPresenceSettingsRequest.SerializeToString,
+                response_deserializer=switchboard_dot_v1_dot_admin__service__pb2.GetPresenceSettingsResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -201,6 +211,19 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpsertPresenceSettings(self, request, context):
+        """Replaces the workspace's presence settings (unset fields: defaults).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPresenceSettings(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -268,6 +291,16 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.GetStateDigest,
                     request_deserializer=switchboard_dot_v1_dot_admin__service__pb2.GetStateDigestRequest.FromString,
                     response_serializer=switchboard_dot_v1_dot_admin__service__pb2.GetStateDigestResponse.SerializeToString,
+            ),
+            'UpsertPresenceSettings': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpsertPresenceSettings,
+                    request_deserializer=switchboard_dot_v1_dot_admin__service__pb2.UpsertPresenceSettingsRequest.FromString,
+                    response_serializer=switchboard_dot_v1_dot_admin__service__pb2.UpsertPresenceSettingsResponse.SerializeToString,
+            ),
+            'GetPresenceSettings': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPresenceSettings,
+                    request_deserializer=switchboard_dot_v1_dot_admin__service__pb2.GetPresenceSettingsRequest.FromString,
+                    response_serializer=switchboard_dot_v1_dot_admin__service__pb2.GetPresenceSettingsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -622,6 +655,60 @@ class AdminService:
             '/switchboard.v1.AdminService/GetStateDigest',
             switchboard_dot_v1_dot_admin__service__pb2.GetStateDigestRequest.SerializeToString,
             switchboard_dot_v1_dot_admin__service__pb2.GetStateDigestResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpsertPresenceSettings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/switchboard.v1.AdminService/UpsertPresenceSettings',
+            switchboard_dot_v1_dot_admin__service__pb2.UpsertPresenceSettingsRequest.SerializeToString,
+            switchboard_dot_v1_dot_admin__service__pb2.UpsertPresenceSettingsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPresenceSettings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/switchboard.v1.AdminService/GetPresenceSettings',
+            switchboard_dot_v1_dot_admin__service__pb2.GetPresenceSettingsRequest.SerializeToString,
+            switchboard_dot_v1_dot_admin__service__pb2.GetPresenceSettingsResponse.FromString,
             options,
             channel_credentials,
             insecure,

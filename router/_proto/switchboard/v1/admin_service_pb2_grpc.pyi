@@ -67,6 +67,9 @@ class AdminServiceStub:
     """A hash of the whole routing state: two routers with equal digests hold the same state
     (for checking a recovery or a standby).
     """
+    UpsertPresenceSettings: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.UpsertPresenceSettingsRequest, _admin_service_pb2.UpsertPresenceSettingsResponse]
+    """Replaces the workspace's presence settings (unset fields: defaults)."""
+    GetPresenceSettings: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.GetPresenceSettingsRequest, _admin_service_pb2.GetPresenceSettingsResponse]
 
 @_typing.type_check_only
 class AdminServiceAsyncStub(AdminServiceStub):
@@ -107,6 +110,9 @@ class AdminServiceAsyncStub(AdminServiceStub):
     """A hash of the whole routing state: two routers with equal digests hold the same state
     (for checking a recovery or a standby).
     """
+    UpsertPresenceSettings: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.UpsertPresenceSettingsRequest, _admin_service_pb2.UpsertPresenceSettingsResponse]  # type: ignore[assignment]
+    """Replaces the workspace's presence settings (unset fields: defaults)."""
+    GetPresenceSettings: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.GetPresenceSettingsRequest, _admin_service_pb2.GetPresenceSettingsResponse]  # type: ignore[assignment]
 
 class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
     """Workspace configuration: channels, activities, queues and routing policies."""
@@ -222,5 +228,20 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         """A hash of the whole routing state: two routers with equal digests hold the same state
         (for checking a recovery or a standby).
         """
+
+    @_abc_1.abstractmethod
+    def UpsertPresenceSettings(
+        self,
+        request: _admin_service_pb2.UpsertPresenceSettingsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_service_pb2.UpsertPresenceSettingsResponse, _abc.Awaitable[_admin_service_pb2.UpsertPresenceSettingsResponse]]:
+        """Replaces the workspace's presence settings (unset fields: defaults)."""
+
+    @_abc_1.abstractmethod
+    def GetPresenceSettings(
+        self,
+        request: _admin_service_pb2.GetPresenceSettingsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_service_pb2.GetPresenceSettingsResponse, _abc.Awaitable[_admin_service_pb2.GetPresenceSettingsResponse]]: ...
 
 def add_AdminServiceServicer_to_server(servicer: AdminServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -88,6 +88,24 @@ class _EventTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EventType.V
     transfer) to `worker_id`, and its end without acceptance (`reason`).
     """
     EVENT_TYPE_CONSULT_CLOSED: _EventType.ValueType  # 129
+    EVENT_TYPE_WORKER_CONNECTED: _EventType.ValueType  # 100
+    """Presence (`worker_id`, `activity` after the change, `reason`): a hello
+    arrived; the stream was lost without a goodbye (the grace starts); a
+    goodbye; the grace ran out (moved to the lost activity, offers rescinded);
+    missed offers in a row (moved to the away activity); drained; undrained.
+    """
+    EVENT_TYPE_WORKER_PRESENCE_LOST: _EventType.ValueType  # 101
+    EVENT_TYPE_WORKER_DISCONNECTED: _EventType.ValueType  # 102
+    EVENT_TYPE_WORKER_PRESENCE_EXPIRED: _EventType.ValueType  # 103
+    EVENT_TYPE_WORKER_AWAY: _EventType.ValueType  # 104
+    EVENT_TYPE_WORKER_DRAINING: _EventType.ValueType  # 105
+    EVENT_TYPE_WORKER_UNDRAINED: _EventType.ValueType  # 106
+    EVENT_TYPE_TASK_REQUEUED: _EventType.ValueType  # 107
+    """An assigned task went back to routing after its worker was lost for the
+    channel's requeue_after_disconnect_s (`worker_id`: who held it).
+    """
+    EVENT_TYPE_PRESENCE_SETTINGS_CHANGED: _EventType.ValueType  # 108
+    """The presence settings changed (`channel`: a channel's re-queue delay)."""
 
 class EventType(_EventType, metaclass=_EventTypeEnumTypeWrapper): ...
 
@@ -154,6 +172,24 @@ EVENT_TYPE_CONSULT_OFFERED: EventType.ValueType  # 128
 transfer) to `worker_id`, and its end without acceptance (`reason`).
 """
 EVENT_TYPE_CONSULT_CLOSED: EventType.ValueType  # 129
+EVENT_TYPE_WORKER_CONNECTED: EventType.ValueType  # 100
+"""Presence (`worker_id`, `activity` after the change, `reason`): a hello
+arrived; the stream was lost without a goodbye (the grace starts); a
+goodbye; the grace ran out (moved to the lost activity, offers rescinded);
+missed offers in a row (moved to the away activity); drained; undrained.
+"""
+EVENT_TYPE_WORKER_PRESENCE_LOST: EventType.ValueType  # 101
+EVENT_TYPE_WORKER_DISCONNECTED: EventType.ValueType  # 102
+EVENT_TYPE_WORKER_PRESENCE_EXPIRED: EventType.ValueType  # 103
+EVENT_TYPE_WORKER_AWAY: EventType.ValueType  # 104
+EVENT_TYPE_WORKER_DRAINING: EventType.ValueType  # 105
+EVENT_TYPE_WORKER_UNDRAINED: EventType.ValueType  # 106
+EVENT_TYPE_TASK_REQUEUED: EventType.ValueType  # 107
+"""An assigned task went back to routing after its worker was lost for the
+channel's requeue_after_disconnect_s (`worker_id`: who held it).
+"""
+EVENT_TYPE_PRESENCE_SETTINGS_CHANGED: EventType.ValueType  # 108
+"""The presence settings changed (`channel`: a channel's re-queue delay)."""
 Global___EventType: _TypeAlias = EventType  # noqa: Y015
 
 @_typing.final

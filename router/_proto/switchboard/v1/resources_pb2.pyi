@@ -429,7 +429,8 @@ class Transfer(_message.Message):
     """Why the caller transferred it, as given."""
     outcome: _builtins.str
     """Why it ended: routed (cold), accepted, rejected, timed_out, canceled,
-    paused, completed, task_closed, participant_removed.
+    paused, completed, task_closed, participant_removed, worker_unavailable
+    (its consult offer was withdrawn), worker_lost (its agent's stream was lost).
     """
     created_at_ms: _builtins.int
     ended_at_ms: _builtins.int
@@ -826,6 +827,10 @@ class Worker(_message.Message):
     IDLE_SINCE_MS_FIELD_NUMBER: _builtins.int
     LOAD_BY_CHANNEL_FIELD_NUMBER: _builtins.int
     TASK_IDS_FIELD_NUMBER: _builtins.int
+    CONNECTED_FIELD_NUMBER: _builtins.int
+    DRAINING_FIELD_NUMBER: _builtins.int
+    PRESENCE_LOST_AT_MS_FIELD_NUMBER: _builtins.int
+    MISSED_OFFERS_FIELD_NUMBER: _builtins.int
     worker_id: _builtins.str
     display_name: _builtins.str
     """At most 256 characters."""
@@ -838,6 +843,18 @@ class Worker(_message.Message):
     available: _builtins.bool
     """Output only, from here on: set by the router."""
     idle_since_ms: _builtins.int
+    connected: _builtins.bool
+    """Presence (output only; `draining` is set with WorkerService.SetDraining).
+    Whether the worker's Connect stream is attached.
+    """
+    draining: _builtins.bool
+    """Finishing what it holds and offered nothing new."""
+    presence_lost_at_ms: _builtins.int
+    """When its stream was lost without a goodbye (0: not lost). A lost worker is
+    offered nothing new until it reconnects.
+    """
+    missed_offers: _builtins.int
+    """Offers in a row it let time out (counted when missed_offers_max is set)."""
     @_builtins.property
     def attributes(self) -> _struct_pb2.Struct:
         """Free-form attributes, matched by queue target expressions. The top-level
@@ -882,10 +899,14 @@ class Worker(_message.Message):
         idle_since_ms: _builtins.int = ...,
         load_by_channel: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
         task_ids: _abc.Iterable[_builtins.str] | None = ...,
+        connected: _builtins.bool = ...,
+        draining: _builtins.bool = ...,
+        presence_lost_at_ms: _builtins.int = ...,
+        missed_offers: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_total_capacity", b"_total_capacity", "attributes", b"attributes", "total_capacity", b"total_capacity"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_total_capacity", b"_total_capacity", "activity", b"activity", "attributes", b"attributes", "available", b"available", "capacity_by_channel", b"capacity_by_channel", "cost_by_channel", b"cost_by_channel", "display_name", b"display_name", "empathy", b"empathy", "idle_since_ms", b"idle_since_ms", "languages", b"languages", "load_by_channel", b"load_by_channel", "skills", b"skills", "task_ids", b"task_ids", "total_capacity", b"total_capacity", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_total_capacity", b"_total_capacity", "activity", b"activity", "attributes", b"attributes", "available", b"available", "capacity_by_channel", b"capacity_by_channel", "connected", b"connected", "cost_by_channel", b"cost_by_channel", "display_name", b"display_name", "draining", b"draining", "empathy", b"empathy", "idle_since_ms", b"idle_since_ms", "languages", b"languages", "load_by_channel", b"load_by_channel", "missed_offers", b"missed_offers", "presence_lost_at_ms", b"presence_lost_at_ms", "skills", b"skills", "task_ids", b"task_ids", "total_capacity", b"total_capacity", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__total_capacity: _TypeAlias = _typing.Literal["total_capacity"]  # noqa: Y015
     _WhichOneofArgType__total_capacity: _TypeAlias = _typing.Literal["_total_capacity", b"_total_capacity"]  # noqa: Y015
@@ -894,25 +915,90 @@ class Worker(_message.Message):
 Global___Worker: _TypeAlias = Worker  # noqa: Y015
 
 @_typing.final
+class PresenceSettings(_message.Message):
+    """The workspace's presence settings (AdminService.UpsertPresenceSettings). An
+    unset field takes its default.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PRESENCE_TIMEOUT_S_FIELD_NUMBER: _builtins.int
+    PRESENCE_GRACE_S_FIELD_NUMBER: _builtins.int
+    LOST_ACTIVITY_FIELD_NUMBER: _builtins.int
+    MISSED_OFFERS_MAX_FIELD_NUMBER: _builtins.int
+    AWAY_ACTIVITY_FIELD_NUMBER: _builtins.int
+    presence_timeout_s: _builtins.float
+    """A Connect stream silent this long (no heartbeat or other message) is ended
+    and the worker's presence is lost. Default 30, at most 3600.
+    """
+    presence_grace_s: _builtins.float
+    """How long a lost worker keeps its offers and activity (offered nothing new)
+    for a reconnect. Default 10, at most 3600.
+    """
+    lost_activity: _builtins.str
+    """Where a worker goes when its grace runs out (default "offline"). An
+    unavailable activity; created (unavailable) if it does not exist.
+    """
+    missed_offers_max: _builtins.int
+    """Offers in a row a worker may let time out before it moves to away_activity
+    (0, the default: never). At most 100.
+    """
+    away_activity: _builtins.str
+    """Where such a worker goes (default "away", created unavailable if needed)."""
+    def __init__(
+        self,
+        *,
+        presence_timeout_s: _builtins.float | None = ...,
+        presence_grace_s: _builtins.float | None = ...,
+        lost_activity: _builtins.str = ...,
+        missed_offers_max: _builtins.int = ...,
+        away_activity: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_presence_grace_s", b"_presence_grace_s", "_presence_timeout_s", b"_presence_timeout_s", "presence_grace_s", b"presence_grace_s", "presence_timeout_s", b"presence_timeout_s"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_presence_grace_s", b"_presence_grace_s", "_presence_timeout_s", b"_presence_timeout_s", "away_activity", b"away_activity", "lost_activity", b"lost_activity", "missed_offers_max", b"missed_offers_max", "presence_grace_s", b"presence_grace_s", "presence_timeout_s", b"presence_timeout_s"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__presence_grace_s: _TypeAlias = _typing.Literal["presence_grace_s"]  # noqa: Y015
+    _WhichOneofArgType__presence_grace_s: _TypeAlias = _typing.Literal["_presence_grace_s", b"_presence_grace_s"]  # noqa: Y015
+    _WhichOneofReturnType__presence_timeout_s: _TypeAlias = _typing.Literal["presence_timeout_s"]  # noqa: Y015
+    _WhichOneofArgType__presence_timeout_s: _TypeAlias = _typing.Literal["_presence_timeout_s", b"_presence_timeout_s"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__presence_grace_s) -> _WhichOneofReturnType__presence_grace_s | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__presence_timeout_s) -> _WhichOneofReturnType__presence_timeout_s | None: ...
+
+Global___PresenceSettings: _TypeAlias = PresenceSettings  # noqa: Y015
+
+@_typing.final
 class Channel(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     CHANNEL_ID_FIELD_NUMBER: _builtins.int
     DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    REQUEUE_AFTER_DISCONNECT_S_FIELD_NUMBER: _builtins.int
     channel_id: _builtins.str
     display_name: _builtins.str
     """At most 256 characters."""
+    requeue_after_disconnect_s: _builtins.float
+    """Seconds after a worker's stream is lost (without a goodbye) that its
+    assigned tasks of this channel go back to routing, keeping their age and
+    preferring that worker (0: never, the default). Unset on upsert: kept.
+    At most 604800 (7 days).
+    """
     def __init__(
         self,
         *,
         channel_id: _builtins.str = ...,
         display_name: _builtins.str = ...,
+        requeue_after_disconnect_s: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_requeue_after_disconnect_s", b"_requeue_after_disconnect_s", "requeue_after_disconnect_s", b"requeue_after_disconnect_s"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel_id", b"channel_id", "display_name", b"display_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_requeue_after_disconnect_s", b"_requeue_after_disconnect_s", "channel_id", b"channel_id", "display_name", b"display_name", "requeue_after_disconnect_s", b"requeue_after_disconnect_s"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__requeue_after_disconnect_s: _TypeAlias = _typing.Literal["requeue_after_disconnect_s"]  # noqa: Y015
+    _WhichOneofArgType__requeue_after_disconnect_s: _TypeAlias = _typing.Literal["_requeue_after_disconnect_s", b"_requeue_after_disconnect_s"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__requeue_after_disconnect_s) -> _WhichOneofReturnType__requeue_after_disconnect_s | None: ...
 
 Global___Channel: _TypeAlias = Channel  # noqa: Y015
 

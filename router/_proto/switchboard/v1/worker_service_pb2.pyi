@@ -20,6 +20,48 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class SetDrainingRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKER_ID_FIELD_NUMBER: _builtins.int
+    DRAINING_FIELD_NUMBER: _builtins.int
+    worker_id: _builtins.str
+    draining: _builtins.bool
+    def __init__(
+        self,
+        *,
+        worker_id: _builtins.str = ...,
+        draining: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["draining", b"draining", "worker_id", b"worker_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetDrainingRequest: _TypeAlias = SetDrainingRequest  # noqa: Y015
+
+@_typing.final
+class SetDrainingResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def worker(self) -> _resources_pb2.Worker: ...
+    def __init__(
+        self,
+        *,
+        worker: _resources_pb2.Worker | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["worker", b"worker"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["worker", b"worker"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetDrainingResponse: _TypeAlias = SetDrainingResponse  # noqa: Y015
+
+@_typing.final
 class UpsertWorkerRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -400,11 +442,30 @@ class ConnectRequest(_message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
+    @_typing.final
+    class Goodbye(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        ACTIVITY_FIELD_NUMBER: _builtins.int
+        activity: _builtins.str
+        """An unavailable activity (empty: the workspace's lost activity)."""
+        def __init__(
+            self,
+            *,
+            activity: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["activity", b"activity"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     HELLO_FIELD_NUMBER: _builtins.int
     ACCEPT_FIELD_NUMBER: _builtins.int
     REJECT_FIELD_NUMBER: _builtins.int
     HEARTBEAT_FIELD_NUMBER: _builtins.int
+    GOODBYE_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """Echoed in the response that answers this message."""
     @_builtins.property
@@ -415,6 +476,13 @@ class ConnectRequest(_message.Message):
     def reject(self) -> Global___ConnectRequest.Reject: ...
     @_builtins.property
     def heartbeat(self) -> Global___ConnectRequest.Heartbeat: ...
+    @_builtins.property
+    def goodbye(self) -> Global___ConnectRequest.Goodbye:
+        """Ends the stream cleanly: the worker is disconnected at once (no grace)
+        and moves to `activity`, or to the workspace's lost activity (default
+        "offline") when empty. Answered with an ack, then the stream ends OK.
+        """
+
     def __init__(
         self,
         *,
@@ -423,12 +491,13 @@ class ConnectRequest(_message.Message):
         accept: Global___ConnectRequest.Accept | None = ...,
         reject: Global___ConnectRequest.Reject | None = ...,
         heartbeat: Global___ConnectRequest.Heartbeat | None = ...,
+        goodbye: Global___ConnectRequest.Goodbye | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["accept", b"accept", "heartbeat", b"heartbeat", "hello", b"hello", "kind", b"kind", "reject", b"reject"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["accept", b"accept", "goodbye", b"goodbye", "heartbeat", b"heartbeat", "hello", b"hello", "kind", b"kind", "reject", b"reject"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accept", b"accept", "heartbeat", b"heartbeat", "hello", b"hello", "kind", b"kind", "reject", b"reject", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accept", b"accept", "goodbye", b"goodbye", "heartbeat", b"heartbeat", "hello", b"hello", "kind", b"kind", "reject", b"reject", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["hello", "accept", "reject", "heartbeat"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["hello", "accept", "reject", "heartbeat", "goodbye"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
@@ -437,6 +506,37 @@ Global___ConnectRequest: _TypeAlias = ConnectRequest  # noqa: Y015
 @_typing.final
 class ConnectResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class PresenceChange(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        CHANGE_FIELD_NUMBER: _builtins.int
+        ACTIVITY_FIELD_NUMBER: _builtins.int
+        PREVIOUS_ACTIVITY_FIELD_NUMBER: _builtins.int
+        REASON_FIELD_NUMBER: _builtins.int
+        change: _builtins.str
+        """"activity" (set by a command), "draining", "undrained", "away" (missed
+        offers in a row), "expired" (its grace ran out), "connected",
+        "disconnected", "lost".
+        """
+        activity: _builtins.str
+        """The worker's activity after the change."""
+        previous_activity: _builtins.str
+        reason: _builtins.str
+        def __init__(
+            self,
+            *,
+            change: _builtins.str = ...,
+            activity: _builtins.str = ...,
+            previous_activity: _builtins.str = ...,
+            reason: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["activity", b"activity", "change", b"change", "previous_activity", b"previous_activity", "reason", b"reason"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
 
     @_typing.final
     class TransferNotice(_message.Message):
@@ -526,6 +626,7 @@ class ConnectResponse(_message.Message):
     ASSIGNED_FIELD_NUMBER: _builtins.int
     ACK_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
+    PRESENCE_FIELD_NUMBER: _builtins.int
     TRANSFER_FIELD_NUMBER: _builtins.int
     PARTICIPANT_FIELD_NUMBER: _builtins.int
     PAUSED_FIELD_NUMBER: _builtins.int
@@ -557,6 +658,12 @@ class ConnectResponse(_message.Message):
         """A message refused; the stream stays open."""
 
     @_builtins.property
+    def presence(self) -> Global___ConnectResponse.PresenceChange:
+        """The worker's presence or activity changed (moved away after missed
+        offers, drained, its activity set elsewhere, ...).
+        """
+
+    @_builtins.property
     def transfer(self) -> Global___ConnectResponse.TransferNotice:
         """A transfer of a task this worker holds or is offered: from it, to it,
         ended (status says how).
@@ -584,16 +691,17 @@ class ConnectResponse(_message.Message):
         assigned: _resources_pb2.Task | None = ...,
         ack: Global___ConnectResponse.Ack | None = ...,
         error: Global___ConnectResponse.Error | None = ...,
+        presence: Global___ConnectResponse.PresenceChange | None = ...,
         transfer: Global___ConnectResponse.TransferNotice | None = ...,
         participant: Global___ConnectResponse.ParticipantNotice | None = ...,
         paused: _resources_pb2.Task | None = ...,
         resumed: _resources_pb2.Task | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "assigned", b"assigned", "attached", b"attached", "error", b"error", "kind", b"kind", "offer", b"offer", "offer_closed", b"offer_closed", "participant", b"participant", "paused", b"paused", "resumed", b"resumed", "transfer", b"transfer"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "assigned", b"assigned", "attached", b"attached", "error", b"error", "kind", b"kind", "offer", b"offer", "offer_closed", b"offer_closed", "participant", b"participant", "paused", b"paused", "presence", b"presence", "resumed", b"resumed", "transfer", b"transfer"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "assigned", b"assigned", "attached", b"attached", "error", b"error", "kind", b"kind", "offer", b"offer", "offer_closed", b"offer_closed", "participant", b"participant", "paused", b"paused", "request_id", b"request_id", "resumed", b"resumed", "transfer", b"transfer"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "assigned", b"assigned", "attached", b"attached", "error", b"error", "kind", b"kind", "offer", b"offer", "offer_closed", b"offer_closed", "participant", b"participant", "paused", b"paused", "presence", b"presence", "request_id", b"request_id", "resumed", b"resumed", "transfer", b"transfer"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["attached", "offer", "offer_closed", "assigned", "ack", "error", "transfer", "participant", "paused", "resumed"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["attached", "offer", "offer_closed", "assigned", "ack", "error", "presence", "transfer", "participant", "paused", "resumed"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 

@@ -75,6 +75,11 @@ class WorkerServiceStub:
                 request_serializer=switchboard_dot_v1_dot_worker__service__pb2.RejectOfferRequest.SerializeToString,
                 response_deserializer=switchboard_dot_v1_dot_worker__service__pb2.RejectOfferResponse.FromString,
                 _registered_method=True)
+        self.SetDraining = channel.unary_unary(
+                '/switchboard.v1.WorkerService/SetDraining',
+                request_serializer=switchboard_dot_v1_dot_worker__service__pb2.SetDrainingRequest.SerializeToString,
+                response_deserializer=switchboard_dot_v1_dot_worker__service__pb2.SetDrainingResponse.FromString,
+                _registered_method=True)
 
 
 class WorkerServiceServicer:
@@ -137,6 +142,14 @@ class WorkerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetDraining(self, request, context):
+        """Drains a worker (it finishes what it holds and is offered nothing new; its
+        pending offers are rescinded) or ends its drain (it takes waiting work).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -179,6 +192,11 @@ def add_WorkerServiceServicer_to_server(servicer, server):
                     servicer.RejectOffer,
                     request_deserializer=switchboard_dot_v1_dot_worker__service__pb2.RejectOfferRequest.FromString,
                     response_serializer=switchboard_dot_v1_dot_worker__service__pb2.RejectOfferResponse.SerializeToString,
+            ),
+            'SetDraining': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetDraining,
+                    request_deserializer=switchboard_dot_v1_dot_worker__service__pb2.SetDrainingRequest.FromString,
+                    response_serializer=switchboard_dot_v1_dot_worker__service__pb2.SetDrainingResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -398,6 +416,33 @@ class WorkerService:
             '/switchboard.v1.WorkerService/RejectOffer',
             switchboard_dot_v1_dot_worker__service__pb2.RejectOfferRequest.SerializeToString,
             switchboard_dot_v1_dot_worker__service__pb2.RejectOfferResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetDraining(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/switchboard.v1.WorkerService/SetDraining',
+            switchboard_dot_v1_dot_worker__service__pb2.SetDrainingRequest.SerializeToString,
+            switchboard_dot_v1_dot_worker__service__pb2.SetDrainingResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -52,6 +52,10 @@ class WorkerServiceStub:
     """
     AcceptOffer: _grpc.UnaryUnaryMultiCallable[_worker_service_pb2.AcceptOfferRequest, _worker_service_pb2.AcceptOfferResponse]
     RejectOffer: _grpc.UnaryUnaryMultiCallable[_worker_service_pb2.RejectOfferRequest, _worker_service_pb2.RejectOfferResponse]
+    SetDraining: _grpc.UnaryUnaryMultiCallable[_worker_service_pb2.SetDrainingRequest, _worker_service_pb2.SetDrainingResponse]
+    """Drains a worker (it finishes what it holds and is offered nothing new; its
+    pending offers are rescinded) or ends its drain (it takes waiting work).
+    """
 
 @_typing.type_check_only
 class WorkerServiceAsyncStub(WorkerServiceStub):
@@ -77,6 +81,10 @@ class WorkerServiceAsyncStub(WorkerServiceStub):
     """
     AcceptOffer: _aio.UnaryUnaryMultiCallable[_worker_service_pb2.AcceptOfferRequest, _worker_service_pb2.AcceptOfferResponse]  # type: ignore[assignment]
     RejectOffer: _aio.UnaryUnaryMultiCallable[_worker_service_pb2.RejectOfferRequest, _worker_service_pb2.RejectOfferResponse]  # type: ignore[assignment]
+    SetDraining: _aio.UnaryUnaryMultiCallable[_worker_service_pb2.SetDrainingRequest, _worker_service_pb2.SetDrainingResponse]  # type: ignore[assignment]
+    """Drains a worker (it finishes what it holds and is offered nothing new; its
+    pending offers are rescinded) or ends its drain (it takes waiting work).
+    """
 
 class WorkerServiceServicer(metaclass=_abc_1.ABCMeta):
     """Agents: their profile, activity, and the stream on which they receive offers."""
@@ -147,5 +155,15 @@ class WorkerServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _worker_service_pb2.RejectOfferRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_worker_service_pb2.RejectOfferResponse, _abc.Awaitable[_worker_service_pb2.RejectOfferResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def SetDraining(
+        self,
+        request: _worker_service_pb2.SetDrainingRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_worker_service_pb2.SetDrainingResponse, _abc.Awaitable[_worker_service_pb2.SetDrainingResponse]]:
+        """Drains a worker (it finishes what it holds and is offered nothing new; its
+        pending offers are rescinded) or ends its drain (it takes waiting work).
+        """
 
 def add_WorkerServiceServicer_to_server(servicer: WorkerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
