@@ -258,7 +258,7 @@ class Catalog:
             task
             for task_id in tasks.index.open_of_policy(policy.policy_id)
             if (task := tasks.open[task_id]).route_index != NO_ROUTE
-            and task.status in (TaskStatus.PENDING, TaskStatus.RESERVED)
+            and task.status in _ROUTED_STATUSES
         ]
         for task in routed:  # refuse before changing anything
             if compiled.route_index(task.spec) is None:
@@ -274,6 +274,10 @@ class Catalog:
             if task.status is TaskStatus.PENDING:
                 waiting.remove(task.task_id)
             self._routing.reroute_by_policy(task)
+        for task_id in tasks.index.open_of_policy(policy.policy_id):
+            task = tasks.open[task_id]
+            if task.route_index != NO_ROUTE and task.status not in _ROUTED_STATUSES:
+                self._routing.keep_in_policy(task)
         self._events.append(PolicyChanged(policy.policy_id))
         return UpsertedPolicy(policy, created)
 
@@ -341,6 +345,10 @@ class Catalog:
             "queues": [queue_digest(queue) for queue in self.queues.values()],
             "policies": list(self.policies.values()),
         }
+
+
+_ROUTED_STATUSES = (TaskStatus.PENDING, TaskStatus.RESERVED)
+"""The statuses of a task being routed (waiting, or offered): a policy change re-routes it."""
 
 
 def wait_rules_of(queue: QueueConfig) -> tuple[ExceptionRule, ...]:

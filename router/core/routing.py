@@ -13,6 +13,7 @@ from router.core.calendar import is_open
 from router.core.errors import FailedPrecondition
 from router.core.events import Event, TaskMoved
 from router.core.model import (
+    DEFAULT_ROUTE,
     NO_ROUTE,
     ActionKind,
     QueueAction,
@@ -163,6 +164,22 @@ class Routing:
     ) -> Requirement:
         """The requirement of a task with `extra_skills` raising its minimum levels."""
         return self._requirement(spec, extra_skills)
+
+    def keep_in_policy(self, task: TaskRecord) -> None:
+        """A task its policy routed that is not being routed now (assigned, wrapping, paused)
+        and whose policy changed: its route and step stay within the new policy, so that its
+        routing can be derived again (when it is routed again, or restored from a snapshot). A
+        route that still exists is kept; one that is gone is chosen again by the filters."""
+        compiled = self._catalog.compiled[task.spec.policy_id]
+        policy = compiled.policy
+        index = task.route_index
+        gone = (index == DEFAULT_ROUTE and policy.default_route is None) or (
+            index >= len(policy.filters)
+        )
+        if gone:
+            chosen = compiled.route_index(task.spec)
+            task.route_index = NO_ROUTE if chosen is None else chosen
+        task.step_index = min(task.step_index, len(self._steps(task)) - 1)
 
     def _steps(self, task: TaskRecord) -> tuple[RoutingStep, ...]:
         """The task's steps: a wait for its known agent when it asks for one, then its route's."""

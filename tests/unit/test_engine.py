@@ -28,15 +28,20 @@ from router.core.events import (
 )
 from router.core.limits import ATTRIBUTES_BYTES_MAX
 from router.core.model import (
+    DEFAULT_ROUTE,
     ActionKind,
     BusinessHours,
     ExceptionRule,
     OpenHours,
     PauseExpiryAction,
+    PolicyFilter,
     QueueAction,
     QueueConfig,
     QueueOrder,
     ReservationStatus,
+    Route,
+    RoutingPolicy,
+    RoutingStep,
     TaskSpec,
     TaskStatus,
     TriggerKind,
@@ -804,3 +809,38 @@ def test_a_task_offered_while_its_queue_changes_returns_under_the_new_configurat
     restored.apply(cmd.Tick(), clock.now_ms)
     assert engine.waiting.task_ids("support") == restored.waiting.task_ids("support")
     assert engine.digest() == restored.digest()
+
+
+@pytest.mark.parametrize("held_as", [TaskStatus.ASSIGNED, TaskStatus.PAUSED])
+def test_a_policy_that_loses_the_route_of_a_task_it_is_not_routing_keeps_the_task_routable(
+    engine: Engine, clock: Clock, held_as: TaskStatus
+) -> None:
+    """A policy loses the filter and the steps that routed a task while the task is held (an
+    agent has it, or it is paused): the task's route and step are kept within the new policy,
+    so that a snapshot restores it and it routes again when resumed (they pointed past the
+    policy's end: the restore raised IndexError, found by the seeded simulation)."""
+    # (floats, as the journal gives them back: the digest compares encodings)
+    apply(engine, clock, cmd.UpsertQueue(QueueConfig("support", reservation_timeout_s=30.0)))
+    steps = (RoutingStep(timeout_s=5.0), RoutingStep(timeout_s=5.0), RoutingStep())
+    vip = PolicyFilter("vip", "tier == 'vip'", Route("support", steps))
+    apply(engine, clock, cmd.UpsertRoutingPolicy(RoutingPolicy("main", filters=(vip,),
+                                                               default_route=Route("support"))))  # fmt: skip
+    task_id = create(engine, clock, queue_id="", policy_id="main",
+                     attributes={"tier": "vip"}).task.task_id  # fmt: skip
+    advance(clock, 11)  # on its third step when it is offered
+    add_worker(engine, clock, "ana")
+    apply(engine, clock, cmd.AcceptOffer("ana", engine.get_task(task_id).reservation_id))
+    assert engine.get_task(task_id).step_index == 2
+    if held_as is TaskStatus.PAUSED:
+        apply(engine, clock, cmd.PauseTask(task_id))
+    apply(engine, clock, cmd.UpsertRoutingPolicy(RoutingPolicy("main",
+                                                               default_route=Route("support"))))  # fmt: skip
+    task = engine.get_task(task_id)
+    assert (task.status, task.route_index, task.step_index) == (held_as, DEFAULT_ROUTE, 0)
+    restored = snapshot.restore(snapshot.take(engine))
+    assert restored.digest() == engine.digest()
+    if held_as is TaskStatus.PAUSED:
+        apply(engine, clock, cmd.SetActivity("ana", "break"))
+        apply(engine, clock, cmd.ResumeTask(task_id))
+        assert engine.get_task(task_id).status is TaskStatus.PENDING
+    engine.check_invariants()
