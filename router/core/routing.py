@@ -169,7 +169,9 @@ class Routing:
         """A task its policy routed that is not being routed now (assigned, wrapping, paused)
         and whose policy changed: its route and step stay within the new policy, so that its
         routing can be derived again (when it is routed again, or restored from a snapshot). A
-        route that still exists is kept; one that is gone is chosen again by the filters."""
+        route that still exists is kept; one that is gone is chosen again by the filters. Its
+        priority and routing are derived from the new policy at once, as a restored engine
+        derives every open task's."""
         compiled = self._catalog.compiled[task.spec.policy_id]
         policy = compiled.policy
         index = task.route_index
@@ -180,6 +182,7 @@ class Routing:
             chosen = compiled.route_index(task.spec)
             task.route_index = NO_ROUTE if chosen is None else chosen
         task.step_index = min(task.step_index, len(self._steps(task)) - 1)
+        self.derive(task)
 
     def _steps(self, task: TaskRecord) -> tuple[RoutingStep, ...]:
         """The task's steps: a wait for its known agent when it asks for one, then its route's."""

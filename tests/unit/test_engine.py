@@ -817,14 +817,16 @@ def test_a_policy_that_loses_the_route_of_a_task_it_is_not_routing_keeps_the_tas
 ) -> None:
     """A policy loses the filter and the steps that routed a task while the task is held (an
     agent has it, or it is paused): the task's route and step are kept within the new policy,
-    so that a snapshot restores it and it routes again when resumed (they pointed past the
-    policy's end: the restore raised IndexError, found by the seeded simulation)."""
+    and its priority derived from them, so that a snapshot restores it to the same state and it
+    routes again when resumed (they pointed past the policy's end: the restore raised
+    IndexError; and a held task kept the priority of its old step, which a restore re-derived:
+    both found by the seeded simulation with snapshots)."""
     # (floats, as the journal gives them back: the digest compares encodings)
     apply(engine, clock, cmd.UpsertQueue(QueueConfig("support", reservation_timeout_s=30.0)))
     steps = (RoutingStep(timeout_s=5.0), RoutingStep(timeout_s=5.0), RoutingStep())
     vip = PolicyFilter("vip", "tier == 'vip'", Route("support", steps))
-    apply(engine, clock, cmd.UpsertRoutingPolicy(RoutingPolicy("main", filters=(vip,),
-                                                               default_route=Route("support"))))  # fmt: skip
+    policy = RoutingPolicy("main", filters=(vip,), default_route=Route("support"))
+    apply(engine, clock, cmd.UpsertRoutingPolicy(policy))
     task_id = create(engine, clock, queue_id="", policy_id="main",
                      attributes={"tier": "vip"}).task.task_id  # fmt: skip
     advance(clock, 11)  # on its third step when it is offered
@@ -833,10 +835,11 @@ def test_a_policy_that_loses_the_route_of_a_task_it_is_not_routing_keeps_the_tas
     assert engine.get_task(task_id).step_index == 2
     if held_as is TaskStatus.PAUSED:
         apply(engine, clock, cmd.PauseTask(task_id))
-    apply(engine, clock, cmd.UpsertRoutingPolicy(RoutingPolicy("main",
-                                                               default_route=Route("support"))))  # fmt: skip
+    raised = Route("support", (RoutingStep(priority_delta=2),))
+    apply(engine, clock, cmd.UpsertRoutingPolicy(RoutingPolicy("main", default_route=raised)))
     task = engine.get_task(task_id)
     assert (task.status, task.route_index, task.step_index) == (held_as, DEFAULT_ROUTE, 0)
+    assert task.priority == 2  # derived from its new step, as a restored engine derives it
     restored = snapshot.restore(snapshot.take(engine))
     assert restored.digest() == engine.digest()
     if held_as is TaskStatus.PAUSED:
