@@ -207,7 +207,7 @@ async def start_server(config: ServerConfig, *, engine: Engine | None = None) ->
         engine, last_entry_id = recovered.engine, recovered.last_entry_id
 
     # Access first: a caller without the right to a call learns nothing, not even who leads.
-    guard = AccessGuard(verifier, Audit(metrics))
+    guard = AccessGuard(verifier, Audit(metrics), first_request_timeout_s=config.hello_timeout_s)
     standby_refusal = _StandbyRefusal()
     # RequestAdmission last: every handler before it (the guard, a standby's refusal) gets its
     # decoding.

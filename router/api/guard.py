@@ -19,7 +19,7 @@ import grpc
 from router.api.access import ACCESS, Rule, refusal
 from router.api.audit import Audit
 from router.api.authn import ANONYMOUS, AuthenticationError, Principal, TokenVerifier
-from router.api.handlers import behavior_of, replaced
+from router.api.handlers import behavior_of, first_request, replaced
 from router.service import RouterService
 
 HEALTH_PREFIX = "/grpc.health.v1.Health/"
@@ -32,9 +32,15 @@ class AccessGuard(grpc.aio.ServerInterceptor):
     """Authentication (with `verifier`; None: every caller is an anonymous admin, as on a router
     without authentication) and authorization by `ACCESS`, audited."""
 
-    def __init__(self, verifier: TokenVerifier | None, audit: Audit) -> None:
+    def __init__(
+        self, verifier: TokenVerifier | None, audit: Audit, *, first_request_timeout_s: float
+    ) -> None:
+        """`first_request_timeout_s`: how long a request stream whose first message the guard
+        reads (the Connect hello) may stay silent before it is ended (the servicer's own
+        deadline starts only once the guard hands the stream on)."""
         self._verifier = verifier
         self._audit = audit
+        self._first_request_timeout_s = first_request_timeout_s
         self.service: RouterService | None = None
         """Its engine is the read side the scopes consult (replaced when the state is rebuilt
         from the store); set once the service exists."""
@@ -147,13 +153,14 @@ class AccessGuard(grpc.aio.ServerInterceptor):
         its own, or with one reply)."""
         check = self._check
         peeks = rule is not None and rule.scope is not None
+        timeout_s = self._first_request_timeout_s
 
         async def admitted(requests: Any, context: grpc.aio.ServicerContext) -> Any:
             """The request stream, once the caller may make this call."""
             if not peeks:
                 await check(method, rule, None, context)
                 return requests
-            first = await anext(aiter(requests), None)
+            first = await first_request(aiter(requests), timeout_s, context)
             await check(method, rule, first, context)
             return requests if first is None else _prepend(first, requests)
 

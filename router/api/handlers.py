@@ -3,7 +3,8 @@ with a behaviour of their own (a standby's refusal, the admission of requests)."
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
@@ -44,3 +45,20 @@ def replaced(
         request_deserializer=request_deserializer or handler.request_deserializer,
         response_serializer=handler.response_serializer,
     )
+
+
+async def first_request(
+    requests: AsyncIterator[Any], timeout_s: float, context: grpc.aio.ServicerContext
+) -> Any | None:
+    """The first message of a request stream (None when the caller closed it at once); a stream
+    that sends nothing for `timeout_s` ends DEADLINE_EXCEEDED, so that a silent caller holds no
+    stream open (the only scoped request stream is Connect, whose first message is a hello)."""
+    try:
+        return await asyncio.wait_for(anext(requests, None), timeout_s)
+    except TimeoutError:
+        await context.abort(
+            grpc.StatusCode.DEADLINE_EXCEEDED,
+            f"no hello within {timeout_s:g} s: the first message of a Connect stream must be a "
+            "hello",
+        )
+        raise  # (abort raises)

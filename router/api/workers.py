@@ -21,6 +21,7 @@ from router.api.convert import (
     worker_profile_from_pb,
     worker_to_pb,
 )
+from router.api.handlers import first_request
 from router.api.paging import PAGE_TOKEN_KEY_PURPOSE, PageTokens, fill_page, id_after, page_size
 from router.api.status import abort_unavailable, connect_error, maps_errors
 from router.core import commands as cmd
@@ -167,14 +168,7 @@ class WorkerServicer(wgrpc.WorkerServiceServicer):
         accept, reject, heartbeat and goodbye messages in order. A stream that ends without a
         goodbye (or falls silent) loses the worker's presence: its grace starts."""
         requests = aiter(request_iterator)
-        try:
-            hello = await asyncio.wait_for(anext(requests, None), self._hello_timeout_s)
-        except TimeoutError:
-            await context.abort(
-                grpc.StatusCode.DEADLINE_EXCEEDED,
-                f"no hello within {self._hello_timeout_s:g} s: the first message of a Connect "
-                "stream must be a hello",
-            )
+        hello = await first_request(requests, self._hello_timeout_s, context)
         if hello is None or not hello.HasField("hello"):
             raise InvalidArgument("hello", "the first message must be a hello")
         service = self._service

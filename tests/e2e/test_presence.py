@@ -7,14 +7,19 @@ from __future__ import annotations
 import queue
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import grpc
 import pytest
 
+from benchmarks.credentials import write_local_credentials
 from router._proto.switchboard.v1 import admin_service_pb2 as apb
 from router._proto.switchboard.v1 import resources_pb2 as pb
 from router._proto.switchboard.v1 import worker_service_pb2 as wpb
+from router.api.authn import AuthConfig, Role
+from router.mint import mint_token
 from router.server import ServerConfig
+from router.tls import TlsConfig
 from tests.conftest import ServerThread
 from tests.e2e.raw import RawAgent, StreamEnded, Stubs, connect
 
@@ -217,13 +222,42 @@ def test_the_hello_must_arrive_within_the_deadline(module_redis: str, workspace:
     server = ServerThread(config).start()
     try:
         with grpc.insecure_channel(server.address) as channel:
-            stubs = Stubs.of(channel)
-            silent: queue.Queue[wpb.ConnectRequest | None] = queue.Queue()
-            call = stubs.workers.Connect(iter(silent.get, None), timeout=5)
-            with pytest.raises(grpc.RpcError) as ended:
-                next(iter(call))
-            silent.put(None)
-            assert ended.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-            assert "hello" in (ended.value.details() or "")
+            _assert_a_silent_stream_is_ended(Stubs.of(channel))
     finally:
         server.stop()
+
+
+def test_the_hello_deadline_holds_with_authentication(tmp_path: Path) -> None:
+    """With tokens on, the access guard reads the hello before the servicer does: a desktop
+    that authenticates and then says nothing is ended all the same."""
+    creds = write_local_credentials(tmp_path)
+    issuer, audience = "switchboard-tests", "switchboard"
+    config = ServerConfig(
+        port=0, metrics_port=None, durable=False, hello_timeout_s=0.3,
+        tls=TlsConfig(creds.server_cert, creds.server_key, None),
+        auth=AuthConfig(hs256_secret_file=creds.hs256_secret, issuer=issuer, audience=audience),
+    )  # fmt: skip
+    agent_token = mint_token(
+        role=Role.AGENT, worker_id="ana", queues=(), issuer=issuer, audience=audience,
+        key=creds.hs256_secret.read_bytes().strip(), algorithm="HS256",
+    )  # fmt: skip
+    tls = grpc.composite_channel_credentials(
+        grpc.ssl_channel_credentials(creds.ca_cert.read_bytes()),
+        grpc.access_token_call_credentials(agent_token),
+    )
+    server = ServerThread(config).start()
+    try:
+        with grpc.secure_channel(server.address, tls) as channel:
+            _assert_a_silent_stream_is_ended(Stubs.of(channel))
+    finally:
+        server.stop()
+
+
+def _assert_a_silent_stream_is_ended(stubs: Stubs) -> None:
+    silent: queue.Queue[wpb.ConnectRequest | None] = queue.Queue()
+    call = stubs.workers.Connect(iter(silent.get, None), timeout=5)
+    with pytest.raises(grpc.RpcError) as ended:
+        next(iter(call))
+    silent.put(None)
+    assert ended.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert "hello" in (ended.value.details() or "")
