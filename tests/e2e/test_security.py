@@ -263,6 +263,48 @@ def test_an_agent_acts_only_as_itself(as_role: dict[str, Stubs]) -> None:
         bob_stream.close()
 
 
+def test_an_agent_resumes_only_a_task_it_paused(
+    secured: ServerThread, creds: LocalCredentials, as_role: dict[str, Stubs]
+) -> None:
+    admin, frontend = as_role["admin"], as_role["frontend"]
+    admin.queue("parking")
+    admin.worker("dora", activity="offline")
+    admin.worker("eve", activity="offline")
+    with (
+        _channel(secured, creds, token(creds, Role.AGENT, worker_id="dora")) as dora_channel,
+        _channel(secured, creds, token(creds, Role.AGENT, worker_id="eve")) as eve_channel,
+    ):
+        dora, eve = Stubs.of(dora_channel), Stubs.of(eve_channel)
+        stream = RawAgent(dora, "dora", activity="available")
+        try:
+            assert stream.next().WhichOneof("kind") == "attached"
+            task_id = frontend.create(channel="chat", queue_id="parking").task.task_id
+            offer = stream.next_of("offer").offer
+            while offer.task_id != task_id:  # one an earlier test left: not dora's business
+                stream.reject(offer.reservation_id)
+                offer = stream.next_of("offer").offer
+            stream.accept(offer.reservation_id)
+            stream.next_of("assigned")
+            resume = tpb.ResumeTaskRequest(task_id=task_id, known_agent_wait_s=30)
+            # not paused yet: nobody's to resume
+            assert _code(dora.tasks.ResumeTask, resume) is Code.PERMISSION_DENIED
+            dora.tasks.PauseTask(tpb.PauseTaskRequest(task_id=task_id), timeout=5)
+            assert stream.next_of("paused").paused.task_id == task_id
+            # eve did not pause it, and cannot resume it
+            assert _code(eve.tasks.ResumeTask, resume) is Code.PERMISSION_DENIED
+            assert admin.get(task_id).status == pb.TASK_STATUS_PAUSED
+            # dora paused it: she resumes it, and it waits for her first
+            resumed = dora.tasks.ResumeTask(resume, timeout=5).task
+            assert resumed.status in (pb.TASK_STATUS_PENDING, pb.TASK_STATUS_RESERVED)
+            while stream.next_of("offer").offer.task_id != task_id:
+                pass  # (an offer of a task an earlier test left)
+            # resumed, it is no longer hers to resume
+            assert _code(dora.tasks.ResumeTask, resume) is Code.PERMISSION_DENIED
+        finally:
+            stream.close()
+        frontend.tasks.CancelTask(tpb.CancelTaskRequest(task_id=task_id), timeout=5)
+
+
 def test_a_supervisor_sees_its_queues_only(
     as_role: dict[str, Stubs], secured: ServerThread, creds: LocalCredentials
 ) -> None:
