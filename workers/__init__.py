@@ -1,6 +1,7 @@
 """The agent-side SDK of Switchboard: an agent desktop's session on the router's Connect stream,
 a front end's task client, an operator's admin client, and the SDK's error tree (see
-`workers._errors`).
+`workers._errors`). An agent's session and a front end's task client make the same
+conversation calls (transfers, pause and resume, participants: `workers._conversations`).
 
 `workers.fleet` simulates a fleet of agents with this SDK (the live demo, `router.demo`, runs one).
 The SDK imports the generated API (`router._proto`) and nothing else of the router."""
@@ -9,9 +10,13 @@ from router._proto.switchboard.v1.resources_pb2 import (
     Activity,
     Channel,
     Offer,
+    ParticipantRole,
     Queue,
     RoutingPolicy,
     Task,
+    TransferMode,
+    TransferStatus,
+    TransferTarget,
     Worker,
 )
 from workers._admin import AdminClient, StateDigest, UpsertedPolicy, UpsertedQueue
@@ -27,6 +32,7 @@ from workers._errors import (
     Unauthenticated,
     Unavailable,
 )
+from workers._notices import TaskNotice
 from workers._session import AgentSession
 from workers._tasks import CreatedTask, TaskClient
 
@@ -41,6 +47,7 @@ __all__ = [
     "InvalidArgument",
     "NotFound",
     "Offer",
+    "ParticipantRole",
     "PermissionDenied",
     "Queue",
     "ResourceExhausted",
@@ -49,8 +56,12 @@ __all__ = [
     "SwitchboardError",
     "Task",
     "TaskClient",
+    "TaskNotice",
     "TlsSettings",
     "TokenSource",
+    "TransferMode",
+    "TransferStatus",
+    "TransferTarget",
     "Unauthenticated",
     "Unavailable",
     "UpsertedPolicy",

@@ -19,8 +19,10 @@ from router._proto.switchboard.v1 import worker_service_pb2 as wpb
 from router._proto.switchboard.v1 import worker_service_pb2_grpc as wgrpc
 from workers._backoff import DEFAULT_BACKOFF_S, backoff_delays, check_backoff
 from workers._channel import open_channel, unary
+from workers._conversations import ConversationCalls, TaskCall
 from workers._credentials import TlsSettings, TokenSource, for_stubs
 from workers._errors import SwitchboardError, Unavailable, error_for, error_from_rpc
+from workers._notices import Inbox, TaskNotice, task_notice
 
 T = TypeVar("T")
 
@@ -67,7 +69,7 @@ class _Stubs(NamedTuple):
     workers: wgrpc.WorkerServiceStub
 
 
-class AgentSession:
+class AgentSession(ConversationCalls):
     """One agent's live connection to the router.
 
     ::
@@ -85,6 +87,15 @@ class AgentSession:
     the given addresses in turn (a leader and its standbys), and says hello again; offers still
     pending are re-sent by the router and are not yielded twice. Accept and reject travel on
     the stream and wait for their answer; every refusal raises a `SwitchboardError`.
+
+    The agent's conversation calls (`transfer_task`, `cancel_transfer`, `pause_task`,
+    `resume_task`, `add_participant`, `remove_participant`, `hand_over_task`: see
+    `ConversationCalls`) are unary calls with the session's token; what the router changed on
+    the agent's tasks arrives on the stream, read with `task_notices()` (transfers,
+    participants, pause and resume) and `presence_changes()`. A consult offer (someone asked
+    for this agent's help, or a warm transfer to it) comes through `offers()` like any other,
+    with `consult_role` set (and `transfer_id` for a warm transfer); accepting it joins the task
+    (and takes it over, for a warm transfer).
 
     `token` (a string, or a function returning the current one) is sent on every call; `tls`
     makes the channel TLS (with a client certificate for mTLS).
@@ -137,7 +148,8 @@ class AgentSession:
         self._failure: SwitchboardError | None = None
         self._last_error: SwitchboardError | None = None
         self._closed = False
-        self._presence_changes: asyncio.Queue[ConnectResponse.PresenceChange] = asyncio.Queue()
+        self._presence_changes: Inbox[ConnectResponse.PresenceChange] = Inbox()
+        self._task_notices: Inbox[TaskNotice] = Inbox()
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -180,7 +192,7 @@ class AgentSession:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._runner
         self._lose_stream(_StreamLost("the session was closed"))
-        self._new_offers.put_nowait(None)
+        self._end_readers()
         for channel in self._channels.values():
             await channel.close()
         self._channels.clear()
@@ -220,8 +232,10 @@ class AgentSession:
 
     async def offers(self) -> AsyncIterator[pb.Offer]:
         """Yields each new offer once, in the order received; an offer that closed (timed
-        out, rescinded, canceled) before being reached is skipped. Ends when the session is
-        closed; raises the error that ended the session if it failed for good."""
+        out, rescinded, canceled) before being reached is skipped. A consult offer has its
+        `consult_role` set (`PARTICIPANT_ROLE_CONSULT`) and, when it serves a warm transfer,
+        its `transfer_id`. Ends when the session is closed; raises the error that ended the
+        session if it failed for good."""
         while True:
             reservation_id = await self._new_offers.get()
             if reservation_id is None:
@@ -234,7 +248,8 @@ class AgentSession:
                 yield offer
 
     async def accept(self, offer: pb.Offer) -> pb.Task:
-        """Accepts an offer and returns its task, now assigned to this worker. Raises
+        """Accepts an offer and returns its task, now assigned to this worker (for a consult
+        offer: the task this worker joined, or took over by a warm transfer). Raises
         `FailedPrecondition` when the offer is no longer pending (expired, rescinded...)."""
         try:
             return await self._accept_once(offer)
@@ -243,13 +258,21 @@ class AgentSession:
         # The stream went down with the accept in flight: the router may or may not have
         # applied it. Ask once reconnected; if it did not, the offer may still be pending.
         await self._until_attached(self._request_timeout_s)
-        task = await self._get_task(offer.task_id)
-        if task.worker_id == self.worker_id and task.status in _HELD_STATUSES:
+        task = await self.get_task(offer.task_id)
+        if self._is_on(task):
             self._open_offers.pop(offer.reservation_id, None)
             return task
         return await self._accept_once(offer)
 
+    def _is_on(self, task: pb.Task) -> bool:
+        """Whether this worker holds the task, or has joined it as a participant."""
+        if task.worker_id == self.worker_id and task.status in _HELD_STATUSES:
+            return True
+        return any(p.worker_id == self.worker_id and p.joined_at_ms for p in task.participants)
+
     async def _accept_once(self, offer: pb.Offer) -> pb.Task:
+        if offer.consult_role != pb.PARTICIPANT_ROLE_UNSPECIFIED:
+            return await self._accept_consult_once(offer)
         # The assigned task arrives as its own message, which may come before or after the ack.
         assignment: asyncio.Future[pb.Task] = asyncio.get_running_loop().create_future()
         self._assignments[offer.task_id] = assignment
@@ -266,6 +289,20 @@ class AgentSession:
             self._assignments.pop(offer.task_id, None)
         self._open_offers.pop(offer.reservation_id, None)
         return task
+
+    async def _accept_consult_once(self, offer: pb.Offer) -> pb.Task:
+        # A consult's acceptance is answered with an ack (no `assigned`: the task may stay with
+        # its agent); the task is read once the router applied it.
+        accept = ConnectRequest.Accept(reservation_id=offer.reservation_id)
+        try:
+            await self._send(ConnectRequest(accept=accept))
+        except _StreamLost:
+            raise  # the answer was lost, not given: the offer may still be pending, keep it
+        except SwitchboardError:
+            self._open_offers.pop(offer.reservation_id, None)
+            raise
+        self._open_offers.pop(offer.reservation_id, None)
+        return await self.get_task(offer.task_id)
 
     async def reject(self, offer: pb.Offer, reason: str = "") -> None:
         """Rejects an offer; the router will not offer this task to this worker again. Raises
@@ -319,11 +356,26 @@ class AgentSession:
 
     async def presence_changes(self) -> AsyncIterator[ConnectResponse.PresenceChange]:
         """Yields what the router changed for this worker (moved away after missed offers,
-        drained, its activity set by a supervisor, ...), in order, until the session ends."""
-        while not self._closed:
-            yield await self._presence_changes.get()
+        drained, its activity set by a supervisor, ...), in order, until the session ends
+        (the latest `NOTICES_MAX` are kept for a desktop that reads them late)."""
+        async for change in self._presence_changes.items():
+            yield change
 
-    async def _get_task(self, task_id: str) -> pb.Task:
+    async def task_notices(self) -> AsyncIterator[TaskNotice]:
+        """Yields what the router changed on the tasks this worker is on, in order, until the
+        session ends: a transfer from or to it began or ended, a participant joined or left, a
+        task it held was paused, a task it paused was resumed (see `TaskNotice`; the latest
+        `NOTICES_MAX` are kept for a desktop that reads them late). Notices sent while the
+        stream was down are not re-sent: read the task (`get_task`) after a
+        reconnection when it matters."""
+        async for notice in self._task_notices.items():
+            yield notice
+
+    async def _call_tasks(self, call: TaskCall[T]) -> T:
+        return await unary(call(self._stubs_now().tasks, self._request_timeout_s))
+
+    async def get_task(self, task_id: str) -> pb.Task:
+        """A task this worker holds, is offered or is on, as it is now."""
         stub = self._stubs_now().tasks
         request = tpb.GetTaskRequest(task_id=task_id)
         response = await unary(stub.GetTask(request, timeout=self._request_timeout_s))
@@ -416,11 +468,15 @@ class AgentSession:
         elif kind == "presence":
             if self._worker is not None and message.presence.activity:
                 self._worker.activity = message.presence.activity
-            self._presence_changes.put_nowait(message.presence)
+            self._presence_changes.put(message.presence)
         elif kind in ("ack", "error"):
             answer = self._answers.get(message.request_id)
             if answer is not None and not answer.done():
                 answer.set_result(message)
+        else:
+            notice = task_notice(message)
+            if notice is not None:
+                self._task_notices.put(notice)
 
     def _on_attached(self, worker: pb.Worker) -> None:
         self._worker = worker
@@ -442,6 +498,12 @@ class AgentSession:
             self._seen_offers.popitem(last=False)
         self._open_offers[reservation_id] = offer
         self._new_offers.put_nowait(reservation_id)
+
+    def _end_readers(self) -> None:
+        """Ends the iterations of `offers()`, `task_notices()` and `presence_changes()`."""
+        self._new_offers.put_nowait(None)
+        self._task_notices.close()
+        self._presence_changes.close()
 
     def _lose_stream(self, error: _StreamLost) -> None:
         """Fails every message waiting for an answer from a stream that is gone."""
@@ -468,7 +530,7 @@ class AgentSession:
             self._lose_stream(_StreamLost(f"the connection to the router was lost: {error}"))
             if error.code in _FATAL_STREAM_CODES:
                 self._failure = error
-                self._new_offers.put_nowait(None)
+                self._end_readers()
                 return
             if self._attach_count > attached_before:
                 # The stream had been up: this is a fresh outage, start the back-off again.

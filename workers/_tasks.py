@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 
@@ -18,7 +18,10 @@ from workers._client import (
     DEFAULT_RETRY_BACKOFF_S,
     RouterClient,
 )
+from workers._conversations import ConversationCalls, TaskCall
 from workers._credentials import TlsSettings, TokenSource
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +34,7 @@ class CreatedTask:
     """True when an earlier call with the same client_request_id had created it."""
 
 
-class TaskClient(RouterClient[tgrpc.TaskServiceStub]):
+class TaskClient(RouterClient[tgrpc.TaskServiceStub], ConversationCalls):
     """An asyncio client of TaskService. Use it as `async with TaskClient(addresses) as tasks:`.
 
     Give it every router's address: on UNAVAILABLE (a standby, a router that died, a store
@@ -40,8 +43,9 @@ class TaskClient(RouterClient[tgrpc.TaskServiceStub]):
     `create_task` and `get_task` are retried on UNAVAILABLE with exponential back-off:
     `create_task` sends the same client_request_id on every attempt, so a retry after a lost
     reply returns the task the first attempt created instead of creating a second one.
-    `cancel_task` and `complete_task` are not retried: they change state, and a retry after a
-    lost reply would be refused as an illegal transition.
+    `cancel_task`, `complete_task` and the conversation calls (`transfer_task`, `pause_task`,
+    `resume_task`, `add_participant`, ...: see `ConversationCalls`) are not retried: they change
+    state, and a retry after a lost reply would be refused as an illegal transition.
     """
 
     def __init__(
@@ -129,69 +133,5 @@ class TaskClient(RouterClient[tgrpc.TaskServiceStub]):
         )
         return response.task
 
-    async def transfer_task(
-        self,
-        task_id: str,
-        *,
-        mode: pb.TransferMode.ValueType,
-        target: pb.TransferTarget,
-        priority: int | None = None,
-        wrap_up: bool = False,
-        allow_back: bool = False,
-        reason: str = "",
-    ) -> tpb.TransferTaskResponse:
-        """Transfers an assigned task, cold or warm, to a queue, a worker or a requirement (the
-        task keeps its age); the response carries the transfer."""
-        request = tpb.TransferTaskRequest(
-            task_id=task_id, mode=mode, target=target, wrap_up=wrap_up,
-            allow_back=allow_back, reason=reason,
-        )  # fmt: skip
-        if priority is not None:
-            request.priority = priority
-        return await self._once(self._stub().TransferTask(request, timeout=self._call_timeout_s))
-
-    async def cancel_transfer(self, task_id: str, transfer_id: str) -> pb.Task:
-        """Cancels an initiated warm transfer; the task stays with its agent."""
-        request = tpb.CancelTransferRequest(task_id=task_id, transfer_id=transfer_id)
-        stub = self._stub()
-        response = await self._once(stub.CancelTransfer(request, timeout=self._call_timeout_s))
-        return response.task
-
-    async def pause_task(self, task_id: str, reason: str = "") -> pb.Task:
-        """Parks an assigned task, releasing its agents' capacity."""
-        request = tpb.PauseTaskRequest(task_id=task_id, reason=reason)
-        response = await self._once(self._stub().PauseTask(request, timeout=self._call_timeout_s))
-        return response.task
-
-    async def resume_task(self, task_id: str, known_agent_wait_s: float | None = None) -> pb.Task:
-        """Routes a paused task again, waiting first for the agent who paused it."""
-        request = tpb.ResumeTaskRequest(task_id=task_id)
-        if known_agent_wait_s is not None:
-            request.known_agent_wait_s = known_agent_wait_s
-        response = await self._once(self._stub().ResumeTask(request, timeout=self._call_timeout_s))
-        return response.task
-
-    async def add_participant(
-        self, task_id: str, *, role: pb.ParticipantRole.ValueType, target: pb.TransferTarget
-    ) -> pb.Task:
-        """Adds a consult (offered the task) or a monitor (joins at once) to an assigned task."""
-        request = tpb.AddParticipantRequest(task_id=task_id, role=role, target=target)
-        stub = self._stub()
-        response = await self._once(stub.AddParticipant(request, timeout=self._call_timeout_s))
-        return response.task
-
-    async def remove_participant(self, task_id: str, worker_id: str) -> pb.Task:
-        """Removes a consult or monitor (or withdraws its pending consult offer)."""
-        request = tpb.RemoveParticipantRequest(task_id=task_id, worker_id=worker_id)
-        stub = self._stub()
-        response = await self._once(stub.RemoveParticipant(request, timeout=self._call_timeout_s))
-        return response.task
-
-    async def hand_over_task(
-        self, task_id: str, worker_id: str, *, wrap_up: bool = False
-    ) -> pb.Task:
-        """The primary hands the task to a consult who has accepted."""
-        request = tpb.HandOverTaskRequest(task_id=task_id, worker_id=worker_id, wrap_up=wrap_up)
-        stub = self._stub()
-        response = await self._once(stub.HandOverTask(request, timeout=self._call_timeout_s))
-        return response.task
+    async def _call_tasks(self, call: TaskCall[T]) -> T:
+        return await self._once(call(self._stub(), self._call_timeout_s))

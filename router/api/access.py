@@ -13,9 +13,12 @@
 - `frontend`: creates, updates, cancels, reads and lists tasks (queue position and estimated
   wait come with them), unscoped: a front end serves every queue.
 - `agent`, scoped to the worker of its token's `worker_id` claim: connects only as itself,
-  accepts and rejects only its own offers, completes and wraps up only tasks assigned to it,
-  sets only its own activity, reads only its own worker and the tasks assigned or offered to
-  it, and lists only its own tasks (`ListTasks` must name its `worker_id`).
+  accepts and rejects only its own offers, completes, wraps up, transfers, pauses and adds
+  participants to only tasks assigned to it, resumes only a task it paused (still paused),
+  removes a participant from a task assigned to it or leaves one it is a participant of, sets
+  only its own activity, reads only its own worker and the tasks assigned or offered to it or
+  that it is a participant of, and lists only its own tasks (`ListTasks` must name its
+  `worker_id`).
 
 Each scope reads the engine between batches (the single writer's read side) and answers None
 (allowed) or the reason for PERMISSION_DENIED. A test enumerates every RPC of every service in
@@ -30,6 +33,7 @@ from typing import Any
 from router._proto.switchboard.v1 import stats_service_pb2 as spb
 from router.api.authn import Principal, Role
 from router.core.engine import Engine
+from router.core.model import TaskStatus
 from router.core.task_index import QUEUE_ID, WORKER_ID
 
 Scope = Callable[[Principal, Any, Engine], str | None]
@@ -55,15 +59,18 @@ class Rule:
 
 
 def _holders(engine: Engine, task_id: str) -> tuple[str, frozenset[str]] | None:
-    """The task's queue and the workers holding it (assigned) or offered it; None if unknown.
-    Reads the index keys of a closed task, not its decoded record."""
+    """The task's queue and the workers holding it (assigned), offered it, or on it as a
+    participant (a consult or monitor, joined or invited); None if unknown. Reads the index
+    keys of a closed task, not its decoded record."""
     tasks = engine.tasks
     task = tasks.open.get(task_id)
     if task is not None:
         reservations = engine.reservations
         offered = {reservations[r].worker_id for r in task.offer_ids if r in reservations}
         held = {task.worker_id} if task.worker_id else set()
-        return task.queue_id or task.spec.queue_id, frozenset(held | offered)
+        return task.queue_id or task.spec.queue_id, frozenset(
+            held | offered | _participants(engine, task_id)
+        )
     closed = tasks.closed.get(task_id)
     if closed is None:
         return None
@@ -93,6 +100,41 @@ def _task_held(principal: Principal, request: Any, engine: Engine) -> str | None
     if task is None or task.worker_id != principal.worker_id:
         return f"task {request.task_id!r} is not assigned to you"
     return None
+
+
+def _participants(engine: Engine, task_id: str) -> set[str]:
+    """The consults and monitors of an open task (at most PARTICIPANTS_PER_TASK_MAX)."""
+    conversation = engine.conversations.active.get(task_id)
+    if conversation is None:
+        return set()
+    return {participant.worker_id for participant in conversation.participants}
+
+
+def _task_paused_by(principal: Principal, request: Any, engine: Engine) -> str | None:
+    """An agent resumes only a task that it paused and that is still paused: a paused task's
+    known agent is the agent who held it when it was paused (a front end resumes any task)."""
+    if principal.role is FRONTEND:
+        return None
+    task = engine.tasks.open.get(request.task_id)
+    if (
+        task is None
+        or task.status is not TaskStatus.PAUSED
+        or task.known_agent_id != principal.worker_id
+    ):
+        return f"task {request.task_id!r} is not a task you paused"
+    return None
+
+
+def _participant_removal(principal: Principal, request: Any, engine: Engine) -> str | None:
+    """An agent removes participants from a task assigned to it, or takes itself off a task
+    it is a participant of (a consult hanging up)."""
+    if (
+        principal.role is AGENT
+        and request.worker_id == principal.worker_id
+        and principal.worker_id in _participants(engine, request.task_id)
+    ):
+        return None
+    return _task_held(principal, request, engine)
 
 
 def _task_list(principal: Principal, request: Any, engine: Engine) -> str | None:
@@ -202,9 +244,9 @@ ACCESS: dict[str, Rule] = {
     _TASKS + "TransferTask": Rule(frozenset({FRONTEND, AGENT}), _task_held),
     _TASKS + "CancelTransfer": Rule(frozenset({FRONTEND, AGENT}), _task_held),
     _TASKS + "PauseTask": Rule(frozenset({FRONTEND, AGENT}), _task_held),
-    _TASKS + "ResumeTask": Rule(frozenset({FRONTEND})),
+    _TASKS + "ResumeTask": Rule(frozenset({FRONTEND, AGENT}), _task_paused_by),
     _TASKS + "AddParticipant": Rule(frozenset({FRONTEND, AGENT}), _task_held),
-    _TASKS + "RemoveParticipant": Rule(frozenset({FRONTEND, AGENT}), _task_held),
+    _TASKS + "RemoveParticipant": Rule(frozenset({FRONTEND, AGENT}), _participant_removal),
     _TASKS + "HandOverTask": Rule(frozenset({AGENT}), _task_held),
     _WORKERS + "UpsertWorker": _CHANGE,
     _WORKERS + "GetWorker": Rule(frozenset({SUPERVISOR, AGENT}), _own_worker),

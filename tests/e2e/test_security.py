@@ -263,6 +263,48 @@ def test_an_agent_acts_only_as_itself(as_role: dict[str, Stubs]) -> None:
         bob_stream.close()
 
 
+def test_an_agent_resumes_only_a_task_it_paused(
+    secured: ServerThread, creds: LocalCredentials, as_role: dict[str, Stubs]
+) -> None:
+    admin, frontend = as_role["admin"], as_role["frontend"]
+    admin.queue("parking")
+    admin.worker("dora", activity="offline")
+    admin.worker("eve", activity="offline")
+    with (
+        _channel(secured, creds, token(creds, Role.AGENT, worker_id="dora")) as dora_channel,
+        _channel(secured, creds, token(creds, Role.AGENT, worker_id="eve")) as eve_channel,
+    ):
+        dora, eve = Stubs.of(dora_channel), Stubs.of(eve_channel)
+        stream = RawAgent(dora, "dora", activity="available")
+        try:
+            assert stream.next().WhichOneof("kind") == "attached"
+            task_id = frontend.create(channel="chat", queue_id="parking").task.task_id
+            offer = stream.next_of("offer").offer
+            while offer.task_id != task_id:  # one an earlier test left: not dora's business
+                stream.reject(offer.reservation_id)
+                offer = stream.next_of("offer").offer
+            stream.accept(offer.reservation_id)
+            stream.next_of("assigned")
+            resume = tpb.ResumeTaskRequest(task_id=task_id, known_agent_wait_s=30)
+            # not paused yet: nobody's to resume
+            assert _code(dora.tasks.ResumeTask, resume) is Code.PERMISSION_DENIED
+            dora.tasks.PauseTask(tpb.PauseTaskRequest(task_id=task_id), timeout=5)
+            assert stream.next_of("paused").paused.task_id == task_id
+            # eve did not pause it, and cannot resume it
+            assert _code(eve.tasks.ResumeTask, resume) is Code.PERMISSION_DENIED
+            assert admin.get(task_id).status == pb.TASK_STATUS_PAUSED
+            # dora paused it: she resumes it, and it waits for her first
+            resumed = dora.tasks.ResumeTask(resume, timeout=5).task
+            assert resumed.status in (pb.TASK_STATUS_PENDING, pb.TASK_STATUS_RESERVED)
+            while stream.next_of("offer").offer.task_id != task_id:
+                pass  # (an offer of a task an earlier test left)
+            # resumed, it is no longer hers to resume
+            assert _code(dora.tasks.ResumeTask, resume) is Code.PERMISSION_DENIED
+        finally:
+            stream.close()
+        frontend.tasks.CancelTask(tpb.CancelTaskRequest(task_id=task_id), timeout=5)
+
+
 def test_a_supervisor_sees_its_queues_only(
     as_role: dict[str, Stubs], secured: ServerThread, creds: LocalCredentials
 ) -> None:
@@ -406,6 +448,74 @@ def test_the_sdk_calls_with_a_token_over_tls(
 
     asyncio.run(run())
     assert len(asked) >= 2  # the stream and the completion each asked for the token
+
+
+def test_a_consult_reads_the_task_it_joined_and_leaves_it(
+    secured: ServerThread, creds: LocalCredentials, as_role: dict[str, Stubs]
+) -> None:
+    """With agent tokens through the SDK: the consult accepts (which reads the task it joined),
+    cannot act on the task as its primary, and takes itself off it; a third agent can neither
+    read the task nor remove the consult."""
+    import asyncio
+
+    from workers import (
+        AgentSession,
+        ParticipantRole,
+        PermissionDenied,
+        TaskClient,
+        TlsSettings,
+        TransferTarget,
+    )
+
+    tls = TlsSettings(root_certificates=creds.ca_cert.read_bytes())
+    admin = as_role["admin"]
+    admin.queue("consults")
+    for worker_id in ("hal", "ida", "jon"):
+        admin.worker(worker_id, activity="offline")
+
+    def session(worker_id: str) -> AgentSession:
+        bearer = token(creds, Role.AGENT, worker_id=worker_id)
+        return AgentSession(secured.address, worker_id, token=bearer, tls=tls)
+
+    async def offer_of(agent: AgentSession, task_id: str) -> pb.Offer:
+        async for offer in agent.offers():
+            if offer.task_id == task_id:
+                return offer
+            await agent.reject(offer)  # one of a task an earlier test left
+        raise AssertionError("the session ended")
+
+    async def run() -> None:
+        frontend = TaskClient(secured.address, token=token(creds, Role.FRONTEND), tls=tls)
+        async with session("hal") as hal, frontend:
+            created = await frontend.create_task(queue_id="consults", channel="chat")
+            task = await hal.accept(await offer_of(hal, created.task.task_id))
+            async with session("ida") as ida, session("jon") as jon:
+                await consult_and_leave(hal, ida, jon, task)
+
+    async def consult_and_leave(
+        hal: AgentSession, ida: AgentSession, jon: AgentSession, task: pb.Task
+    ) -> None:
+        consult = ParticipantRole.PARTICIPANT_ROLE_CONSULT
+        await hal.add_participant(
+            task.task_id, role=consult, target=TransferTarget(worker_id="ida")
+        )
+        invite = await offer_of(ida, task.task_id)
+        assert invite.consult_role == consult
+        joined = await ida.accept(invite)  # reads the task: ida is on it
+        assert ("ida", consult) in {(p.worker_id, p.role) for p in joined.participants}
+        with pytest.raises(PermissionDenied):
+            await ida.pause_task(task.task_id)  # not its task to pause
+        with pytest.raises(PermissionDenied):
+            await jon.get_task(task.task_id)
+        with pytest.raises(PermissionDenied):
+            await jon.remove_participant(task.task_id, "ida")
+        left = await ida.remove_participant(task.task_id, "ida")
+        assert "ida" not in {p.worker_id for p in left.participants}
+        with pytest.raises(PermissionDenied):
+            await ida.get_task(task.task_id)  # off the task, no longer hers to read
+        await hal.complete(task.task_id)
+
+    asyncio.run(run())
 
 
 def test_a_renewed_certificate_is_served_without_a_restart(tmp_path: Path) -> None:
