@@ -14,6 +14,7 @@ from pathlib import Path
 
 from router import mint, probe
 from router.api.authn import AuthConfig
+from router.api.workers import HELLO_TIMEOUT_S_DEFAULT
 from router.envconfig import EnvConfigError, apply_env_defaults
 from router.server import ServerConfig, start_server
 from router.service import SNAPSHOT_EVERY_COMMANDS_DEFAULT
@@ -85,6 +86,11 @@ def _serve_parser(
     serve.add_argument(
         "--event-retention-batches", type=int, default=EventRetention().entries_max, metavar="N",
         help="most journaled batches whose events are kept (default 1000000)",
+    )  # fmt: skip
+    serve.add_argument(
+        "--hello-timeout", type=float, default=HELLO_TIMEOUT_S_DEFAULT, metavar="S",
+        help="seconds a Connect stream may take to send its hello before it is ended "
+        f"(default {HELLO_TIMEOUT_S_DEFAULT:g})",
     )  # fmt: skip
     serve.add_argument("--log-level", default="INFO", type=_log_level)
     _security_arguments(serve)
@@ -208,6 +214,7 @@ async def _serve(args: argparse.Namespace) -> None:
         event_retention=EventRetention(
             round(args.event_retention * 1000), args.event_retention_batches
         ),
+        hello_timeout_s=args.hello_timeout,
     )
     server = await start_server(config)
     # One line on stdout that scripts and tests wait for.
