@@ -17,6 +17,11 @@ from router.core.events import (
     TaskCanceled,
     TaskCompleted,
     TaskCreated,
+    TaskPaused,
+    TaskRequeued,
+    TaskResumed,
+    TransferChanged,
+    WorkerPresenceChanged,
 )
 from router.core.windows import Windows, window_start_ms
 
@@ -59,6 +64,34 @@ class RouterMetrics:
             "switchboard_tasks_canceled",
             "Tasks canceled (by request or time-to-live).",
             (*labels, "reason"),
+            registry=registry,
+        )
+        self.presence_changes = Counter(
+            "switchboard_presence_changes",
+            "Changes of agents' presence (connected, lost, disconnected, expired, away, "
+            "draining, undrained).",
+            ("change",),
+            registry=registry,
+        )
+        self.tasks_requeued = Counter(
+            "switchboard_tasks_requeued",
+            "Assigned tasks routed again after their agent's stream was lost.",
+            labels,
+            registry=registry,
+        )
+        self.transfers = Counter(
+            "switchboard_transfers",
+            "Transfers by mode and status (initiated, completed, failed, canceled).",
+            ("queue", "mode", "status"),
+            registry=registry,
+        )
+        self.tasks_paused = Counter(
+            "switchboard_tasks_paused", "Tasks paused.", labels, registry=registry
+        )
+        self.tasks_resumed = Counter(
+            "switchboard_tasks_resumed",
+            "Paused tasks resumed (origin: caller, or pause when the pause ran out).",
+            (*labels, "origin"),
             registry=registry,
         )
         self.tasks_completed = Counter(
@@ -217,6 +250,21 @@ class RouterMetrics:
             elif isinstance(event, TaskCompleted):
                 task = event.task
                 self.tasks_completed.labels(task.queue_id, task.spec.channel).inc()
+            elif isinstance(event, WorkerPresenceChanged):
+                self.presence_changes.labels(event.change).inc()
+            elif isinstance(event, TransferChanged):
+                transfer = event.transfer
+                self.transfers.labels(
+                    transfer.from_queue_id, transfer.mode.value, transfer.status.value
+                ).inc()
+            elif isinstance(event, TaskPaused):
+                task = event.task
+                self.tasks_paused.labels(task.queue_id, task.spec.channel).inc()
+            elif isinstance(event, TaskResumed):
+                task = event.task
+                self.tasks_resumed.labels(task.queue_id, task.spec.channel, event.origin).inc()
+            elif isinstance(event, TaskRequeued):
+                self.tasks_requeued.labels(event.queue_id, event.channel).inc()
 
     def observe_service_levels(self, windows: Windows, now_ms: int) -> None:
         start_ms = window_start_ms(now_ms, SERVICE_LEVEL_WINDOW_S)

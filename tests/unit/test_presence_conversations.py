@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from router.core import codec
 from router.core import commands as cmd
@@ -18,6 +19,7 @@ from router.core.conversation_model import (
 from router.core.engine import Engine
 from router.core.events import ConsultOffered
 from router.core.model import PresenceSettings, QueueConfig, TaskSpec, TaskStatus, WorkerProfile
+from router.obs.metrics import RouterMetrics
 
 GRACE_S = 10
 REQUEUE_S = 30
@@ -53,6 +55,11 @@ class Scene:
         assert task.worker_id == worker_id
         self.apply(cmd.AcceptOffer(worker_id, task.reservation_id))
         return task_id
+
+    def accept_offers_of(self, worker_id: str) -> None:
+        for reservation in list(self.engine.reservations.values()):
+            if reservation.worker_id == worker_id and reservation.status.value == "pending":
+                self.apply(cmd.AcceptOffer(worker_id, reservation.reservation_id))
 
     def consult_offer(self) -> ConsultOffered:
         offers = [e for e in self.engine.take_events() if isinstance(e, ConsultOffered)]
@@ -128,3 +135,33 @@ def test_a_lost_consult_leaves_the_task_with_its_primary(scene: Scene) -> None:
     assert (task.status, task.worker_id) == (TaskStatus.ASSIGNED, "a")
     assert not scene.engine.conversation_of(task_id).participants
     assert scene.load("s") == 0 and scene.load("a") == 1
+
+
+def test_the_metrics_count_presence_transfers_pauses_and_requeues() -> None:
+    scene = Scene()
+    metrics = RouterMetrics(CollectorRegistry())
+    scene.worker("c")
+    scene.assigned_to("c")
+    scene.apply(cmd.PresenceLost("c"))
+    scene.advance(REQUEUE_S)  # the grace, then the re-queue
+    scene.worker("a")
+    scene.accept_offers_of("a")  # the re-queued task
+    paused = scene.assigned_to("a")
+    scene.apply(cmd.PauseTask(paused))
+    scene.apply(cmd.ResumeTask(paused))
+    scene.worker("b")
+    transferred = scene.assigned_to("b")
+    scene.apply(cmd.TransferTask(transferred, TransferMode.COLD, TransferTarget("support")))
+    metrics.observe_events(scene.engine.take_events())
+
+    def value(name: str, **labels: str) -> float | None:
+        return metrics.registry.get_sample_value(f"switchboard_{name}_total", labels)
+
+    assert value("presence_changes", change="connected") == 3
+    assert value("presence_changes", change="lost") == 1
+    assert value("presence_changes", change="expired") == 1
+    assert value("tasks_paused", queue="support", channel="chat") == 1
+    assert value("tasks_resumed", queue="support", channel="chat", origin="caller") == 1
+    for status in ("initiated", "completed"):
+        assert value("transfers", queue="support", mode="cold", status=status) == 1
+    assert value("tasks_requeued", queue="support", channel="chat") == 1
