@@ -488,3 +488,111 @@ def test_the_real_writer_with_snapshots_recovers_to_the_same_state() -> None:
     recovered = asyncio.run(recover(journal))
     assert asyncio.run(journal.load_snapshot()) is not None, "no snapshot was taken"
     assert recovered.engine.digest() == live, f"seed {seed}"
+
+
+@pytest.mark.parametrize("seed", [7, 9, 11])  # seeds with connected workers at the kill
+def test_a_writer_killed_mid_workload_is_taken_over_with_nothing_acknowledged_lost(
+    seed: int,
+) -> None:
+    """The workload (presence drops, transfers, pauses and consults among it) runs through a
+    leader; the leader is killed in the middle (its task canceled with commands in flight, its
+    lease not released). A second router recovers from the snapshot and the journal, takes the
+    lease once it expires (issuing lost presence for the workers the state says are connected),
+    and runs the rest of the workload. Every task whose creation the first leader acknowledged
+    is in the second's state, invariants hold throughout, and a recovery of the whole journal
+    reaches the second leader's digest."""
+    asyncio.run(_kill_in_the_middle(seed=seed, steps_before=250, steps_after=250))
+
+
+async def _kill_in_the_middle(*, seed: int, steps_before: int, steps_after: int) -> None:
+    rng = random.Random(seed)
+    lease_now_ms = [0]
+    store = MemoryStore(clock_ms=lambda: lease_now_ms[0])
+    journal = MemoryJournal(store)
+    clock = TestClock(1_700_000_000_000)
+
+    def router(engine: Engine, address: str, last_entry_id: str) -> RouterService:
+        durability = Durability(
+            journal, MemoryLease(store, address, ttl_s=30), last_entry_id,
+            snapshot_every_commands=60,
+        )  # fmt: skip
+        return RouterService(engine, clock, RouterMetrics(CollectorRegistry()), durability)
+
+    first = router(Engine(), "sim:1", "0")
+    first.start()
+    acknowledged: list[str] = []
+    try:
+        await _lead(first)
+        for command in setup_commands(rng):
+            await _submit(first, command, acknowledged)
+        await _drive(first, rng, clock, steps_before, acknowledged, seed)
+        # Killed with a group of commands in flight: whatever of it was not journaled is lost,
+        # and none of it was acknowledged.
+        group = [random_command(rng, first.engine, steps_before + i) for i in range(6)]
+        in_flight = [asyncio.ensure_future(_submit(first, c, [])) for c in group]
+        await asyncio.sleep(0)
+    finally:
+        await first.stop()  # cancels the writer: no lease release, no goodbye
+    for future in in_flight:
+        future.cancel()
+    connected = first.engine.presence.connected_count()
+
+    lease_now_ms[0] += 31_000  # the dead leader's lease runs out
+    recovered = await recover(journal)
+    second = router(recovered.engine, "sim:2", recovered.last_entry_id)
+    second.start()
+    try:
+        await _lead(second)
+        await asyncio.sleep(0.01)  # its AllPresenceLost is applied
+        engine = second.engine
+        missing = [task_id for task_id in acknowledged if task_id not in engine.tasks]
+        assert not missing, f"seed {seed}: acknowledged tasks lost in the takeover: {missing}"
+        if connected:
+            lost = [w for w in engine.presence.workers.values() if w.lost_ms]
+            assert lost, f"seed {seed}: no worker lost its presence at the takeover"
+        engine.check_invariants()
+        await _drive(second, rng, clock, steps_after, acknowledged, seed)
+        await asyncio.sleep(0.01)
+        live = (await second.state_digest()).digest
+    finally:
+        await second.stop()
+    assert (await recover(journal)).engine.digest() == live, f"seed {seed}"
+
+
+async def _lead(service: RouterService) -> None:
+    for _ in range(5_000):
+        if service.is_leader:
+            return
+        await asyncio.sleep(0.001)
+    raise AssertionError("the router never took the lease")
+
+
+async def _submit(service: RouterService, command: cmd.Command, created: list[str]) -> None:
+    """Submits a command; the id of a task it created is recorded once acknowledged."""
+    with contextlib.suppress(CoreError):
+        result = await service.submit(command)
+        if isinstance(command, cmd.CreateTask):
+            created.append(result.task.task_id)
+
+
+async def _drive(
+    service: RouterService,
+    rng: random.Random,
+    clock: TestClock,
+    steps: int,
+    created: list[str],
+    seed: int,
+) -> None:
+    """The random workload, several commands at a time, invariants checked after each group."""
+    step = 0
+    while step < steps:
+        advance_ms = rng.choice([0, 0, 10, 500, 2_000, 15_000])
+        if advance_ms:
+            clock.advance(advance_ms)
+        group = [random_command(rng, service.engine, step + i) for i in range(rng.randint(1, 6))]
+        await asyncio.gather(*(_submit(service, command, created) for command in group))
+        step += len(group)
+        try:
+            service.engine.check_invariants()
+        except AssertionError as error:
+            raise AssertionError(f"seed {seed}, step {step}: {error}") from error
