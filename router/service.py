@@ -142,14 +142,15 @@ class RouterService:
         return round(self.engine.presence.settings.presence_timeout_s * 1000)
 
     def _issue(self, command: cmd.Command[object]) -> None:
-        """Submits a command nobody waits for (a refusal or an outage is only logged)."""
-        task = asyncio.get_running_loop().create_task(self._quietly(command))
+        """Submits a command nobody waits for (a refusal or an outage is only logged), queued
+        at once: a new leader's AllPresenceLost goes before any hello that follows it."""
+        task = asyncio.ensure_future(self._quietly(self._writer.enqueue(command), command))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _quietly(self, command: cmd.Command[object]) -> None:
+    async def _quietly(self, applied: asyncio.Future[object], command: cmd.Command[object]) -> None:
         try:
-            await self._writer.submit(command)
+            await applied
         except (CoreError, Unavailable) as error:
             log.info("%s was not applied: %s", type(command).__name__, error)
 

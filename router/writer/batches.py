@@ -143,6 +143,11 @@ class BatchWriter:
     async def submit(self, command: cmd.Command[R]) -> R:
         """Applies a command in the next batch and returns its result once the batch is durable,
         or raises its CoreError (Unavailable when the store could not be written)."""
+        return await self.enqueue(command)
+
+    def enqueue(self, command: cmd.Command[R]) -> asyncio.Future[R]:
+        """`submit`, with the command queued before this returns: it is applied after every
+        command queued before it and before every command queued after it."""
         try:
             encoded = codec.encode_command(command)
             journaled = codec.decode_command(encoded)
@@ -151,7 +156,7 @@ class BatchWriter:
             raise Internal() from None
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._inbox.put_nowait(_Submission(journaled, encoded, future))
-        return await future
+        return future
 
     def stop_after_batch(self) -> None:
         """Ends `run` after the batch under way (the lease was lost)."""
