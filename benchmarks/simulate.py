@@ -16,7 +16,11 @@ drives Switchboard's real core (no sockets, no sleeping) against documented base
    anywhere and transferring (`TransferTask`, keeping the contact's age) or completing and
    re-creating the task (TaskRouter's documented pattern): transfer rate, first-contact
    resolution and the customer's total time.
-4. Speed: simulated contacts per second through the real core, on one core.
+4. Dead agents (benchmarks/simulation/dead_agents.py): 20 agents at 70% occupancy for one hour,
+   k of whose desktops die at the start without a goodbye: without presence each offer to them
+   waits out its timeout; with presence (`PresenceLost` as the stream drops) they go offline after
+   the grace; against no dead agents and simply k fewer agents.
+5. Speed: simulated contacts per second through the real core, on one core.
 
 See benchmarks/README.md for the model, the baselines' sources and how to read the results."""
 
@@ -39,6 +43,8 @@ from rich.table import Table
 
 from benchmarks.simulation.baselines import BASELINES
 from benchmarks.simulation.center import NEED_SHARE, Agent, make_agents, make_trace
+from benchmarks.simulation.dead_agents import compare as compare_dead_agents
+from benchmarks.simulation.dead_agents import verdict as dead_agents_verdict
 from benchmarks.simulation.des import replay
 from benchmarks.simulation.erlang import ciw_waits_for_trace, erlang_c
 from benchmarks.simulation.metrics import SERVICE_LEVEL_S, over_seeds, summarise
@@ -70,12 +76,30 @@ class Scale:
     """Per M/M/c run."""
     replications: int
     """Independent M/M/c runs per case."""
+    dead_agent_seeds: int
+    """One-hour traces of the dead-agent case (20 agents whatever `agents` says)."""
 
 
 SCALES = {
-    "tiny": Scale(agents=20, contacts=600, seeds=2, erlang_contacts=2_000, replications=2),
-    "quick": Scale(agents=200, contacts=12_000, seeds=6, erlang_contacts=20_000, replications=3),
-    "full": Scale(agents=200, contacts=40_000, seeds=10, erlang_contacts=100_000, replications=5),
+    "tiny": Scale(
+        agents=20, contacts=600, seeds=2, erlang_contacts=2_000, replications=2, dead_agent_seeds=3
+    ),
+    "quick": Scale(
+        agents=200,
+        contacts=12_000,
+        seeds=6,
+        erlang_contacts=20_000,
+        replications=3,
+        dead_agent_seeds=20,
+    ),
+    "full": Scale(
+        agents=200,
+        contacts=40_000,
+        seeds=10,
+        erlang_contacts=100_000,
+        replications=5,
+        dead_agent_seeds=40,
+    ),
 }
 ERLANG_CASES = ((5, 3.5), (10, 8.0), (25, 22.0))
 """(agents, offered load in Erlangs): occupancy 0.70, 0.80 and 0.88."""
@@ -211,6 +235,7 @@ def verdict(
     rows: Sequence[dict[str, Any]],
     erlang: Sequence[dict[str, Any]],
     specialist: Sequence[dict[str, Any]],
+    dead_agents: Sequence[dict[str, Any]],
 ) -> dict[str, bool]:
     """Whether the M/M/c runs are within ERLANG_TOLERANCE_PCT of theory on every figure;
     whether `switchboard` beats every baseline on resolution and satisfaction with
@@ -218,7 +243,9 @@ def verdict(
     baseline's; and, in the specialist case, whether routing to the right agent at once beats
     routing anywhere then transferring on first-contact resolution and the customer's total
     time (non-overlapping intervals), and whether a transfer that keeps the contact's age gets
-    it to a specialist sooner than re-creating the task."""
+    it to a specialist sooner than re-creating the task; and, with k dead agents, whether
+    presence brings the mean wait close to that of k fewer agents and far below the wait
+    without presence (dead_agents.verdict)."""
     ours = next(r for r in rows if r["policy"] == "switchboard")
     baselines = [r for r in rows if r["policy"] in BASELINES]
 
@@ -251,7 +278,7 @@ def verdict(
         "transfer_keeps_age_reaches_specialist_sooner": (
             transfer["specialist_wait_s"] < recreate["specialist_wait_s"]
         ),
-    }
+    } | dead_agents_verdict(dead_agents)
 
 
 # == the command ===================================================================================
@@ -262,6 +289,7 @@ def print_tables(
     erlang: Sequence[dict[str, Any]],
     rows: Sequence[dict[str, Any]],
     specialist: Sequence[dict[str, Any]],
+    dead_agents: Sequence[dict[str, Any]],
 ) -> None:
     table = Table(title="M/M/c through the real core (mean ± 95% CI) vs Erlang C")
     for column in ("agents", "load E", "P(wait) sim", "theory", "SL 20 s sim", "theory",
@@ -311,6 +339,23 @@ def print_tables(
             f"{r['dispute_total_s']:.1f} ± {r['dispute_total_s_ci95']:.1f}",
         )
     console.print(table)
+    table = Table(title="Dead agents: 20 agents at 70% occupancy, one hour (mean ± 95% CI)")
+    for column in ("variant", "agents", "dead", "presence", "mean wait s", "p90 wait s",
+                   "worst wait s", "worst of all s", "offers timed out"):  # fmt: skip
+        table.add_column(column, justify="right" if column != "variant" else "left")
+    for r in dead_agents:
+        table.add_row(
+            str(r["variant"]),
+            f"{r['agents']:.0f}",
+            f"{r['dead']:.0f}",
+            "yes" if r["presence"] else "no",
+            f"{r['mean_wait_s']:.1f} ± {r['mean_wait_s_ci95']:.1f}",
+            f"{r['p90_wait_s']:.1f} ± {r['p90_wait_s_ci95']:.1f}",
+            f"{r['worst_wait_s']:.0f} ± {r['worst_wait_s_ci95']:.0f}",
+            f"{r['worst_wait_max_s']:.0f}",
+            f"{r['timed_out_share']:.1%} ± {r['timed_out_share_ci95']:.1%}",
+        )
+    console.print(table)
 
 
 @contextmanager
@@ -339,7 +384,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.seeds is not None:
         if args.seeds < 2:
             parser.error("--seeds must be 2 or more (a confidence interval needs two)")
-        scale = dataclasses.replace(scale, seeds=args.seeds)
+        scale = dataclasses.replace(scale, seeds=args.seeds, dead_agent_seeds=args.seeds)
     if args.agents is not None:
         if args.agents < 1:
             parser.error("--agents must be 1 or more")
@@ -357,10 +402,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         job = progress.add_task("specialist case", total=1)
         specialist = compare_specialist(scale.agents, scale.contacts, scale.seeds)
         progress.advance(job)
+        job = progress.add_task("dead agents", total=1)
+        dead_agents = compare_dead_agents(scale.dead_agent_seeds)
+        progress.advance(job)
     rows = policy_rows(compared.runs)
-    print_tables(console, erlang, rows, specialist)
+    print_tables(console, erlang, rows, specialist, dead_agents)
     tasks_per_s = compared.engine_contacts / compared.engine_s
-    checks = verdict(rows, erlang, specialist)
+    checks = verdict(rows, erlang, specialist, dead_agents)
     console.print(
         f"real core: {tasks_per_s:,.0f} simulated contacts/s on one core "
         f"({tasks_per_s * 60:,.0f} a minute); whole run {time.monotonic() - started_s:.0f} s"
@@ -380,6 +428,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "erlang_c": erlang,
             "policies": rows,
             "specialist": specialist,
+            "dead_agents": dead_agents,
             "targets": checks,
         }
         args.json.parent.mkdir(parents=True, exist_ok=True)

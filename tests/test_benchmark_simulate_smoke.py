@@ -13,6 +13,8 @@ import pytest
 from benchmarks.simulate import main
 from benchmarks.simulation.baselines import BASELINES
 from benchmarks.simulation.center import Agent, Contact, make_agents, make_trace
+from benchmarks.simulation.dead_agents import START_MS, Variant, make_dead_agent_trace, variants
+from benchmarks.simulation.dead_agents import run as run_dead_agents
 from benchmarks.simulation.des import replay
 from benchmarks.simulation.erlang import ciw_waits_for_trace, erlang_c
 from benchmarks.simulation.routers import EngineRouter
@@ -131,6 +133,12 @@ def test_the_command_writes_its_json_and_figures(tmp_path: Path) -> None:
             "p_wait_theory",
         } <= case.keys()
     assert [r["policy"] for r in document["specialist"]] == [p.value for p in SpecialistPolicy]
+    assert [r["variant"] for r in document["dead_agents"]] == [v.name for v in variants()]
+    for row in document["dead_agents"]:
+        assert {"mean_wait_s", "mean_wait_s_ci95", "p90_wait_s", "worst_wait_s",
+                "worst_wait_max_s", "timed_out_share"} <= row.keys()  # fmt: skip
+    assert {"presence_5_dead_close_to_5_fewer_agents",
+            "presence_5_dead_far_below_no_presence"} <= document["targets"].keys()  # fmt: skip
     assert (tmp_path / "simulate_policies.png").stat().st_size > 10_000
     assert (tmp_path / "simulate_erlang.png").stat().st_size > 10_000
 
@@ -164,3 +172,27 @@ def test_a_cold_transfer_keeps_the_contacts_place_where_a_new_task_loses_it() ->
     kept_age = transfer.specialist_wait_ms[transfer.transferred].mean()
     lost_age = recreate.specialist_wait_ms[recreate.transferred].mean()
     assert kept_age < lost_age
+
+
+def test_offers_to_dead_agents_time_out_without_presence_and_stop_after_the_grace_with_it() -> None:
+    """Two desktops die at the start. Without presence, every offer to them waits out its
+    timeout (live agents accept at once, so those are the only offers that time out) and they
+    stay available to the end; with presence, nothing reaches them after the grace (nor during
+    it: a lost worker receives no new offers) and they end offline. Every contact is served."""
+    trace = make_dead_agent_trace(seed=1)
+    grace_s = 10.0
+    without = run_dead_agents(trace, Variant("2_dead", 2), grace_s=grace_s)
+    assert without.dead_offer_ms
+    assert without.timed_out.sum() == len(without.dead_offer_ms)
+    assert without.dead_activities == ["available", "available"]
+    assert without.wait_ms.max() >= 30_000  # at least one reservation timeout waited out
+    with_presence = run_dead_agents(trace, Variant("2_dead_presence", 2, presence=True),
+                                    grace_s=grace_s)  # fmt: skip
+    assert not [t for t in with_presence.dead_offer_ms if t >= START_MS + grace_s * 1000]
+    assert with_presence.timed_out.sum() == 0
+    assert with_presence.dead_activities == ["offline", "offline"]
+    fewer = run_dead_agents(trace, Variant("2_fewer", 2, fewer=True))
+    assert fewer.dead_activities == []
+    for result in (without, with_presence, fewer):
+        assert (result.wait_ms >= 0).all()
+    assert with_presence.wait_ms.mean() < without.wait_ms.mean()
