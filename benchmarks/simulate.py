@@ -78,11 +78,23 @@ class Scale:
     """Independent M/M/c runs per case."""
     dead_agent_seeds: int
     """One-hour traces of the dead-agent case (20 agents whatever `agents` says)."""
+    specialist_agents: int
+    """The specialist case's center: a smaller one than `agents`, where specialists are few
+    enough that their queue forms (in a large pool every contact is answered at once)."""
+    specialist_contacts: int
+    """Per seed and policy of the specialist case (its seeds are `seeds`)."""
 
 
 SCALES = {
     "tiny": Scale(
-        agents=20, contacts=600, seeds=2, erlang_contacts=2_000, replications=2, dead_agent_seeds=3
+        agents=20,
+        contacts=600,
+        seeds=2,
+        erlang_contacts=2_000,
+        replications=2,
+        dead_agent_seeds=3,
+        specialist_agents=20,
+        specialist_contacts=600,
     ),
     "quick": Scale(
         agents=200,
@@ -91,6 +103,8 @@ SCALES = {
         erlang_contacts=20_000,
         replications=3,
         dead_agent_seeds=20,
+        specialist_agents=40,
+        specialist_contacts=4_000,
     ),
     "full": Scale(
         agents=200,
@@ -99,6 +113,8 @@ SCALES = {
         erlang_contacts=100_000,
         replications=5,
         dead_agent_seeds=40,
+        specialist_agents=40,
+        specialist_contacts=10_000,
     ),
 }
 ERLANG_CASES = ((5, 3.5), (10, 8.0), (25, 22.0))
@@ -400,7 +416,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             progress.advance(job)
         compared = compare_policies(scale, progress)
         job = progress.add_task("specialist case", total=1)
-        specialist = compare_specialist(scale.agents, scale.contacts, scale.seeds)
+        specialist = compare_specialist(
+            scale.specialist_agents, scale.specialist_contacts, scale.seeds
+        )
         progress.advance(job)
         job = progress.add_task("dead agents", total=1)
         dead_agents = compare_dead_agents(scale.dead_agent_seeds)
