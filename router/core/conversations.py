@@ -616,6 +616,9 @@ class Conversations:
         task.known_agent_id = primary.worker_id
         task.worker_id = ""
         task.reservation_id = ""
+        # A known agent adds a step before the route's: derived again now, as a restored engine
+        # derives it (else the priority its step gives differs after a snapshot).
+        self._routing.derive(task)
         queue = self._catalog.queues[task.queue_id]
         conversation.paused_ms = now_ms
         conversation.pause_due_ms = now_ms + round(queue.pause_max_s * 1000)
