@@ -15,7 +15,13 @@ from router.core import commands as cmd
 from router.core.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 from router.core.events import Event, PolicyChanged, QueueChanged
 from router.core.expressions import MATCH_ALL, Expression, ExpressionError, parse
-from router.core.limits import CHANNELS_MAX, POLICIES_MAX, QUEUE_DEPTH_MAX, QUEUES_MAX
+from router.core.limits import (
+    CHANNELS_MAX,
+    POLICIES_MAX,
+    QUEUE_DEPTH_MAX,
+    QUEUES_MAX,
+    TRANSFER_EXPRESSIONS_MAX,
+)
 from router.core.model import (
     DEFAULT_ACTIVITIES,
     DEFAULT_CHANNELS,
@@ -51,6 +57,11 @@ if TYPE_CHECKING:
 
 EVERYONE = "\x00"
 """The membership key of the row of every worker (steps without a worker expression)."""
+_TRANSFER_ROW = "\x01transfer:"
+"""The prefix of the membership keys of cold transfers' worker expressions: a bounded pool of
+rows (`TRANSFER_EXPRESSIONS_MAX`), reused as expressions stop being needed, so that the
+membership matrix does not grow with every expression a caller ever wrote."""
+_TRANSFER_KEYS = tuple(f"{_TRANSFER_ROW}{n}" for n in range(TRANSFER_EXPRESSIONS_MAX))
 _NOBODY = np.zeros(0, dtype=bool)
 """A membership row of no worker."""
 _Value = TypeVar("_Value")
@@ -84,8 +95,12 @@ class Catalog:
         """Queues assigned in rounds (`assignment_window_s` > 0)."""
         self.queues_with_arrival_rules: set[str] = set()
         """Queues with business hours or queue-length rules (arrivals there are checked)."""
-        self._targets: dict[tuple[str, str, int], GroupTarget] = {}
-        """GroupTarget by (queue, step worker expression, pinned row), rebuilt on change."""
+        self._transfer_rows: dict[str, _TransferRow] = {}
+        """Worker expression -> its pooled row, for the expressions that tasks waiting after a
+        cold transfer to a requirement are held to (derived: counted from the conversations)."""
+        self._targets: dict[tuple[str, str, int, bool], GroupTarget] = {}
+        """GroupTarget by (queue, worker expression, pinned row, a transfer's expression),
+        rebuilt on change."""
         self.membership = QueueMembership()
         self.everyone_slot = self.membership.index_of(EVERYONE)
 
@@ -118,16 +133,23 @@ class Catalog:
         depth = self._matching.waiting.queue_depth(queue.queue_id)
         return depth >= (queue.depth_max or QUEUE_DEPTH_MAX)
 
-    def target(self, queue_id: str, worker_expression: str, pinned: int) -> GroupTarget:
-        """The waiting-index target of a queue's tasks in a step (shared, cached)."""
-        key = (queue_id, worker_expression, pinned)
+    def target(
+        self, queue_id: str, worker_expression: str, pinned: int, *, transfer: bool = False
+    ) -> GroupTarget:
+        """The waiting-index target of a queue's tasks in a step (shared, cached); with
+        `transfer`, the expression is a cold transfer's (`use_transfer_expression`)."""
+        key = (queue_id, worker_expression, pinned, transfer)
         target = self._targets.get(key)
         if target is None:
             queue = self.queues[queue_id]
+            if transfer:
+                slot = self._transfer_rows[worker_expression].slot
+            else:
+                slot = self.membership.index_of(EVERYONE + worker_expression)
             target = self._targets[key] = GroupTarget(
                 queue_id=queue.queue_id,
                 queue_slot=self.membership.index_of(queue.queue_id),
-                expression_slot=self.membership.index_of(EVERYONE + worker_expression),
+                expression_slot=slot,
                 pinned_row=pinned,
                 aging_per_ms=queue.priority_aging_per_min / 60_000,
                 batched=queue.assignment_window_s > 0,
@@ -138,6 +160,54 @@ class Catalog:
         """Every membership row's key and expression: the queues', then the steps'."""
         yield from self._queue_expressions.items()
         yield from self._step_expressions.items()
+        for row in self._transfer_rows.values():
+            yield row.key, row.expression
+
+    # -- cold transfers' worker expressions -------------------------------------------------
+
+    def check_transfer_expression(self, source: str) -> Expression:
+        """The parsed expression of a cold transfer's target, refused (changing nothing) when
+        it does not parse or would need a row past `TRANSFER_EXPRESSIONS_MAX`."""
+        try:
+            expression = parse(source)
+        except ExpressionError as error:
+            raise InvalidArgument("target.worker_expression", str(error)) from None
+        if source not in self._transfer_rows and (
+            len(self._transfer_rows) >= TRANSFER_EXPRESSIONS_MAX
+        ):
+            raise ResourceExhausted(
+                f"tasks wait for {TRANSFER_EXPRESSIONS_MAX} different worker expressions after "
+                "cold transfers, the limit; reuse one of them, or transfer to a queue"
+            )
+        return expression
+
+    def use_transfer_expression(self, source: str, expression: Expression) -> None:
+        """One more task is held to a cold transfer's worker expression: its row is evaluated
+        when it is the first. Nobody waits on a new row yet, so nobody is served."""
+        row = self._transfer_rows.get(source)
+        if row is None:
+            used = {r.key for r in self._transfer_rows.values()}
+            key = next(key for key in _TRANSFER_KEYS if key not in used)
+            row = self._transfer_rows[source] = _TransferRow(
+                key, self.membership.index_of(key), expression
+            )
+            self.membership.ensure_rows(self._roster.columns.row_count)
+            self.membership.set_row(row.slot, self._roster.evaluate(expression))
+        row.uses += 1
+
+    def release_transfer_expression(self, source: str) -> None:
+        """A task is no longer held to a cold transfer's worker expression (assigned, closed):
+        the last one lets its row go back to the pool."""
+        row = self._transfer_rows[source]
+        row.uses -= 1
+        if not row.uses:
+            del self._transfer_rows[source]
+            self.membership.set_row(row.slot, _NOBODY)
+            self._targets.clear()  # the slot may serve another expression next
+
+    def transfer_expression_uses(self) -> dict[str, int]:
+        """How many tasks each cold transfer's expression holds (for the invariants)."""
+        return {source: row.uses for source, row in self._transfer_rows.items()}
 
     # -- commands ---------------------------------------------------------------------------
 
@@ -345,6 +415,16 @@ class Catalog:
             "queues": [queue_digest(queue) for queue in self.queues.values()],
             "policies": list(self.policies.values()),
         }
+
+
+@dataclass(slots=True)
+class _TransferRow:
+    """A pooled membership row held by a cold transfer's worker expression."""
+
+    key: str
+    slot: int
+    expression: Expression
+    uses: int = 0
 
 
 _ROUTED_STATUSES = (TaskStatus.PENDING, TaskStatus.RESERVED)

@@ -140,9 +140,10 @@ class TransferTask(Command[ConversationResult]):
     """Transfers an assigned task to `target`. COLD: its agent is released (into wrap-up when
     `wrap_up` and its queue has one) and the task routed at the target, keeping its age and
     (unless `priority` is given) its priority, never offered back to that agent unless
-    `allow_back`. WARM: the target is offered the task as a consult while the agent keeps it;
-    on accept the task moves to the target, on reject, expiry or `CancelTransfer` the transfer
-    fails and the task stays."""
+    `allow_back`; a target's worker expression holds it until a worker accepts it (only
+    workers matching it are offered it). WARM: the target is offered the task as a consult
+    while the agent keeps it; on accept the task moves to the target, on reject, expiry or
+    `CancelTransfer` the transfer fails and the task stays."""
 
     task_id: str
     mode: TransferMode

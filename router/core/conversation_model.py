@@ -80,7 +80,8 @@ class Transfer:
     created_ms: int
     status: TransferStatus = TransferStatus.INITIATED
     to_worker_id: str = ""
-    """The worker offered (warm, or cold to a named worker) or who took the task."""
+    """The worker offered (warm, or cold to a named worker) or who took the task (cold to a
+    worker expression: set when a worker accepts it, which ends the task's hold to it)."""
     reason: str = ""
     """Why the caller transferred it, as given."""
     outcome: str = ""

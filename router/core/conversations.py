@@ -206,12 +206,9 @@ class Conversations:
             raise InvalidArgument(
                 "allow_back", "an agent released into wrap-up cannot be offered the task back"
             )
+        held_to = None
         if command.mode is TransferMode.COLD and target.worker_expression:
-            raise InvalidArgument(
-                "target.worker_expression",
-                "a cold transfer routes by queue, worker or skills; name a queue whose target "
-                "selects the specialists, or transfer warm",
-            )
+            held_to = self._catalog.check_transfer_expression(target.worker_expression)
         check_task_move(task.task_id, task.status, TaskStatus.PENDING, TaskMove.TRANSFER)
         conversation = self.active.get(task.task_id)
         self._check_no_transfer_in_flight(task, conversation)
@@ -226,6 +223,8 @@ class Conversations:
             worker = self._choose(task, target, queue, self._on_task(task))
             return self._start_warm(task, command, worker)
         named = self._choose(task, target, queue, self._on_task(task)) if target.worker_id else None
+        if held_to is not None:
+            self._catalog.use_transfer_expression(target.worker_expression, held_to)
         return self._cold(task, command, queue, named)
 
     def _cold(
@@ -340,6 +339,24 @@ class Conversations:
         if transfer.to_worker_id and transfer.to_worker_id != transfer.from_worker_id:
             workers.append(transfer.to_worker_id)
         return TransferChanged(transfer.snapshot(), task.snapshot(), tuple(workers))
+
+    def held_to_expression(self, task_id: str) -> str:
+        """The worker expression an open task is held to ("" when none): its latest transfer's,
+        when that was cold to a worker expression and no worker has accepted the task since.
+        Derived from the conversation alone, so that a restored engine routes it alike."""
+        conversation = self.active.get(task_id)
+        if conversation is None or not conversation.transfers:
+            return ""
+        return _held_to(conversation.transfers[-1])
+
+    def task_assigned(self, task: TaskRecord) -> None:
+        """A worker accepted the task: a cold transfer's worker expression no longer holds it
+        (the transfer records who took it)."""
+        held_to = self.held_to_expression(task.task_id)
+        if held_to:
+            self.active[task.task_id].transfers[-1].to_worker_id = task.worker_id
+            self._catalog.release_transfer_expression(held_to)
+            self._routing.derive(task)
 
     # -- participants -----------------------------------------------------------------------
 
@@ -688,6 +705,9 @@ class Conversations:
     def task_closed(self, task: TaskRecord) -> list[WorkerRecord]:
         """The task closed: whoever still holds it lets go, and its conversation is kept with
         the closed tasks. Returns the workers freed."""
+        held_to = self.held_to_expression(task.task_id)
+        if held_to:
+            self._catalog.release_transfer_expression(held_to)
         conversation = self.active.pop(task.task_id, None)
         if conversation is None:
             return []
@@ -921,6 +941,9 @@ class Conversations:
         self.consult_seq = share.consult_seq
         for conversation in share.active or ():
             self.active[conversation.task_id] = conversation
+            held_to = self.held_to_expression(conversation.task_id)
+            if held_to:
+                self._catalog.use_transfer_expression(held_to, parse(held_to))
             for participant in conversation.participants:
                 if participant.reservation_id:
                     self.invites[participant.reservation_id] = conversation.task_id
@@ -960,6 +983,12 @@ class Conversations:
                 if participant.reservation_id:
                     invites[participant.reservation_id] = task_id
         assert invites == self.invites, "consult offers index"
+        held: dict[str, int] = {}
+        for task_id in self.active:
+            held_to = self.held_to_expression(task_id)
+            if held_to:
+                held[held_to] = held.get(held_to, 0) + 1
+        assert held == self._catalog.transfer_expression_uses(), "cold transfers' expressions"
         assert not self.active.keys() & self.closed.keys(), "a conversation open and closed"
         for task_id, conversation in self.closed.items():
             assert not conversation.participants and not conversation.wrapups, task_id
@@ -983,6 +1012,13 @@ def _check_target(target: TransferTarget) -> None:
         check_id("target.required_skills", skill)
         check_finite(f"target.required_skills[{skill}]", level, 0.0, SKILL_LEVEL_MAX)
     check_text("target.worker_expression", target.worker_expression, 4096)
+
+
+def _held_to(transfer: Transfer) -> str:
+    """The worker expression a task's latest transfer holds it to until a worker accepts it."""
+    if transfer.mode is TransferMode.COLD and not transfer.to_worker_id:
+        return transfer.target.worker_expression
+    return ""
 
 
 def _merged(required: Any, target: TransferTarget) -> dict[str, float]:

@@ -196,7 +196,7 @@ class Engine:
         )  # fmt: skip
         routing.connect(
             clock=clock, events=events, timers=timers, catalog=catalog, roster=roster,
-            lifecycle=lifecycle, matching=matching,
+            lifecycle=lifecycle, matching=matching, conversations=self.conversations,
         )  # fmt: skip
         matching.connect(
             clock=clock, events=events, timers=timers, catalog=catalog, roster=roster,
@@ -209,6 +209,7 @@ class Engine:
         roster.connect_presence(self.presence)
         roster.connect_conversations(self.conversations)
         offers.connect_presence(self.presence)
+        offers.connect_conversations(self.conversations)
         statistics.connect(
             clock=clock, queues=catalog.queues, membership=catalog.membership,
             columns=roster.columns, waiting=matching.waiting, task_routing=routing.of_task,

@@ -99,6 +99,10 @@ in dates up to then)."""
 TRANSFERS_PER_TASK_MAX: Final = 10
 """Most transfers (cold or warm, whatever became of them) one task may have: a transfer loop
 ends here with RESOURCE_EXHAUSTED."""
+TRANSFER_EXPRESSIONS_MAX: Final = 64
+"""Most different worker expressions that tasks waiting after cold transfers to a requirement
+are held to at once (each keeps a membership row of every worker): one more is refused with
+RESOURCE_EXHAUSTED."""
 PARTICIPANTS_PER_TASK_MAX: Final = 6
 """Most participants of one task: its primary, consults and monitors, invited or joined."""
 PAUSE_MAX_S_DEFAULT: Final = 7 * 24 * 3600.0

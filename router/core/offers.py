@@ -20,6 +20,7 @@ from router.core.validation import check_id
 
 if TYPE_CHECKING:
     from router.core.catalog import Catalog
+    from router.core.conversations import Conversations
     from router.core.histories import Histories
     from router.core.identifiers import Identifiers
     from router.core.lifecycle import TaskLifecycle
@@ -83,6 +84,9 @@ class Offers:
     def connect_presence(self, presence: Presence) -> None:
         self._presence = presence
 
+    def connect_conversations(self, conversations: Conversations) -> None:
+        self._conversations = conversations
+
     # -- making and ending offers -----------------------------------------------------------
 
     def offer(self, task: TaskRecord, worker: WorkerRecord) -> None:
@@ -131,6 +135,7 @@ class Offers:
         task.reservation_id = reservation.reservation_id
         task.assigned_ms = now_ms
         self._lifecycle.transition(task, TaskStatus.ASSIGNED, TaskMove.ACCEPT)
+        self._conversations.task_assigned(task)
         counters = self._stats.counters[task.queue_id]
         counters.assigned_total += 1
         counters.assigned_ms.append(now_ms)

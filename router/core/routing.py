@@ -32,6 +32,7 @@ from router.core.waiting import NO_PIN, PINNED_TO_NOBODY, GroupTarget
 
 if TYPE_CHECKING:
     from router.core.catalog import Catalog
+    from router.core.conversations import Conversations
     from router.core.histories import CustomerHistory
     from router.core.lifecycle import TaskLifecycle
     from router.core.matching import Matching
@@ -75,6 +76,7 @@ class Routing:
         roster: Roster,
         lifecycle: TaskLifecycle,
         matching: Matching,
+        conversations: Conversations,
     ) -> None:
         self._clock = clock
         self._events = events
@@ -84,6 +86,7 @@ class Routing:
         self._lifecycle = lifecycle
         self._open = lifecycle.tasks.open
         self._matching = matching
+        self._conversations = conversations
 
     # -- choosing the queue -----------------------------------------------------------------
 
@@ -236,7 +239,17 @@ class Routing:
         if step.known_agent:
             agent = self._roster.workers.get(task.known_agent_id)
             pinned = agent.row if agent is not None else PINNED_TO_NOBODY
-        target = self._catalog.target(task.queue_id, step.worker_expression, pinned)
+        # A task cold-transferred to a worker expression is routed by the transfer's target
+        # (no policy step: NO_ROUTE) and held to that expression until it is assigned.
+        held_to = (
+            self._conversations.held_to_expression(task.task_id)
+            if task.route_index == NO_ROUTE
+            else ""
+        )
+        if held_to:
+            target = self._catalog.target(task.queue_id, held_to, pinned, transfer=True)
+        else:
+            target = self._catalog.target(task.queue_id, step.worker_expression, pinned)
         return TaskRouting(self._requirement(task.spec, step.required_skills), target)
 
     def _requirement(

@@ -168,6 +168,8 @@ def restore(data: bytes) -> Engine:
     engine.presence.restore(snapshot.presence)  # before the workers: it holds some back
     engine.statistics.restore(snapshot.counters)
     engine.roster.restore_workers(roster)
+    # Before the tasks: a conversation may hold its task to a cold transfer's expression.
+    engine.conversations.restore(snapshot.conversations)
     engine.catalog.restore_membership()
     engine.lifecycle.restore(TasksShare(snapshot.task_seq, snapshot.tasks, snapshot.closed_tasks))
     engine.offers.restore(
@@ -175,7 +177,6 @@ def restore(data: bytes) -> Engine:
             snapshot.reservation_seq, snapshot.reservations, snapshot.closed_reservation_ids
         )
     )
-    engine.conversations.restore(snapshot.conversations)
     engine.histories.restore(HistoriesShare(snapshot.customers, snapshot.request_fingerprints))
     engine.windows.restore(snapshot.windows)
     engine.now_ms = snapshot.now_ms

@@ -20,7 +20,11 @@ from router.core.conversation_model import (
 from router.core.engine import Engine
 from router.core.errors import CoreError, ErrorKind
 from router.core.events import ConsultOffered, TaskPaused, TaskResumed, TransferChanged
-from router.core.limits import PARTICIPANTS_PER_TASK_MAX, TRANSFERS_PER_TASK_MAX
+from router.core.limits import (
+    PARTICIPANTS_PER_TASK_MAX,
+    TRANSFER_EXPRESSIONS_MAX,
+    TRANSFERS_PER_TASK_MAX,
+)
 from router.core.model import (
     PauseExpiryAction,
     QueueConfig,
@@ -110,6 +114,72 @@ def test_a_cold_transfer_to_a_queue_keeps_the_age_and_never_goes_back(scene: Sce
     scene.apply(cmd.AcceptOffer("s", scene.task(task_id).reservation_id))
     scene.apply(cmd.CompleteTask(task_id))
     assert scene.engine.conversation_of(task_id).transfers[0].from_worker_id == "a"
+
+
+def test_a_cold_transfer_to_a_worker_expression_waits_for_a_match(scene: Scene) -> None:
+    """Held to `team == 'spec'` until a worker accepts it: never offered to the free front
+    agent, offered to the specialist once one comes; a snapshot while it waits routes alike."""
+    scene.worker("a")
+    task_id = scene.assigned(priority=4)
+    created_ms = scene.task(task_id).created_ms
+    scene.worker("b")  # free, but not a specialist
+    scene.advance(30)
+    spec = TransferTarget(worker_expression="team == 'spec'")
+    result = scene.apply(cmd.TransferTask(task_id, COLD, spec))
+    task = scene.task(task_id)
+    assert task.status is TaskStatus.PENDING and task.queue_id == "support"
+    assert task.created_ms == created_ms and task.priority == 4
+    assert result.conversation.transfers[0].status is TransferStatus.COMPLETED
+    scene.advance(60)  # b stays free; the task waits (the invariants check it is right to)
+    assert scene.task(task_id).status is TaskStatus.PENDING and scene.load("b") == 0
+    restored = snapshot.restore(snapshot.take(scene.engine))
+    assert restored.digest() == scene.engine.digest()
+    restored.check_invariants()
+    profile = WorkerProfile(
+        "s", attributes={"team": "spec"}, capacity_by_channel={"voice": 1}, activity="available"
+    )
+    for engine in (scene.engine, restored):
+        engine.apply(codec.normalize(cmd.UpsertWorker(profile)), scene.now_ms)
+        engine.check_invariants()
+        assert engine.get_task(task_id).worker_id == "s"  # offered to the specialist
+    assert restored.digest() == scene.engine.digest()
+    scene.apply(cmd.AcceptOffer("s", scene.task(task_id).reservation_id))
+    transfer = scene.engine.conversation_of(task_id).transfers[0]
+    assert transfer.to_worker_id == "s"  # who took it: the hold has ended
+    assert scene.engine.catalog.transfer_expression_uses() == {}
+    # Assigned, the expression no longer holds it: paused and resumed, a front agent takes it.
+    scene.apply(cmd.PauseTask(task_id))
+    scene.apply(cmd.SetActivity("s", "offline"))
+    scene.apply(cmd.ResumeTask(task_id, known_agent_wait_s=0))
+    assert scene.task(task_id).worker_id == "b"
+
+
+def test_a_task_held_to_an_expression_releases_its_row_when_closed(scene: Scene) -> None:
+    scene.worker("a")
+    task_id = scene.assigned()
+    spec = TransferTarget(worker_expression="team == 'spec'")
+    scene.apply(cmd.TransferTask(task_id, COLD, spec))
+    assert scene.engine.catalog.transfer_expression_uses() == {"team == 'spec'": 1}
+    scene.apply(cmd.CancelTask(task_id))
+    assert scene.engine.catalog.transfer_expression_uses() == {}
+
+
+def test_the_expressions_cold_transfers_hold_tasks_to_are_bounded(scene: Scene) -> None:
+    for n in range(TRANSFER_EXPRESSIONS_MAX + 1):
+        scene.worker(f"a{n}")
+        task_id = scene.assigned(f"a{n}")
+        transfer = cmd.TransferTask(task_id, COLD, TransferTarget(worker_expression=f"n == {n}"))
+        if n < TRANSFER_EXPRESSIONS_MAX:
+            scene.apply(transfer)
+            scene.apply(cmd.SetActivity(f"a{n}", "offline"))  # nobody free for the next task
+            continue
+        digest = scene.engine.digest()
+        with pytest.raises(CoreError) as refused:
+            scene.engine.apply(transfer, scene.now_ms)
+        assert refused.value.kind is ErrorKind.RESOURCE_EXHAUSTED
+        assert scene.engine.digest() == digest
+        # an expression already in use is fine
+        scene.apply(cmd.TransferTask(task_id, COLD, TransferTarget(worker_expression="n == 0")))
 
 
 def test_a_cold_transfer_into_wrap_up_holds_the_agent_until_it_ends(scene: Scene) -> None:
@@ -347,9 +417,9 @@ def _refusals() -> dict[str, tuple[ErrorKind, Callable[[Scene], cmd.Command[Any]
             ErrorKind.FAILED_PRECONDITION,
             lambda s: cmd.TransferTask(s.assigned_id, WARM, t(required_skills={"law": 5})),
         ),
-        "a cold transfer by expression": (
+        "a cold transfer by a bad expression": (
             ErrorKind.INVALID_ARGUMENT,
-            lambda s: cmd.TransferTask(s.assigned_id, COLD, t(worker_expression="team == 'x'")),
+            lambda s: cmd.TransferTask(s.assigned_id, COLD, t(worker_expression="team ==")),
         ),
         "a bad expression": (
             ErrorKind.INVALID_ARGUMENT,

@@ -134,6 +134,10 @@ def random_policy(rng: random.Random) -> RoutingPolicy:
     )
 
 
+HELD_TO = ["team == 'a'", "team == 'b'", "team == 'b' AND senior"]
+"""Worker expressions of transfers (a cold transfer holds its task to one until assigned)."""
+
+
 def conversation_command(rng: random.Random, engine: Engine) -> cmd.Command | None:
     """Transfers, pauses and participants on the tasks there are, or an answer to a consult
     offer (None when nothing fits)."""
@@ -157,6 +161,14 @@ def conversation_command(rng: random.Random, engine: Engine) -> cmd.Command | No
     if roll < 0.30 and paused:
         wait_s = rng.choice([None, 0.0, 10.0])
         return cmd.ResumeTask(rng.choice(paused).task_id, known_agent_wait_s=wait_s)
+    held_offers = [
+        r
+        for r in engine.reservations.values()
+        if r.status.value == "pending" and engine.conversations.held_to_expression(r.task_id)
+    ]
+    if roll < 0.40 and held_offers:  # a task held to a cold transfer's expression is taken
+        offer = rng.choice(held_offers)
+        return cmd.AcceptOffer(offer.worker_id, offer.reservation_id)
     if not assigned:
         return None
     task = rng.choice(assigned)
@@ -167,7 +179,9 @@ def conversation_command(rng: random.Random, engine: Engine) -> cmd.Command | No
                 TransferTarget(queue_id),
                 TransferTarget(queue_id, worker_id=worker_id),
                 TransferTarget(queue_id, required_skills={rng.choice(SKILLS): 2.0}),
-                TransferTarget(queue_id, worker_expression="team == 'a'"),
+                # cold: held to the expression until assigned (one a policy step uses too)
+                TransferTarget(queue_id, worker_expression=rng.choice(HELD_TO)),
+                TransferTarget(queue_id, worker_expression=rng.choice(HELD_TO)),
             ]
         )
         wrap_up = rng.random() < 0.3
