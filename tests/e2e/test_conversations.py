@@ -1,7 +1,8 @@
 """Conversations end to end over gRPC (test clock): cold and warm transfers keep the task's age,
-a failed warm transfer leaves the task with its agent, pause releases capacity and resume
-prefers the same agent, a pause past pause_max_s resumes by itself, a three-party consult holds
-capacity on both agents and hands over, a monitor holds none, and the agents' streams say so."""
+a cold transfer to a worker expression reaches only a matching agent, a failed warm transfer
+leaves the task with its agent, pause releases capacity and resume prefers the same agent, a
+pause past pause_max_s resumes by itself, a three-party consult holds capacity on both agents
+and hands over, a monitor holds none, and the agents' streams say so."""
 
 from __future__ import annotations
 
@@ -114,6 +115,52 @@ def test_a_cold_transfer_keeps_the_age(scene: Stubs, agents: list[RawAgent]) -> 
     assert waiting.status == pb.TASK_STATUS_PENDING and waiting.queue_id == "specialists"
     assert waiting.created_at_ms == task.created_at_ms and waiting.priority == 4
     assert "ana" in waiting.excluded_worker_ids and load(stubs, "ana") == 0
+
+
+def test_a_cold_transfer_to_a_worker_expression_reaches_only_a_matching_agent(
+    scene: Stubs, agents: list[RawAgent]
+) -> None:
+    """The specialist case: cold to `team == 'spec'`, the task waits while only a front agent
+    is free, keeps its age, and is offered to the specialist once one connects."""
+    stubs = scene
+    stubs.worker("ana")
+    ana = connect(stubs, agents, "ana")
+    task = assigned_to(stubs, ana)
+    stubs.worker("ben")  # free, not a specialist
+    connect(stubs, agents, "ben")
+    stubs.advance(30)
+
+    def transfer(expression: str) -> tpb.TransferTaskResponse:
+        return stubs.tasks.TransferTask(  # type: ignore[no-any-return]
+            tpb.TransferTaskRequest(
+                task_id=task.task_id, mode=pb.TRANSFER_MODE_COLD,
+                target=pb.TransferTarget(worker_expression=expression),
+            ),
+            timeout=5,
+        )  # fmt: skip
+
+    with pytest.raises(grpc.RpcError) as refused:
+        transfer("team ==")
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "target.worker_expression" in (refused.value.details() or "")
+    assert stubs.get(task.task_id).status == pb.TASK_STATUS_ASSIGNED  # nothing changed
+    response = transfer("team == 'spec'")
+    assert response.transfer.status == pb.TRANSFER_STATUS_COMPLETED
+    stubs.advance(60)
+    waiting = stubs.get(task.task_id)
+    assert waiting.status == pb.TASK_STATUS_PENDING and waiting.queue_id == "support"
+    assert waiting.created_at_ms == task.created_at_ms  # its age kept
+    assert load(stubs, "ben") == 0  # never offered to the front agent
+    stubs.worker("sam", attributes=_struct(team="spec"))
+    sam = connect(stubs, agents, "sam")
+    offer = sam.next_of("offer").offer
+    assert offer.task_id == task.task_id
+    sam.accept(offer.reservation_id)
+    sam.next_of("assigned")
+    after = stubs.get(task.task_id)
+    assert after.worker_id == "sam" and after.status == pb.TASK_STATUS_ASSIGNED
+    assert after.transfers[0].to_worker_id == "sam"  # who the transfer reached
+    assert load(stubs, "ben") == 0
 
 
 def test_pause_releases_capacity_and_resume_prefers_the_same_agent(

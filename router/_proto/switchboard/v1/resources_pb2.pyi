@@ -344,8 +344,9 @@ class TransferTarget(_message.Message):
     capacity on its channel, member of the queue); not with a requirement.
     """
     worker_expression: _builtins.str
-    """Which workers may be chosen, over worker attributes (warm transfers and
-    consults only: a cold transfer routes by queue and skills).
+    """Which workers may be chosen, over worker attributes. A cold transfer holds
+    the task to it until a worker accepts the task (the transfer's
+    `to_worker_id` then names that worker).
     """
     @_builtins.property
     def required_skills(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]:
