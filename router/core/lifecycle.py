@@ -354,8 +354,14 @@ class TaskLifecycle:
     # -- timers -----------------------------------------------------------------------------
 
     def ttl_live(self, due_ms: int, task_id: str) -> bool:
+        """The time-to-live cancels a task still waiting for its first agent: one an agent has
+        taken (then transferred, paused and resumed, or re-queued) is a conversation under way."""
         task = self.tasks.open.get(task_id)
-        return task is not None and task.status in (TaskStatus.PENDING, TaskStatus.RESERVED)
+        return (
+            task is not None
+            and task.status in (TaskStatus.PENDING, TaskStatus.RESERVED)
+            and task.assigned_ms == 0
+        )
 
     def wrapup_live(self, due_ms: int, task_id: str) -> bool:
         task = self.tasks.open.get(task_id)

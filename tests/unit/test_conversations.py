@@ -323,6 +323,28 @@ def test_a_paused_task_outlives_its_ttl(scene: Scene) -> None:
     assert scene.task(task_id).status is TaskStatus.PAUSED
 
 
+@pytest.mark.parametrize("after", ["cold transfer", "resume"])
+def test_a_task_back_in_routing_after_its_first_agent_outlives_its_ttl(
+    scene: Scene, after: str
+) -> None:
+    """The time-to-live cancels a task still waiting for its first agent; one an agent took is
+    a conversation under way, transferred or resumed past its time-to-live (it canceled a cold
+    transfer that waited at that moment; seen in the simulation)."""
+    scene.worker("a")
+    task_id = scene.assigned(ttl_s=30)
+    scene.advance(10)
+    if after == "cold transfer":  # to specialists, none of whom is there yet
+        scene.apply(cmd.TransferTask(task_id, COLD, TransferTarget("specialists")))
+    else:
+        scene.apply(cmd.PauseTask(task_id))
+        scene.apply(cmd.SetActivity("a", "break"))
+        scene.apply(cmd.ResumeTask(task_id))
+    scene.advance(100)  # waiting when its time-to-live falls due
+    assert scene.task(task_id).status is TaskStatus.PENDING
+    scene.worker("s", team="spec")
+    assert scene.task(task_id).status is TaskStatus.RESERVED
+
+
 # -- participants --------------------------------------------------------------------------------
 
 
