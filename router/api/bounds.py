@@ -9,6 +9,7 @@ bounded by the attributes' own size limit instead."""
 
 from __future__ import annotations
 
+import enum
 from functools import cache
 from typing import Any, Final
 
@@ -76,31 +77,58 @@ def check_strings(message: Message, path: str = "") -> None:
     """Raises InvalidArgument, naming the field's path in the request (e.g.
     `policy.filters[2].name`) and the limit, for the first string over its limit."""
     for field, value in message.ListFields():
-        name = f"{path}.{field.name}" if path else field.name
-        if field.type == FieldDescriptor.TYPE_STRING:
-            _check_texts(field, name, value)
-        elif field.type == FieldDescriptor.TYPE_MESSAGE and not _is_free_form(field):
-            entry = _map_entry(field.message_type)
-            if entry is not None:
-                _check_map(entry, name, value)
-            elif field.is_repeated:
-                for index, item in enumerate(value):
-                    check_strings(item, f"{name}[{index}]")
-            else:
-                check_strings(value, name)
+        kind, limit = _plan(field)
+        if kind is _Kind.SKIP:
+            continue
+        # The path is built only where it is needed: most requests are a few short ids.
+        if kind is _Kind.TEXT:
+            assert limit is not None
+            if not field.is_repeated:
+                if len(value) > limit:
+                    raise InvalidArgument(_join(path, field), _too_long(len(value), limit))
+                continue
+            for index, text in enumerate(value):
+                if len(text) > limit:
+                    name = f"{_join(path, field)}[{index}]"
+                    raise InvalidArgument(name, _too_long(len(text), limit))
+        elif kind is _Kind.MAP:
+            entry = field.message_type
+            assert entry is not None
+            _check_map(entry, _join(path, field), value)
+        elif kind is _Kind.MESSAGES:
+            name = _join(path, field)
+            for index, item in enumerate(value):
+                check_strings(item, f"{name}[{index}]")
+        else:
+            check_strings(value, _join(path, field))
 
 
-def _check_texts(field: FieldDescriptor, name: str, value: Any) -> None:
-    limit = chars_max(field)
-    if limit is None:
-        return
-    if not field.is_repeated:
-        if len(value) > limit:
-            raise InvalidArgument(name, _too_long(len(value), limit))
-        return
-    for index, text in enumerate(value):
-        if len(text) > limit:
-            raise InvalidArgument(f"{name}[{index}]", _too_long(len(text), limit))
+class _Kind(enum.Enum):
+    """What `check_strings` does with a field."""
+
+    SKIP = "skip"  # no limit, a free-form message (bounded by its size), or a scalar
+    TEXT = "text"
+    MAP = "map"
+    MESSAGES = "messages"
+    MESSAGE = "message"
+
+
+@cache
+def _plan(field: FieldDescriptor) -> tuple[_Kind, int | None]:
+    """How `check_strings` checks `field`, and the limit of a string field (descriptors are
+    fixed: worked out once per field, not per request)."""
+    if field.type == FieldDescriptor.TYPE_STRING:
+        limit = chars_max(field)
+        return (_Kind.SKIP, None) if limit is None else (_Kind.TEXT, limit)
+    if field.type == FieldDescriptor.TYPE_MESSAGE and not _is_free_form(field):
+        if _map_entry(field.message_type) is not None:
+            return _Kind.MAP, None
+        return (_Kind.MESSAGES if field.is_repeated else _Kind.MESSAGE), None
+    return _Kind.SKIP, None
+
+
+def _join(path: str, field: FieldDescriptor) -> str:
+    return f"{path}.{field.name}" if path else field.name
 
 
 def _check_map(entry: Descriptor, name: str, value: Any) -> None:

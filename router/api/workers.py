@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import grpc
 
@@ -59,11 +59,10 @@ _END_CODES = {
 
 
 class _Goodbye:
-    """Put on a stream's outbox once its goodbye is applied: the stream ends OK."""
+    """Put on a stream's queue once its goodbye is applied: the stream ends OK."""
 
 
 _GOODBYE = _Goodbye()
-_Outbox = asyncio.Queue[ConnectResponse | Event | StreamEnd | _Goodbye | None]
 
 
 class WorkerServicer(wgrpc.WorkerServiceServicer):
@@ -178,7 +177,7 @@ class WorkerServicer(wgrpc.WorkerServiceServicer):
         # meanwhile is no longer its live one (its lost presence would follow the hello).
         stream = service.claim_worker_stream(worker_id)
         attached_ok = goodbye = False
-        forwarder = reader = None
+        reader = None
         try:
             await service.submit(cmd.WorkerAttached(worker_id, hello.hello.activity))
             attached_ok = True
@@ -190,14 +189,14 @@ class WorkerServicer(wgrpc.WorkerServiceServicer):
                 request_id=hello.request_id, attached=self._worker_pb(worker)
             )
             pending = self._pending_offers(worker)
-            outbox: _Outbox = asyncio.Queue()
-            forwarder = asyncio.create_task(_forward(stream, outbox))
-            reader = asyncio.create_task(self._read(stream, requests, outbox))
+            # The answers go onto the stream's own queue, among its events: one queue to wait
+            # on, and no task forwarding the events (a wake-up fewer per event).
+            reader = asyncio.create_task(self._read(stream, requests))
             yield attached
             for offer in pending:
                 yield offer
             while True:
-                item = await outbox.get()
+                item = await stream.get()
                 if item is None:  # the agent closed its side
                     return
                 if isinstance(item, _Goodbye):
@@ -212,16 +211,18 @@ class WorkerServicer(wgrpc.WorkerServiceServicer):
                     else:
                         await context.abort(code, item.message)
                     return  # (abort raises)
-                message = item if isinstance(item, ConnectResponse) else _event_message(item)
+                if isinstance(item, ConnectResponse):
+                    message: ConnectResponse | None = item
+                else:  # the rest of what the queue carries are the worker's events
+                    message = _event_message(cast(Event, item))
                 if message is not None:
                     yield message
         finally:
             service.worker_stream_ended(stream, presence_lost=attached_ok and not goodbye)
-            for task in (forwarder, reader):
-                if task is not None:
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+            if reader is not None:
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reader
 
     def _pending_offers(self, worker: WorkerRecord) -> list[ConnectResponse]:
         engine = self._service.engine
@@ -237,21 +238,19 @@ class WorkerServicer(wgrpc.WorkerServiceServicer):
             offers.append(ConnectResponse(offer=offer))
         return offers
 
-    async def _read(
-        self, stream: WorkerStream, requests: AsyncIterator[ConnectRequest], outbox: _Outbox
-    ) -> None:
+    async def _read(self, stream: WorkerStream, requests: AsyncIterator[ConnectRequest]) -> None:
         """Answers the agent's messages in order; ends the stream when the agent closes it or
         says goodbye."""
         try:
             async for request in requests:
                 self._service.worker_stream_seen(stream)
                 answer = await self._answer(stream.worker_id, request)
-                outbox.put_nowait(answer)
+                stream.put(answer)
                 if request.HasField("goodbye") and answer.HasField("ack"):
-                    outbox.put_nowait(_GOODBYE)
+                    stream.put(_GOODBYE)
                     return
         finally:
-            outbox.put_nowait(None)
+            stream.put(None)
 
     async def _answer(self, worker_id: str, request: ConnectRequest) -> ConnectResponse:
         kind = request.WhichOneof("kind")
@@ -274,11 +273,6 @@ class WorkerServicer(wgrpc.WorkerServiceServicer):
         except CoreError as error:
             return connect_error(request.request_id, error)
         return ConnectResponse(request_id=request.request_id, ack=ConnectResponse.Ack())
-
-
-async def _forward(events: WorkerStream, outbox: _Outbox) -> None:
-    while True:
-        outbox.put_nowait(await events.get())
 
 
 def _consult_offer_pb(reservation: Any, task: Any, role: Any, transfer_id: str) -> pb.Offer:

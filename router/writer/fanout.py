@@ -60,13 +60,20 @@ class WorkerStream:
     worker_id: str
     last_seen_ms: int
     """When a message last arrived on it (the router's clock)."""
-    queue: asyncio.Queue[Event | StreamEnd] = field(default_factory=asyncio.Queue)
+    queue: asyncio.Queue[Event | StreamEnd | object] = field(default_factory=asyncio.Queue)
+    """Its events and its end, and whatever its servicer interleaves with them in the order it
+    sends them (its answers to the agent: `put`): one queue, so that the servicer waits on one
+    queue, with no task of its own forwarding the events."""
     subscribed: bool = False
     """Events reach it only from `subscribe` on (its pending offers are read then)."""
     ended: bool = False
 
-    async def get(self) -> Event | StreamEnd:
+    async def get(self) -> Event | StreamEnd | object:
         return await self.queue.get()
+
+    def put(self, item: object) -> None:
+        """Queues a servicer's own item among the stream's events (e.g. an answer)."""
+        self.queue.put_nowait(item)
 
     def end(self, end: StreamEnd) -> None:
         if not self.ended:
