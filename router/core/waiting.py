@@ -376,10 +376,13 @@ class WaitingIndex:
         if n == 0:
             return None
         ok = columns.ready[row][self._channel[:n]]
-        if not ok.any():  # free on no channel that has waiting tasks: the common case when busy
+        # count_nonzero: a third of `any()`'s cost on a small array (no ufunc reduction).
+        if not np.count_nonzero(ok):  # free on no channel with waiting tasks: common when busy
             return None
-        ok &= membership.matrix[self._queue_slot[:n], row]
-        ok &= membership.matrix[self._expression_slot[:n], row]
+        # The worker's membership column once, then gathers: a 2-D fancy index costs 3x more.
+        member = membership.matrix[:, row]
+        ok &= member[self._queue_slot[:n]]
+        ok &= member[self._expression_slot[:n]]
         if self._batched_groups:
             ok &= ~self._batched[:n]
         if self._pinned_groups:
