@@ -212,22 +212,44 @@ class WorkerColumns:
         self.refresh(row)
 
     def add_load(self, row: int, channel_col: int, tasks: int) -> None:
-        """Takes (tasks > 0) or gives back (tasks < 0) capacity of one channel."""
-        self.load[row, channel_col] += tasks
-        self.total_load[row] += tasks * self.cost[row, channel_col]
-        self.held_tasks[row] += tasks
-        if self.held_tasks[row] > 0:
-            self.features[row, IDLE_SINCE_MS] = np.inf
-        self.refresh(row)
+        """Takes (tasks > 0) or gives back (tasks < 0) capacity of one channel. Runs on every
+        offer and release: reads and writes scalars as Python numbers (a numpy scalar's
+        in-place `+=` costs a read, a numpy add and a write), the same float64 arithmetic."""
+        load = self.load[row]
+        load[channel_col] += tasks
+        total_load = float(self.total_load[row]) + tasks * float(self.cost[row, channel_col])
+        self.total_load[row] = total_load
+        held = int(self.held_tasks[row]) + tasks
+        self.held_tasks[row] = held
+        features = self.features[row]
+        if held > 0:
+            features[IDLE_SINCE_MS] = np.inf
+        self._refresh(row, load, features, total_load, held)
 
     def refresh(self, row: int) -> None:
-        """Recomputes the derived columns of one row (ready, load share). Runs on every offer
-        and release, so it works on scalars and writes the ready row in place."""
+        """Recomputes the derived columns of one row (ready, load share)."""
+        self._refresh(
+            row,
+            self.load[row],
+            self.features[row],
+            float(self.total_load[row]),
+            int(self.held_tasks[row]),
+        )
+
+    def _refresh(
+        self,
+        row: int,
+        load: npt.NDArray[np.int32],
+        features: npt.NDArray[np.float64],
+        total_load: float,
+        held: int,
+    ) -> None:
+        """`refresh` with the row's load, features, total load and held tasks already read;
+        works on scalars and writes the ready row in place."""
         ready = self.ready[row]
         total_cap = float(self.total_capacity[row])
-        total_load = float(self.total_load[row])
         if self.alive[row] and self.available[row]:
-            np.less(self.load[row], self.capacity[row], out=ready)
+            np.less(load, self.capacity[row], out=ready)
             if total_cap != np.inf:
                 ready &= self.cost[row] <= total_cap - total_load + 1e-9
         else:
@@ -236,8 +258,8 @@ class WorkerColumns:
             share = total_load / total_cap
         else:
             cap_sum = int(self.capacity_sum[row])
-            share = int(self.held_tasks[row]) / cap_sum if cap_sum > 0 else 1.0
-        self.features[row, FREE_SHARE] = 1.0 - min(max(share, 0.0), 1.0)
+            share = held / cap_sum if cap_sum > 0 else 1.0
+        features[FREE_SHARE] = 1.0 - min(max(share, 0.0), 1.0)
 
 
 _Array = TypeVar("_Array", bound=np.ndarray[Any, Any])

@@ -119,7 +119,7 @@ class Matching:
         membership = self._membership
         offer = self._offer
         now_ms = self._clock.now_ms
-        while columns.ready[row].any():
+        while np.count_nonzero(columns.ready[row]):  # cheaper than any() on a short row
             task_id = waiting.best_task_for(
                 row,
                 columns,

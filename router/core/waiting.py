@@ -376,10 +376,13 @@ class WaitingIndex:
         if n == 0:
             return None
         ok = columns.ready[row][self._channel[:n]]
-        if not ok.any():  # free on no channel that has waiting tasks: the common case when busy
+        # count_nonzero: a third of `any()`'s cost on a small array (no ufunc reduction).
+        if not np.count_nonzero(ok):  # free on no channel with waiting tasks: common when busy
             return None
-        ok &= membership.matrix[self._queue_slot[:n], row]
-        ok &= membership.matrix[self._expression_slot[:n], row]
+        # The worker's membership column once, then gathers: a 2-D fancy index costs 3x more.
+        member = membership.matrix[:, row]
+        ok &= member[self._queue_slot[:n]]
+        ok &= member[self._expression_slot[:n]]
         if self._batched_groups:
             ok &= ~self._batched[:n]
         if self._pinned_groups:
@@ -389,23 +392,31 @@ class WaitingIndex:
         for i in range(self._required_width):  # cheaper than meets.all(axis=1) at this size
             ok &= meets[:, i]
         if self._language_groups:
-            any_language = self._language[:n] < 0
-            languages = columns.languages[row]
-            ok &= any_language | languages[np.where(any_language, 0, self._language[:n])]
-        candidates = np.flatnonzero(ok)
+            # No language is column -1: a valid index (the last column), masked by `< 0`.
+            language = self._language[:n]
+            ok &= (language < 0) | columns.languages[row][language]
+        candidates = ok.nonzero()[0]
         if candidates.size == 0:
             return None
         priorities = self._priorities_now(candidates, now_ms)
         best = int(priorities.argmax())
         if candidates.size > 1:
-            tied = np.flatnonzero(priorities == priorities[best])
+            tied = (priorities == priorities[best]).nonzero()[0]
             if tied.size > 1:  # same priority: the oldest, then the first created
-                slots = candidates[tied]
-                best = int(tied[np.lexsort((self._head_seq[slots], self._head_created[slots]))[0]])
+                best = self._oldest(candidates, tied)
         head = self._groups[int(candidates[best])].head
         if head is not None and not excludes(head[3]):
             return head[3]
         return self._best_not_excluded(candidates, excludes, now_ms)
+
+    def _oldest(self, candidates: npt.NDArray[np.intp], tied: npt.NDArray[np.intp]) -> int:
+        """The tied candidate whose head was created first, then has the lowest sequence:
+        two minimums, cheaper than a lexsort of the ties."""
+        created = self._head_created[candidates[tied]]
+        oldest = tied[created == created.min()]
+        if oldest.size == 1:
+            return int(oldest[0])
+        return int(oldest[self._head_seq[candidates[oldest]].argmin()])
 
     def _priorities_now(
         self, candidates: npt.NDArray[np.intp], now_ms: int
