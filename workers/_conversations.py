@@ -4,6 +4,7 @@ once for the two clients that make them: `TaskClient` (a front end, on any task)
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -17,7 +18,7 @@ TaskCall = Callable[[tgrpc.TaskServiceStub, float], Awaitable[R]]
 """(stub, timeout in seconds) -> the call in flight."""
 
 
-class ConversationCalls:
+class ConversationCalls(ABC):
     """Transfer, cancel a transfer, pause, resume, add and remove participants, hand over.
 
     Each call is made once, never retried: each changes state, and a retry after a lost reply
@@ -29,9 +30,10 @@ class ConversationCalls:
     it is a participant of; a front end on any task.
     """
 
+    @abstractmethod
     async def _call_tasks(self, call: TaskCall[R]) -> R:
-        """Makes one TaskService call on the client's channel, with its credentials."""
-        raise NotImplementedError
+        """Makes one TaskService call on the client's channel, with its credentials (each
+        client says how: its channel, its token)."""
 
     async def transfer_task(
         self,
