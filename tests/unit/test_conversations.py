@@ -22,7 +22,9 @@ from router.core.errors import CoreError, ErrorKind
 from router.core.events import ConsultOffered, TaskPaused, TaskResumed, TransferChanged
 from router.core.limits import (
     PARTICIPANTS_PER_TASK_MAX,
+    PAUSE_MAX_S_MAX,
     TRANSFER_EXPRESSIONS_MAX,
+    TRANSFER_REASON_CHARS_MAX,
     TRANSFERS_PER_TASK_MAX,
 )
 from router.core.model import (
@@ -315,6 +317,11 @@ def test_a_pause_past_pause_max_s_resumes_or_cancels(
         assert any(isinstance(e, TaskResumed) and e.origin == "pause" for e in events)
 
 
+def test_a_queue_may_keep_tasks_paused_for_30_days(scene: Scene) -> None:
+    scene.apply(cmd.UpsertQueue(QueueConfig("long", pause_max_s=PAUSE_MAX_S_MAX)))
+    assert scene.engine.get_queue("long").pause_max_s == PAUSE_MAX_S_MAX == 30 * 24 * 3600
+
+
 def test_a_paused_task_outlives_its_ttl(scene: Scene) -> None:
     scene.worker("a")
     task_id = scene.assigned(ttl_s=30)
@@ -452,6 +459,20 @@ def _refusals() -> dict[str, tuple[ErrorKind, Callable[[Scene], cmd.Command[Any]
             lambda s: cmd.TransferTask(
                 s.assigned_id, WARM, t(worker_id="free", required_skills={"x": 1})
             ),
+        ),
+        "a transfer reason past its limit": (
+            ErrorKind.INVALID_ARGUMENT,
+            lambda s: cmd.TransferTask(
+                s.assigned_id, COLD, t("support"), reason="x" * (TRANSFER_REASON_CHARS_MAX + 1)
+            ),
+        ),
+        "a pause reason past its limit": (
+            ErrorKind.INVALID_ARGUMENT,
+            lambda s: cmd.PauseTask(s.assigned_id, "x" * (TRANSFER_REASON_CHARS_MAX + 1)),
+        ),
+        "a queue's pause_max_s past 30 days": (
+            ErrorKind.INVALID_ARGUMENT,
+            lambda s: cmd.UpsertQueue(QueueConfig("support", pause_max_s=PAUSE_MAX_S_MAX + 1)),
         ),
         "wrap-up and back": (
             ErrorKind.INVALID_ARGUMENT,

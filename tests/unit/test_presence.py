@@ -10,6 +10,12 @@ from router.core import commands as cmd
 from router.core.engine import Engine
 from router.core.errors import CoreError, FailedPrecondition, InvalidArgument
 from router.core.events import TaskRequeued, WorkerPresenceChanged
+from router.core.limits import (
+    MISSED_OFFERS_MAX_LIMIT,
+    PRESENCE_GRACE_S_MAX,
+    PRESENCE_TIMEOUT_S_MAX,
+    REQUEUE_AFTER_DISCONNECT_S_MAX,
+)
 from router.core.model import PresenceSettings, QueueConfig, TaskSpec, TaskStatus, WorkerProfile
 
 START_MS = 1_000_000
@@ -238,7 +244,9 @@ def test_refused_presence_commands_change_nothing() -> None:
         PresenceSettings(presence_timeout_s=0),
         PresenceSettings(presence_grace_s=-1),
         PresenceSettings(presence_grace_s=float("nan")),
-        PresenceSettings(missed_offers_max=1000),
+        PresenceSettings(missed_offers_max=MISSED_OFFERS_MAX_LIMIT + 1),
+        PresenceSettings(presence_timeout_s=PRESENCE_TIMEOUT_S_MAX + 1),
+        PresenceSettings(presence_grace_s=PRESENCE_GRACE_S_MAX + 1),
         PresenceSettings(lost_activity="available"),
         PresenceSettings(away_activity="not an id"),
     ]
@@ -246,6 +254,22 @@ def test_refused_presence_commands_change_nothing() -> None:
         scene.refused(cmd.UpsertPresenceSettings(settings), InvalidArgument)
     error = scene.refused(cmd.UpsertChannel("chat", requeue_after_disconnect_s=-5), InvalidArgument)
     assert "requeue_after_disconnect_s" in error.message
+    too_long = REQUEUE_AFTER_DISCONNECT_S_MAX + 1
+    error = scene.refused(cmd.UpsertChannel("chat", requeue_after_disconnect_s=too_long),
+                          InvalidArgument)  # fmt: skip
+    assert "requeue_after_disconnect_s" in error.message
+
+
+def test_presence_settings_at_their_limits_are_accepted() -> None:
+    scene = Scene("ana")
+    at_limits = PresenceSettings(
+        presence_timeout_s=PRESENCE_TIMEOUT_S_MAX, presence_grace_s=PRESENCE_GRACE_S_MAX,
+        missed_offers_max=MISSED_OFFERS_MAX_LIMIT,
+    )  # fmt: skip
+    assert scene.apply(cmd.UpsertPresenceSettings(at_limits)) == at_limits
+    scene.apply(
+        cmd.UpsertChannel("chat", requeue_after_disconnect_s=REQUEUE_AFTER_DISCONNECT_S_MAX)
+    )
 
 
 def test_a_snapshot_taken_in_the_grace_restores_the_same_state() -> None:
