@@ -33,6 +33,7 @@ from router.core.model import (
     QueueOrder,
     RoutingPolicy,
     ScoringWeights,
+    TaskRecord,
     TaskStatus,
     TriggerKind,
 )
@@ -324,12 +325,12 @@ class Catalog:
             raise ResourceExhausted(f"a workspace may define at most {POLICIES_MAX} policies")
         compiled = CompiledPolicy(policy)
         tasks = self._lifecycle.tasks
-        routed = [
-            task
-            for task_id in tasks.index.open_of_policy(policy.policy_id)
-            if (task := tasks.open[task_id]).route_index != NO_ROUTE
-            and task.status in _ROUTED_STATUSES
-        ]
+        routed: list[TaskRecord] = []  # waiting or offered: routed again
+        held: list[TaskRecord] = []  # with an agent, or paused: kept within the new policy
+        for task_id in tasks.index.open_of_policy(policy.policy_id):
+            task = tasks.open[task_id]
+            if task.route_index != NO_ROUTE:
+                (routed if task.status in _ROUTED_STATUSES else held).append(task)
         for task in routed:  # refuse before changing anything
             if compiled.route_index(task.spec) is None:
                 raise FailedPrecondition(
@@ -344,10 +345,8 @@ class Catalog:
             if task.status is TaskStatus.PENDING:
                 waiting.remove(task.task_id)
             self._routing.reroute_by_policy(task)
-        for task_id in tasks.index.open_of_policy(policy.policy_id):
-            task = tasks.open[task_id]
-            if task.route_index != NO_ROUTE and task.status not in _ROUTED_STATUSES:
-                self._routing.keep_in_policy(task)
+        for task in held:
+            self._routing.keep_in_policy(task)
         self._events.append(PolicyChanged(policy.policy_id))
         return UpsertedPolicy(policy, created)
 
