@@ -87,6 +87,12 @@ class EventType(IntEnum):
     WORKER_UNDRAINED = 106
     TASK_REQUEUED = 107
     PRESENCE_SETTINGS_CHANGED = 108
+    OUTCOME_RECORDED = 150
+    AGENT_ACTION_RECORDED = 151
+    TIMELINE_ENTRY_APPENDED = 152
+    CUSTOMER_PROFILE_CHANGED = 153
+    CUSTOMER_ERASED = 154
+    TIMELINE_SETTINGS_CHANGED = 155
 
 
 _PRESENCE_TYPE: Final = {
@@ -133,6 +139,23 @@ class FeedEvent(msgspec.Struct, array_like=True, frozen=True, omit_defaults=True
     """The worker a transfer went (or was offered) to."""
     paused_ms: int = 0
     """A resumed task: how long its pause lasted."""
+    customer_key: str = ""
+    """The keyed hash (HMAC) of the task's or entry's customer id: never the id itself."""
+    sealed: bytes = b""
+    """Personal text sealed with the customer's data key (a note, a reason, an entry's summary
+    and data, a profile): only the router, holding the key, can open it. Never published."""
+    disposition: str = ""
+    resolution: int = 0
+    """An outcome's resolution: the API's `Resolution` value (0 unsaid, 1 resolved, 2 not)."""
+    tags: tuple[str, ...] = ()
+    kind: str = ""
+    """An appended entry's kind (e.g. "order.placed"), or an agent action's action."""
+    note_private: bool = False
+    source: str = ""
+    """The system that appended an entry."""
+    sentiment: float = 0.0
+    """A created task's customer sentiment."""
+    identity_verified: bool = False
 
 
 _TRANSFER_TYPE: Final = {

@@ -106,6 +106,19 @@ class _EventTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EventType.V
     """
     EVENT_TYPE_PRESENCE_SETTINGS_CHANGED: _EventType.ValueType  # 108
     """The presence settings changed (`channel`: a channel's re-queue delay)."""
+    EVENT_TYPE_OUTCOME_RECORDED: _EventType.ValueType  # 150
+    """The customer timeline (`customer_key`: the keyed hash of the customer id,
+    never the id): an outcome recorded for `task_id` by `worker_id`
+    (`disposition`, `resolution`, `tags`); an agent action (`kind`: the
+    action); an entry another system appended (`kind`, `source`, `tags`); the
+    customer's profile changed; the customer was erased; the timeline settings
+    changed. Notes, reasons, summaries and profile fields are never in events.
+    """
+    EVENT_TYPE_AGENT_ACTION_RECORDED: _EventType.ValueType  # 151
+    EVENT_TYPE_TIMELINE_ENTRY_APPENDED: _EventType.ValueType  # 152
+    EVENT_TYPE_CUSTOMER_PROFILE_CHANGED: _EventType.ValueType  # 153
+    EVENT_TYPE_CUSTOMER_ERASED: _EventType.ValueType  # 154
+    EVENT_TYPE_TIMELINE_SETTINGS_CHANGED: _EventType.ValueType  # 155
 
 class EventType(_EventType, metaclass=_EventTypeEnumTypeWrapper): ...
 
@@ -190,6 +203,19 @@ channel's requeue_after_disconnect_s (`worker_id`: who held it).
 """
 EVENT_TYPE_PRESENCE_SETTINGS_CHANGED: EventType.ValueType  # 108
 """The presence settings changed (`channel`: a channel's re-queue delay)."""
+EVENT_TYPE_OUTCOME_RECORDED: EventType.ValueType  # 150
+"""The customer timeline (`customer_key`: the keyed hash of the customer id,
+never the id): an outcome recorded for `task_id` by `worker_id`
+(`disposition`, `resolution`, `tags`); an agent action (`kind`: the
+action); an entry another system appended (`kind`, `source`, `tags`); the
+customer's profile changed; the customer was erased; the timeline settings
+changed. Notes, reasons, summaries and profile fields are never in events.
+"""
+EVENT_TYPE_AGENT_ACTION_RECORDED: EventType.ValueType  # 151
+EVENT_TYPE_TIMELINE_ENTRY_APPENDED: EventType.ValueType  # 152
+EVENT_TYPE_CUSTOMER_PROFILE_CHANGED: EventType.ValueType  # 153
+EVENT_TYPE_CUSTOMER_ERASED: EventType.ValueType  # 154
+EVENT_TYPE_TIMELINE_SETTINGS_CHANGED: EventType.ValueType  # 155
 Global___EventType: _TypeAlias = EventType  # noqa: Y015
 
 @_typing.final
@@ -264,6 +290,12 @@ class Event(_message.Message):
     TRANSFER_MODE_FIELD_NUMBER: _builtins.int
     TO_WORKER_ID_FIELD_NUMBER: _builtins.int
     PAUSED_MS_FIELD_NUMBER: _builtins.int
+    CUSTOMER_KEY_FIELD_NUMBER: _builtins.int
+    DISPOSITION_FIELD_NUMBER: _builtins.int
+    RESOLUTION_FIELD_NUMBER: _builtins.int
+    TAGS_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
     cursor: _builtins.str
     """Where this event is in the feed: "<journal entry id>/<index in its batch>".
     Cursors only grow; pass the last one received as `after_cursor` to resume.
@@ -290,6 +322,17 @@ class Event(_message.Message):
     transfer_mode: _builtins.str
     to_worker_id: _builtins.str
     paused_ms: _builtins.int
+    customer_key: _builtins.str
+    """The keyed hash of the customer id (task created, timeline events)."""
+    disposition: _builtins.str
+    resolution: _builtins.int
+    """The API's Resolution value (timeline_service.proto): 0 unsaid, 1 resolved,
+    2 unresolved.
+    """
+    kind: _builtins.str
+    source: _builtins.str
+    @_builtins.property
+    def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
         self,
         *,
@@ -315,10 +358,16 @@ class Event(_message.Message):
         transfer_mode: _builtins.str = ...,
         to_worker_id: _builtins.str = ...,
         paused_ms: _builtins.int = ...,
+        customer_key: _builtins.str = ...,
+        disposition: _builtins.str = ...,
+        resolution: _builtins.int = ...,
+        tags: _abc.Iterable[_builtins.str] | None = ...,
+        kind: _builtins.str = ...,
+        source: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity", b"activity", "at_ms", b"at_ms", "channel", b"channel", "cursor", b"cursor", "from_queue_id", b"from_queue_id", "origin", b"origin", "paused_ms", b"paused_ms", "policy_id", b"policy_id", "previous_activity", b"previous_activity", "priority", b"priority", "queue_id", b"queue_id", "reason", b"reason", "reservation_id", b"reservation_id", "role", b"role", "step_index", b"step_index", "task_id", b"task_id", "to_worker_id", b"to_worker_id", "transfer_id", b"transfer_id", "transfer_mode", b"transfer_mode", "type", b"type", "wait_ms", b"wait_ms", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity", b"activity", "at_ms", b"at_ms", "channel", b"channel", "cursor", b"cursor", "customer_key", b"customer_key", "disposition", b"disposition", "from_queue_id", b"from_queue_id", "kind", b"kind", "origin", b"origin", "paused_ms", b"paused_ms", "policy_id", b"policy_id", "previous_activity", b"previous_activity", "priority", b"priority", "queue_id", b"queue_id", "reason", b"reason", "reservation_id", b"reservation_id", "resolution", b"resolution", "role", b"role", "source", b"source", "step_index", b"step_index", "tags", b"tags", "task_id", b"task_id", "to_worker_id", b"to_worker_id", "transfer_id", b"transfer_id", "transfer_mode", b"transfer_mode", "type", b"type", "wait_ms", b"wait_ms", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
