@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import Sequence
-from typing import Final
+from collections.abc import AsyncIterator, Sequence
+from typing import Final, Protocol
 
 from redis.asyncio import Redis
 
@@ -31,7 +31,10 @@ from router.privacy.sealing import (
     wrapped_kek_id,
 )
 
-__all__ = ["DEK_CACHE_MAX", "REWRAP_PAGE", "CustomerKeys"]
+__all__ = [
+    "DEK_CACHE_MAX", "REWRAP_PAGE", "CustomerKeys", "MemoryWrappedKeys", "RedisWrappedKeys",
+    "WrappedKeys",
+]  # fmt: skip
 
 DEK_CACHE_MAX: Final = 100_000
 """Unwrapped data keys kept in memory (32 bytes each, ~200 bytes with the map): beyond it the
@@ -40,12 +43,89 @@ REWRAP_PAGE: Final = 500
 """Wrapped keys read per HSCAN page while rewrapping under a new KEK."""
 
 
-class CustomerKeys:
-    def __init__(self, client: Redis, workspace: str, keyring: Keyring) -> None:
+class WrappedKeys(Protocol):
+    """Where wrapped data keys are kept, one per customer key."""
+
+    async def get(self, customer: str) -> bytes | None: ...
+    async def get_many(self, customers: Sequence[str]) -> list[bytes | None]: ...
+    async def put_if_absent(self, customer: str, wrapped: bytes) -> None: ...
+    async def delete(self, customer: str) -> bool: ...
+    def scan(self) -> AsyncIterator[tuple[str, bytes]]: ...
+    async def replace(self, customer: str, old: bytes, new: bytes) -> bool:
+        """Sets `new` only if the stored value is still `old` (an erase meanwhile wins)."""
+        ...
+
+
+class RedisWrappedKeys:
+    """The durable router's: a Redis hash under the workspace's hash tag."""
+
+    def __init__(self, client: Redis, workspace: str) -> None:
         self._client = client
+        self.redis_key = f"sb:{{{workspace}}}:customer-keys"
+
+    async def get(self, customer: str) -> bytes | None:
+        value = await self._client.hget(self.redis_key, customer)
+        return None if value is None else _bytes(value)
+
+    async def get_many(self, customers: Sequence[str]) -> list[bytes | None]:
+        values = await self._client.hmget(self.redis_key, list(customers))
+        return [None if v is None else _bytes(v) for v in values]
+
+    async def put_if_absent(self, customer: str, wrapped: bytes) -> None:
+        await self._client.hsetnx(self.redis_key, customer, wrapped)
+
+    async def delete(self, customer: str) -> bool:
+        return bool(await self._client.hdel(self.redis_key, customer))
+
+    async def scan(self) -> AsyncIterator[tuple[str, bytes]]:
+        cursor = 0
+        while True:
+            cursor, page = await self._client.hscan(self.redis_key, cursor, count=REWRAP_PAGE)
+            assert isinstance(page, dict)  # HSCAN without NOVALUES: field -> value
+            for field, value in page.items():
+                yield (field.decode() if isinstance(field, bytes) else str(field)), _bytes(value)
+            if cursor == 0:
+                return
+
+    async def replace(self, customer: str, old: bytes, new: bytes) -> bool:
+        swapped = await self._client.eval(_COMPARE_AND_SET, 1, self.redis_key, customer, old, new)
+        return bool(swapped)
+
+
+class MemoryWrappedKeys:
+    """The in-memory router's (`--no-durable`): its state, keys included, ends with it."""
+
+    def __init__(self) -> None:
+        self._keys: dict[str, bytes] = {}
+
+    async def get(self, customer: str) -> bytes | None:
+        return self._keys.get(customer)
+
+    async def get_many(self, customers: Sequence[str]) -> list[bytes | None]:
+        return [self._keys.get(c) for c in customers]
+
+    async def put_if_absent(self, customer: str, wrapped: bytes) -> None:
+        self._keys.setdefault(customer, wrapped)
+
+    async def delete(self, customer: str) -> bool:
+        return self._keys.pop(customer, None) is not None
+
+    async def scan(self) -> AsyncIterator[tuple[str, bytes]]:
+        for item in list(self._keys.items()):
+            yield item
+
+    async def replace(self, customer: str, old: bytes, new: bytes) -> bool:
+        if self._keys.get(customer) != old:
+            return False
+        self._keys[customer] = new
+        return True
+
+
+class CustomerKeys:
+    def __init__(self, store: WrappedKeys, workspace: str, keyring: Keyring) -> None:
+        self._store = store
         self._workspace = workspace
         self.keyring = keyring
-        self.redis_key = f"sb:{{{workspace}}}:customer-keys"
         self._cache: OrderedDict[str, bytes] = OrderedDict()
         self._creating: dict[str, asyncio.Future[bytes]] = {}
 
@@ -72,10 +152,9 @@ class CustomerKeys:
         None for a pair whose key is gone or that does not open."""
         missing = sorted({c for c, _ in items if c not in self._cache})
         if missing:
-            wrapped = await self._client.hmget(self.redis_key, missing)
-            for customer, value in zip(missing, wrapped, strict=True):
-                if value is not None:
-                    self._remember(customer, unwrap_dek(self.keyring, customer, _bytes(value)))
+            for customer, wrapped in zip(missing, await self._store.get_many(missing), strict=True):
+                if wrapped is not None:
+                    self._remember(customer, unwrap_dek(self.keyring, customer, wrapped))
         opened: list[bytes | None] = []
         for customer, sealed in items:
             dek = self._cache.get(customer)
@@ -86,45 +165,35 @@ class CustomerKeys:
         return opened
 
     async def exists(self, customer: str) -> bool:
-        return customer in self._cache or bool(await self._client.hexists(self.redis_key, customer))
+        return customer in self._cache or await self._store.get(customer) is not None
 
     async def erase(self, customer: str) -> bool:
         """Destroys the customer's data key; True when there was one."""
         self._cache.pop(customer, None)
-        return bool(await self._client.hdel(self.redis_key, customer))
+        return await self._store.delete(customer)
 
     async def rewrap_all(self) -> int:
         """Rewraps every data key wrapped by an older KEK with the active one, a page at a time
         (after a rotation, so that the old KEK can be retired); returns how many changed."""
         changed = 0
-        cursor = 0
-        while True:
-            cursor, page = await self._client.hscan(self.redis_key, cursor, count=REWRAP_PAGE)
-            assert isinstance(page, dict)  # HSCAN without NOVALUES: field -> value
-            for field, value in page.items():
-                customer = field.decode() if isinstance(field, bytes) else str(field)
-                wrapped = _bytes(value)
-                if wrapped_kek_id(wrapped) == self.keyring.active:
-                    continue
-                dek = unwrap_dek(self.keyring, customer, wrapped)
-                # Only if unchanged meanwhile: an erase between the read and the write wins.
-                swapped = await self._client.eval(
-                    _COMPARE_AND_SET, 1, self.redis_key, field, wrapped,
-                    wrap_dek(self.keyring, customer, dek),
-                )  # fmt: skip
-                changed += int(swapped)
-            if cursor == 0:
-                return changed
+        async for customer, wrapped in self._store.scan():
+            if wrapped_kek_id(wrapped) == self.keyring.active:
+                continue
+            rewrapped = wrap_dek(
+                self.keyring, customer, unwrap_dek(self.keyring, customer, wrapped)
+            )
+            changed += await self._store.replace(customer, wrapped, rewrapped)
+        return changed
 
     async def _dek(self, customer: str) -> bytes | None:
         dek = self._cache.get(customer)
         if dek is not None:
             self._cache.move_to_end(customer)
             return dek
-        wrapped = await self._client.hget(self.redis_key, customer)
+        wrapped = await self._store.get(customer)
         if wrapped is None:
             return None
-        dek = unwrap_dek(self.keyring, customer, _bytes(wrapped))
+        dek = unwrap_dek(self.keyring, customer, wrapped)
         self._remember(customer, dek)
         return dek
 
@@ -138,13 +207,12 @@ class CustomerKeys:
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self._creating[customer] = future
         try:
-            wrapped = wrap_dek(self.keyring, customer, new_dek())
-            await self._client.hsetnx(self.redis_key, customer, wrapped)
+            await self._store.put_if_absent(customer, wrap_dek(self.keyring, customer, new_dek()))
             # Another router (a deposed leader's last call) may have won: use what is stored.
-            stored = await self._client.hget(self.redis_key, customer)
+            stored = await self._store.get(customer)
             if stored is None:
                 raise SealedDataError(f"customer {customer}: its data key vanished as it was made")
-            dek = unwrap_dek(self.keyring, customer, _bytes(stored))
+            dek = unwrap_dek(self.keyring, customer, stored)
             self._remember(customer, dek)
             future.set_result(dek)
             return dek

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from router.privacy.customer_keys import CustomerKeys
+from router.privacy.customer_keys import CustomerKeys, MemoryWrappedKeys, RedisWrappedKeys
 from router.privacy.keyring import Keyring, KeyringError, load_keyring
 from router.privacy.sealing import (
     SealedDataError,
@@ -84,32 +84,37 @@ def test_data_keys_live_wrapped_in_redis_and_erasure_destroys_them(redis_url: st
     async def scenario() -> None:
         client = aioredis.from_url(redis_url)
         keyring = Keyring.generate()
-        keys = CustomerKeys(client, "acme", keyring)
+        store = RedisWrappedKeys(client, "acme")
+        keys = CustomerKeys(store, "acme", keyring)
         customer = keys.key_of("cust-42")
         # Concurrent first seals of a new customer share one data key.
         sealed = await asyncio.gather(*(keys.seal(customer, b"note %d" % i) for i in range(5)))
-        assert await client.hlen(keys.redis_key) == 1
-        stored = await client.hget(keys.redis_key, customer)
+        assert await client.hlen(store.redis_key) == 1
+        stored = await client.hget(store.redis_key, customer)
         assert stored is not None and len(stored) < 100
         # Another router with the same keyring opens it; one without it cannot.
-        other = CustomerKeys(client, "acme", keyring)
+        other = CustomerKeys(RedisWrappedKeys(client, "acme"), "acme", keyring)
         assert await other.open(customer, sealed[3]) == b"note 3"
         assert await other.open_many([(customer, sealed[0]), ("ck_none", sealed[0])]) == [
             b"note 0",
             None,
         ]
-        stranger = CustomerKeys(client, "acme", Keyring.generate())
+        stranger = CustomerKeys(RedisWrappedKeys(client, "acme"), "acme", Keyring.generate())
         with pytest.raises(SealedDataError):
             await stranger.open(customer, sealed[0])
         # Rotation: new keys wrap with k2, old ones still open, rewrap moves them to k2.
         rotated_ring = keyring.rotated()
-        rotated = CustomerKeys(client, "acme", rotated_ring)
+        rotated = CustomerKeys(RedisWrappedKeys(client, "acme"), "acme", rotated_ring)
         assert await rotated.open(customer, sealed[1]) == b"note 1"
         assert await rotated.rewrap_all() == 1
         assert await rotated.rewrap_all() == 0
-        assert await CustomerKeys(client, "acme", rotated_ring).open(customer, sealed[2])
+        assert await CustomerKeys(RedisWrappedKeys(client, "acme"), "acme", rotated_ring).open(
+            customer, sealed[2]
+        )
         with pytest.raises(SealedDataError, match="KEK 'k2', not in the keyring"):
-            await CustomerKeys(client, "acme", keyring).open(customer, sealed[2])
+            await CustomerKeys(RedisWrappedKeys(client, "acme"), "acme", keyring).open(
+                customer, sealed[2]
+            )
         # Erasure: gone for every router, whatever it cached before.
         assert await keys.erase(customer) is True
         assert await keys.erase(customer) is False
@@ -117,5 +122,18 @@ def test_data_keys_live_wrapped_in_redis_and_erasure_destroys_them(redis_url: st
         assert await other.open(customer, sealed[0]) is None
         assert await keys.open(customer, sealed[0]) is None
         await client.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_the_in_memory_router_keeps_its_keys_in_memory() -> None:
+    async def scenario() -> None:
+        keys = CustomerKeys(MemoryWrappedKeys(), "acme", Keyring.generate())
+        customer = keys.key_of("c")
+        sealed = await keys.seal(customer, b"x")
+        keys.forget_all()
+        assert await keys.open(customer, sealed) == b"x"
+        assert await keys.erase(customer)
+        assert await keys.open(customer, sealed) is None
 
     asyncio.run(scenario())
