@@ -132,7 +132,7 @@ TAGS_PER_ENTRY_MAX: Final = 16
 """Most tags of one outcome or appended entry."""
 OUTCOME_NOTE_CHARS_MAX: Final = 4096
 """Longest note of an outcome (`RecordOutcome.note`)."""
-TIMELINE_TEXT_CHARS_MAX: Final = 1024
+TIMELINE_SUMMARY_CHARS_MAX: Final = 1024
 """Longest agent action reason or appended entry summary."""
 ENTRY_DATA_BYTES_MAX: Final = 4 * 1024
 """Largest `data` of an appended entry and `attributes` of a customer profile, in the canonical
@@ -159,3 +159,7 @@ CONTACTS_KEPT_PER_CUSTOMER_MAX: Final = 64
 TASK_IDS_KEPT_PER_CUSTOMER_MAX: Final = 32
 """A customer's most recent task ids the routing context keeps (`EraseCustomer` is refused
 while one of them is open)."""
+ERASE_REASON_CHARS_MAX: Final = 256
+"""Longest reason given for an erasure (`EraseCustomer.reason`, kept in the audit log)."""
+TIMELINE_SEARCH_CHARS_MAX: Final = 128
+"""Longest text a GetTimeline request searches for."""
