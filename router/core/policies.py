@@ -35,7 +35,10 @@ def task_document(spec: TaskSpec, customer: Mapping[str, Any] | None = None) -> 
         "language": spec.language,
     }
     if customer is not None:
-        document["customer"] = customer
+        # An attribute object of the same name keeps its other keys (a front end's own
+        # `customer.segment`, say): the context's keys win where both say something.
+        given = spec.attributes.get("customer")
+        document["customer"] = {**given, **customer} if isinstance(given, Mapping) else customer
     return document
 
 

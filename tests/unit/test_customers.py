@@ -335,3 +335,10 @@ def test_an_engine_without_customers_keeps_its_digest_shape() -> None:
     assert "customers_context" not in engine.digest_state()
     engine.apply(cmd.UpsertTimelineSettings(TimelineSettings(retention_days=30)), 1)
     assert "customers_context" in engine.digest_state()
+
+
+def test_an_attribute_object_named_customer_keeps_its_other_keys(scene: Scene) -> None:
+    scene.apply(_policy_to([("customer.segment == 'smb' AND customer.known", "sales")]))
+    attributes = {"customer": {"segment": "smb", "known": False}}
+    task_id = scene.create(policy_id="p", queue_id="", attributes=attributes)
+    assert scene.engine.tasks.open[task_id].queue_id == "sales"  # the context's `known` wins
