@@ -342,3 +342,24 @@ def test_an_attribute_object_named_customer_keeps_its_other_keys(scene: Scene) -
     attributes = {"customer": {"segment": "smb", "known": False}}
     task_id = scene.create(policy_id="p", queue_id="", attributes=attributes)
     assert scene.engine.tasks.open[task_id].queue_id == "sales"  # the context's `known` wins
+
+
+def test_the_route_cache_never_answers_from_another_context() -> None:
+    from router.core.policies import CompiledPolicy
+
+    policy = RoutingPolicy(
+        "p",
+        filters=(
+            PolicyFilter("repeat", "customer.contacts_24h >= 2", Route("specialists")),
+            PolicyFilter("sales", "customer.last_tags HAS 'sales'", Route("sales")),
+        ),
+        default_route=Route("general"),
+    )
+    compiled = CompiledPolicy(policy)
+    spec = TaskSpec("chat", customer_id=CK, policy_id="p")
+    quiet = {"known": True, "contacts_24h": 0, "last_tags": []}
+    repeat = {**quiet, "contacts_24h": 3}
+    sales = {**quiet, "last_tags": ["sales"]}
+    answers = [compiled.route_index(spec, context) for context in (quiet, repeat, sales, quiet)]
+    assert answers == [-1, 0, 1, -1]
+    assert compiled.route_index(spec) == -1  # no context at all
