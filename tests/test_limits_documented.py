@@ -93,7 +93,8 @@ def test_the_limits_table_states_the_code_s_limits() -> None:
         "appended entry data, profile attributes (`ENTRY_DATA_BYTES_MAX`)":
             f"{limits.ENTRY_DATA_BYTES_MAX // 1024} KiB in the canonical encoding",
         "sealed personal text of one timeline command (`SEALED_BYTES_MAX`)":
-            f"{limits.SEALED_BYTES_MAX // 1024} KiB",
+            f"{limits.SEALED_BYTES_MAX // 1024} KiB (room for the longest note, 4,096 characters "
+            "of 4 UTF-8 bytes, sealed)",
         "profile tier (`PROFILE_TIER_CHARS_MAX`)": _chars(limits.PROFILE_TIER_CHARS_MAX),
         "erasure reason (`ERASE_REASON_CHARS_MAX`)": _chars(limits.ERASE_REASON_CHARS_MAX),
         "timeline search text (`TIMELINE_SEARCH_CHARS_MAX`)":

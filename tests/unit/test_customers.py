@@ -363,3 +363,18 @@ def test_the_route_cache_never_answers_from_another_context() -> None:
     answers = [compiled.route_index(spec, context) for context in (quiet, repeat, sales, quiet)]
     assert answers == [-1, 0, 1, -1]
     assert compiled.route_index(spec) == -1  # no context at all
+
+
+def test_the_longest_texts_fit_sealed() -> None:
+    """The API's longest note, or summary with the largest data, sealed (a version byte, a
+    96-bit nonce, a 128-bit tag) is within what the core accepts."""
+    from router.core.limits import (
+        ENTRY_DATA_BYTES_MAX,
+        OUTCOME_NOTE_CHARS_MAX,
+        TIMELINE_SUMMARY_CHARS_MAX,
+    )
+
+    overhead = 1 + 12 + 16
+    assert OUTCOME_NOTE_CHARS_MAX * 4 + overhead <= SEALED_BYTES_MAX
+    body = TIMELINE_SUMMARY_CHARS_MAX * 4 + ENTRY_DATA_BYTES_MAX + len('{"data":,"summary":""}')
+    assert body + overhead <= SEALED_BYTES_MAX
