@@ -30,6 +30,14 @@ from tests.e2e.raw import RawAgent, Stubs
 
 UNRESOLVED_REPEAT = "customer.contacts_7d >= 1 AND customer.last_resolved == false"
 
+# Every test here creates tasks with a customer id through the TaskService, which keys it (and
+# sets `CreateTask.customer_keyed`) once the privacy part is merged (it adds Task.customer_key);
+# until then the tasks have no routing context. They pass on a trial merge of both branches.
+pytestmark = pytest.mark.skipif(
+    "customer_key" not in pb.Task.DESCRIPTOR.fields_by_name,
+    reason="needs CreateTask to key customer ids (Task.customer_key: the privacy helper's part)",
+)
+
 
 @pytest.fixture
 def timeline(channel: grpc.Channel) -> tlgrpc.TimelineServiceStub:
