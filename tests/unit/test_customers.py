@@ -378,3 +378,17 @@ def test_the_longest_texts_fit_sealed() -> None:
     assert OUTCOME_NOTE_CHARS_MAX * 4 + overhead <= SEALED_BYTES_MAX
     body = TIMELINE_SUMMARY_CHARS_MAX * 4 + ENTRY_DATA_BYTES_MAX + len('{"data":,"summary":""}')
     assert body + overhead <= SEALED_BYTES_MAX
+
+
+def test_the_core_knows_customer_keys_as_the_privacy_module_makes_them() -> None:
+    from router.core.customers import check_customer_key
+    from router.privacy.sealing import customer_key, is_customer_key
+
+    made = customer_key(b"k" * 32, "default", "alice@example.com")
+    for text in (made, made.upper(), made[:-1], "alice", "ck_", made + "0"):
+        try:
+            check_customer_key("customer_id", text)
+        except InvalidArgument:
+            assert not is_customer_key(text), text
+        else:
+            assert is_customer_key(text), text
