@@ -95,6 +95,7 @@ class SetActivity(Command[WorkerCopy]):
 class CreateTask(Command[CreatedTask]):
     spec: TaskSpec
     client_request_id: str = ""
+    customer_keyed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
