@@ -272,6 +272,7 @@ ACCESS: dict[str, Rule] = {
     _ADMIN + "GetStateDigest": Rule(_NOBODY),
     _ADMIN + "UpsertPresenceSettings": _CHANGE,
     _ADMIN + "GetPresenceSettings": _READ,
+    _ADMIN + "RewrapCustomerKeys": _CHANGE,
     "/switchboard.v1.StatsService/GetRealtimeStats": Rule(
         frozenset({SUPERVISOR}), narrow=_stats_of_own_queues
     ),

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from typing import Final, Protocol
 
 from redis.asyncio import Redis
@@ -32,8 +33,8 @@ from router.privacy.sealing import (
 )
 
 __all__ = [
-    "DEK_CACHE_MAX", "REWRAP_PAGE", "CustomerKeys", "MemoryWrappedKeys", "RedisWrappedKeys",
-    "WrappedKeys",
+    "DEK_CACHE_MAX", "REWRAP_PAGE", "REWRAP_YIELD_EVERY", "CustomerKeys", "MemoryWrappedKeys",
+    "RedisWrappedKeys", "Rewrapped", "WrappedKeys",
 ]  # fmt: skip
 
 DEK_CACHE_MAX: Final = 100_000
@@ -41,6 +42,20 @@ DEK_CACHE_MAX: Final = 100_000
 least recently used is unwrapped again from Redis when next needed."""
 REWRAP_PAGE: Final = 500
 """Wrapped keys read per HSCAN page while rewrapping under a new KEK."""
+REWRAP_YIELD_EVERY: Final = 64
+"""Data keys rewrapped between two turns of the loop (an unwrap and a wrap each, ~10 us)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rewrapped:
+    """What a rewrap did, and where it left the data keys."""
+
+    rewrapped: int
+    """Data keys wrapped by an older KEK, now by the active one."""
+    by_kek: dict[str, int]
+    """Data keys per KEK id after the pass (HSCAN may count a key twice while keys are added)."""
+    unreadable: int
+    """Data keys wrapped by a KEK the keyring no longer has (left as they are)."""
 
 
 class WrappedKeys(Protocol):
@@ -128,6 +143,7 @@ class CustomerKeys:
         self.keyring = keyring
         self._cache: OrderedDict[str, bytes] = OrderedDict()
         self._creating: dict[str, asyncio.Future[bytes]] = {}
+        self._rewrapping = asyncio.Lock()
 
     def key_of(self, customer_id: str) -> str:
         """The customer key (keyed hash) routing knows `customer_id` by."""
@@ -175,15 +191,32 @@ class CustomerKeys:
     async def rewrap_all(self) -> int:
         """Rewraps every data key wrapped by an older KEK with the active one, a page at a time
         (after a rotation, so that the old KEK can be retired); returns how many changed."""
-        changed = 0
-        async for customer, wrapped in self._store.scan():
-            if wrapped_kek_id(wrapped) == self.keyring.active:
-                continue
-            rewrapped = wrap_dek(
-                self.keyring, customer, unwrap_dek(self.keyring, customer, wrapped)
-            )
-            changed += await self._store.replace(customer, wrapped, rewrapped)
-        return changed
+        return (await self.rewrap()).rewrapped
+
+    async def rewrap(self) -> Rewrapped:
+        """`rewrap_all`, reporting the data keys per KEK id after the pass. One pass at a time
+        (a second waits for the first); it yields to the loop every `REWRAP_YIELD_EVERY` keys,
+        so that a router's loop stays responsive however many customers there are."""
+        rewrapped = unreadable = 0
+        by_kek: dict[str, int] = {}
+        async with self._rewrapping:
+            async for customer, wrapped in self._store.scan():
+                key_id = wrapped_kek_id(wrapped)
+                if key_id != self.keyring.active:
+                    try:
+                        dek = unwrap_dek(self.keyring, customer, wrapped)
+                    except SealedDataError:  # its KEK left the keyring: it stays as it is
+                        unreadable += 1
+                    else:
+                        rewrapped_key = wrap_dek(self.keyring, customer, dek)
+                        if not await self._store.replace(customer, wrapped, rewrapped_key):
+                            continue  # erased (or rewrapped) meanwhile
+                        rewrapped += 1
+                        key_id = self.keyring.active
+                by_kek[key_id] = by_kek.get(key_id, 0) + 1
+                if sum(by_kek.values()) % REWRAP_YIELD_EVERY == 0:
+                    await asyncio.sleep(0)
+        return Rewrapped(rewrapped, dict(sorted(by_kek.items())), unreadable)
 
     async def _dek(self, customer: str) -> bytes | None:
         dek = self._cache.get(customer)

@@ -15,6 +15,8 @@ import grpc
 import pytest
 import redis
 
+from router import cli
+from router._proto.switchboard.v1 import admin_service_pb2 as apb
 from router._proto.switchboard.v1 import resources_pb2 as pb
 from router._proto.switchboard.v1 import task_service_pb2 as tpb
 from router._proto.switchboard.v1 import timeline_service_pb2 as tlpb
@@ -22,7 +24,7 @@ from router._proto.switchboard.v1 import timeline_service_pb2_grpc as tlgrpc
 from router._proto.switchboard.v1 import worker_service_pb2 as wpb
 from router.core.commands import CreateTask, UpdateTask
 from router.privacy.customer_keys import CustomerKeys, RedisWrappedKeys
-from router.privacy.keyring import load_keyring
+from router.privacy.keyring import Keyring, load_keyring
 from router.privacy.task_data import SEALED_KEY, sealed_parts
 from router.server import ServerConfig
 from router.store.embedded import EmbeddedRedis
@@ -277,3 +279,61 @@ async def _open_all(url: str, sealed: list[tuple[str, bytes]]) -> list[bytes | N
         return [await keys.open(ck, blob) for ck, blob in sealed]
     finally:
         await client.aclose()
+
+
+# -- keyring rotation ------------------------------------------------------------------------------
+
+
+def _router(redis_url: str, keyring: Keyring) -> ServerThread:
+    config = ServerConfig(
+        port=0, metrics_port=None, test_clock=True, redis_url=redis_url, workspace="rotation",
+        keyring=keyring,
+    )  # fmt: skip
+    return ServerThread(config).start()
+
+
+def test_a_rotated_keyring_rewraps_every_data_key_and_the_old_key_can_go(
+    redis_folder: EmbeddedRedis, tmp_path: Path
+) -> None:
+    path = tmp_path / "keyring.json"
+    assert cli.main(["keyring", "new", "--out", str(path)]) == 0
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert cli.main(["keyring", "new", "--out", str(path)]) == 2  # never overwritten
+    first = load_keyring(path)
+    assert first is not None and first.active == "k1"
+
+    router = _router(redis_folder.url, first)
+    try:
+        with grpc.insecure_channel(router.address) as channel:
+            stubs = Stubs.of(channel)
+            stubs.queue("support")
+            task_ids = [stubs.create(customer_id=f"cust-{n}").task.task_id for n in range(3)]
+    finally:
+        router.stop()
+
+    assert cli.main(["keyring", "rotate", str(path)]) == 0
+    rotated = load_keyring(path)
+    assert rotated is not None and rotated.active == "k2" and set(rotated.keks) == {"k1", "k2"}
+    assert rotated.hash_key == first.hash_key and path.stat().st_mode & 0o777 == 0o600
+    router = _router(redis_folder.url, rotated)
+    try:
+        with grpc.insecure_channel(router.address) as channel:
+            admin = Stubs.of(channel).admin
+            done = admin.RewrapCustomerKeys(apb.RewrapCustomerKeysRequest(), timeout=10)
+            assert (done.active_key_id, done.rewrapped) == ("k2", 3)
+            assert dict(done.data_keys_by_key_id) == {"k2": 3} and done.unreadable == 0
+            again = admin.RewrapCustomerKeys(apb.RewrapCustomerKeysRequest(), timeout=10)
+            assert again.rewrapped == 0 and dict(again.data_keys_by_key_id) == {"k2": 3}
+    finally:
+        router.stop()
+
+    # k1 wraps nothing any more: a keyring without it still opens every customer's data.
+    retired = Keyring({"k2": rotated.keks["k2"]}, "k2", rotated.hash_key)
+    router = _router(redis_folder.url, retired)
+    try:
+        with grpc.insecure_channel(router.address) as channel:
+            stubs = Stubs.of(channel)
+            shown = [stubs.get(task_id) for task_id in task_ids]
+            assert [task.customer_id for task in shown] == ["cust-0", "cust-1", "cust-2"]
+    finally:
+        router.stop()
