@@ -14,6 +14,7 @@ every customer's personal data: keep a copy where you keep your other secrets.""
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -49,8 +50,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _new(out: str) -> int:
     keyring = Keyring.generate()
-    if out == "-":
-        print(keyring.to_json())
+    if out == "-":  # one line: for a variable (SWITCHBOARD_KEYRING) or a secret
+        print(json.dumps(json.loads(keyring.to_json()), separators=(",", ":")))
         return 0
     path = Path(out)
     # O_EXCL: overwriting a keyring in use would make every customer's data unreadable.
