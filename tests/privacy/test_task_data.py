@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 import json
 from collections.abc import Collection
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,8 +19,8 @@ from router.core.commands import CreateTask
 from router.core.errors import FailedPrecondition, InvalidArgument
 from router.core.histories import CANONICAL, payload_fingerprint
 from router.core.model import TaskRecord, TaskSpec
-from router.privacy.customer_keys import CustomerKeys, MemoryWrappedKeys
-from router.privacy.keyring import Keyring
+from router.privacy.customer_keys import DEK_CACHE_MAX, CustomerKeys, MemoryWrappedKeys
+from router.privacy.keyring import KEY_ID_CHARS_MAX, Keyring
 from router.privacy.sealing import is_customer_key
 from router.privacy.task_data import SEALED_KEY, TaskData, personal_attribute_keys
 
@@ -183,3 +184,12 @@ def test_personal_keys_come_from_the_engines_timeline_settings_when_it_has_them(
 
 def _fields(spec: TaskSpec) -> dict[str, Any]:
     return {name: getattr(spec, name) for name in TaskSpec.__slots__}  # type: ignore[attr-defined]
+
+
+def test_the_readme_states_the_privacy_limits() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    limits = readme[readme.index("## Limits\n") :]
+    assert f"(`DEK_CACHE_MAX`) | {DEK_CACHE_MAX:,} (" in limits
+    assert f"(`KEY_ID_CHARS_MAX`) | {KEY_ID_CHARS_MAX} characters |" in limits
+    sealed_row = "(`$sealed`: its customer id and personal attributes) | within the attributes'"
+    assert sealed_row in limits
