@@ -169,8 +169,12 @@ class CustomerKeys:
         missing = sorted({c for c, _ in items if c not in self._cache})
         if missing:
             for customer, wrapped in zip(missing, await self._store.get_many(missing), strict=True):
-                if wrapped is not None:
+                if wrapped is None:
+                    continue
+                try:
                     self._remember(customer, unwrap_dek(self.keyring, customer, wrapped))
+                except SealedDataError:  # its KEK left the keyring: shown as if erased
+                    continue
         opened: list[bytes | None] = []
         for customer, sealed in items:
             dek = self._cache.get(customer)

@@ -143,7 +143,12 @@ class TaskData:
         self, customer: str, customer_id: str, personal: Mapping[str, Any], own_key: str
     ) -> dict[str, str]:
         plaintext = _plaintext(customer_id, personal)
-        blob = await self._keys.seal(customer, plaintext)
+        try:
+            blob = await self._keys.seal(customer, plaintext)
+        except SealedDataError as error:  # a data key the keyring cannot unwrap (a KEK gone)
+            raise FailedPrecondition(
+                f"the customer's personal data cannot be sealed: {error}"
+            ) from None
         sealed = {
             "mac": personal_mac(self._keys.keyring.hash_key, plaintext),
             "blob": base64.b64encode(blob).decode("ascii"),

@@ -1,12 +1,18 @@
-"""Rewrapping data keys after a rotation (CustomerKeys.rewrap): counts per key id, keys whose KEK
-left the keyring left as they are, and an erasure meanwhile winning."""
+"""Rewrapping data keys after a rotation (CustomerKeys.rewrap): counts per key id, and keys whose
+KEK left the keyring left as they are, read as erased, and refused for new sealing."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 
+import pytest
+
+from router.core.errors import FailedPrecondition
+from router.core.model import TaskSpec
 from router.privacy.customer_keys import CustomerKeys, MemoryWrappedKeys, Rewrapped
 from router.privacy.keyring import Keyring
+from router.privacy.task_data import TaskData
 
 
 def test_rewrap_reports_keys_per_kek_and_leaves_unreadable_ones() -> None:
@@ -31,3 +37,22 @@ def test_rewrap_reports_keys_per_kek_and_leaves_unreadable_ones() -> None:
     assert (again.rewrapped, again.by_kek) == (0, {"k2": 3})
     assert (stranded.rewrapped, stranded.by_kek, stranded.unreadable) == (0, {"k2": 3}, 3)
     assert opened == b"secret ck_a"
+
+
+def test_a_data_key_whose_kek_left_the_keyring_reads_as_erased_and_seals_nothing() -> None:
+    async def scenario() -> None:
+        store = MemoryWrappedKeys()
+        first = Keyring.generate()
+        old = CustomerKeys(store, "acme", first)
+        spec = (await TaskData(old).seal_new(TaskSpec("voice", "q", customer_id="c1"))).spec
+        rotated = first.rotated()
+        without_k1 = Keyring({"k2": rotated.keks["k2"]}, "k2", rotated.hash_key)
+        keys = CustomerKeys(store, "acme", without_k1)
+        sealed = spec.attributes["$sealed"]
+        assert await keys.open_many([(spec.customer_id, base64.b64decode(sealed["blob"]))]) == [
+            None
+        ]
+        with pytest.raises(FailedPrecondition, match="k1"):
+            await TaskData(keys).seal_new(TaskSpec("voice", "q", customer_id="c1"))
+
+    asyncio.run(scenario())
