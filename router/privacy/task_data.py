@@ -26,18 +26,19 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import json
 import secrets
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
+import msgspec
+
 from router._proto.switchboard.v1 import resources_pb2 as pb
 from router.core.errors import FailedPrecondition, InvalidArgument
 from router.core.histories import SEALED_ATTRIBUTE
 from router.core.model import TaskRecord, TaskSpec
-from router.core.validation import check_id
+from router.core.validation import check_attributes, check_id
 from router.privacy.customer_keys import CustomerKeys
 from router.privacy.sealing import SealedDataError, personal_mac
 
@@ -50,6 +51,7 @@ SEALED_KEY: Final = SEALED_ATTRIBUTE
 """The reserved attribute holding a task's sealed personal data."""
 REVEAL_SLICE_S: Final = 0.001
 """Opening sealed tasks between two turns of the loop (a ListTasks page of 1,000 tasks)."""
+_ENCODER: Final = msgspec.json.Encoder(order="sorted")
 _ANONYMOUS_PREFIX: Final = "$task:"
 """What a task without a customer id is keyed by (with a random token): a key of its own."""
 
@@ -88,6 +90,8 @@ class TaskData:
         personal = self._personal_of(spec.attributes)
         if not customer_id and not personal:
             return SealedTask(spec, False, "", {})
+        if personal:  # the core sees them sealed: refused here as the core would refuse them
+            check_attributes("task.attributes", spec.attributes)
         if customer_id:
             customer, own_key = self._keys.key_of(customer_id), ""
         else:  # personal data with nobody to file it under: a key of the task's own
@@ -103,6 +107,8 @@ class TaskData:
         unchanged sealed value is kept as it is."""
         _refuse_reserved("attributes", attributes)
         personal = self._personal_of(attributes)
+        if personal:
+            check_attributes("attributes", attributes)
         old = task.spec.attributes.get(SEALED_KEY)
         spec_customer = task.spec.customer_id
         if old is None and not personal:
@@ -119,7 +125,7 @@ class TaskData:
                     f"task {task.task_id}: its customer was erased; its personal attributes "
                     "cannot be changed"
                 )
-            customer_id = str(json.loads(opened).get("customer_id", ""))
+            customer_id = str(msgspec.json.decode(opened).get("customer_id", ""))
         elif spec_customer:  # created before keys, its id in plaintext: sealed under its key
             customer = own_key = self._keys.key_of(spec_customer)
         else:
@@ -188,7 +194,7 @@ class TaskData:
             if plaintext is None:
                 message.customer_erased = True
             else:
-                document = json.loads(plaintext)
+                document = msgspec.json.decode(plaintext)
                 if keyed:
                     message.customer_id = document.get("customer_id", "")
                 if document.get("attributes"):
@@ -231,9 +237,9 @@ def _mac_of(value: Any) -> str:
 
 
 def _plaintext(customer_id: str, personal: Mapping[str, Any]) -> bytes:
-    """Canonical JSON: equal data gives equal bytes (and an equal mac)."""
-    document = {"customer_id": customer_id, "attributes": dict(personal)}
-    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    """Canonical JSON, keys sorted: equal data gives equal bytes (and an equal mac). msgspec's
+    encoder: about a tenth of the json module's time, on every CreateTask that seals."""
+    return _ENCODER.encode({"customer_id": customer_id, "attributes": personal})
 
 
 def _without(attributes: Mapping[str, Any], personal: Mapping[str, Any]) -> dict[str, Any]:

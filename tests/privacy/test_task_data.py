@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import math
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
@@ -193,3 +194,13 @@ def test_the_readme_states_the_privacy_limits() -> None:
     assert f"(`KEY_ID_CHARS_MAX`) | {KEY_ID_CHARS_MAX} characters |" in limits
     sealed_row = "(`$sealed`: its customer id and personal attributes) | within the attributes'"
     assert sealed_row in limits
+
+
+def test_personal_attributes_are_checked_before_they_are_sealed() -> None:
+    data, _ = make_data()
+    spec = TaskSpec(channel="chat", queue_id="q", attributes={"name": {"first": math.nan}})
+    with pytest.raises(InvalidArgument, match=r"task\.attributes\.name\.first: must be a finite"):
+        asyncio.run(data.seal_new(spec))
+    created = asyncio.run(data.seal_new(SPEC)).spec
+    with pytest.raises(InvalidArgument, match=r"^attributes\.phone"):
+        asyncio.run(data.seal_update(record(created), {"phone": math.inf}))
