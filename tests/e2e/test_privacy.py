@@ -37,7 +37,8 @@ NAME = "Ada Lovelace-Byron"
 EMAIL = "ada.lovelace@analytical.example"
 PHONE = "+44 20 7946 0958"
 NOTE = "Reports her card ending 4417 stolen on the train"
-PERSONAL_VALUES = (CUSTOMER_ID, NAME, EMAIL, PHONE, NOTE)
+OUTCOME_NOTE = "Refunded 12.40 to her Visa, she will call back about the fraud claim"
+PERSONAL_VALUES = (CUSTOMER_ID, NAME, EMAIL, PHONE, NOTE, OUTCOME_NOTE)
 CANARY = "topic-zebra-canary-7731"
 """A non-personal attribute: found in Redis and its append-only file, which proves the scan
 reads what the router wrote."""
@@ -99,6 +100,20 @@ def _erase(channel: grpc.Channel, router_server: ServerThread, customer_key: str
             raise
         service = router_server.server.service  # type: ignore[union-attr]
         assert router_server.run(service.customer_keys.erase(customer_key))
+
+
+def _record_outcome(channel: grpc.Channel, task_id: str) -> None:
+    """The agent's wrap-up note (TimelineService, the core helper's part of issue 17: skipped
+    while it is not served)."""
+    request = tlpb.RecordOutcomeRequest(
+        task_id=task_id, worker_id="ana", disposition="refund",
+        resolution=tlpb.RESOLUTION_RESOLVED, note=OUTCOME_NOTE, tags=["billing"],
+    )  # fmt: skip
+    try:
+        tlgrpc.TimelineServiceStub(channel).RecordOutcome(request, timeout=5)
+    except grpc.RpcError as error:
+        if error.code() is not grpc.StatusCode.UNIMPLEMENTED:
+            raise
 
 
 def _shown(task: pb.Task) -> str:
@@ -205,6 +220,7 @@ def test_no_personal_data_in_plaintext_at_rest_and_none_after_erasure(
     listed = stubs.tasks.ListTasks(tpb.ListTasksRequest(queue_id="support"), timeout=5).tasks
     _assert_revealed(listed[0], note=NOTE, phone=PHONE)
     stubs.tasks.CompleteTask(tpb.CompleteTaskRequest(task_id=task_id), timeout=5)
+    _record_outcome(channel, task_id)
     stubs.advance(5)
     # A second contact of the same customer, canceled while it is offered.
     again = stubs.create(customer_id=CUSTOMER_ID, attributes=attributes).task
