@@ -109,13 +109,17 @@ class TaskData:
         personal = self._personal_of(attributes)
         if personal:
             check_attributes("attributes", attributes)
-        old = task.spec.attributes.get(SEALED_KEY)
         spec_customer = task.spec.customer_id
-        if old is None and not personal:
+        old = task.spec.attributes.get(SEALED_KEY)
+        try:
+            parts = None if old is None else sealed_parts(old, spec_customer)
+        except ValueError:  # an attribute of that name from before sealing: replaced like any
+            parts = None
+        if parts is None and not personal:
             return dict(attributes)
         customer_id = ""
-        if old is not None:  # the task was keyed: its id is only in the sealed value
-            customer, own_key, blob = sealed_parts(old, spec_customer)
+        if parts is not None:  # sealed before: a keyed task's id is only in the sealed value
+            customer, own_key, blob = parts
             try:
                 opened = await self._keys.open(customer, blob)
             except SealedDataError:
@@ -130,7 +134,9 @@ class TaskData:
             customer = own_key = self._keys.key_of(spec_customer)
         else:
             customer = own_key = self._keys.key_of(_ANONYMOUS_PREFIX + secrets.token_hex(16))
-        if old is not None and _mac_of(old) == self._mac(customer_id, personal):
+        if not customer_id and not personal:  # nothing (left) to keep sealed
+            return dict(attributes)
+        if parts is not None and _mac_of(old) == self._mac(customer_id, personal):
             sealed: Any = old  # the same personal data: no new data key use, no new bytes
         else:
             sealed = await self._seal(customer, customer_id, personal, own_key)

@@ -204,3 +204,23 @@ def test_personal_attributes_are_checked_before_they_are_sealed() -> None:
     created = asyncio.run(data.seal_new(SPEC)).spec
     with pytest.raises(InvalidArgument, match=r"^attributes\.phone"):
         asyncio.run(data.seal_update(record(created), {"phone": math.inf}))
+
+
+def test_updates_of_tasks_without_a_keyed_customer() -> None:
+    data, keys = make_data()
+    # Personal data only, under a key of the task's own: dropped with the last personal key.
+    anonymous = asyncio.run(
+        data.seal_new(TaskSpec(channel="chat", queue_id="q", attributes={"name": "Ada"}))
+    ).spec
+    cleared = asyncio.run(data.seal_update(record(anonymous), {"topic": "x"}))
+    assert cleared == {"topic": "x"}
+    # A task from before sealing: its plaintext id stays, new personal data is sealed under its
+    # key, and an attribute it had named `$sealed` is replaced like any other.
+    legacy = TaskSpec(channel="chat", queue_id="q", customer_id="old-1",
+                      attributes={SEALED_KEY: "its own"})  # fmt: skip
+    attributes = asyncio.run(data.seal_update(record(legacy), {"email": "a@b.c"}))
+    assert "a@b.c" not in json.dumps(attributes)
+    assert attributes[SEALED_KEY]["ck"] == keys.key_of("old-1")
+    message = revealed(data, TaskSpec(**{**_fields(legacy), "attributes": attributes}))
+    assert message.customer_id == "old-1" and message.attributes["email"] == "a@b.c"
+    assert message.customer_key == ""
