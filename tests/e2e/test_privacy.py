@@ -353,3 +353,34 @@ def test_a_rotated_keyring_rewraps_every_data_key_and_the_old_key_can_go(
             assert [task.customer_id for task in shown] == ["cust-0", "cust-1", "cust-2"]
     finally:
         router.stop()
+
+
+def test_a_standby_that_takes_over_opens_what_its_leader_sealed(
+    redis_folder: EmbeddedRedis,
+) -> None:
+    """Every router of a workspace shares the keyring (here the test session's): the data keys
+    the leader made are in Redis, and the new leader's cache starts empty."""
+    config = ServerConfig(
+        port=0, metrics_port=None, test_clock=True, redis_url=redis_folder.url,
+        workspace="takeover", lease_ttl_s=1.0,
+    )  # fmt: skip
+    leader = ServerThread(config).start()
+    try:
+        standby = ServerThread(config, wait_for_lead=False).start()
+        with grpc.insecure_channel(leader.address) as channel:
+            stubs = Stubs.of(channel)
+            stubs.queue("support")
+            task_id = stubs.create(customer_id=CUSTOMER_ID).task.task_id
+    finally:
+        leader.stop()  # hands the lease over at once
+    try:
+        deadline_s = time.monotonic() + 20
+        assert standby.server is not None
+        while not standby.server.service.is_leader:
+            assert time.monotonic() < deadline_s, "the standby did not take over"
+            time.sleep(0.02)
+        with grpc.insecure_channel(standby.address) as channel:
+            shown = Stubs.of(channel).get(task_id)
+        assert shown.customer_id == CUSTOMER_ID and shown.customer_key.startswith("ck_")
+    finally:
+        standby.stop()
