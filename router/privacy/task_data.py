@@ -11,8 +11,9 @@ key into one reserved attribute:
 
 `mac` is deterministic, so that a retried CreateTask (sealed again, with a new nonce) has the
 same payload fingerprint (`histories.payload_fingerprint` reads it in place of the value). A
-task with personal attributes and no customer id is sealed under a key of its own (named in
-`"ck"`): nothing personal stays in plaintext, and nothing of it can be erased by customer.
+task with personal attributes and no customer id is sealed under the workspace's anonymous key
+(named in `"ck"`): nothing personal stays in plaintext, and one data key serves every such task
+(a key per task would grow the keys' hash by one per task, for ever).
 Expressions cannot name `$sealed` (a key starts with a letter or `_`), so routing never sees it.
 
 After a read (`reveal`): `$sealed` is stripped and opened (one AES-GCM open with a cached data
@@ -26,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import secrets
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -43,8 +43,8 @@ from router.privacy.customer_keys import CustomerKeys
 from router.privacy.sealing import SealedDataError, personal_mac
 
 __all__ = [
-    "REVEAL_SLICE_S", "SEALED_KEY", "SealedTask", "TaskData", "personal_attribute_keys",
-    "sealed_parts",
+    "ANONYMOUS_CUSTOMER", "REVEAL_SLICE_S", "SEALED_KEY", "SealedTask", "TaskData",
+    "personal_attribute_keys", "sealed_parts",
 ]  # fmt: skip
 
 SEALED_KEY: Final = SEALED_ATTRIBUTE
@@ -52,8 +52,9 @@ SEALED_KEY: Final = SEALED_ATTRIBUTE
 REVEAL_SLICE_S: Final = 0.001
 """Opening sealed tasks between two turns of the loop (a ListTasks page of 1,000 tasks)."""
 _ENCODER: Final = msgspec.json.Encoder(order="sorted")
-_ANONYMOUS_PREFIX: Final = "$task:"
-"""What a task without a customer id is keyed by (with a random token): a key of its own."""
+ANONYMOUS_CUSTOMER: Final = "$anonymous"
+"""The customer the personal data of tasks without a customer id is sealed for (not a valid id,
+so that no real customer shares its key)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,8 +95,8 @@ class TaskData:
             check_attributes("task.attributes", spec.attributes)
         if customer_id:
             customer, own_key = self._keys.key_of(customer_id), ""
-        else:  # personal data with nobody to file it under: a key of the task's own
-            customer = own_key = self._keys.key_of(_ANONYMOUS_PREFIX + secrets.token_hex(16))
+        else:  # personal data with nobody to file it under
+            customer = own_key = self._keys.key_of(ANONYMOUS_CUSTOMER)
         sealed = await self._seal(customer, customer_id, personal, own_key)
         attributes = _without(spec.attributes, personal) | {SEALED_KEY: sealed}
         keyed = replace(spec, customer_id=customer if customer_id else "", attributes=attributes)
@@ -133,7 +134,7 @@ class TaskData:
         elif spec_customer:  # created before keys, its id in plaintext: sealed under its key
             customer = own_key = self._keys.key_of(spec_customer)
         else:
-            customer = own_key = self._keys.key_of(_ANONYMOUS_PREFIX + secrets.token_hex(16))
+            customer = own_key = self._keys.key_of(ANONYMOUS_CUSTOMER)
         if not customer_id and not personal:  # nothing (left) to keep sealed
             return dict(attributes)
         if parts is not None and _mac_of(old) == self._mac(customer_id, personal):

@@ -23,7 +23,12 @@ from router.core.model import TaskRecord, TaskSpec
 from router.privacy.customer_keys import DEK_CACHE_MAX, CustomerKeys, MemoryWrappedKeys
 from router.privacy.keyring import KEY_ID_CHARS_MAX, Keyring
 from router.privacy.sealing import is_customer_key
-from router.privacy.task_data import SEALED_KEY, TaskData, personal_attribute_keys
+from router.privacy.task_data import (
+    ANONYMOUS_CUSTOMER,
+    SEALED_KEY,
+    TaskData,
+    personal_attribute_keys,
+)
 
 PERSONAL = ("name", "email", "phone")
 SPEC = TaskSpec(
@@ -80,12 +85,13 @@ def test_nothing_changes_without_a_customer_or_personal_data() -> None:
     assert message.customer_key == "" and dict(message.attributes) == {"topic": "x"}
 
 
-def test_personal_attributes_without_a_customer_are_sealed_under_a_key_of_their_own() -> None:
-    data, _ = make_data()
+def test_personal_attributes_without_a_customer_are_sealed_under_the_anonymous_key() -> None:
+    data, keys = make_data()
     spec = TaskSpec(channel="chat", queue_id="q", attributes={"name": "Ada", "topic": "x"})
     sealed = asyncio.run(data.seal_new(spec))
     assert not sealed.customer_keyed and sealed.spec.customer_id == ""
-    assert "Ada" not in flat(sealed.spec) and "ck" in sealed.spec.attributes[SEALED_KEY]
+    assert "Ada" not in flat(sealed.spec)
+    assert sealed.spec.attributes[SEALED_KEY]["ck"] == keys.key_of(ANONYMOUS_CUSTOMER)
     message = revealed(data, sealed.spec)
     assert message.customer_id == "" and message.customer_key == ""
     assert dict(message.attributes) == {"name": "Ada", "topic": "x"}
@@ -208,7 +214,7 @@ def test_personal_attributes_are_checked_before_they_are_sealed() -> None:
 
 def test_updates_of_tasks_without_a_keyed_customer() -> None:
     data, keys = make_data()
-    # Personal data only, under a key of the task's own: dropped with the last personal key.
+    # Personal data only, under the anonymous key: dropped with the last personal key.
     anonymous = asyncio.run(
         data.seal_new(TaskSpec(channel="chat", queue_id="q", attributes={"name": "Ada"}))
     ).spec
