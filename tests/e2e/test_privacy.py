@@ -31,6 +31,7 @@ from router.store.embedded import EmbeddedRedis
 from router.store.formats import decode_entry
 from tests.conftest import ServerThread
 from tests.e2e.raw import RawAgent, Stubs, connect
+from workers import AdminClient
 
 CUSTOMER_ID = "crm-ada-884213"
 NAME = "Ada Lovelace-Byron"
@@ -338,8 +339,8 @@ def test_a_rotated_keyring_rewraps_every_data_key_and_the_old_key_can_go(
             done = admin.RewrapCustomerKeys(apb.RewrapCustomerKeysRequest(), timeout=10)
             assert (done.active_key_id, done.rewrapped) == ("k2", 3)
             assert dict(done.data_keys_by_key_id) == {"k2": 3} and done.unreadable == 0
-            again = admin.RewrapCustomerKeys(apb.RewrapCustomerKeysRequest(), timeout=10)
-            assert again.rewrapped == 0 and dict(again.data_keys_by_key_id) == {"k2": 3}
+        again = asyncio.run(_rewrap_with_the_sdk(router.address))  # a second pass: nothing
+        assert again.rewrapped == 0 and dict(again.data_keys_by_key_id) == {"k2": 3}
     finally:
         router.stop()
 
@@ -384,3 +385,8 @@ def test_a_standby_that_takes_over_opens_what_its_leader_sealed(
         assert shown.customer_id == CUSTOMER_ID and shown.customer_key.startswith("ck_")
     finally:
         standby.stop()
+
+
+async def _rewrap_with_the_sdk(address: str) -> apb.RewrapCustomerKeysResponse:
+    async with AdminClient(address) as admin:
+        return await admin.rewrap_customer_keys()
