@@ -46,7 +46,7 @@ REWRAP_YIELD_EVERY: Final = 64
 """Data keys rewrapped between two turns of the loop (an unwrap and a wrap each, ~10 us)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Rewrapped:
     """What a rewrap did, and where it left the data keys."""
 
@@ -56,6 +56,10 @@ class Rewrapped:
     """Data keys per KEK id after the pass (HSCAN may count a key twice while keys are added)."""
     unreadable: int
     """Data keys wrapped by a KEK the keyring no longer has (left as they are)."""
+
+    def count(self, key_id: str, *, unreadable: bool = False) -> None:
+        self.by_kek[key_id] = self.by_kek.get(key_id, 0) + 1
+        self.unreadable += unreadable
 
 
 class WrappedKeys(Protocol):
@@ -68,6 +72,10 @@ class WrappedKeys(Protocol):
     def scan(self) -> AsyncIterator[tuple[str, bytes]]: ...
     async def replace(self, customer: str, old: bytes, new: bytes) -> bool:
         """Sets `new` only if the stored value is still `old` (an erase meanwhile wins)."""
+        ...
+
+    async def replace_many(self, swaps: Sequence[tuple[str, bytes, bytes]]) -> list[bool]:
+        """`replace` of each (customer, old, new), in one round trip."""
         ...
 
 
@@ -106,6 +114,12 @@ class RedisWrappedKeys:
         swapped = await self._client.eval(_COMPARE_AND_SET, 1, self.redis_key, customer, old, new)
         return bool(swapped)
 
+    async def replace_many(self, swaps: Sequence[tuple[str, bytes, bytes]]) -> list[bool]:
+        async with self._client.pipeline(transaction=False) as pipe:
+            for customer, old, new in swaps:
+                pipe.eval(_COMPARE_AND_SET, 1, self.redis_key, customer, old, new)
+            return [bool(swapped) for swapped in await pipe.execute()]
+
 
 class MemoryWrappedKeys:
     """The in-memory router's (`--no-durable`): its state, keys included, ends with it."""
@@ -134,6 +148,9 @@ class MemoryWrappedKeys:
             return False
         self._keys[customer] = new
         return True
+
+    async def replace_many(self, swaps: Sequence[tuple[str, bytes, bytes]]) -> list[bool]:
+        return [await self.replace(customer, old, new) for customer, old, new in swaps]
 
 
 class CustomerKeys:
@@ -199,28 +216,40 @@ class CustomerKeys:
 
     async def rewrap(self) -> Rewrapped:
         """`rewrap_all`, reporting the data keys per KEK id after the pass. One pass at a time
-        (a second waits for the first); it yields to the loop every `REWRAP_YIELD_EVERY` keys,
-        so that a router's loop stays responsive however many customers there are."""
-        rewrapped = unreadable = 0
-        by_kek: dict[str, int] = {}
+        (a second waits for the first). The keys of a page are swapped in one round trip, and
+        the loop gets a turn every `REWRAP_YIELD_EVERY` keys, so that a router stays responsive
+        however many customers there are."""
+        report = Rewrapped(0, {}, 0)
+        swaps: list[tuple[str, bytes, bytes]] = []
         async with self._rewrapping:
-            async for customer, wrapped in self._store.scan():
+            async for scanned, (customer, wrapped) in _enumerate(self._store.scan(), 1):
                 key_id = wrapped_kek_id(wrapped)
-                if key_id != self.keyring.active:
+                if key_id == self.keyring.active:
+                    report.count(key_id)
+                else:
                     try:
                         dek = unwrap_dek(self.keyring, customer, wrapped)
                     except SealedDataError:  # its KEK left the keyring: it stays as it is
-                        unreadable += 1
+                        report.count(key_id, unreadable=True)
                     else:
-                        rewrapped_key = wrap_dek(self.keyring, customer, dek)
-                        if not await self._store.replace(customer, wrapped, rewrapped_key):
-                            continue  # erased (or rewrapped) meanwhile
-                        rewrapped += 1
-                        key_id = self.keyring.active
-                by_kek[key_id] = by_kek.get(key_id, 0) + 1
-                if sum(by_kek.values()) % REWRAP_YIELD_EVERY == 0:
+                        swaps.append((customer, wrapped, wrap_dek(self.keyring, customer, dek)))
+                if len(swaps) >= REWRAP_PAGE:
+                    await self._swap(swaps, report)
+                if scanned % REWRAP_YIELD_EVERY == 0:
                     await asyncio.sleep(0)
-        return Rewrapped(rewrapped, dict(sorted(by_kek.items())), unreadable)
+            await self._swap(swaps, report)
+        report.by_kek = dict(sorted(report.by_kek.items()))
+        return report
+
+    async def _swap(self, swaps: list[tuple[str, bytes, bytes]], report: Rewrapped) -> None:
+        """Stores the rewrapped keys of `swaps` (those not erased or changed meanwhile)."""
+        if not swaps:
+            return
+        for swapped in await self._store.replace_many(swaps):
+            if swapped:  # else erased (or rewrapped) meanwhile: no longer counted
+                report.rewrapped += 1
+                report.count(self.keyring.active)
+        swaps.clear()
 
     async def _dek(self, customer: str) -> bytes | None:
         dek = self._cache.get(customer)
@@ -265,6 +294,15 @@ class CustomerKeys:
         self._cache.move_to_end(customer)
         while len(self._cache) > DEK_CACHE_MAX:
             self._cache.popitem(last=False)
+
+
+async def _enumerate(
+    items: AsyncIterator[tuple[str, bytes]], start: int
+) -> AsyncIterator[tuple[int, tuple[str, bytes]]]:
+    number = start
+    async for item in items:
+        yield number, item
+        number += 1
 
 
 def _bytes(value: object) -> bytes:
