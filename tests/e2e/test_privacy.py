@@ -117,6 +117,24 @@ def _record_outcome(channel: grpc.Channel, task_id: str) -> None:
             raise
 
 
+def _timeline(channel: grpc.Channel, entries_min: int = 0) -> tlpb.GetTimelineResponse | None:
+    """The customer's timeline once it holds `entries_min` entries (the projector trails the
+    journal a little); None while this router serves no timeline (the timeline helper's part of
+    issue 17)."""
+    request = tlpb.GetTimelineRequest(customer_id=CUSTOMER_ID)
+    deadline_s = time.monotonic() + 10
+    while True:
+        try:
+            reply = tlgrpc.TimelineServiceStub(channel).GetTimeline(request, timeout=5)
+        except grpc.RpcError as error:
+            if error.code() in (grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.FAILED_PRECONDITION):
+                return None  # no TimelineService, or no timeline store behind it
+            raise
+        if reply.total_entries >= entries_min or time.monotonic() > deadline_s:
+            return reply
+        time.sleep(0.02)
+
+
 def _shown(task: pb.Task) -> str:
     return str(task) + str(dict(task.attributes))
 
@@ -229,6 +247,9 @@ def test_no_personal_data_in_plaintext_at_rest_and_none_after_erasure(
     agent.next_of("offer")
     stubs.tasks.CancelTask(tpb.CancelTaskRequest(task_id=again.task_id), timeout=5)
     assert stubs.get(task_id).status == pb.TASK_STATUS_COMPLETED
+    timeline = _timeline(channel, entries_min=3)  # two contacts and an outcome, when served
+    if timeline is not None:
+        assert timeline.total_entries == 3 and OUTCOME_NOTE in str(timeline)  # to the admin
 
     client = redis.Redis.from_url(redis_folder.url)
     try:
@@ -250,6 +271,10 @@ def test_no_personal_data_in_plaintext_at_rest_and_none_after_erasure(
         # After the erasure, nothing opens, and no API shows any of it.
         _erase(channel, router_server, customer_key)
         assert asyncio.run(_open_all(redis_folder.url, journaled)) == [None] * len(journaled)
+        if timeline is not None:
+            time.sleep(0.3)  # the projector meets the erasure in the feed: it writes nothing back
+            after = _timeline(channel)
+            assert after is not None and (after.total_entries, len(after.entries)) == (0, 0)
         assert not client.hexists("sb:{privacy}:customer-keys", customer_key)
     finally:
         client.close()
