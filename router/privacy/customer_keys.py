@@ -67,7 +67,11 @@ class WrappedKeys(Protocol):
 
     async def get(self, customer: str) -> bytes | None: ...
     async def get_many(self, customers: Sequence[str]) -> list[bytes | None]: ...
-    async def put_if_absent(self, customer: str, wrapped: bytes) -> None: ...
+    async def put_if_absent(self, customer: str, wrapped: bytes) -> bytes | None:
+        """Stores `wrapped` unless the customer has a key; returns the key stored now (another
+        router's, when it won), None if an erase came between."""
+        ...
+
     async def delete(self, customer: str) -> bool: ...
     def scan(self) -> AsyncIterator[tuple[str, bytes]]: ...
     async def replace(self, customer: str, old: bytes, new: bytes) -> bool:
@@ -94,8 +98,14 @@ class RedisWrappedKeys:
         values = await self._client.hmget(self.redis_key, list(customers))
         return [None if v is None else _bytes(v) for v in values]
 
-    async def put_if_absent(self, customer: str, wrapped: bytes) -> None:
-        await self._client.hsetnx(self.redis_key, customer, wrapped)
+    async def put_if_absent(self, customer: str, wrapped: bytes) -> bytes | None:
+        # One round trip (MULTI: nothing runs between the two): a new customer's first contact
+        # waits for one write and its fsync, not a write and then a read.
+        async with self._client.pipeline(transaction=True) as pipe:
+            pipe.hsetnx(self.redis_key, customer, wrapped)
+            pipe.hget(self.redis_key, customer)
+            _, stored = await pipe.execute()
+        return None if stored is None else _bytes(stored)
 
     async def delete(self, customer: str) -> bool:
         return bool(await self._client.hdel(self.redis_key, customer))
@@ -133,8 +143,8 @@ class MemoryWrappedKeys:
     async def get_many(self, customers: Sequence[str]) -> list[bytes | None]:
         return [self._keys.get(c) for c in customers]
 
-    async def put_if_absent(self, customer: str, wrapped: bytes) -> None:
-        self._keys.setdefault(customer, wrapped)
+    async def put_if_absent(self, customer: str, wrapped: bytes) -> bytes | None:
+        return self._keys.setdefault(customer, wrapped)
 
     async def delete(self, customer: str) -> bool:
         return self._keys.pop(customer, None) is not None
@@ -273,9 +283,9 @@ class CustomerKeys:
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self._creating[customer] = future
         try:
-            await self._store.put_if_absent(customer, wrap_dek(self.keyring, customer, new_dek()))
             # Another router (a deposed leader's last call) may have won: use what is stored.
-            stored = await self._store.get(customer)
+            wrapped = wrap_dek(self.keyring, customer, new_dek())
+            stored = await self._store.put_if_absent(customer, wrapped)
             if stored is None:
                 raise SealedDataError(f"customer {customer}: its data key vanished as it was made")
             dek = unwrap_dek(self.keyring, customer, stored)
