@@ -1,5 +1,6 @@
 """The `switchboard` command: `serve` runs the router; `health` asks one; `token` mints a bearer
-token; `demo` routes a simulated center, live."""
+token; `keyring` makes and rotates the keys of customers' personal data; `demo` routes a
+simulated center, live."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import signal
 import sys
 from pathlib import Path
 
-from router import mint, probe
+from router import keyring_tool, mint, probe
 from router.api.authn import AuthConfig
 from router.api.workers import HELLO_TIMEOUT_S_DEFAULT
 from router.envconfig import EnvConfigError, apply_env_defaults
@@ -180,6 +181,16 @@ def _token_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
     mint.build_parser(token)
 
 
+def _keyring_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    keyring = subparsers.add_parser(
+        "keyring",
+        help="make or rotate the keyring that protects customers' personal data",
+        description=keyring_tool.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    keyring_tool.build_parser(keyring)
+
+
 def _top_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from router.top import add_top_arguments
 
@@ -253,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     serve = _serve_parser(subparsers)
     _health_parser(subparsers)
     _token_parser(subparsers)
+    _keyring_parser(subparsers)
     _demo_parser(subparsers)
     _top_parser(subparsers)
     args = parser.parse_args(argv)
@@ -267,6 +279,8 @@ def main(argv: list[str] | None = None) -> int:
         return probe.run(args)
     if args.command == "token":
         return mint.run(args)
+    if args.command == "keyring":
+        return keyring_tool.run(args)
     if args.command == "top":
         from router.top import run_top
 

@@ -11,7 +11,15 @@ from __future__ import annotations
 import argparse
 from collections.abc import Mapping
 
+from router.privacy.keyring import KEYRING_ENV
+
 ENV_PREFIX = "SWITCHBOARD_"
+VARIABLES_WITHOUT_FLAG: dict[str, str] = {
+    KEYRING_ENV: "the keyring's JSON itself, for a secret given as a variable (the "
+    "file's is `--keyring-file`, SWITCHBOARD_KEYRING_FILE); read by `router.privacy.keyring`",
+}
+"""The `SWITCHBOARD_*` variables that `switchboard serve` reads though no flag does (a value that
+must not appear in a process list): variable -> what it holds."""
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})

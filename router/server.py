@@ -46,6 +46,7 @@ from router.obs.loop_monitor import LoopMonitor
 from router.obs.metrics import RouterMetrics
 from router.privacy.customer_keys import CustomerKeys, MemoryWrappedKeys, RedisWrappedKeys
 from router.privacy.keyring import Keyring, keyring_in_folder, load_keyring
+from router.privacy.task_data import TaskData, personal_attribute_keys
 from router.reflection import enable_reflection
 from router.service import SNAPSHOT_EVERY_COMMANDS_DEFAULT, Durability, Role, RouterService
 from router.store.connect import StoreClient, open_blocking_redis, open_redis
@@ -283,9 +284,14 @@ async def start_server(config: ServerConfig, *, engine: Engine | None = None) ->
             supervise(embedded, metrics.store_restarts.inc), name="embedded-redis-supervisor"
         )
 
-    task_service_pb2_grpc.add_TaskServiceServicer_to_server(TaskServicer(service), server)
+    # Tasks' personal data: sealed with the customer's data key before each command, opened
+    # for the replies; which attributes are personal is the timeline settings' to say.
+    task_data = TaskData(service.customer_keys, lambda: personal_attribute_keys(service.engine))
+    task_service_pb2_grpc.add_TaskServiceServicer_to_server(
+        TaskServicer(service, task_data), server
+    )
     worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(
-        WorkerServicer(service, hello_timeout_s=config.hello_timeout_s), server
+        WorkerServicer(service, task_data, hello_timeout_s=config.hello_timeout_s), server
     )
     admin_service_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(service), server)
     stats_service_pb2_grpc.add_StatsServiceServicer_to_server(StatsServicer(service), server)

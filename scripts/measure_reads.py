@@ -39,6 +39,7 @@ from router.core import commands as cmd
 from router.core.engine import Engine
 from router.core.model import QueueConfig, TaskSpec
 from router.obs.metrics import RouterMetrics
+from router.privacy.task_data import TaskData
 from router.service import RouterService
 
 QUEUES = 10
@@ -191,7 +192,8 @@ async def _list_cases(servicer: TaskServicer, tasks: int) -> list[dict[str, Any]
 def measure_list(tasks: int) -> list[dict[str, Any]]:
     engine = build(tasks, 0.2)
     service = RouterService(engine, TestClock(START_MS), RouterMetrics(CollectorRegistry()))
-    return asyncio.run(_list_cases(TaskServicer(service), tasks))
+    servicer = TaskServicer(service, TaskData(service.customer_keys))
+    return asyncio.run(_list_cases(servicer, tasks))
 
 
 def main() -> None:

@@ -11,8 +11,9 @@ import asyncio
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 import grpc
 import pytest
@@ -25,6 +26,8 @@ from router.server import RunningServer, ServerConfig, start_server
 # opens what its leader sealed.
 if not os.environ.get(KEYRING_ENV) and not os.environ.get(KEYRING_FILE_ENV):
     os.environ[KEYRING_ENV] = Keyring.generate().to_json()
+
+_T = TypeVar("_T")
 
 
 class ServerThread:
@@ -67,6 +70,11 @@ class ServerThread:
     def address(self) -> str:
         assert self.server is not None
         return self.server.address
+
+    def run(self, coroutine: Coroutine[Any, Any, _T], timeout_s: float = 10.0) -> _T:
+        """Runs a coroutine on the router's own loop (e.g. with its service) and returns its
+        result."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout=timeout_s)
 
     def stop(self) -> None:
         if self.server is not None:

@@ -328,6 +328,7 @@ ACCESS: dict[str, Rule] = {
     _ADMIN + "GetStateDigest": Rule(_NOBODY),
     _ADMIN + "UpsertPresenceSettings": _CHANGE,
     _ADMIN + "GetPresenceSettings": _READ,
+    _ADMIN + "RewrapCustomerKeys": _CHANGE,
     _TIMELINE + "RecordOutcome": Rule(frozenset({SUPERVISOR, AGENT}), _recorded_by_holder),
     _TIMELINE + "RecordAgentAction": Rule(frozenset({SUPERVISOR, AGENT}), _recorded_by_holder),
     _TIMELINE + "AppendTimelineEntry": Rule(frozenset({FRONTEND, SUPERVISOR})),

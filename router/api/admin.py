@@ -117,6 +117,19 @@ class AdminServicer(agrpc.AdminServiceServicer):
         )
 
     @maps_errors
+    async def RewrapCustomerKeys(
+        self, request: apb.RewrapCustomerKeysRequest, context: grpc.aio.ServicerContext
+    ) -> apb.RewrapCustomerKeysResponse:
+        keys = self._service.customer_keys
+        done = await keys.rewrap()  # a page of Redis at a time, yielding the loop as it goes
+        return apb.RewrapCustomerKeysResponse(
+            active_key_id=keys.keyring.active,
+            rewrapped=done.rewrapped,
+            data_keys_by_key_id=done.by_kek,
+            unreadable=done.unreadable,
+        )
+
+    @maps_errors
     async def UpsertPresenceSettings(
         self, request: apb.UpsertPresenceSettingsRequest, context: grpc.aio.ServicerContext
     ) -> apb.UpsertPresenceSettingsResponse:

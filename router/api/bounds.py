@@ -58,6 +58,7 @@ CHARS_MAX_BY_FIELD: Final[dict[str, int]] = {
          PAGE_TOKEN_CHARS_MAX),
         (("SubscribeRequest.after_cursor",), CURSOR_CHARS_MAX),
         (("PresenceSettings.lost_activity", "PresenceSettings.away_activity"), ID_CHARS_MAX),
+        (("Task.customer_key",), ID_CHARS_MAX),  # output only: refused on input anyway
         (("RecordOutcomeRequest.disposition", "RecordOutcomeRequest.tags",
           "RecordAgentActionRequest.action", "AppendTimelineEntryRequest.tags",
           "ExternalEntry.kind", "ExternalEntry.source", "GetTimelineRequest.tags"),

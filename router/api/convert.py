@@ -107,7 +107,8 @@ _Member = TypeVar("_Member")
 TASK_OUTPUT_ONLY_FIELDS = (
     "task_id", "client_request_id", "status", "worker_id", "created_at_ms", "updated_at_ms",
     "cancel_reason", "queue_position", "estimated_wait_s", "estimated_wait_known",
-    "excluded_worker_ids", "effective_priority", "step_index", "queued_at_ms",
+    "excluded_worker_ids", "effective_priority", "step_index", "queued_at_ms", "customer_key",
+    "customer_erased",
 )  # fmt: skip
 """Fields of a `Task` that the router sets: refused on input rather than silently ignored."""
 WORKER_OUTPUT_ONLY_FIELDS = ("available", "idle_since_ms", "load_by_channel", "task_ids")

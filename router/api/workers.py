@@ -43,6 +43,7 @@ from router.core.events import (
     WorkerPresenceChanged,
 )
 from router.core.model import WorkerRecord
+from router.privacy.task_data import TaskData
 from router.service import EndKind, RouterService, StreamEnd, WorkerStream
 
 ConnectRequest = wpb.ConnectRequest
@@ -67,9 +68,14 @@ _GOODBYE = _Goodbye()
 
 class WorkerServicer(wgrpc.WorkerServiceServicer):
     def __init__(
-        self, service: RouterService, *, hello_timeout_s: float = HELLO_TIMEOUT_S_DEFAULT
+        self,
+        service: RouterService,
+        task_data: TaskData,
+        *,
+        hello_timeout_s: float = HELLO_TIMEOUT_S_DEFAULT,
     ) -> None:
         self._service = service
+        self._data = task_data
         self._hello_timeout_s = hello_timeout_s
 
     def _worker_pb(self, worker: WorkerRecord) -> pb.Worker:
@@ -140,7 +146,9 @@ class WorkerServicer(wgrpc.WorkerServiceServicer):
         task = await self._service.submit(
             cmd.AcceptOffer(request.worker_id, request.reservation_id)
         )
-        return wpb.AcceptOfferResponse(task=task_to_pb(task.record()))
+        message = task_to_pb(task.record())
+        await self._data.reveal((message,))
+        return wpb.AcceptOfferResponse(task=message)
 
     @maps_errors
     async def RejectOffer(
@@ -193,6 +201,7 @@ class WorkerServicer(wgrpc.WorkerServiceServicer):
             # on, and no task forwarding the events (a wake-up fewer per event).
             reader = asyncio.create_task(self._read(stream, requests))
             yield attached
+            await self._data.reveal(task for offer in pending for task in _tasks_in(offer))
             for offer in pending:
                 yield offer
             while True:
@@ -216,6 +225,7 @@ class WorkerServicer(wgrpc.WorkerServiceServicer):
                 else:  # the rest of what the queue carries are the worker's events
                     message = _event_message(cast(Event, item))
                 if message is not None:
+                    await self._data.reveal(_tasks_in(message))
                     yield message
         finally:
             service.worker_stream_ended(stream, presence_lost=attached_ok and not goodbye)
@@ -280,6 +290,19 @@ def _consult_offer_pb(reservation: Any, task: Any, role: Any, transfer_id: str) 
     offer.consult_role = PARTICIPANT_ROLE_TO_PB[role]
     offer.transfer_id = transfer_id
     return offer
+
+
+def _tasks_in(message: ConnectResponse) -> list[pb.Task]:
+    """The tasks a message to an agent shows (to reveal their personal data)."""
+    kind = message.WhichOneof("kind")
+    if kind in ("offer", "offer_closed"):
+        offer: pb.Offer = getattr(message, kind)
+        return [offer.task] if offer.HasField("task") else []
+    if kind in ("assigned", "paused", "resumed"):
+        return [getattr(message, kind)]
+    if kind == "transfer":
+        return [message.transfer.task]
+    return []
 
 
 def _event_message(event: Event) -> ConnectResponse | None:

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 import msgspec
@@ -35,9 +36,19 @@ class HistoriesShare:
     """(client request id, task id, payload fingerprint)."""
 
 
+SEALED_ATTRIBUTE = "$sealed"
+"""The attribute the API seals a task's personal data into (`router/privacy/task_data.py`):
+`{"mac": ..., "blob": ...}`, the blob sealed with a random nonce, the mac deterministic."""
+
+
 def payload_fingerprint(spec: TaskSpec) -> bytes:
     """16 bytes that tell two task payloads apart: a hash of their canonical encoding. Equal
-    specs as the journal gives them (`codec.normalize`) have equal fingerprints."""
+    specs as the journal gives them (`codec.normalize`) have equal fingerprints. A sealed
+    attribute counts by its mac: a retry seals the same personal data again with a new nonce
+    (specs without one, older data included, hash exactly as before)."""
+    sealed = spec.attributes.get(SEALED_ATTRIBUTE)
+    if isinstance(sealed, Mapping) and "mac" in sealed:
+        spec = replace(spec, attributes={**spec.attributes, SEALED_ATTRIBUTE: sealed["mac"]})
     return hashlib.blake2b(CANONICAL.encode(spec), digest_size=16).digest()
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from typing import Final, Protocol
 
 from redis.asyncio import Redis
@@ -32,8 +33,8 @@ from router.privacy.sealing import (
 )
 
 __all__ = [
-    "DEK_CACHE_MAX", "REWRAP_PAGE", "CustomerKeys", "MemoryWrappedKeys", "RedisWrappedKeys",
-    "WrappedKeys",
+    "DEK_CACHE_MAX", "REWRAP_PAGE", "REWRAP_YIELD_EVERY", "CustomerKeys", "MemoryWrappedKeys",
+    "RedisWrappedKeys", "Rewrapped", "WrappedKeys",
 ]  # fmt: skip
 
 DEK_CACHE_MAX: Final = 100_000
@@ -41,6 +42,24 @@ DEK_CACHE_MAX: Final = 100_000
 least recently used is unwrapped again from Redis when next needed."""
 REWRAP_PAGE: Final = 500
 """Wrapped keys read per HSCAN page while rewrapping under a new KEK."""
+REWRAP_YIELD_EVERY: Final = 64
+"""Data keys rewrapped between two turns of the loop (an unwrap and a wrap each, ~10 us)."""
+
+
+@dataclass(slots=True)
+class Rewrapped:
+    """What a rewrap did, and where it left the data keys."""
+
+    rewrapped: int
+    """Data keys wrapped by an older KEK, now by the active one."""
+    by_kek: dict[str, int]
+    """Data keys per KEK id after the pass (HSCAN may count a key twice while keys are added)."""
+    unreadable: int
+    """Data keys wrapped by a KEK the keyring no longer has (left as they are)."""
+
+    def count(self, key_id: str, *, unreadable: bool = False) -> None:
+        self.by_kek[key_id] = self.by_kek.get(key_id, 0) + 1
+        self.unreadable += unreadable
 
 
 class WrappedKeys(Protocol):
@@ -48,11 +67,19 @@ class WrappedKeys(Protocol):
 
     async def get(self, customer: str) -> bytes | None: ...
     async def get_many(self, customers: Sequence[str]) -> list[bytes | None]: ...
-    async def put_if_absent(self, customer: str, wrapped: bytes) -> None: ...
+    async def put_if_absent(self, customer: str, wrapped: bytes) -> bytes | None:
+        """Stores `wrapped` unless the customer has a key; returns the key stored now (another
+        router's, when it won), None if an erase came between."""
+        ...
+
     async def delete(self, customer: str) -> bool: ...
     def scan(self) -> AsyncIterator[tuple[str, bytes]]: ...
     async def replace(self, customer: str, old: bytes, new: bytes) -> bool:
         """Sets `new` only if the stored value is still `old` (an erase meanwhile wins)."""
+        ...
+
+    async def replace_many(self, swaps: Sequence[tuple[str, bytes, bytes]]) -> list[bool]:
+        """`replace` of each (customer, old, new), in one round trip."""
         ...
 
 
@@ -71,8 +98,14 @@ class RedisWrappedKeys:
         values = await self._client.hmget(self.redis_key, list(customers))
         return [None if v is None else _bytes(v) for v in values]
 
-    async def put_if_absent(self, customer: str, wrapped: bytes) -> None:
-        await self._client.hsetnx(self.redis_key, customer, wrapped)
+    async def put_if_absent(self, customer: str, wrapped: bytes) -> bytes | None:
+        # One round trip (MULTI: nothing runs between the two): a new customer's first contact
+        # waits for one write and its fsync, not a write and then a read.
+        async with self._client.pipeline(transaction=True) as pipe:
+            pipe.hsetnx(self.redis_key, customer, wrapped)
+            pipe.hget(self.redis_key, customer)
+            _, stored = await pipe.execute()
+        return None if stored is None else _bytes(stored)
 
     async def delete(self, customer: str) -> bool:
         return bool(await self._client.hdel(self.redis_key, customer))
@@ -91,6 +124,12 @@ class RedisWrappedKeys:
         swapped = await self._client.eval(_COMPARE_AND_SET, 1, self.redis_key, customer, old, new)
         return bool(swapped)
 
+    async def replace_many(self, swaps: Sequence[tuple[str, bytes, bytes]]) -> list[bool]:
+        async with self._client.pipeline(transaction=False) as pipe:
+            for customer, old, new in swaps:
+                pipe.eval(_COMPARE_AND_SET, 1, self.redis_key, customer, old, new)
+            return [bool(swapped) for swapped in await pipe.execute()]
+
 
 class MemoryWrappedKeys:
     """The in-memory router's (`--no-durable`): its state, keys included, ends with it."""
@@ -104,8 +143,8 @@ class MemoryWrappedKeys:
     async def get_many(self, customers: Sequence[str]) -> list[bytes | None]:
         return [self._keys.get(c) for c in customers]
 
-    async def put_if_absent(self, customer: str, wrapped: bytes) -> None:
-        self._keys.setdefault(customer, wrapped)
+    async def put_if_absent(self, customer: str, wrapped: bytes) -> bytes | None:
+        return self._keys.setdefault(customer, wrapped)
 
     async def delete(self, customer: str) -> bool:
         return self._keys.pop(customer, None) is not None
@@ -120,6 +159,9 @@ class MemoryWrappedKeys:
         self._keys[customer] = new
         return True
 
+    async def replace_many(self, swaps: Sequence[tuple[str, bytes, bytes]]) -> list[bool]:
+        return [await self.replace(customer, old, new) for customer, old, new in swaps]
+
 
 class CustomerKeys:
     def __init__(self, store: WrappedKeys, workspace: str, keyring: Keyring) -> None:
@@ -128,6 +170,7 @@ class CustomerKeys:
         self.keyring = keyring
         self._cache: OrderedDict[str, bytes] = OrderedDict()
         self._creating: dict[str, asyncio.Future[bytes]] = {}
+        self._rewrapping = asyncio.Lock()
 
     def key_of(self, customer_id: str) -> str:
         """The customer key (keyed hash) routing knows `customer_id` by."""
@@ -153,8 +196,12 @@ class CustomerKeys:
         missing = sorted({c for c, _ in items if c not in self._cache})
         if missing:
             for customer, wrapped in zip(missing, await self._store.get_many(missing), strict=True):
-                if wrapped is not None:
+                if wrapped is None:
+                    continue
+                try:
                     self._remember(customer, unwrap_dek(self.keyring, customer, wrapped))
+                except SealedDataError:  # its KEK left the keyring: shown as if erased
+                    continue
         opened: list[bytes | None] = []
         for customer, sealed in items:
             dek = self._cache.get(customer)
@@ -175,15 +222,44 @@ class CustomerKeys:
     async def rewrap_all(self) -> int:
         """Rewraps every data key wrapped by an older KEK with the active one, a page at a time
         (after a rotation, so that the old KEK can be retired); returns how many changed."""
-        changed = 0
-        async for customer, wrapped in self._store.scan():
-            if wrapped_kek_id(wrapped) == self.keyring.active:
-                continue
-            rewrapped = wrap_dek(
-                self.keyring, customer, unwrap_dek(self.keyring, customer, wrapped)
-            )
-            changed += await self._store.replace(customer, wrapped, rewrapped)
-        return changed
+        return (await self.rewrap()).rewrapped
+
+    async def rewrap(self) -> Rewrapped:
+        """`rewrap_all`, reporting the data keys per KEK id after the pass. One pass at a time
+        (a second waits for the first). The keys of a page are swapped in one round trip, and
+        the loop gets a turn every `REWRAP_YIELD_EVERY` keys, so that a router stays responsive
+        however many customers there are."""
+        report = Rewrapped(0, {}, 0)
+        swaps: list[tuple[str, bytes, bytes]] = []
+        async with self._rewrapping:
+            async for scanned, (customer, wrapped) in _enumerate(self._store.scan(), 1):
+                key_id = wrapped_kek_id(wrapped)
+                if key_id == self.keyring.active:
+                    report.count(key_id)
+                else:
+                    try:
+                        dek = unwrap_dek(self.keyring, customer, wrapped)
+                    except SealedDataError:  # its KEK left the keyring: it stays as it is
+                        report.count(key_id, unreadable=True)
+                    else:
+                        swaps.append((customer, wrapped, wrap_dek(self.keyring, customer, dek)))
+                if len(swaps) >= REWRAP_PAGE:
+                    await self._swap(swaps, report)
+                if scanned % REWRAP_YIELD_EVERY == 0:
+                    await asyncio.sleep(0)
+            await self._swap(swaps, report)
+        report.by_kek = dict(sorted(report.by_kek.items()))
+        return report
+
+    async def _swap(self, swaps: list[tuple[str, bytes, bytes]], report: Rewrapped) -> None:
+        """Stores the rewrapped keys of `swaps` (those not erased or changed meanwhile)."""
+        if not swaps:
+            return
+        for swapped in await self._store.replace_many(swaps):
+            if swapped:  # else erased (or rewrapped) meanwhile: no longer counted
+                report.rewrapped += 1
+                report.count(self.keyring.active)
+        swaps.clear()
 
     async def _dek(self, customer: str) -> bytes | None:
         dek = self._cache.get(customer)
@@ -207,9 +283,9 @@ class CustomerKeys:
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self._creating[customer] = future
         try:
-            await self._store.put_if_absent(customer, wrap_dek(self.keyring, customer, new_dek()))
             # Another router (a deposed leader's last call) may have won: use what is stored.
-            stored = await self._store.get(customer)
+            wrapped = wrap_dek(self.keyring, customer, new_dek())
+            stored = await self._store.put_if_absent(customer, wrapped)
             if stored is None:
                 raise SealedDataError(f"customer {customer}: its data key vanished as it was made")
             dek = unwrap_dek(self.keyring, customer, stored)
@@ -228,6 +304,15 @@ class CustomerKeys:
         self._cache.move_to_end(customer)
         while len(self._cache) > DEK_CACHE_MAX:
             self._cache.popitem(last=False)
+
+
+async def _enumerate(
+    items: AsyncIterator[tuple[str, bytes]], start: int
+) -> AsyncIterator[tuple[int, tuple[str, bytes]]]:
+    number = start
+    async for item in items:
+        yield number, item
+        number += 1
 
 
 def _bytes(value: object) -> bytes:

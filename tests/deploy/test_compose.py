@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from router.envconfig import env_actions, env_name
+from router.envconfig import VARIABLES_WITHOUT_FLAG, env_actions, env_name
 from tests.deploy.metric_names import exported_series, referenced_series
 from tests.deploy.test_env_config import _serve
 
@@ -48,7 +48,7 @@ def test_redis_persists_every_write_on_a_volume(compose: dict[str, Any]) -> None
 def test_a_leader_and_a_standby_share_the_redis(compose: dict[str, Any]) -> None:
     routers = _routers(compose)
     assert len(routers) == 2
-    known = {env_name(action) for action in env_actions(_serve())}
+    known = {env_name(action) for action in env_actions(_serve())} | set(VARIABLES_WITHOUT_FLAG)
     advertised = set()
     for router in routers.values():
         assert router["build"]["dockerfile"] == "Dockerfile"

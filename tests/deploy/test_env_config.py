@@ -13,7 +13,13 @@ from pathlib import Path
 import pytest
 
 from router.cli import _serve_parser
-from router.envconfig import EnvConfigError, apply_env_defaults, env_actions, env_name
+from router.envconfig import (
+    VARIABLES_WITHOUT_FLAG,
+    EnvConfigError,
+    apply_env_defaults,
+    env_actions,
+    env_name,
+)
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -80,6 +86,9 @@ def test_the_readme_table_lists_every_flag_with_its_variable() -> None:
     for action in env_actions(_serve()):
         flag = max(action.option_strings, key=len)
         row = f"| `{flag}` | `{env_name(action)}` |"
+        assert row in text, f"README's configuration table has no row {row!r}"
+    for variable in VARIABLES_WITHOUT_FLAG:
+        row = f"| (none) | `{variable}` |"
         assert row in text, f"README's configuration table has no row {row!r}"
 
 

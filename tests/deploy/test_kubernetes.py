@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from router import probe as health_probe
-from router.envconfig import env_actions, env_name
+from router.envconfig import VARIABLES_WITHOUT_FLAG, env_actions, env_name
+from router.privacy.keyring import Keyring, KeyringError
 from tests.deploy.test_env_config import _serve
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -113,7 +114,11 @@ def test_prometheus_scrapes_the_metrics_port(docs: Docs) -> None:
 
 
 def test_settings_come_from_the_configmap_and_the_redis_url_from_the_secret(docs: Docs) -> None:
-    known = {env_name(action) for action in env_actions(_serve())} | set(health_probe.ENV_VARIABLES)
+    known = (
+        {env_name(action) for action in env_actions(_serve())}
+        | set(health_probe.ENV_VARIABLES)
+        | set(VARIABLES_WITHOUT_FLAG)
+    )
     router = _router(docs)
     (source,) = router["envFrom"]
     config = docs[("ConfigMap", source["configMapRef"]["name"])]["data"]
@@ -148,10 +153,13 @@ def test_tls_and_tokens_come_from_mounted_secrets(docs: Docs) -> None:
     mounts = {m["name"]: m for m in router["volumeMounts"]}
     secrets = {v["name"]: v["secret"]["secretName"] for v in _pod(docs)["spec"]["volumes"]
                if "secret" in v}  # fmt: skip
-    assert secrets == {"tls": "switchboard-tls", "auth": "switchboard-auth"}
+    assert secrets == {
+        "tls": "switchboard-tls", "auth": "switchboard-auth", "keyring": "switchboard-keyring"
+    }  # fmt: skip
     for variable, volume in (("SWITCHBOARD_TLS_CERT", "tls"), ("SWITCHBOARD_TLS_KEY", "tls"),
                              ("SWITCHBOARD_AUTH_JWKS_FILE", "auth"),
-                             ("SWITCHBOARD_PROBE_TLS_CA", "tls")):  # fmt: skip
+                             ("SWITCHBOARD_PROBE_TLS_CA", "tls"),
+                             ("SWITCHBOARD_KEYRING_FILE", "keyring")):  # fmt: skip
         assert mounts[volume]["readOnly"] is True
         assert env[variable].startswith(mounts[volume]["mountPath"] + "/"), variable
     assert env["SWITCHBOARD_METRICS_TLS"] == "1"
@@ -165,3 +173,7 @@ def test_the_example_overlay_provides_the_secrets() -> None:
     assert set(tls["stringData"]) == {"tls.crt", "tls.key", "ca.crt"}
     jwks = overlay[("Secret", "switchboard-auth")]["stringData"]["jwks.json"]
     assert json.loads(jwks) == {"keys": []}
+    # The keyring's placeholder is no keyring: a router refuses to start until it is replaced.
+    placeholder = overlay[("Secret", "switchboard-keyring")]["stringData"]["keyring.json"]
+    with pytest.raises(KeyringError, match="not JSON"):
+        Keyring.from_json(placeholder)

@@ -48,6 +48,16 @@ LANGUAGES = ("en", "es", "fr")
 CHANNELS = ("voice", "chat", "email")
 
 
+def random_task_attributes(rng: random.Random) -> dict[str, object]:
+    """A tier, and sometimes personal data as the API seals it (`$sealed`): a mac from a few (so
+    that retried requests match, or not) and a blob sealed anew each time (a fresh nonce)."""
+    attributes: dict[str, object] = {"tier": rng.choice(["gold", "vip", "basic"])}
+    if rng.random() < 0.3:
+        blob = "".join(rng.choice("ABCDEFGH") for _ in range(8))
+        attributes["$sealed"] = {"mac": f"m{rng.randint(1, 3)}", "blob": blob}
+    return attributes
+
+
 def random_worker(rng: random.Random, worker_id: str) -> WorkerProfile:
     return WorkerProfile(
         worker_id,
@@ -271,7 +281,7 @@ def random_command(rng: random.Random, engine: Engine, step: int) -> cmd.Command
                 channel=rng.choice(CHANNELS),
                 queue_id="" if by_policy else rng.choice(["support", "sales", "vip"]),
                 policy_id="main" if by_policy else "",
-                attributes={"tier": rng.choice(["gold", "vip", "basic"])},
+                attributes=random_task_attributes(rng),
                 known_agent_wait_s=rng.choice([0.0, 0.0, 15.0]),
                 preferred_worker_id=rng.choice(["", "", "w3", "w15"]),
                 required_skills={rng.choice(SKILLS): float(rng.randint(0, 4))}

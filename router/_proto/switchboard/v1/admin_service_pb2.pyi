@@ -20,6 +20,77 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class RewrapCustomerKeysRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RewrapCustomerKeysRequest: _TypeAlias = RewrapCustomerKeysRequest  # noqa: Y015
+
+@_typing.final
+class RewrapCustomerKeysResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class DataKeysByKeyIdEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    ACTIVE_KEY_ID_FIELD_NUMBER: _builtins.int
+    REWRAPPED_FIELD_NUMBER: _builtins.int
+    DATA_KEYS_BY_KEY_ID_FIELD_NUMBER: _builtins.int
+    UNREADABLE_FIELD_NUMBER: _builtins.int
+    active_key_id: _builtins.str
+    """The keyring's active KEK: every data key rewrapped names it now."""
+    rewrapped: _builtins.int
+    """Data keys that an older KEK wrapped and the active one now wraps."""
+    unreadable: _builtins.int
+    """Data keys wrapped by a KEK the keyring no longer holds (left as they are:
+    put that KEK back in the keyring to rewrap them).
+    """
+    @_builtins.property
+    def data_keys_by_key_id(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """Data keys per KEK id after the pass."""
+
+    def __init__(
+        self,
+        *,
+        active_key_id: _builtins.str = ...,
+        rewrapped: _builtins.int = ...,
+        data_keys_by_key_id: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        unreadable: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_key_id", b"active_key_id", "data_keys_by_key_id", b"data_keys_by_key_id", "rewrapped", b"rewrapped", "unreadable", b"unreadable"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RewrapCustomerKeysResponse: _TypeAlias = RewrapCustomerKeysResponse  # noqa: Y015
+
+@_typing.final
 class UpsertPresenceSettingsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

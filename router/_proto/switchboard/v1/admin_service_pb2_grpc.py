@@ -110,6 +110,11 @@ class AdminServiceStub:
                 request_serializer=switchboard_dot_v1_dot_admin__service__pb2.GetPresenceSettingsRequest.SerializeToString,
                 response_deserializer=switchboard_dot_v1_dot_admin__service__pb2.GetPresenceSettingsResponse.FromString,
                 _registered_method=True)
+        self.RewrapCustomerKeys = channel.unary_unary(
+                '/switchboard.v1.AdminService/RewrapCustomerKeys',
+                request_serializer=switchboard_dot_v1_dot_admin__service__pb2.RewrapCustomerKeysRequest.SerializeToString,
+                response_deserializer=switchboard_dot_v1_dot_admin__service__pb2.RewrapCustomerKeysResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -224,6 +229,17 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RewrapCustomerKeys(self, request, context):
+        """Rewraps every customer data key that an older key-encryption key (KEK) of
+        the keyring wraps with the keyring's active KEK (run it after `switchboard
+        keyring rotate` and a restart of the routers with the rotated keyring).
+        The leader scans the wrapped keys a page at a time; running it again is
+        harmless. An old KEK that no data key names any more may leave the keyring.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -301,6 +317,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.GetPresenceSettings,
                     request_deserializer=switchboard_dot_v1_dot_admin__service__pb2.GetPresenceSettingsRequest.FromString,
                     response_serializer=switchboard_dot_v1_dot_admin__service__pb2.GetPresenceSettingsResponse.SerializeToString,
+            ),
+            'RewrapCustomerKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.RewrapCustomerKeys,
+                    request_deserializer=switchboard_dot_v1_dot_admin__service__pb2.RewrapCustomerKeysRequest.FromString,
+                    response_serializer=switchboard_dot_v1_dot_admin__service__pb2.RewrapCustomerKeysResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -709,6 +730,33 @@ class AdminService:
             '/switchboard.v1.AdminService/GetPresenceSettings',
             switchboard_dot_v1_dot_admin__service__pb2.GetPresenceSettingsRequest.SerializeToString,
             switchboard_dot_v1_dot_admin__service__pb2.GetPresenceSettingsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RewrapCustomerKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/switchboard.v1.AdminService/RewrapCustomerKeys',
+            switchboard_dot_v1_dot_admin__service__pb2.RewrapCustomerKeysRequest.SerializeToString,
+            switchboard_dot_v1_dot_admin__service__pb2.RewrapCustomerKeysResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -70,6 +70,13 @@ class AdminServiceStub:
     UpsertPresenceSettings: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.UpsertPresenceSettingsRequest, _admin_service_pb2.UpsertPresenceSettingsResponse]
     """Replaces the workspace's presence settings (unset fields: defaults)."""
     GetPresenceSettings: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.GetPresenceSettingsRequest, _admin_service_pb2.GetPresenceSettingsResponse]
+    RewrapCustomerKeys: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.RewrapCustomerKeysRequest, _admin_service_pb2.RewrapCustomerKeysResponse]
+    """Rewraps every customer data key that an older key-encryption key (KEK) of
+    the keyring wraps with the keyring's active KEK (run it after `switchboard
+    keyring rotate` and a restart of the routers with the rotated keyring).
+    The leader scans the wrapped keys a page at a time; running it again is
+    harmless. An old KEK that no data key names any more may leave the keyring.
+    """
 
 @_typing.type_check_only
 class AdminServiceAsyncStub(AdminServiceStub):
@@ -113,6 +120,13 @@ class AdminServiceAsyncStub(AdminServiceStub):
     UpsertPresenceSettings: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.UpsertPresenceSettingsRequest, _admin_service_pb2.UpsertPresenceSettingsResponse]  # type: ignore[assignment]
     """Replaces the workspace's presence settings (unset fields: defaults)."""
     GetPresenceSettings: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.GetPresenceSettingsRequest, _admin_service_pb2.GetPresenceSettingsResponse]  # type: ignore[assignment]
+    RewrapCustomerKeys: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.RewrapCustomerKeysRequest, _admin_service_pb2.RewrapCustomerKeysResponse]  # type: ignore[assignment]
+    """Rewraps every customer data key that an older key-encryption key (KEK) of
+    the keyring wraps with the keyring's active KEK (run it after `switchboard
+    keyring rotate` and a restart of the routers with the rotated keyring).
+    The leader scans the wrapped keys a page at a time; running it again is
+    harmless. An old KEK that no data key names any more may leave the keyring.
+    """
 
 class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
     """Workspace configuration: channels, activities, queues and routing policies."""
@@ -243,5 +257,18 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _admin_service_pb2.GetPresenceSettingsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_admin_service_pb2.GetPresenceSettingsResponse, _abc.Awaitable[_admin_service_pb2.GetPresenceSettingsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def RewrapCustomerKeys(
+        self,
+        request: _admin_service_pb2.RewrapCustomerKeysRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_service_pb2.RewrapCustomerKeysResponse, _abc.Awaitable[_admin_service_pb2.RewrapCustomerKeysResponse]]:
+        """Rewraps every customer data key that an older key-encryption key (KEK) of
+        the keyring wraps with the keyring's active KEK (run it after `switchboard
+        keyring rotate` and a restart of the routers with the rotated keyring).
+        The leader scans the wrapped keys a page at a time; running it again is
+        harmless. An old KEK that no data key names any more may leave the keyring.
+        """
 
 def add_AdminServiceServicer_to_server(servicer: AdminServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -539,6 +539,8 @@ class Task(_message.Message):
     TRANSFERS_FIELD_NUMBER: _builtins.int
     PAUSED_AT_MS_FIELD_NUMBER: _builtins.int
     PAUSED_TOTAL_MS_FIELD_NUMBER: _builtins.int
+    CUSTOMER_KEY_FIELD_NUMBER: _builtins.int
+    CUSTOMER_ERASED_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
     """Output only."""
     client_request_id: _builtins.str
@@ -556,6 +558,10 @@ class Task(_message.Message):
     priority: _builtins.int
     """Higher is served first. Range -1000..1000."""
     customer_id: _builtins.str
+    """Who the customer is (a CRM id, a phone number...), at most 128
+    characters. Kept encrypted (see customer_key); routing knows the customer
+    by its key (repeat contacts, last agent), and filters see the key.
+    """
     sentiment: _builtins.float
     """The customer's mood, -1 (furious) to 1 (delighted)."""
     ttl_s: _builtins.float
@@ -602,6 +608,17 @@ class Task(_message.Message):
     """When the task was paused (0: not paused)."""
     paused_total_ms: _builtins.int
     """Time spent paused over the pauses that ended (excluded from handle time)."""
+    customer_key: _builtins.str
+    """Output only: the customer's key, the keyed hash (HMAC-SHA256) the router
+    knows customer_id by ("ck_" and 32 hex digits). The router keeps the key,
+    never the id: the id and the attributes the timeline settings mark
+    personal are kept encrypted with the customer's data key, and given back
+    in customer_id and attributes to the callers who may read the task.
+    """
+    customer_erased: _builtins.bool
+    """Output only: the customer's data key was destroyed (EraseCustomer):
+    customer_id is empty and the task's personal attributes are gone.
+    """
     @_builtins.property
     def attributes(self) -> _struct_pb2.Struct:
         """Free-form attributes: at most 16 KiB in the canonical encoding (compact
@@ -667,10 +684,12 @@ class Task(_message.Message):
         transfers: _abc.Iterable[Global___Transfer] | None = ...,
         paused_at_ms: _builtins.int = ...,
         paused_total_ms: _builtins.int = ...,
+        customer_key: _builtins.str = ...,
+        customer_erased: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["attributes", b"attributes"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attributes", b"attributes", "cancel_reason", b"cancel_reason", "channel", b"channel", "client_request_id", b"client_request_id", "created_at_ms", b"created_at_ms", "customer_id", b"customer_id", "effective_priority", b"effective_priority", "estimated_wait_known", b"estimated_wait_known", "estimated_wait_s", b"estimated_wait_s", "excluded_worker_ids", b"excluded_worker_ids", "known_agent_wait_s", b"known_agent_wait_s", "language", b"language", "participants", b"participants", "paused_at_ms", b"paused_at_ms", "paused_total_ms", b"paused_total_ms", "policy_id", b"policy_id", "preferred_skills", b"preferred_skills", "preferred_worker_id", b"preferred_worker_id", "priority", b"priority", "queue_id", b"queue_id", "queue_position", b"queue_position", "queued_at_ms", b"queued_at_ms", "required_skills", b"required_skills", "sentiment", b"sentiment", "status", b"status", "step_index", b"step_index", "task_id", b"task_id", "transfers", b"transfers", "ttl_s", b"ttl_s", "updated_at_ms", b"updated_at_ms", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attributes", b"attributes", "cancel_reason", b"cancel_reason", "channel", b"channel", "client_request_id", b"client_request_id", "created_at_ms", b"created_at_ms", "customer_erased", b"customer_erased", "customer_id", b"customer_id", "customer_key", b"customer_key", "effective_priority", b"effective_priority", "estimated_wait_known", b"estimated_wait_known", "estimated_wait_s", b"estimated_wait_s", "excluded_worker_ids", b"excluded_worker_ids", "known_agent_wait_s", b"known_agent_wait_s", "language", b"language", "participants", b"participants", "paused_at_ms", b"paused_at_ms", "paused_total_ms", b"paused_total_ms", "policy_id", b"policy_id", "preferred_skills", b"preferred_skills", "preferred_worker_id", b"preferred_worker_id", "priority", b"priority", "queue_id", b"queue_id", "queue_position", b"queue_position", "queued_at_ms", b"queued_at_ms", "required_skills", b"required_skills", "sentiment", b"sentiment", "status", b"status", "step_index", b"step_index", "task_id", b"task_id", "transfers", b"transfers", "ttl_s", b"ttl_s", "updated_at_ms", b"updated_at_ms", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
