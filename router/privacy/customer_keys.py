@@ -141,6 +141,17 @@ class CustomerKeys:
         """`plaintext` sealed with the customer's data key, created (and stored) if new."""
         return seal(await self._dek_or_create(customer), customer, plaintext)
 
+    async def seal_if_kept(self, customer: str, plaintext: bytes) -> bytes | None:
+        """`plaintext` sealed with the customer's data key, or None when it has none (erased, or
+        never had one): what may not bring an erased customer back (the timeline's projector)."""
+        dek = await self._dek(customer)
+        return None if dek is None else seal(dek, customer, plaintext)
+
+    async def data_key(self, customer: str) -> bytes | None:
+        """The customer's data key (None when it has none), for opening many values off the
+        event loop with `sealing.open_sealed`."""
+        return await self._dek(customer)
+
     async def open(self, customer: str, sealed: bytes) -> bytes | None:
         """The plaintext, or None when the customer's key is gone (erased). Raises
         `SealedDataError` when the bytes were not sealed with this customer's key."""

@@ -1,0 +1,209 @@
+"""The timeline's Redis layout, all under the workspace's hash tag (one Cluster slot):
+
+- `sb:{ws}:tl:{ck}`        hash: entry id -> the entry, sealed with the customer's data key;
+- `sb:{ws}:tl-order:{ck}`  zset: entry id -> at_ms (chronological order, bounds, retention);
+- `sb:{ws}:tl-customers`   zset: customer key -> its oldest entry's at_ms (retention sweeps);
+- `sb:{ws}:tl-tasks`       hash: open task id -> customer key (dropped when the task closes);
+- `sb:{ws}:profiles`       hash: customer key -> [updated_at_ms, the profile as the API sealed it];
+- `sb:{ws}:tl-cursor`      the projector's last applied feed cursor.
+
+Nothing here is personal in the clear: customer keys are keyed hashes, entries and profiles are
+sealed. A projector's delivery is written by `write` in one MULTI (entries, order, the bounds'
+purge, the open-task index and the cursor), so the cursor never runs ahead of its entries."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import msgspec
+from redis.asyncio import Redis
+
+__all__ = ["PendingWrite", "TimelineStore", "TRIM_SCRIPT"]
+
+TRIM_SCRIPT: Final = """
+local entries, order, customers = KEYS[1], KEYS[2], KEYS[3]
+local ck, cutoff_ms, kept_max = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local dropped = 0
+local old = redis.call('ZRANGEBYSCORE', order, '-inf', '(' .. cutoff_ms)
+for _, id in ipairs(old) do
+  redis.call('HDEL', entries, id)
+  redis.call('ZREM', order, id)
+  dropped = dropped + 1
+end
+local excess = redis.call('ZCARD', order) - kept_max
+if excess > 0 then
+  local oldest = redis.call('ZRANGE', order, 0, excess - 1)
+  for _, id in ipairs(oldest) do
+    redis.call('HDEL', entries, id)
+    redis.call('ZREM', order, id)
+    dropped = dropped + 1
+  end
+end
+local first = redis.call('ZRANGE', order, 0, 0, 'WITHSCORES')
+if first[2] then
+  redis.call('ZADD', customers, first[2], ck)
+else
+  redis.call('ZREM', customers, ck)
+  redis.call('DEL', entries)
+end
+return dropped
+"""
+"""Purges one customer's entries past retention (older than `cutoff_ms`) and beyond the count
+bound (oldest first), and keeps its score in the customers' zset: the oldest entry left."""
+
+_profile_encoder = msgspec.msgpack.Encoder()
+_profile_decoder = msgspec.msgpack.Decoder(tuple[int, bytes])
+
+
+@dataclass(slots=True)
+class PendingWrite:
+    """What one delivery writes, gathered before its MULTI (`TimelineStore.write`)."""
+
+    entries: dict[str, dict[str, tuple[int, bytes]]] = field(default_factory=dict)
+    """customer key -> entry id -> (at_ms, sealed entry)."""
+    erased: list[str] = field(default_factory=list)
+    """Customers to drop entirely, before this delivery's entries are written."""
+    profiles: dict[str, tuple[int, bytes]] = field(default_factory=dict)
+    opened_tasks: dict[str, str] = field(default_factory=dict)
+    """task id -> customer key."""
+    closed_tasks: set[str] = field(default_factory=set)
+
+    def __bool__(self) -> bool:
+        return bool(
+            self.entries or self.erased or self.profiles or self.opened_tasks or self.closed_tasks
+        )
+
+
+class TimelineStore:
+    """The timeline's keys of one workspace on the store's Redis."""
+
+    def __init__(self, client: Redis, workspace: str) -> None:
+        self._client = client
+        self._prefix = f"sb:{{{workspace}}}:"
+        self.customers_key = self._prefix + "tl-customers"
+        self.tasks_key = self._prefix + "tl-tasks"
+        self.profiles_key = self._prefix + "profiles"
+        self.cursor_key = self._prefix + "tl-cursor"
+        self._trim = client.register_script(TRIM_SCRIPT)
+
+    def entries_key(self, customer: str) -> str:
+        return f"{self._prefix}tl:{customer}"
+
+    def order_key(self, customer: str) -> str:
+        return f"{self._prefix}tl-order:{customer}"
+
+    # -- the projector --------------------------------------------------------------------------
+
+    async def cursor(self) -> str:
+        """The projector's last applied cursor ("" before its first write)."""
+        value = await self._client.get(self.cursor_key)
+        return "" if value is None else _text(value)
+
+    async def task_customers(self, task_ids: Sequence[str]) -> list[str | None]:
+        """The customer key of each open task (None: not a customer's, or not open)."""
+        if not task_ids:
+            return []
+        values = await self._client.hmget(self.tasks_key, list(task_ids))
+        return [None if v is None else _text(v) for v in values]
+
+    async def sealed_entries(self, items: Sequence[tuple[str, str]]) -> list[bytes | None]:
+        """The sealed entries of (customer key, entry id) pairs, in one round trip."""
+        if not items:
+            return []
+        pipe = self._client.pipeline(transaction=False)
+        for customer, entry_id in items:
+            pipe.hget(self.entries_key(customer), entry_id)
+        return [None if v is None else bytes(v) for v in await pipe.execute()]
+
+    async def write(
+        self, pending: PendingWrite, cursor: str, *, cutoff_ms: int, kept_max: int
+    ) -> int:
+        """Writes one delivery and its cursor in one MULTI; purges the customers it touched to
+        the bounds (retention before `cutoff_ms`, at most `kept_max` entries). Returns how many
+        entries the purge dropped."""
+        pipe = self._client.pipeline(transaction=True)
+        for customer in pending.erased:
+            self._queue_erase(pipe, customer)
+        trims: list[int] = []
+        for customer, entries in pending.entries.items():
+            pipe.hset(
+                self.entries_key(customer),
+                mapping={entry_id: sealed for entry_id, (_, sealed) in entries.items()},
+            )
+            pipe.zadd(
+                self.order_key(customer),
+                {entry_id: at_ms for entry_id, (at_ms, _) in entries.items()},
+            )
+            trims.append(len(pipe.command_stack))
+            self._queue_trim(pipe, customer, cutoff_ms, kept_max)
+        if pending.profiles:
+            pipe.hset(
+                self.profiles_key,
+                mapping={c: _profile_encoder.encode(v) for c, v in pending.profiles.items()},
+            )
+        if pending.opened_tasks:
+            pipe.hset(self.tasks_key, mapping=pending.opened_tasks)  # type: ignore[arg-type]
+        if pending.closed_tasks:
+            pipe.hdel(self.tasks_key, *pending.closed_tasks)
+        pipe.set(self.cursor_key, cursor)
+        results = await pipe.execute()
+        return sum(int(results[index]) for index in trims)
+
+    def _queue_trim(self, pipe: Any, customer: str, cutoff_ms: int, kept_max: int) -> None:
+        keys = [self.entries_key(customer), self.order_key(customer), self.customers_key]
+        self._trim(keys=keys, args=[customer, cutoff_ms, kept_max], client=pipe)
+
+    def _queue_erase(self, pipe: Any, customer: str) -> None:
+        pipe.hlen(self.entries_key(customer))
+        pipe.hexists(self.profiles_key, customer)
+        pipe.delete(self.entries_key(customer), self.order_key(customer))
+        pipe.zrem(self.customers_key, customer)
+        pipe.hdel(self.profiles_key, customer)
+
+    # -- retention ------------------------------------------------------------------------------
+
+    async def sweep(self, *, cutoff_ms: int, kept_max: int, customers_max: int) -> tuple[int, int]:
+        """Purges at most `customers_max` customers whose oldest entry is older than
+        `cutoff_ms`; returns (customers swept, entries dropped)."""
+        due = await self._client.zrangebyscore(
+            self.customers_key, "-inf", f"({cutoff_ms}", start=0, num=customers_max
+        )
+        if not due:
+            return 0, 0
+        pipe = self._client.pipeline(transaction=False)
+        for customer in due:
+            self._queue_trim(pipe, _text(customer), cutoff_ms, kept_max)
+        dropped = sum(int(n) for n in await pipe.execute())
+        return len(due), dropped
+
+    # -- reads and erasure ----------------------------------------------------------------------
+
+    async def order(self, customer: str) -> list[tuple[str, int]]:
+        """Every entry id of the customer with its at_ms, oldest first (ties by id)."""
+        pairs = await self._client.zrange(self.order_key(customer), 0, -1, withscores=True)
+        return [(_text(member), int(score)) for member, score in pairs]
+
+    async def entries(self, customer: str, entry_ids: Sequence[str]) -> list[bytes | None]:
+        if not entry_ids:
+            return []
+        values = await self._client.hmget(self.entries_key(customer), list(entry_ids))
+        return [None if v is None else bytes(v) for v in values]
+
+    async def profile(self, customer: str) -> tuple[int, bytes] | None:
+        """(updated_at_ms, the profile as the API sealed it), or None."""
+        value = await self._client.hget(self.profiles_key, customer)
+        return None if value is None else _profile_decoder.decode(bytes(value))
+
+    async def erase(self, customer: str) -> tuple[int, bool]:
+        """Deletes the customer's timeline, order, index entry and profile in one MULTI;
+        returns (entries erased, whether a profile was)."""
+        pipe = self._client.pipeline(transaction=True)
+        self._queue_erase(pipe, customer)
+        entries, had_profile, *_ = await pipe.execute()
+        return int(entries), bool(had_profile)
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
