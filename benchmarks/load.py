@@ -75,6 +75,11 @@ WATCHED_ROUTER = "switchboard_watched"
 """The router measured with event subscribers and wallboards attached (`--subscribers`,
 `--wallboards`)."""
 TARGET_WATCHED_RATIO = 0.9
+CUSTOMERS_ROUTER = "switchboard_customers"
+"""The router measured with customer data on every task (`--customers`): a customer id among
+N and personal attributes, so that every lifecycle hashes, seals and fills the timeline."""
+TARGET_CUSTOMERS_RATIO = 0.85
+"""Sustained lifecycles per second with customer data over those without, at least."""
 """Sustained lifecycles per second with the subscribers and wallboards over those without."""
 SATURATED_SHARE = 0.85
 """A step whose completed lifecycles per second fall below this share of the offered rate is
@@ -171,12 +176,14 @@ async def measure_router(
     machine_cpu_s: Callable[[], float] | None = None,
     snapshots: SnapshotTrigger | None = None,
     access: ClientAccess | None = None,
+    customers: int = 0,
 ) -> list[StepResult]:
     """Ramps the rate up to saturation, then runs a step at half the sustained rate; with
     `snapshots`, runs that step again with a snapshot asked for in it, and counts the
-    snapshots of every step. With `access`, every client calls over TLS with tokens."""
+    snapshots of every step. With `access`, every client calls over TLS with tokens; with
+    `customers`, every task carries customer data (see `LoadRun`)."""
     steps: list[StepResult] = []
-    async with LoadRun(address, router, agents=agents, access=access) as run:
+    async with LoadRun(address, router, agents=agents, access=access, customers=customers) as run:
 
         async def step(rate_per_s: float, measure_s: float, phase: str) -> StepResult:
             with_snapshot = phase == "half_snapshot"
@@ -242,11 +249,13 @@ def run_benchmark(
     secure: bool = False,
     target_access: ClientAccess | None = None,
     watchers: tuple[int, int] = (0, 0),
+    customers: int = 0,
 ) -> list[StepResult]:
     """Measures the router (started here, or `target`), with `secure` a second router started
     here with TLS and tokens (its clients with credentials), with `watchers` (subscribers,
     wallboards) one with that many event subscribers and wallboards attached (in a process of
-    their own), and then the null router."""
+    their own), with `customers` one whose tasks carry customer data, and then the null
+    router."""
     steps: list[StepResult] = []
     timeout_s = RUN_TIMEOUT_S
 
@@ -257,6 +266,7 @@ def run_benchmark(
         *,
         snapshots: bool = False,
         access: ClientAccess | None = None,
+        with_customers: int = 0,
     ) -> list[StepResult]:
         bar = _Bar(progress, plan.steps_max + 2)
         cpu_s = server.cpu_s if server is not None and can_read_cpu() else None
@@ -266,6 +276,7 @@ def run_benchmark(
         coroutine = measure_router(
             address, router, plan, agents=agents, bar=bar, server_cpu_s=cpu_s,
             machine_cpu_s=machine_cpu_s if cpu_s else None, snapshots=trigger, access=access,
+            customers=with_customers,
         )  # fmt: skip
         return asyncio.run(asyncio.wait_for(coroutine, timeout_s))
 
@@ -300,6 +311,14 @@ def run_benchmark(
             attached_watchers(server.address, *watchers),
         ):
             steps += measure(server.address, WATCHED_ROUTER, server)
+    if customers:
+        with (
+            tempfile.TemporaryDirectory(prefix="switchboard-load-customers-") as folder,
+            switchboard_router(
+                Path(folder), durable=durable, snapshots_on_request=durable
+            ) as server,
+        ):
+            steps += measure(server.address, CUSTOMERS_ROUTER, server, with_customers=customers)
     with null_router() as server:
         steps += measure(server.address, "null", server)
     return steps
@@ -342,6 +361,9 @@ def summary(
     watched = [s for s in steps if s.router == WATCHED_ROUTER]
     watched_per_s = sustained_per_s(watched) if watched else None
     watched_half = next((s for s in watched if s.phase == "half"), None)
+    customers = [s for s in steps if s.router == CUSTOMERS_ROUTER]
+    customers_per_s = sustained_per_s(customers) if customers else None
+    customers_half = next((s for s in customers if s.phase == "half"), None)
     return {
         "benchmark": "load",
         "durable": durable,
@@ -384,6 +406,18 @@ def summary(
         ),
         "watched_router_cpu_ms_per_task": _rounded(
             watched_half.server_cpu_ms_per_task if watched_half else None
+        ),
+        # --customers: the same router with customer data (sealing, hashing, the timeline).
+        "customers_router_tasks_per_s": _rounded(customers_per_s),
+        "customers_ratio_to_plain": round(customers_per_s / router_per_s, 3)
+        if customers_per_s is not None and router_per_s
+        else None,
+        "customers_cpu_ratio_to_plain": _cpu_ratio_at_equal_rates(router, customers),
+        "customers_create_to_offer_p99_ms": _rounded(
+            customers_half.create_to_offer_p99_ms if customers_half else None
+        ),
+        "customers_router_cpu_ms_per_task": _rounded(
+            customers_half.server_cpu_ms_per_task if customers_half else None
         ),
         "other_load_cores_max": _rounded(
             max((s.other_load_cores for s in steps if s.other_load_cores is not None), default=None)
@@ -493,6 +527,11 @@ def targets(result: dict[str, Any]) -> list[tuple[str, Any, str, bool]]:
         met = watched_ratio >= TARGET_WATCHED_RATIO
         name = "watched_ratio_to_plain (with subscribers ÷ without)"
         found.append((name, watched_ratio, f">= {TARGET_WATCHED_RATIO:g}", met))
+    customers_ratio = result["customers_ratio_to_plain"]
+    if customers_ratio is not None:  # --customers
+        met = customers_ratio >= TARGET_CUSTOMERS_RATIO
+        name = "customers_ratio_to_plain (with customer data ÷ without)"
+        found.append((name, customers_ratio, f">= {TARGET_CUSTOMERS_RATIO:g}", met))
     return found
 
 
@@ -670,6 +709,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="with --subscribers: M WatchStats wallboards attached too",
     )  # fmt: skip
     parser.add_argument(
+        "--customers", type=int, default=0, metavar="N",
+        help="also measure a router whose tasks carry one of N customer ids and personal "
+        "attributes (encrypted, hashed, projected into the timeline), and report its ratio to "
+        "the router without them",
+    )  # fmt: skip
+    parser.add_argument(
         "--server-profile",
         type=Path,
         metavar="PATH",
@@ -680,6 +725,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--secure starts its own routers: it cannot go with --target")
     if (args.subscribers or args.wallboards) and args.target:
         parser.error("--subscribers and --wallboards start their own router: not with --target")
+    if args.customers and args.target:
+        parser.error("--customers starts its own router: not with --target")
     if (args.tls_ca or args.token) and not args.target:
         parser.error("--tls-ca and --token are for a --target")
     plan = QUICK if args.quick else FULL
@@ -702,7 +749,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             plan, target=args.target, durable=bool(durable), agents=args.agents,
             progress=progress, profile_path=args.server_profile, secure=args.secure,
             target_access=target_access(args.tls_ca, args.token),
-            watchers=(args.subscribers, args.wallboards),
+            watchers=(args.subscribers, args.wallboards), customers=args.customers,
         )  # fmt: skip
     result = summary(steps, durable, snapshot_skipped=snapshot_step_skipped(args.target, durable))
     result["elapsed_s"] = round(time.monotonic() - started_s, 1)

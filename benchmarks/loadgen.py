@@ -24,6 +24,8 @@ from benchmarks.credentials import ClientAccess
 from router._proto.switchboard.v1 import resources_pb2 as pb
 from router._proto.switchboard.v1 import task_service_pb2 as tpb
 from router._proto.switchboard.v1 import task_service_pb2_grpc as tgrpc
+from router._proto.switchboard.v1 import timeline_service_pb2 as lpb
+from router._proto.switchboard.v1 import timeline_service_pb2_grpc as lgrpc
 from router._proto.switchboard.v1 import worker_service_pb2 as wpb
 from router._proto.switchboard.v1 import worker_service_pb2_grpc as wgrpc
 from router.api.authn import Role
@@ -41,6 +43,8 @@ OUTSTANDING_MAX = 2_000
 backlog a saturated router builds up, so that a step past saturation ends in seconds."""
 DRAIN_TIMEOUT_S = 15.0
 RESERVATION_TIMEOUT_S = 30.0
+PERSONAL_ATTRIBUTES = ("name", "email", "phone")
+"""The task attributes a run with customers marks personal (sealed with the customer's key)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,8 +158,13 @@ class LoadRun:
         *,
         agents: int = AGENTS_DEFAULT,
         access: ClientAccess | None = None,
+        customers: int = 0,
     ) -> None:
+        """`customers`: every task carries one of that many customer ids and the personal
+        attributes `PERSONAL_ATTRIBUTES` (marked personal in the timeline settings), so that
+        each lifecycle hashes the id, seals the personal data and fills the timeline."""
         self.address = address
+        self._customers = customers
         self.router = router
         # With `access`: TLS, an admin token to set up, a front end's to create, one per agent.
         self._access = access
@@ -208,6 +217,8 @@ class LoadRun:
             token=access.token_of(Role.ADMIN) if access else None,
         ) as admin:  # fmt: skip
             await admin.upsert_queue(queue)
+        if self._customers:
+            await self._mark_personal_attributes()
         async with self._channel() as channel:
             workers = wgrpc.WorkerServiceStub(channel)
             for worker_id in self._worker_ids:
@@ -233,6 +244,23 @@ class LoadRun:
             channel = self._channel()
             self._channels.append(channel)
             self._stubs.append(tgrpc.TaskServiceStub(channel))
+
+    async def _mark_personal_attributes(self) -> None:
+        """Marks `PERSONAL_ATTRIBUTES` personal (kept with the workspace's other keys)."""
+        async with self._channel() as channel:
+            timeline = lgrpc.TimelineServiceStub(channel)
+            current = await timeline.GetTimelineSettings(
+                lpb.GetTimelineSettingsRequest(), timeout=CALL_TIMEOUT_S,
+                metadata=self._admin_metadata,
+            )  # fmt: skip
+            settings = current.settings
+            keys = sorted({*settings.personal_attribute_keys, *PERSONAL_ATTRIBUTES})
+            del settings.personal_attribute_keys[:]
+            settings.personal_attribute_keys.extend(keys)
+            await timeline.UpsertTimelineSettings(
+                lpb.UpsertTimelineSettingsRequest(settings=settings), timeout=CALL_TIMEOUT_S,
+                metadata=self._admin_metadata,
+            )  # fmt: skip
 
     async def close(self) -> None:
         """Takes the agents offline and away (so that a --target keeps no idle agents), then
@@ -302,6 +330,13 @@ class LoadRun:
 
     async def _create(self, seq: int, stub: tgrpc.TaskServiceStub) -> None:
         task = pb.Task(queue_id=self._queue_id, channel="chat")
+        if self._customers:
+            customer = seq % self._customers
+            task.customer_id = f"{self._request_prefix}customer-{customer}"
+            task.attributes.update({
+                "name": f"Customer {customer}", "email": f"customer{customer}@example.com",
+                "phone": f"+1415555{customer % 10_000:04d}", "topic": "billing",
+            })  # fmt: skip
         request = tpb.CreateTaskRequest(task=task, client_request_id=f"{self._request_prefix}{seq}")
         try:
             await stub.CreateTask(request, timeout=CALL_TIMEOUT_S, metadata=self._frontend_metadata)

@@ -20,9 +20,12 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from benchmarks.credentials import LocalCredentials
+from router.privacy.keyring import KEYRING_ENV, KEYRING_FILE_ENV, Keyring
 
 SERVER_START_TIMEOUT_S = 30.0
 SNAPSHOTS_ON_REQUEST_ONLY = 10**12
+RUN_KEYRING_JSON = Keyring.generate().to_json()
+"""The keyring of the routers this run starts (a standby must open what its leader sealed)."""
 """`--snapshot-every` for a router whose snapshots a benchmark triggers itself (SIGUSR1): so
 many journaled commands that none falls due on its own during a run."""
 
@@ -60,7 +63,9 @@ def start_process_line(
 ) -> tuple[subprocess.Popen[str], str]:
     """Starts a server that prints `... serving on HOST:PORT ...` first (its standard error
     to `stderr`, inherited by default); returns it and that first line, within `timeout_s`."""
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=stderr, text=True, env=router_env(env)
+    )
     assert process.stdout is not None
     # Never block on a server that hangs before its first line.
     ready, _, _ = select.select([process.stdout], [], [], timeout_s)
@@ -69,6 +74,15 @@ def start_process_line(
         stop_process(process)
         raise RuntimeError(f"{' '.join(command)} did not start")
     return process, line
+
+
+def router_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a server this run starts: `env` (default: this process's), with the
+    run's keyring unless one is set already."""
+    env = dict(os.environ if env is None else env)
+    if not env.get(KEYRING_ENV) and not env.get(KEYRING_FILE_ENV):
+        env[KEYRING_ENV] = RUN_KEYRING_JSON
+    return env
 
 
 def _address_in(line: str) -> str:

@@ -16,6 +16,7 @@ from router import mint, probe
 from router.api.authn import AuthConfig
 from router.api.workers import HELLO_TIMEOUT_S_DEFAULT
 from router.envconfig import EnvConfigError, apply_env_defaults
+from router.privacy.keyring import load_keyring
 from router.server import ServerConfig, start_server
 from router.service import SNAPSHOT_EVERY_COMMANDS_DEFAULT
 from router.store.lease import LEASE_TTL_S_DEFAULT
@@ -58,6 +59,12 @@ def _serve_parser(
     serve.add_argument(
         "--workspace", default="default", help="namespace of the keys in Redis: sb:{workspace}:..."
     )
+    serve.add_argument(
+        "--keyring-file", type=Path,
+        help="the keyring (JSON) whose keys protect customers' personal data; "
+        "SWITCHBOARD_KEYRING may hold the JSON itself (default: one kept in --data-dir for the "
+        "private Redis; an external Redis needs one)",
+    )  # fmt: skip
     serve.add_argument(
         "--in-memory", action="store_true",
         help="keep the state in memory only, lost when the process ends (tests, benchmarks)",
@@ -215,6 +222,7 @@ async def _serve(args: argparse.Namespace) -> None:
             round(args.event_retention * 1000), args.event_retention_batches
         ),
         hello_timeout_s=args.hello_timeout,
+        keyring=load_keyring(args.keyring_file),
     )
     server = await start_server(config)
     # One line on stdout that scripts and tests wait for.

@@ -41,6 +41,8 @@ from router.clock import Clock, SystemClock, TestClock
 from router.core.engine import Engine
 from router.obs.loop_monitor import LoopMonitor
 from router.obs.metrics import RouterMetrics
+from router.privacy.customer_keys import CustomerKeys, MemoryWrappedKeys, RedisWrappedKeys
+from router.privacy.keyring import Keyring, keyring_in_folder, load_keyring
 from router.reflection import enable_reflection
 from router.service import SNAPSHOT_EVERY_COMMANDS_DEFAULT, Durability, Role, RouterService
 from router.store.connect import StoreClient, open_blocking_redis, open_redis
@@ -133,6 +135,10 @@ class ServerConfig:
     hello_timeout_s: float = HELLO_TIMEOUT_S_DEFAULT
     """How long a new Connect stream may take to send its hello before it is ended
     DEADLINE_EXCEEDED (a stream that never says who it is holds a slot for nothing)."""
+    keyring: Keyring | None = None
+    """The keys that protect customers' personal data (see `router.privacy.keyring`). None:
+    `SWITCHBOARD_KEYRING_FILE` or `SWITCHBOARD_KEYRING` if set, else one kept in `data_dir` for
+    the private Redis, else a new one for the in-memory router; an external Redis needs one."""
 
 
 @dataclass(slots=True)
@@ -192,6 +198,7 @@ async def start_server(config: ServerConfig, *, engine: Engine | None = None) ->
     if config.metrics_tls and config.tls is None:
         raise ValueError("--metrics-tls needs --tls-cert and --tls-key")
     verifier = TokenVerifier(config.auth) if config.auth.enabled else None
+    keyring = _keyring(config)
     clock: Clock = TestClock(config.test_clock_start_ms) if config.test_clock else SystemClock()
     registry = CollectorRegistry()
     metrics = RouterMetrics(registry)
@@ -239,9 +246,13 @@ async def start_server(config: ServerConfig, *, engine: Engine | None = None) ->
             snapshot_every_commands=config.snapshot_every_commands,
             min_replicas_acked=config.min_replicas_acked,
         )
+    wrapped_keys = (
+        RedisWrappedKeys(client, config.workspace) if client is not None else MemoryWrappedKeys()
+    )
     service = RouterService(
         engine or Engine(), clock, metrics, durability,
         event_lag_max=config.event_subscriber_lag_max,
+        customer_keys=CustomerKeys(wrapped_keys, config.workspace, keyring),
     )  # fmt: skip
     health_servicer = health.aio.HealthServicer()
     standby_refusal.service = service  # known only now: the lease needed the bound port
@@ -293,6 +304,22 @@ async def start_server(config: ServerConfig, *, engine: Engine | None = None) ->
         config, server, service, health_servicer, registry, port, metrics_port, loop_monitor,
         metrics_http, client, embedded, supervisor,
     )  # fmt: skip
+
+
+def _keyring(config: ServerConfig) -> Keyring:
+    """The keyring the router seals customers' data with (see `ServerConfig.keyring`)."""
+    keyring = config.keyring or load_keyring(None)
+    if keyring is not None:
+        return keyring
+    if not config.durable:
+        return Keyring.generate()
+    if config.redis_url is None:
+        return keyring_in_folder(config.data_dir)
+    raise ValueError(
+        "an external Redis (--redis-url) needs a keyring to encrypt customers' personal data: "
+        "give --keyring-file PATH (SWITCHBOARD_KEYRING_FILE) or the JSON in SWITCHBOARD_KEYRING "
+        "(make one with `switchboard keyring new --out PATH`)"
+    )
 
 
 def _metrics_tls(config: ServerConfig) -> dict[str, Any]:

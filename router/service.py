@@ -24,6 +24,8 @@ from router.core import commands as cmd
 from router.core.engine import Engine
 from router.core.errors import CoreError, Unavailable
 from router.obs.metrics import RouterMetrics
+from router.privacy.customer_keys import CustomerKeys, MemoryWrappedKeys
+from router.privacy.keyring import Keyring
 from router.store.protocols import Journal, Lease
 from router.writer.batches import REPLICA_ACK_TIMEOUT_MS, BatchWriter
 from router.writer.eventhub import LAG_EVENTS_MAX, Cursor, EventFilter, EventHub, Subscription
@@ -73,9 +75,14 @@ class RouterService:
         durability: Durability | None = None,
         *,
         event_lag_max: int = LAG_EVENTS_MAX,
+        customer_keys: CustomerKeys | None = None,
     ) -> None:
-        """`event_lag_max`: how many events an event feed subscriber may fall behind."""
+        """`event_lag_max`: how many events an event feed subscriber may fall behind;
+        `customer_keys`: customers' data keys (default: in memory, with a new keyring)."""
         self.clock = clock
+        self.customer_keys = customer_keys or CustomerKeys(
+            MemoryWrappedKeys(), "default", Keyring.generate()
+        )
         self.metrics = metrics
         self._durability = durability
         journal = durability.journal if durability else None
@@ -118,7 +125,9 @@ class RouterService:
 
     async def _role_changed(self, role: Role) -> None:
         """The event feed follows the leadership: a new leader's ring starts after the last
-        entry it applied; a router that stops leading ends its subscribers."""
+        entry it applied; a router that stops leading ends its subscribers. Cached data keys
+        never outlive a change of role: a customer may have been erased meanwhile."""
+        self.customer_keys.forget_all()
         if role is Role.LEADER:
             self._events.lead(self._writer.last_entry_id or "0")
             # A new leader holds no streams: the workers the state says are connected get

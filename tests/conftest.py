@@ -8,6 +8,7 @@ import router  # noqa: F401
 
 # isort: split
 import asyncio
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -16,7 +17,14 @@ from pathlib import Path
 import grpc
 import pytest
 
+from router.privacy.keyring import KEYRING_ENV, KEYRING_FILE_ENV, Keyring
 from router.server import RunningServer, ServerConfig, start_server
+
+# Routers on an external Redis need a keyring: every router of this test process (in-process
+# ones and the processes it starts, which inherit the variable) shares one, so that a standby
+# opens what its leader sealed.
+if not os.environ.get(KEYRING_ENV) and not os.environ.get(KEYRING_FILE_ENV):
+    os.environ[KEYRING_ENV] = Keyring.generate().to_json()
 
 
 class ServerThread:

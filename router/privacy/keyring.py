@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any, Final
 
 __all__ = [
-    "KEK_BYTES", "KEYRING_ENV", "KEYRING_FILE_ENV", "KEY_ID_CHARS_MAX", "Keyring",
-    "KeyringError", "load_keyring",
+    "KEK_BYTES", "KEYRING_ENV", "KEYRING_FILE_ENV", "KEYRING_FILE_NAME", "KEY_ID_CHARS_MAX",
+    "Keyring", "KeyringError", "keyring_in_folder", "load_keyring",
 ]  # fmt: skip
 
 KEK_BYTES: Final = 32
@@ -37,6 +37,9 @@ KEYRING_ENV: Final = "SWITCHBOARD_KEYRING"
 """An environment variable holding the keyring's JSON itself (e.g. from a Kubernetes secret)."""
 KEYRING_FILE_ENV: Final = "SWITCHBOARD_KEYRING_FILE"
 """An environment variable naming the keyring's file (as `--keyring` does)."""
+
+KEYRING_FILE_NAME: Final = "keyring.json"
+"""The keyring the router makes for its private Redis, in that Redis's data folder."""
 
 
 class KeyringError(ValueError):
@@ -142,3 +145,20 @@ def load_keyring(path: Path | None, environ: Mapping[str, str] | None = None) ->
     if environ.get(KEYRING_ENV):
         return Keyring.from_json(environ[KEYRING_ENV], origin=KEYRING_ENV)
     return None
+
+
+def keyring_in_folder(folder: Path) -> Keyring:
+    """The keyring kept in `folder` (the private Redis's data folder), made on first use: the
+    data and its keys then live and go together, as a single-machine install expects."""
+    path = folder / KEYRING_FILE_NAME
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        keyring = load_keyring(path)
+        assert keyring is not None
+        return keyring
+    keyring = Keyring.generate()
+    with os.fdopen(descriptor, "w") as file:
+        file.write(keyring.to_json() + "\n")
+    return keyring

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from router.privacy.keyring import KEYRING_ENV
 from tests.deploy.conftest import free_port
 from tests.deploy.dockerfile import Stage, parse
 
@@ -170,6 +171,9 @@ def start(image: Image, runtime: Stage, tmp_path: Path) -> Iterator[object]:
             # The image listens on 0.0.0.0: plaintext without tokens must be asked for, as
             # deploy/compose.yaml does (test_the_image_refuses_an_open_port_by_default).
             SWITCHBOARD_INSECURE="1",
+            # One keyring for every container of a test, as a Secret would give them: a standby
+            # on the leader's Redis must open what the leader sealed.
+            SWITCHBOARD_KEYRING=os.environ[KEYRING_ENV],
             **overrides,
         )
         # ENTRYPOINT + CMD, looked up on PATH as the container's init would.
