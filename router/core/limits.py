@@ -123,3 +123,10 @@ REQUEUE_AFTER_DISCONNECT_S_MAX: Final = 7 * 24 * 3600.0
 """Longest `requeue_after_disconnect_s` of a channel."""
 MISSED_OFFERS_MAX_LIMIT: Final = 100
 """Largest `PresenceSettings.missed_offers_max` (offers in a row a worker may let expire)."""
+TIMELINE_PAGE_SIZE_DEFAULT: Final = 50
+"""Entries a GetTimeline page holds when the request leaves `page_size` at 0."""
+TIMELINE_PAGE_SIZE_MAX: Final = 200
+"""Largest GetTimeline `page_size` (a larger one is INVALID_ARGUMENT); a page is also cut to fit
+3.5 MiB, like the List calls'."""
+TIMELINE_TEXT_CHARS_MAX: Final = 128
+"""Longest text a GetTimeline request searches for."""

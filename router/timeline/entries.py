@@ -21,10 +21,26 @@ from router.core.feed import EventType, FeedEvent
 from router.privacy.sealing import SealedDataError, open_sealed
 
 __all__ = [
-    "CLOSING_TYPES", "ENTRY_KIND_AGENT_ACTION", "ENTRY_KIND_EXTERNAL", "ENTRY_KIND_OUTCOME",
-    "ENTRY_KIND_TASK", "TASK_TYPES", "Entry", "Participation", "PauseRecord", "TaskPart",
-    "TransferRecord", "decode_entry", "encode_entry", "fold_task", "new_task_entry",
-    "outcome_entry", "action_entry", "external_entry", "open_entries", "task_entry_id",
+    "CLOSING_TYPES",
+    "ENTRY_KIND_AGENT_ACTION",
+    "ENTRY_KIND_EXTERNAL",
+    "ENTRY_KIND_OUTCOME",
+    "ENTRY_KIND_TASK",
+    "TASK_TYPES",
+    "Entry",
+    "Participation",
+    "PauseRecord",
+    "TaskPart",
+    "TransferRecord",
+    "action_entry",
+    "decode_entry",
+    "encode_entry",
+    "external_entry",
+    "fold_task",
+    "new_task_entry",
+    "open_entries",
+    "outcome_entry",
+    "task_entry_id",
 ]  # fmt: skip
 
 ENTRY_KIND_TASK: Final = 1

@@ -19,9 +19,9 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Protocol
 
 from redis.exceptions import RedisError
 
@@ -30,7 +30,7 @@ from router.core.feed import EventType, FeedEvent
 from router.obs.metrics import RouterMetrics
 from router.privacy.customer_keys import CustomerKeys
 from router.privacy.sealing import SealedDataError, seal
-from router.service import Role, RouterService
+from router.service import Role
 from router.timeline.entries import (
     CLOSING_TYPES,
     TASK_TYPES,
@@ -45,11 +45,25 @@ from router.timeline.entries import (
     task_entry_id,
 )
 from router.timeline.store import PendingWrite, TimelineStore
-from router.writer.eventhub import Cursor, Delivery, EventFilter, FeedEnded, parse_cursor
+from router.writer.eventhub import (
+    Cursor,
+    Delivery,
+    EventFilter,
+    FeedEnded,
+    Subscription,
+    parse_cursor,
+)
 
 __all__ = [
-    "NOT_CUSTOMER_TASKS_MAX", "OPEN_ENTRIES_CACHED_MAX", "RETRY_AFTER_S", "SEAL_INLINE_MAX",
-    "SWEEP_CUSTOMERS_MAX", "SWEEP_EVERY_S", "TimelineBounds", "TimelineProjector",
+    "NOT_CUSTOMER_TASKS_MAX",
+    "OPEN_ENTRIES_CACHED_MAX",
+    "RETRY_AFTER_S",
+    "SEAL_INLINE_MAX",
+    "SWEEP_CUSTOMERS_MAX",
+    "SWEEP_EVERY_S",
+    "FeedSource",
+    "TimelineBounds",
+    "TimelineProjector",
 ]  # fmt: skip
 
 log = logging.getLogger(__name__)
@@ -78,6 +92,14 @@ PROJECTED_TYPES: Final = frozenset(
 )  # fmt: skip
 
 
+class FeedSource(Protocol):
+    """Where the projector subscribes to the feed (`RouterService.subscribe`)."""
+
+    def __call__(
+        self, *, after: Cursor | None, from_oldest: bool, event_filter: EventFilter
+    ) -> Awaitable[Subscription]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class TimelineBounds:
     """The workspace's timeline settings the store enforces."""
@@ -91,15 +113,19 @@ class TimelineProjector:
 
     def __init__(
         self,
-        service: RouterService,
+        feed: FeedSource,
         store: TimelineStore,
         customer_keys: CustomerKeys,
         metrics: RouterMetrics,
         *,
+        now_ms: Callable[[], int],
         bounds: Callable[[], TimelineBounds] = TimelineBounds,
         sweep_every_s: float = SWEEP_EVERY_S,
     ) -> None:
-        self._service = service
+        """`feed`: the router's `RouterService.subscribe`; `now_ms`: the router's time (the
+        engine's clock), for retention; `bounds`: the workspace's settings as they are now."""
+        self._feed = feed
+        self._now_ms = now_ms
         self._store = store
         self._keys = customer_keys
         self._metrics = metrics
@@ -166,16 +192,14 @@ class TimelineProjector:
         after = parse_cursor(stored) if stored else None
         event_filter = EventFilter(types=frozenset(int(t) for t in PROJECTED_TYPES))
         try:
-            subscription = await self._service.subscribe(
+            subscription = await self._feed(
                 after=after, from_oldest=True, event_filter=event_filter
             )
         except OutOfRange as error:
             # Older than the journal keeps (or from a store that lost data): from the oldest
             # held; what fell out of the window is lost to the timeline.
             log.warning("the timeline projector restarts from the oldest event held: %s", error)
-            subscription = await self._service.subscribe(
-                after=None, from_oldest=True, event_filter=event_filter
-            )
+            subscription = await self._feed(after=None, from_oldest=True, event_filter=event_filter)
         self.position = after
         async for deliveries in subscription.deliveries():
             await self.apply(deliveries)
@@ -312,9 +336,13 @@ class TimelineProjector:
                     and task_id not in created
                 ):
                     unknown.append(task_id)
-            elif event.type in (EventType.OUTCOME_RECORDED, EventType.AGENT_ACTION_RECORDED):
-                if task_id and event.customer_key and task_id not in self._open:
-                    about.add((event.customer_key, task_id))
+            elif (
+                event.type in (EventType.OUTCOME_RECORDED, EventType.AGENT_ACTION_RECORDED)
+                and task_id
+                and event.customer_key
+                and task_id not in self._open
+            ):
+                about.add((event.customer_key, task_id))
         unknown = list(dict.fromkeys(unknown))
         customers = await self._store.task_customers(unknown)
         wanted: dict[tuple[str, str], bool] = {}
@@ -351,9 +379,7 @@ class TimelineProjector:
 
     # -- sealing and time -----------------------------------------------------------------------
 
-    async def _seal_into(
-        self, pending: PendingWrite, touched: dict[tuple[str, str], Entry]
-    ) -> int:
+    async def _seal_into(self, pending: PendingWrite, touched: dict[tuple[str, str], Entry]) -> int:
         """Seals the touched entries into `pending` (skipping customers without a data key);
         returns how many."""
         customers = {c for c, _ in touched} | set(pending.profiles)
@@ -373,9 +399,6 @@ class TimelineProjector:
         for (customer, entry), blob in zip(items, sealed, strict=True):
             pending.entries.setdefault(customer, {})[entry.entry_id] = (entry.at_ms, blob)
         return len(items)
-
-    def _now_ms(self) -> int:
-        return max(self._service.clock.now_ms(), self._service.engine.now_ms)
 
     # -- retention ------------------------------------------------------------------------------
 
@@ -401,4 +424,3 @@ class TimelineProjector:
                 if swept:
                     log.info("retention: %d entries of %d customers purged in %.3f s",
                              dropped, swept, time.monotonic() - started_s)  # fmt: skip
-

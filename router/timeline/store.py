@@ -20,7 +20,7 @@ from typing import Any, Final
 import msgspec
 from redis.asyncio import Redis
 
-__all__ = ["PendingWrite", "TimelineStore", "TRIM_SCRIPT"]
+__all__ = ["TRIM_SCRIPT", "PendingWrite", "TimelineStore"]
 
 TRIM_SCRIPT: Final = """
 local entries, order, customers = KEYS[1], KEYS[2], KEYS[3]
@@ -115,7 +115,7 @@ class TimelineStore:
         pipe = self._client.pipeline(transaction=False)
         for customer, entry_id in items:
             pipe.hget(self.entries_key(customer), entry_id)
-        return [None if v is None else bytes(v) for v in await pipe.execute()]
+        return [None if v is None else _bytes(v) for v in await pipe.execute()]
 
     async def write(
         self, pending: PendingWrite, cursor: str, *, cutoff_ms: int, kept_max: int
@@ -153,7 +153,8 @@ class TimelineStore:
 
     def _queue_trim(self, pipe: Any, customer: str, cutoff_ms: int, kept_max: int) -> None:
         keys = [self.entries_key(customer), self.order_key(customer), self.customers_key]
-        self._trim(keys=keys, args=[customer, cutoff_ms, kept_max], client=pipe)
+        pipe.scripts.add(self._trim)  # loaded (SCRIPT LOAD) before the pipeline runs
+        pipe.evalsha(self._trim.sha, len(keys), *keys, customer, cutoff_ms, kept_max)
 
     def _queue_erase(self, pipe: Any, customer: str) -> None:
         pipe.hlen(self.entries_key(customer))
@@ -183,27 +184,34 @@ class TimelineStore:
     async def order(self, customer: str) -> list[tuple[str, int]]:
         """Every entry id of the customer with its at_ms, oldest first (ties by id)."""
         pairs = await self._client.zrange(self.order_key(customer), 0, -1, withscores=True)
-        return [(_text(member), int(score)) for member, score in pairs]
+        return [(_text(pair[0]), int(pair[1])) for pair in pairs]
 
     async def entries(self, customer: str, entry_ids: Sequence[str]) -> list[bytes | None]:
         if not entry_ids:
             return []
         values = await self._client.hmget(self.entries_key(customer), list(entry_ids))
-        return [None if v is None else bytes(v) for v in values]
+        return [None if v is None else _bytes(v) for v in values]
 
     async def profile(self, customer: str) -> tuple[int, bytes] | None:
         """(updated_at_ms, the profile as the API sealed it), or None."""
         value = await self._client.hget(self.profiles_key, customer)
-        return None if value is None else _profile_decoder.decode(bytes(value))
+        return None if value is None else _profile_decoder.decode(_bytes(value))
 
     async def erase(self, customer: str) -> tuple[int, bool]:
         """Deletes the customer's timeline, order, index entry and profile in one MULTI;
         returns (entries erased, whether a profile was)."""
         pipe = self._client.pipeline(transaction=True)
         self._queue_erase(pipe, customer)
-        entries, had_profile, *_ = await pipe.execute()
+        results = await pipe.execute()
+        entries, had_profile = results[0], results[1]
         return int(entries), bool(had_profile)
 
 
 def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _bytes(value: object) -> bytes:
+    if not isinstance(value, bytes):
+        raise TypeError(f"expected bytes from Redis, got {type(value).__name__}")
+    return value
