@@ -104,8 +104,8 @@ def test_the_limits_table_states_the_code_s_limits() -> None:
         f"{limits.TIMELINE_PAGE_SIZE_DEFAULT} entries by default, "
         f"{limits.TIMELINE_PAGE_SIZE_MAX} at most"
     )
-    assert table["`GetTimeline` search text (`TIMELINE_TEXT_CHARS_MAX`)"] == _chars(
-        limits.TIMELINE_TEXT_CHARS_MAX
+    assert table["`GetTimeline` search text (`TIMELINE_SEARCH_CHARS_MAX`)"] == _chars(
+        limits.TIMELINE_SEARCH_CHARS_MAX
     )
     assert limits.ADVANCE_TIME_MS_MAX == 366 * 24 * 3600 * 1000
 

@@ -128,5 +128,5 @@ TIMELINE_PAGE_SIZE_DEFAULT: Final = 50
 TIMELINE_PAGE_SIZE_MAX: Final = 200
 """Largest GetTimeline `page_size` (a larger one is INVALID_ARGUMENT); a page is also cut to fit
 3.5 MiB, like the List calls'."""
-TIMELINE_TEXT_CHARS_MAX: Final = 128
+TIMELINE_SEARCH_CHARS_MAX: Final = 128
 """Longest text a GetTimeline request searches for."""

@@ -18,7 +18,7 @@ from router.core.errors import FailedPrecondition, InvalidArgument, PermissionDe
 from router.core.limits import (
     TIMELINE_PAGE_SIZE_DEFAULT,
     TIMELINE_PAGE_SIZE_MAX,
-    TIMELINE_TEXT_CHARS_MAX,
+    TIMELINE_SEARCH_CHARS_MAX,
 )
 from router.privacy.sealing import SealedDataError, open_sealed
 from router.service import RouterService
@@ -141,10 +141,10 @@ def _query(
     for index, kind in enumerate(request.kinds):
         if kind not in _KINDS:
             raise InvalidArgument(f"kinds[{index}]", f"unknown value {int(kind)}")
-    if len(request.text) > TIMELINE_TEXT_CHARS_MAX:
+    if len(request.text) > TIMELINE_SEARCH_CHARS_MAX:
         raise InvalidArgument(
             "text", f"is {len(request.text)} characters long, the limit is "
-            f"{TIMELINE_TEXT_CHARS_MAX}",
+            f"{TIMELINE_SEARCH_CHARS_MAX}",
         )  # fmt: skip
     if request.from_ms < 0 or request.to_ms < 0:
         raise InvalidArgument("from_ms" if request.from_ms < 0 else "to_ms", "must not be negative")
