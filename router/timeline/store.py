@@ -24,9 +24,10 @@ __all__ = ["TRIM_SCRIPT", "PendingWrite", "TimelineStore"]
 
 TRIM_SCRIPT: Final = """
 local entries, order, customers = KEYS[1], KEYS[2], KEYS[3]
-local ck, cutoff_ms, kept_max = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local ck, kept_max = ARGV[1], tonumber(ARGV[3])
 local dropped = 0
-local old = redis.call('ZRANGEBYSCORE', order, '-inf', '(' .. cutoff_ms)
+-- ARGV[2] as given: Lua 5.1 would print a large number in exponent form.
+local old = redis.call('ZRANGEBYSCORE', order, '-inf', '(' .. ARGV[2])
 for _, id in ipairs(old) do
   redis.call('HDEL', entries, id)
   redis.call('ZREM', order, id)

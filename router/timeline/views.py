@@ -122,11 +122,8 @@ def _workers_of(entry: Entry) -> set[str]:
     task = entry.task
     if task is None:
         return {entry.worker_id} if entry.worker_id else set()
-    workers = set(task.agent_ids) | {p.worker_id for p in task.participants}
-    for transfer in task.transfers:
-        workers |= {transfer.from_worker_id, transfer.to_worker_id}
-    workers.discard("")
-    return workers
+    # Held or joined: a transfer's target only offered the task took no part in it.
+    return set(task.agent_ids) | {p.worker_id for p in task.participants}
 
 
 def _searchable(entry: Entry, visible: Visible) -> str:
