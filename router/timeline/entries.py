@@ -6,9 +6,10 @@ action's reason, an appended entry's summary and data) arrives already sealed by
 the same customer key; the record keeps those bytes as they are (`Entry.sealed`), so the
 projector never opens personal text, and a reader opens the record, then the text it may show.
 
-Folds are idempotent: the feed is delivered at least once (a delivery whose write failed comes
-again), so applying an event twice leaves the entry as applying it once did (transfers are
-keyed by id, participations and pauses by their start, agents appended only when new)."""
+The feed is delivered at least once (a delivery whose write failed comes again): a task's
+entry remembers the cursor of the last event folded into it (`Entry.through`) and the projector
+skips any event at or before it; the other entries are named by their event, so writing one
+again changes nothing. The folds also tolerate an event given twice in a row."""
 
 from __future__ import annotations
 
@@ -137,6 +138,9 @@ class Entry(msgspec.Struct, array_like=True):
     sealed: bytes = b""
     """Personal text as the API sealed it: a note, a reason, or an entry's summary and data."""
     task: TaskPart | None = None
+    through: tuple[int, int, int] = (0, 0, 0)
+    """A task's entry: the cursor (ms, seq, index) of the last event folded into it. An event
+    at or before it is a redelivery and is not folded again."""
 
 
 _encoder = msgspec.msgpack.Encoder()

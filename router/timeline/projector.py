@@ -238,11 +238,13 @@ class TimelineProjector:
         touched: dict[tuple[str, str], Entry],
     ) -> None:
         kind = event.type
+        at = (cursor.ms, cursor.seq, cursor.index)
         if kind in TASK_TYPES:
             entry = self._open_entry(event, pending)
-            if entry is None:
+            if entry is None or at <= entry.through:  # not a customer's, or delivered again
                 return
             fold_task(entry, event)
+            entry.through = at
             touched[(entry.customer_key, entry.entry_id)] = entry
             if kind in CLOSING_TYPES:
                 self._open.pop(event.task_id, None)
@@ -266,7 +268,8 @@ class TimelineProjector:
         channel = task_entry.channel if task_entry is not None else event.channel
         if kind == EventType.OUTCOME_RECORDED:
             entry = outcome_entry(event, f"outcome:{cursor}", channel)
-            if task_entry is not None and task_entry.task is not None:
+            if task_entry is not None and task_entry.task is not None and at > task_entry.through:
+                task_entry.through = at
                 task_entry.task.disposition = event.disposition
                 task_entry.task.resolution = event.resolution
                 task_entry.tags = list(event.tags)
