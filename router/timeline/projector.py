@@ -385,12 +385,7 @@ class TimelineProjector:
     async def _seal_into(self, pending: PendingWrite, touched: dict[tuple[str, str], Entry]) -> int:
         """Seals the touched entries into `pending` (skipping customers without a data key);
         returns how many."""
-        customers = {c for c, _ in touched} | set(pending.profiles)
-        keys: dict[str, bytes] = {}
-        for customer in customers:
-            dek = await self._keys.data_key(customer)
-            if dek is not None:
-                keys[customer] = dek
+        keys = await self._keys.data_keys(sorted({c for c, _ in touched} | set(pending.profiles)))
         for customer in set(pending.profiles) - set(keys):
             del pending.profiles[customer]
         items = [(c, e) for (c, _), e in touched.items() if c in keys]
