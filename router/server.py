@@ -23,6 +23,8 @@ from router._proto.switchboard.v1 import (
     stats_service_pb2_grpc,
     task_service_pb2,
     task_service_pb2_grpc,
+    timeline_service_pb2,
+    timeline_service_pb2_grpc,
     worker_service_pb2,
     worker_service_pb2_grpc,
 )
@@ -36,6 +38,7 @@ from router.api.handlers import replaced
 from router.api.stats import ClockServicer, StatsServicer
 from router.api.status import LEADER_METADATA_KEY
 from router.api.tasks import TaskServicer
+from router.api.timeline import TimelineServicer
 from router.api.workers import HELLO_TIMEOUT_S_DEFAULT, WorkerServicer
 from router.clock import Clock, SystemClock, TestClock
 from router.core.engine import Engine
@@ -68,6 +71,7 @@ SERVICE_NAMES = (
     stats_service_pb2.DESCRIPTOR.services_by_name["StatsService"].full_name,
     clock_service_pb2.DESCRIPTOR.services_by_name["ClockService"].full_name,
     event_service_pb2.DESCRIPTOR.services_by_name["EventService"].full_name,
+    timeline_service_pb2.DESCRIPTOR.services_by_name["TimelineService"].full_name,
 )
 
 GRPC_OPTIONS: list[tuple[str, Any]] = [
@@ -301,6 +305,11 @@ async def start_server(config: ServerConfig, *, engine: Engine | None = None) ->
     stats_service_pb2_grpc.add_StatsServiceServicer_to_server(StatsServicer(service), server)
     clock_service_pb2_grpc.add_ClockServiceServicer_to_server(ClockServicer(service), server)
     add_event_service(EventServicer(service), server)
+    # The timeline store's reads (GetTimeline, GetCustomerProfile, EraseCustomer's Redis half)
+    # come with the timeline projector: `reads=TimelineReads(service)` once it is wired.
+    timeline_service_pb2_grpc.add_TimelineServiceServicer_to_server(
+        TimelineServicer(service, reads=None), server
+    )
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if config.reflection:
         enable_reflection((*SERVICE_NAMES, health.SERVICE_NAME), server)  # v1 and v1alpha

@@ -15,6 +15,7 @@ import grpc
 from router._proto.switchboard.v1 import resources_pb2 as pb
 from router._proto.switchboard.v1 import task_service_pb2 as tpb
 from router._proto.switchboard.v1 import task_service_pb2_grpc as tgrpc
+from router._proto.switchboard.v1 import timeline_service_pb2_grpc as tlgrpc
 from router._proto.switchboard.v1 import worker_service_pb2 as wpb
 from router._proto.switchboard.v1 import worker_service_pb2_grpc as wgrpc
 from workers._backoff import DEFAULT_BACKOFF_S, backoff_delays, check_backoff
@@ -23,6 +24,7 @@ from workers._conversations import ConversationCalls, TaskCall
 from workers._credentials import TlsSettings, TokenSource, for_stubs
 from workers._errors import SwitchboardError, Unavailable, error_for, error_from_rpc
 from workers._notices import Inbox, TaskNotice, task_notice
+from workers._timeline import TimelineCall, TimelineCalls
 
 T = TypeVar("T")
 
@@ -67,9 +69,10 @@ class _StreamLost(Unavailable):
 class _Stubs(NamedTuple):
     tasks: tgrpc.TaskServiceStub
     workers: wgrpc.WorkerServiceStub
+    timeline: tlgrpc.TimelineServiceStub
 
 
-class AgentSession(ConversationCalls):
+class AgentSession(ConversationCalls, TimelineCalls):
     """One agent's live connection to the router.
 
     ::
@@ -96,6 +99,10 @@ class AgentSession(ConversationCalls):
     for this agent's help, or a warm transfer to it) comes through `offers()` like any other,
     with `consult_role` set (and `transfer_id` for a warm transfer); accepting it joins the task
     (and takes it over, for a warm transfer).
+
+    At wrap-up the agent records what a task came to (`record_outcome`) and what it did
+    (`record_agent_action`), as itself; `get_timeline` and `get_customer_context` read the
+    history of the customer of a task it holds (see `TimelineCalls`).
 
     `token` (a string, or a function returning the current one) is sent on every call; `tls`
     makes the channel TLS (with a client certificate for mTLS).
@@ -374,6 +381,12 @@ class AgentSession(ConversationCalls):
     async def _call_tasks(self, call: TaskCall[T]) -> T:
         return await unary(call(self._stubs_now().tasks, self._request_timeout_s))
 
+    async def _call_timeline(self, call: TimelineCall[T]) -> T:
+        return await unary(call(self._stubs_now().timeline, self._request_timeout_s))
+
+    def _recording_worker_id(self) -> str:
+        return self.worker_id
+
     async def get_task(self, task_id: str) -> pb.Task:
         """A task this worker holds, is offered or is on, as it is now."""
         stub = self._stubs_now().tasks
@@ -387,7 +400,11 @@ class AgentSession(ConversationCalls):
         stubs = self._stubs.get(self.address)
         if stubs is None:
             face = for_stubs(channel, self._token)
-            stubs = _Stubs(tgrpc.TaskServiceStub(face), wgrpc.WorkerServiceStub(face))
+            stubs = _Stubs(
+                tgrpc.TaskServiceStub(face),
+                wgrpc.WorkerServiceStub(face),
+                tlgrpc.TimelineServiceStub(face),
+            )
             self._stubs[self.address] = stubs
         return stubs
 

@@ -12,6 +12,7 @@ import grpc
 from router._proto.switchboard.v1 import resources_pb2 as pb
 from router._proto.switchboard.v1 import task_service_pb2 as tpb
 from router._proto.switchboard.v1 import task_service_pb2_grpc as tgrpc
+from router._proto.switchboard.v1 import timeline_service_pb2_grpc as tlgrpc
 from workers._client import (
     DEFAULT_ATTEMPTS_MAX,
     DEFAULT_CALL_TIMEOUT_S,
@@ -19,7 +20,8 @@ from workers._client import (
     RouterClient,
 )
 from workers._conversations import ConversationCalls, TaskCall
-from workers._credentials import TlsSettings, TokenSource
+from workers._credentials import TlsSettings, TokenSource, for_stubs
+from workers._timeline import TimelineCall, TimelineCalls
 
 T = TypeVar("T")
 
@@ -34,7 +36,7 @@ class CreatedTask:
     """True when an earlier call with the same client_request_id had created it."""
 
 
-class TaskClient(RouterClient[tgrpc.TaskServiceStub], ConversationCalls):
+class TaskClient(RouterClient[tgrpc.TaskServiceStub], ConversationCalls, TimelineCalls):
     """An asyncio client of TaskService. Use it as `async with TaskClient(addresses) as tasks:`.
 
     Give it every router's address: on UNAVAILABLE (a standby, a router that died, a store
@@ -45,7 +47,8 @@ class TaskClient(RouterClient[tgrpc.TaskServiceStub], ConversationCalls):
     reply returns the task the first attempt created instead of creating a second one.
     `cancel_task`, `complete_task` and the conversation calls (`transfer_task`, `pause_task`,
     `resume_task`, `add_participant`, ...: see `ConversationCalls`) are not retried: they change
-    state, and a retry after a lost reply would be refused as an illegal transition.
+    state, and a retry after a lost reply would be refused as an illegal transition. Nor are
+    the timeline calls (`record_outcome`, `get_timeline`, ...: see `TimelineCalls`).
     """
 
     def __init__(
@@ -135,3 +138,8 @@ class TaskClient(RouterClient[tgrpc.TaskServiceStub], ConversationCalls):
 
     async def _call_tasks(self, call: TaskCall[T]) -> T:
         return await self._once(call(self._stub(), self._call_timeout_s))
+
+    async def _call_timeline(self, call: TimelineCall[T]) -> T:
+        self._stub()  # opens the channel on first use
+        stub = tlgrpc.TimelineServiceStub(for_stubs(self._channel, self._token))
+        return await self._once(call(stub, self._call_timeout_s))

@@ -18,7 +18,13 @@
   removes a participant from a task assigned to it or leaves one it is a participant of, sets
   only its own activity, reads only its own worker and the tasks assigned or offered to it or
   that it is a participant of, and lists only its own tasks (`ListTasks` must name its
-  `worker_id`).
+  `worker_id`). On the customer timeline, an agent records outcomes and actions only as its own
+  worker and only on a task it holds or held (`RecordOutcome`, `RecordAgentAction`), and reads
+  a customer's timeline, profile and context only by the `task_id` of a task it holds now
+  (offered, assigned, wrapping, or as a participant), never by `customer_id`; its timeline
+  filter `worker_id` may name only itself. Supervisors and front ends read the timeline of any
+  customer (a customer is not bound to a queue); what each role sees of it is the timeline's
+  view (`router/api/timeline.py`).
 
 Each scope reads the engine between batches (the single writer's read side) and answers None
 (allowed) or the reason for PERMISSION_DENIED. A test enumerates every RPC of every service in
@@ -137,6 +143,55 @@ def _participant_removal(principal: Principal, request: Any, engine: Engine) -> 
     return _task_held(principal, request, engine)
 
 
+def _held_now(engine: Engine, task_id: str, worker_id: str) -> bool:
+    """The worker is offered, holds (assigned or wrapping), or is a participant of the open
+    task, or wraps up after handing it on."""
+    if task_id not in engine.tasks.open:
+        return False
+    holders = _holders(engine, task_id)
+    return (holders is not None and worker_id in holders[1]) or (
+        worker_id in engine.conversations.holders(task_id)
+    )
+
+
+def _held_or_held_before(engine: Engine, task_id: str, worker_id: str) -> bool:
+    """The worker holds the task now, or held it: its last primary (a closed task's too), the
+    agent it waits for again (paused, re-queued), or an agent who transferred it away."""
+    task = engine.tasks.open.get(task_id)
+    if task is None:
+        closed = engine.tasks.closed.get(task_id)
+        return closed is not None and closed[0][WORKER_ID] == worker_id
+    if _held_now(engine, task_id, worker_id) or worker_id in (task.worker_id, task.known_agent_id):
+        return True
+    conversation = engine.conversations.active.get(task_id)
+    return conversation is not None and any(
+        transfer.from_worker_id == worker_id for transfer in conversation.transfers
+    )
+
+
+def _recorded_by_holder(principal: Principal, request: Any, engine: Engine) -> str | None:
+    """An agent records outcomes and actions as itself, on a task it holds or held."""
+    if principal.role is not AGENT:
+        return None
+    if request.worker_id != principal.worker_id:
+        return "record as your own worker (worker_id)"
+    if not _held_or_held_before(engine, request.task_id, principal.worker_id):
+        return f"task {request.task_id!r} is not one you hold or held"
+    return None
+
+
+def _customer_of_held_task(principal: Principal, request: Any, engine: Engine) -> str | None:
+    """An agent reads a customer only through a task it holds now (and, in a timeline, filters
+    by no worker but itself)."""
+    if principal.role is not AGENT:
+        return None
+    if request.customer_id or not _held_now(engine, request.task_id, principal.worker_id):
+        return "name the customer by the task_id of a task you hold"
+    if getattr(request, "worker_id", "") not in ("", principal.worker_id):
+        return "filter by your own worker_id only"
+    return None
+
+
 def _task_list(principal: Principal, request: Any, engine: Engine) -> str | None:
     if principal.role is SUPERVISOR and request.queue_id not in principal.queues:
         return "list the tasks of one of your queues (queue_id)"
@@ -229,6 +284,7 @@ def _stats_of_own_queues(principal: Principal, response: Any) -> Any:
 _TASKS = "/switchboard.v1.TaskService/"
 _WORKERS = "/switchboard.v1.WorkerService/"
 _ADMIN = "/switchboard.v1.AdminService/"
+_TIMELINE = "/switchboard.v1.TimelineService/"
 _NOBODY: frozenset[Role] = frozenset()
 _CHANGE = Rule(_NOBODY, audited=True)
 _READ = Rule(frozenset({SUPERVISOR}))
@@ -272,6 +328,22 @@ ACCESS: dict[str, Rule] = {
     _ADMIN + "GetStateDigest": Rule(_NOBODY),
     _ADMIN + "UpsertPresenceSettings": _CHANGE,
     _ADMIN + "GetPresenceSettings": _READ,
+    _TIMELINE + "RecordOutcome": Rule(frozenset({SUPERVISOR, AGENT}), _recorded_by_holder),
+    _TIMELINE + "RecordAgentAction": Rule(frozenset({SUPERVISOR, AGENT}), _recorded_by_holder),
+    _TIMELINE + "AppendTimelineEntry": Rule(frozenset({FRONTEND, SUPERVISOR})),
+    _TIMELINE + "GetTimeline": Rule(
+        frozenset({FRONTEND, SUPERVISOR, AGENT}), _customer_of_held_task
+    ),
+    _TIMELINE + "UpsertCustomerProfile": Rule(frozenset({FRONTEND, SUPERVISOR})),
+    _TIMELINE + "GetCustomerProfile": Rule(
+        frozenset({FRONTEND, SUPERVISOR, AGENT}), _customer_of_held_task
+    ),
+    _TIMELINE + "GetCustomerContext": Rule(
+        frozenset({FRONTEND, SUPERVISOR, AGENT}), _customer_of_held_task
+    ),
+    _TIMELINE + "EraseCustomer": _CHANGE,
+    _TIMELINE + "UpsertTimelineSettings": _CHANGE,
+    _TIMELINE + "GetTimelineSettings": _READ,
     "/switchboard.v1.StatsService/GetRealtimeStats": Rule(
         frozenset({SUPERVISOR}), narrow=_stats_of_own_queues
     ),

@@ -75,6 +75,34 @@ class Audit:
         _write("admin_change", method, principal, request, peer, outcome=outcome)
 
 
+def erased(
+    *,
+    principal: Principal,
+    peer: str,
+    customer_key: str,
+    reason: str,
+    data_key_destroyed: bool,
+    timeline_entries_erased: int,
+    profile_erased: bool,
+    contacts_forgotten: int,
+) -> None:
+    """A customer erased (`EraseCustomer`): the customer key (never the id), the reason the
+    admin gave, and what was erased. Written besides the call's own `admin_change` line."""
+    entry = {
+        "event": "customer_erased",
+        "subject": principal.subject,
+        "role": principal.role.value,
+        "peer": peer,
+        "customer_key": customer_key,
+        "reason": reason,
+        "data_key_destroyed": data_key_destroyed,
+        "timeline_entries_erased": timeline_entries_erased,
+        "profile_erased": profile_erased,
+        "contacts_forgotten": contacts_forgotten,
+    }
+    log.info("%s", json.dumps(entry, sort_keys=True))
+
+
 def _write(
     event: str, method: str, principal: Principal | None, request: Any, peer: str, **more: str
 ) -> None:

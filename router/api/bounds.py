@@ -23,9 +23,15 @@ from router.core.limits import (
     CALENDAR_TEXT_CHARS_MAX,
     CANCEL_REASON_CHARS_MAX,
     DISPLAY_NAME_CHARS_MAX,
+    ERASE_REASON_CHARS_MAX,
     FILTER_NAME_CHARS_MAX,
     ID_CHARS_MAX,
+    OUTCOME_NOTE_CHARS_MAX,
+    PROFILE_TIER_CHARS_MAX,
     REJECT_REASON_CHARS_MAX,
+    TIMELINE_SEARCH_CHARS_MAX,
+    TIMELINE_SUMMARY_CHARS_MAX,
+    TIMELINE_TOKEN_CHARS_MAX,
     TRANSFER_REASON_CHARS_MAX,
 )
 from router.writer.eventhub import CURSOR_CHARS_MAX
@@ -52,6 +58,19 @@ CHARS_MAX_BY_FIELD: Final[dict[str, int]] = {
          PAGE_TOKEN_CHARS_MAX),
         (("SubscribeRequest.after_cursor",), CURSOR_CHARS_MAX),
         (("PresenceSettings.lost_activity", "PresenceSettings.away_activity"), ID_CHARS_MAX),
+        (("RecordOutcomeRequest.disposition", "RecordOutcomeRequest.tags",
+          "RecordAgentActionRequest.action", "AppendTimelineEntryRequest.tags",
+          "ExternalEntry.kind", "ExternalEntry.source", "GetTimelineRequest.tags"),
+         TIMELINE_TOKEN_CHARS_MAX),
+        (("RecordOutcomeRequest.note",), OUTCOME_NOTE_CHARS_MAX),
+        (("RecordAgentActionRequest.reason", "ExternalEntry.summary"),
+         TIMELINE_SUMMARY_CHARS_MAX),
+        (("GetTimelineRequest.text",), TIMELINE_SEARCH_CHARS_MAX),
+        (("GetTimelineRequest.page_token",), PAGE_TOKEN_CHARS_MAX),
+        (("CustomerProfile.tier",), PROFILE_TIER_CHARS_MAX),
+        (("CustomerProfile.display_name",), DISPLAY_NAME_CHARS_MAX),
+        (("EraseCustomerRequest.reason",), ERASE_REASON_CHARS_MAX),
+        (("TimelineSettings.personal_attribute_keys",), ID_CHARS_MAX),
     )
     for name in names
 }  # fmt: skip

@@ -104,7 +104,9 @@ def event_to_pb(cursor: str, event: FeedEvent) -> epb.Event:
         from_queue_id=event.from_queue_id, wait_ms=event.wait_ms, step_index=event.step_index,
         policy_id=event.policy_id, transfer_id=event.transfer_id, role=event.role,
         transfer_mode=event.transfer_mode, to_worker_id=event.to_worker_id,
-        paused_ms=event.paused_ms,
+        paused_ms=event.paused_ms, customer_key=event.customer_key,
+        disposition=event.disposition, resolution=event.resolution, tags=event.tags,
+        kind=event.kind, source=event.source,
     )  # fmt: skip
 
 

@@ -12,6 +12,7 @@ before costs a dictionary look-up (`TokenVerifier` caches it until it expires)."
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextvars import ContextVar
 from typing import Any
 
 import grpc
@@ -26,6 +27,11 @@ HEALTH_PREFIX = "/grpc.health.v1.Health/"
 REFLECTION_PREFIXES = ("/grpc.reflection.v1.", "/grpc.reflection.v1alpha.")
 
 _ADMIN_ONLY = Rule(frozenset())
+
+CALLER: ContextVar[Principal] = ContextVar("switchboard_caller", default=ANONYMOUS)
+"""The caller of the call being served, for a servicer whose answer depends on who asks (the
+timeline's view): set by the guard before the servicer runs, in the call's own context. A router
+without authentication leaves the default, an anonymous admin."""
 
 
 class AccessGuard(grpc.aio.ServerInterceptor):
@@ -93,6 +99,7 @@ class AccessGuard(grpc.aio.ServerInterceptor):
                     request=request, peer=context.peer(),
                 )  # fmt: skip
                 await context.abort(grpc.StatusCode.UNAUTHENTICATED, error.message)
+        CALLER.set(principal)
         if rule is None:  # reflection: any valid token
             return principal
         service = self.service

@@ -15,6 +15,7 @@ from router.core.scoring import best_row
 if TYPE_CHECKING:
     from router.core.catalog import Catalog
     from router.core.conversations import Conversations
+    from router.core.customers import Customers
     from router.core.histories import Histories
     from router.core.identifiers import Identifiers
     from router.core.lifecycle import TaskLifecycle
@@ -46,6 +47,7 @@ class Audit:
         identifiers: Identifiers,
         conversations: Conversations,
         presence: Presence,
+        customers: Customers,
     ) -> None:
         self._clock = clock
         self._timers = timers
@@ -60,6 +62,7 @@ class Audit:
         self._ids = identifiers
         self._conversations = conversations
         self._presence = presence
+        self._customers = customers
 
     def check_invariants(self) -> None:
         """Raises AssertionError when the state breaks a rule that must always hold: no worker
@@ -112,6 +115,7 @@ class Audit:
             assert (task.status is TaskStatus.PENDING) == (task.task_id in waiting)
         tasks.check()
         self._conversations.check()
+        self._customers.check()
         roster.worker_index.check((w.worker_id, w.activity) for w in roster.workers.values())
         self._catalog.membership.check()
         matching = self._matching
@@ -188,4 +192,10 @@ class Audit:
             **self._conversations.digest_state(),
             # Only once it holds something: an older router's state keeps the digest it had.
             **({"presence": self._presence.digest_state()} if presence.holds_something() else {}),
+            # Likewise: only once a customer's context or the timeline settings exist.
+            **(
+                {"customers_context": self._customers.digest_state()}
+                if self._customers.holds_something()
+                else {}
+            ),
         }

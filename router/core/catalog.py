@@ -332,7 +332,7 @@ class Catalog:
             if task.route_index != NO_ROUTE:
                 (routed if task.status in _ROUTED_STATUSES else held).append(task)
         for task in routed:  # refuse before changing anything
-            if compiled.route_index(task.spec) is None:
+            if compiled.route_index(task.spec, self._routing.customer_document(task)) is None:
                 raise FailedPrecondition(
                     f"task {task.task_id} is routed by policy {policy.policy_id!r} and would "
                     "match none of its filters; give the policy a default route"

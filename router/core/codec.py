@@ -24,7 +24,9 @@ COMMAND_TYPES: Final[dict[str, type[cmd.AnyCommand]]] = {
         cmd.SeedIds, cmd.Tick, cmd.TransferTask, cmd.CancelTransfer, cmd.PauseTask,
         cmd.ResumeTask, cmd.AddParticipant, cmd.RemoveParticipant, cmd.HandOverTask,
         cmd.WorkerAttached, cmd.PresenceLost, cmd.AllPresenceLost, cmd.WorkerDetached,
-        cmd.SetDraining, cmd.UpsertPresenceSettings,
+        cmd.SetDraining, cmd.UpsertPresenceSettings, cmd.RecordOutcome, cmd.RecordAgentAction,
+        cmd.AppendTimelineEntry, cmd.UpsertCustomerProfile, cmd.EraseCustomer,
+        cmd.UpsertTimelineSettings,
     )
 }  # fmt: skip
 """Every command type by its journal name (the class name: renaming a command breaks old

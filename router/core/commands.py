@@ -17,12 +17,16 @@ from router.core.model import (
     QueueConfig,
     RoutingPolicy,
     TaskSpec,
+    TimelineSettings,
     WorkerProfile,
 )
 from router.core.results import (
     ConversationResult,
     CreatedTask,
+    ErasedCustomer,
+    RecordedEntry,
     UpsertedPolicy,
+    UpsertedProfile,
     UpsertedQueue,
     UpsertedWorker,
     WorkerCopy,
@@ -95,6 +99,10 @@ class SetActivity(Command[WorkerCopy]):
 class CreateTask(Command[CreatedTask]):
     spec: TaskSpec
     client_request_id: str = ""
+    customer_keyed: bool = False
+    """`spec.customer_id` is a customer key (the keyed hash the API made of the id): the
+    customer's routing context records the contact and routing sees `customer.*`
+    (`customers.py`). False in journals written before customer keys."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,6 +260,72 @@ class UpsertPresenceSettings(Command[PresenceSettings]):
 
 
 @dataclass(frozen=True, slots=True)
+class RecordOutcome(Command[RecordedEntry]):
+    """What a task came to: a disposition, resolved or not (`resolution`: the API's
+    `Resolution` value), a note sealed by the API, and tags. The task's customer's routing
+    context takes its resolution and tags."""
+
+    task_id: str
+    worker_id: str = ""
+    """Who recorded it (empty: a supervisor or system)."""
+    disposition: str = ""
+    resolution: int = 0
+    sealed_note: bytes = b""
+    note_private: bool = False
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RecordAgentAction(Command[RecordedEntry]):
+    """Something an agent did on a task, and why (sealed by the API)."""
+
+    task_id: str
+    worker_id: str
+    action: str
+    sealed_reason: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class AppendTimelineEntry(Command[RecordedEntry]):
+    """An entry another system appends to a customer's timeline; `identity_verified` makes
+    `customer.verified` true for the settings' identity verification window."""
+
+    customer_key: str
+    kind: str
+    at_ms: int = 0
+    """When it happened (0: now); not after now, not before the retention."""
+    source: str = ""
+    sealed_body: bytes = b""
+    """The entry's summary and data, sealed by the API."""
+    tags: tuple[str, ...] = ()
+    identity_verified: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class UpsertCustomerProfile(Command[UpsertedProfile]):
+    """The profile a CRM keeps: the routing fields in the clear, the whole profile (with its
+    personal fields and the customer id) sealed by the API."""
+
+    customer_key: str
+    tier: str = ""
+    language: str = ""
+    verified: bool = False
+    sealed_profile: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class EraseCustomer(Command[ErasedCustomer]):
+    """Forgets a customer's routing context (refused while one of its tasks is open)."""
+
+    customer_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class UpsertTimelineSettings(Command[TimelineSettings]):
+    settings: TimelineSettings
+
+
+@dataclass(frozen=True, slots=True)
 class SeedIds(Command[None]):
     """Sets the key that task and reservation ids are derived with (`identifiers.py`): drawn at
     random by the writer, once per workspace, before any other command it journals."""
@@ -297,5 +371,11 @@ AnyCommand = (
     | WorkerDetached
     | SetDraining
     | UpsertPresenceSettings
+    | RecordOutcome
+    | RecordAgentAction
+    | AppendTimelineEntry
+    | UpsertCustomerProfile
+    | EraseCustomer
+    | UpsertTimelineSettings
 )
 """Every command type: what a journal holds (`codec.COMMAND_TYPES` names each)."""

@@ -17,6 +17,7 @@ parts, each owning its state and its share of the snapshot and of the digest:
     matching.py    who gets what: routing a task, serving a worker, assignment rounds
     statistics.py  per-queue counters, wait estimates and queue statistics
     histories.py   customers and client request ids, bounded
+    customers.py   customers' routing context (`customer.*`) and the timeline settings
     identifiers.py task and reservation ids, unguessable and replayable
     conversations.py  transfers, pause and resume, participants (consults, monitors)
     audit.py       the invariants and the digest"""
@@ -32,6 +33,7 @@ from router.core.catalog import Catalog
 from router.core.columns import WorkerColumns
 from router.core.conversation_model import ConversationView
 from router.core.conversations import Conversations
+from router.core.customers import Customers, CustomerView
 from router.core.errors import NotFound
 from router.core.events import Event
 from router.core.histories import Histories
@@ -101,13 +103,14 @@ class Engine:
         self.matching = Matching()
         self.conversations = Conversations()
         self.presence = Presence()
+        self.customers = Customers()
         self._connect()
         self.audit = Audit(
             clock=self._clock, timers=self.timers, catalog=self.catalog, roster=self.roster,
             lifecycle=self.lifecycle, offers=self.offers, routing=self.routing,
             matching=self.matching, statistics=self.statistics, histories=self.histories,
             identifiers=self.identifiers, conversations=self.conversations,
-            presence=self.presence,
+            presence=self.presence, customers=self.customers,
         )  # fmt: skip
         self._handlers: dict[type, Callable[[Any], Any]] = {}
         catalog, roster, lifecycle, offers = self.catalog, self.roster, self.lifecycle, self.offers
@@ -144,6 +147,13 @@ class Engine:
         self._on(cmd.WorkerDetached, presence.worker_detached)
         self._on(cmd.SetDraining, presence.set_draining)
         self._on(cmd.UpsertPresenceSettings, presence.upsert_settings)
+        customers = self.customers
+        self._on(cmd.RecordOutcome, customers.record_outcome)
+        self._on(cmd.RecordAgentAction, customers.record_agent_action)
+        self._on(cmd.AppendTimelineEntry, customers.append_entry)
+        self._on(cmd.UpsertCustomerProfile, customers.upsert_profile)
+        self._on(cmd.EraseCustomer, customers.erase)
+        self._on(cmd.UpsertTimelineSettings, customers.upsert_settings)
         timers, routing = self.timers, self.routing
         timers.handle(TimerKind.OFFER, live=offers.offer_live, fire=offers.expire)
         timers.handle(TimerKind.WRAPUP, live=lifecycle.wrapup_live, fire=lifecycle.wrapup_ended)
@@ -206,6 +216,12 @@ class Engine:
             clock=clock, events=events, timers=timers, catalog=catalog, roster=roster,
             lifecycle=lifecycle, matching=matching, conversations=self.conversations,
         )  # fmt: skip
+        self.customers.connect(
+            clock=clock, events=events, lifecycle=lifecycle, histories=histories,
+            identifiers=identifiers,
+        )  # fmt: skip
+        lifecycle.connect_customers(self.customers)
+        routing.connect_customers(self.customers)
         roster.connect_presence(self.presence)
         roster.connect_conversations(self.conversations)
         offers.connect_presence(self.presence)
@@ -393,6 +409,10 @@ class Engine:
 
     def queue_stats(self, queue_id: str) -> QueueStats:
         return self.statistics.queue_stats(queue_id)
+
+    def customer_context(self, customer_key: str) -> CustomerView | None:
+        """What routing knows of the customer now (None: nothing): O(contacts kept)."""
+        return self.customers.view(customer_key)
 
     # == audit =================================================================================
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from router.core.conversation_model import ParticipantRole, Transfer
-from router.core.model import Reservation, TaskRecord
+from router.core.model import Reservation, TaskRecord, TimelineSettings
 
 CANCEL_ORIGINS: Final = ("caller", "ttl", "exception", "after_hours", "pause")
 """Every `TaskCanceled.origin`: the `reason` label of `switchboard_tasks_canceled_total`, as the
@@ -18,6 +18,9 @@ README's Metrics table lists them (a test checks both)."""
 @dataclass(frozen=True, slots=True)
 class TaskCreated:
     task: TaskRecord
+    customer_keyed: bool = False
+    """Its `spec.customer_id` is a customer key (`CreateTask.customer_keyed`): the feed shows it
+    as `customer_key`, with the task's sentiment."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,6 +234,74 @@ class PresenceSettingsChanged:
     """The channel whose `requeue_after_disconnect_s` changed; empty for the settings."""
 
 
+@dataclass(frozen=True, slots=True)
+class OutcomeRecorded:
+    """A wrap-up outcome was recorded for a task (`RecordOutcome`)."""
+
+    entry_id: str
+    customer_key: str
+    task_id: str
+    queue_id: str
+    channel: str
+    worker_id: str
+    disposition: str
+    resolution: int
+    tags: tuple[str, ...]
+    sealed_note: bytes
+    note_private: bool
+
+
+@dataclass(frozen=True, slots=True)
+class AgentActionRecorded:
+    """An agent's action on a task was recorded (`RecordAgentAction`)."""
+
+    entry_id: str
+    customer_key: str
+    task_id: str
+    queue_id: str
+    channel: str
+    worker_id: str
+    action: str
+    sealed_reason: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineEntryAppended:
+    """Another system appended an entry to a customer's timeline (`AppendTimelineEntry`)."""
+
+    entry_id: str
+    customer_key: str
+    occurred_ms: int
+    """When it happened (at or before the time it was appended)."""
+    kind: str
+    source: str
+    tags: tuple[str, ...]
+    sealed_body: bytes
+    identity_verified: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerProfileChanged:
+    customer_key: str
+    tier: str
+    language: str
+    verified: bool
+    sealed_profile: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerErased:
+    """A customer's routing context was forgotten (`EraseCustomer`)."""
+
+    customer_key: str
+    contacts_forgotten: int
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineSettingsChanged:
+    settings: TimelineSettings
+
+
 Event = (
     TaskCreated
     | OfferCreated
@@ -256,4 +327,10 @@ Event = (
     | WorkerPresenceChanged
     | TaskRequeued
     | PresenceSettingsChanged
+    | OutcomeRecorded
+    | AgentActionRecorded
+    | TimelineEntryAppended
+    | CustomerProfileChanged
+    | CustomerErased
+    | TimelineSettingsChanged
 )

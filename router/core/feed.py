@@ -14,11 +14,15 @@ import msgspec
 
 from router.core.conversation_model import TransferStatus
 from router.core.events import (
+    AgentActionRecorded,
     ConsultClosed,
     ConsultOffered,
+    CustomerErased,
+    CustomerProfileChanged,
     Event,
     OfferClosed,
     OfferCreated,
+    OutcomeRecorded,
     ParticipantChanged,
     PolicyChanged,
     PresenceSettingsChanged,
@@ -34,6 +38,8 @@ from router.core.events import (
     TaskResumed,
     TaskUpdated,
     TaskWrapping,
+    TimelineEntryAppended,
+    TimelineSettingsChanged,
     TransferChanged,
     WorkerActivityChanged,
     WorkerPresenceChanged,
@@ -156,6 +162,10 @@ class FeedEvent(msgspec.Struct, array_like=True, frozen=True, omit_defaults=True
     sentiment: float = 0.0
     """A created task's customer sentiment."""
     identity_verified: bool = False
+    entry_id: str = ""
+    """The timeline entry an outcome, agent action or appended entry is (`tle-...`)."""
+    occurred_ms: int = 0
+    """When an appended entry happened (at or before `at_ms`, when it was appended)."""
 
 
 _TRANSFER_TYPE: Final = {
@@ -180,7 +190,13 @@ def to_feed(events: list[Event], at_ms: int) -> list[FeedEvent]:
 
 def _public(event: Event, at_ms: int) -> FeedEvent:
     match event:
-        case TaskCreated(task):
+        case TaskCreated(task, customer_keyed):
+            if customer_keyed:
+                return FeedEvent(
+                    EventType.TASK_CREATED, at_ms, task.task_id, task.queue_id,
+                    task.spec.channel, priority=task.spec.priority,
+                    customer_key=task.spec.customer_id, sentiment=task.spec.sentiment,
+                )  # fmt: skip
             return FeedEvent(
                 EventType.TASK_CREATED, at_ms, task.task_id, task.queue_id, task.spec.channel,
                 priority=task.spec.priority,  # as asked: its step has not raised it yet
@@ -285,6 +301,37 @@ def _public(event: Event, at_ms: int) -> FeedEvent:
                              worker_id)  # fmt: skip
         case PresenceSettingsChanged(channel):
             return FeedEvent(EventType.PRESENCE_SETTINGS_CHANGED, at_ms, channel=channel)
+        case OutcomeRecorded():
+            return FeedEvent(
+                EventType.OUTCOME_RECORDED, at_ms, event.task_id, event.queue_id, event.channel,
+                event.worker_id, customer_key=event.customer_key, sealed=event.sealed_note,
+                disposition=event.disposition, resolution=event.resolution, tags=event.tags,
+                note_private=event.note_private, entry_id=event.entry_id,
+            )  # fmt: skip
+        case AgentActionRecorded():
+            return FeedEvent(
+                EventType.AGENT_ACTION_RECORDED, at_ms, event.task_id, event.queue_id,
+                event.channel, event.worker_id, customer_key=event.customer_key,
+                sealed=event.sealed_reason, kind=event.action, entry_id=event.entry_id,
+            )  # fmt: skip
+        case TimelineEntryAppended():
+            return FeedEvent(
+                EventType.TIMELINE_ENTRY_APPENDED, at_ms, customer_key=event.customer_key,
+                sealed=event.sealed_body, tags=event.tags, kind=event.kind, source=event.source,
+                identity_verified=event.identity_verified, entry_id=event.entry_id,
+                occurred_ms=event.occurred_ms,
+            )  # fmt: skip
+        case CustomerProfileChanged():
+            return FeedEvent(
+                EventType.CUSTOMER_PROFILE_CHANGED,
+                at_ms,
+                customer_key=event.customer_key,
+                sealed=event.sealed_profile,
+            )
+        case CustomerErased(customer_key):
+            return FeedEvent(EventType.CUSTOMER_ERASED, at_ms, customer_key=customer_key)
+        case TimelineSettingsChanged():
+            return FeedEvent(EventType.TIMELINE_SETTINGS_CHANGED, at_ms)
     raise AssertionError(f"no feed event for {event!r}")
 
 

@@ -65,6 +65,10 @@ class Histories:
         """The customer's history if remembered (a read: its recency is unchanged)."""
         return self._customers.get(customer_id) if customer_id else None
 
+    def forget_customer(self, customer_id: str) -> bool:
+        """Forgets the customer (an erasure); whether it was remembered."""
+        return self._customers.pop(customer_id, None) is not None
+
     # -- client request ids -----------------------------------------------------------------
 
     def request(self, request_id: str) -> tuple[str, bytes] | None:

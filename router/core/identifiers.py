@@ -56,6 +56,10 @@ class Identifiers:
         """A consult offer's id: answered like a reservation's (`AcceptOffer`, `RejectOffer`)."""
         return f"res-c{self._token(b'c', seq)}"
 
+    def entry_id(self, seq: int) -> str:
+        """A timeline entry's id (an outcome, an agent action, an appended entry)."""
+        return f"tle-{self._token(b'e', seq)}"
+
     def derived_key(self, purpose: str) -> bytes:
         """A key for `purpose` (page tokens, say) that every router of the workspace shares and
         that no caller can compute."""

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from router.core import commands as cmd
 from router.core.catalog import found
+from router.core.customers import check_customer_key
 from router.core.errors import AlreadyExists, FailedPrecondition, ResourceExhausted
 from router.core.events import (
     Event,
@@ -37,6 +38,7 @@ from router.core.validation import check_attributes, check_priority, validate_ta
 if TYPE_CHECKING:
     from router.core.catalog import Catalog
     from router.core.conversations import Conversations
+    from router.core.customers import Customers
     from router.core.histories import Histories
     from router.core.identifiers import Identifiers
     from router.core.matching import Matching
@@ -95,6 +97,9 @@ class TaskLifecycle:
         self._ids = identifiers
         self._conversations = conversations
 
+    def connect_customers(self, customers: Customers) -> None:
+        self._customers = customers
+
     def task(self, task_id: str) -> TaskRecord:
         """The task (a closed task's is a decoded copy)."""
         return found("task_id", "task", self.tasks, task_id)
@@ -152,9 +157,12 @@ class TaskLifecycle:
                     f"and is no longer kept (the latest {CLOSED_TASKS_KEPT_MAX} closed tasks are)"
                 )
             return self._created(known, deduplicated=True)
+        keyed = command.customer_keyed and bool(spec.customer_id)
+        if keyed:
+            check_customer_key("task.customer_id", spec.customer_id)
         route_index = NO_ROUTE
         if spec.policy_id:
-            route_index, queue_id = routing.policy_route(spec)
+            route_index, queue_id = routing.policy_route(spec, keyed=keyed)
         else:
             queue_id = catalog.queue(spec.queue_id).queue_id
         arrival = routing.arrival(queue_id)
@@ -191,11 +199,13 @@ class TaskLifecycle:
             known_agent_id="" if moved else routing.known_agent_of(spec, history),
         )
         self.tasks.add(task)
+        if keyed:
+            self._customers.contact(task)
         if request_id:
             histories.record_request(request_id, task_id, fingerprint)
         self._timers.add(task.ttl_due_ms, TimerKind.TTL, task_id)
         self._stats.counters[task.queue_id].created_total += 1
-        self._events.append(TaskCreated(task.snapshot()))
+        self._events.append(TaskCreated(task.snapshot(), keyed))
         if arrival.cancel_reason is not None:
             routing.derive(task)
             self.cancel(task, arrival.cancel_reason, arrival.cancel_origin)
@@ -237,7 +247,7 @@ class TaskLifecycle:
         is_waiting = task.task_id in waiting
         rerouted = is_waiting and bool(task.spec.policy_id) and task.route_index != NO_ROUTE
         if rerouted:  # refuse before changing anything
-            routing.compiled_route_index(task.spec.policy_id, spec)
+            routing.compiled_route_index(task.spec.policy_id, spec, routing.customer_document(task))
         if is_waiting:
             waiting.remove(task.task_id)
         task.spec = spec

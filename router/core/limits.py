@@ -123,6 +123,44 @@ REQUEUE_AFTER_DISCONNECT_S_MAX: Final = 7 * 24 * 3600.0
 """Longest `requeue_after_disconnect_s` of a channel."""
 MISSED_OFFERS_MAX_LIMIT: Final = 100
 """Largest `PresenceSettings.missed_offers_max` (offers in a row a worker may let expire)."""
+
+# -- the customer timeline (`customers.py`, `router/api/timeline.py`) --------------------------
+TIMELINE_TOKEN_CHARS_MAX: Final = 64
+"""Longest disposition code, agent action, entry kind, entry source or tag (a token: letters,
+digits, `_ . -`; a source may hold any printable character)."""
+TAGS_PER_ENTRY_MAX: Final = 16
+"""Most tags of one outcome or appended entry."""
+OUTCOME_NOTE_CHARS_MAX: Final = 4096
+"""Longest note of an outcome (`RecordOutcome.note`)."""
+TIMELINE_SUMMARY_CHARS_MAX: Final = 1024
+"""Longest agent action reason or appended entry summary."""
+ENTRY_DATA_BYTES_MAX: Final = 4 * 1024
+"""Largest `data` of an appended entry and `attributes` of a customer profile, in the canonical
+encoding of attributes."""
+SEALED_BYTES_MAX: Final = 16 * 1024
+"""Largest sealed (encrypted) blob a timeline command carries: a note, a reason, an entry's
+summary and data, a profile, with their encoding and the cipher's overhead."""
+PROFILE_TIER_CHARS_MAX: Final = 32
+"""Longest `CustomerProfile.tier`."""
+PERSONAL_ATTRIBUTE_KEYS_MAX: Final = 32
+"""Most task attribute keys the timeline settings may mark personal."""
+RETENTION_DAYS_DEFAULT: Final = 365
+RETENTION_DAYS_MAX: Final = 3650
+"""Longest retention of timeline entries (`TimelineSettings.retention_days`)."""
+ENTRIES_PER_CUSTOMER_DEFAULT: Final = 1000
+ENTRIES_PER_CUSTOMER_MAX: Final = 10_000
+"""Most timeline entries kept per customer, oldest dropped first."""
+IDENTITY_VERIFICATION_WINDOW_S_DEFAULT: Final = 900.0
+IDENTITY_VERIFICATION_WINDOW_S_MAX: Final = 86_400.0
+"""Longest time an `identity_verified` entry makes `customer.verified` true."""
+CONTACTS_KEPT_PER_CUSTOMER_MAX: Final = 64
+"""Contacts (tasks created) of the last 7 days the routing context keeps per customer, for
+`customer.contacts_24h` and `customer.contacts_7d` (which therefore never exceed it)."""
+TASK_IDS_KEPT_PER_CUSTOMER_MAX: Final = 32
+"""A customer's most recent task ids the routing context keeps (`EraseCustomer` is refused
+while one of them is open)."""
+ERASE_REASON_CHARS_MAX: Final = 256
+"""Longest reason given for an erasure (`EraseCustomer.reason`, kept in the audit log)."""
 TIMELINE_PAGE_SIZE_DEFAULT: Final = 50
 """Entries a GetTimeline page holds when the request leaves `page_size` at 0."""
 TIMELINE_PAGE_SIZE_MAX: Final = 200

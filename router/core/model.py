@@ -9,10 +9,13 @@ from enum import Enum
 from typing import Any
 
 from router.core.limits import (
+    ENTRIES_PER_CUSTOMER_DEFAULT,
+    IDENTITY_VERIFICATION_WINDOW_S_DEFAULT,
     PAUSE_MAX_S_DEFAULT,
     PRESENCE_GRACE_S_DEFAULT,
     PRESENCE_TIMEOUT_S_DEFAULT,
     RESERVATION_TIMEOUT_S_DEFAULT,
+    RETENTION_DAYS_DEFAULT,
 )
 
 JsonObject = Mapping[str, Any]
@@ -47,6 +50,21 @@ class PresenceSettings:
     """Offers in a row a worker may let time out before it moves to `away_activity` (0: off)."""
     away_activity: str = "away"
     """Where a worker who missed `missed_offers_max` offers in a row goes (unavailable)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineSettings:
+    """The workspace's customer timeline settings (`customers.py`)."""
+
+    personal_attribute_keys: tuple[str, ...] = ()
+    """Top-level task attribute keys that hold personal data: sealed by the API, never seen by
+    routing expressions."""
+    retention_days: int = RETENTION_DAYS_DEFAULT
+    """Timeline entries older than this are purged."""
+    entries_per_customer_max: int = ENTRIES_PER_CUSTOMER_DEFAULT
+    """Timeline entries kept per customer, oldest dropped first."""
+    identity_verification_window_s: float = IDENTITY_VERIFICATION_WINDOW_S_DEFAULT
+    """How long an `identity_verified` entry makes `customer.verified` true."""
 
 
 class TaskStatus(Enum):

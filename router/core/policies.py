@@ -22,10 +22,11 @@ OPEN_STEP: Final = RoutingStep()
 _ROUTE_CACHE_MAX: Final = 4096
 
 
-def task_document(spec: TaskSpec) -> dict[str, Any]:
+def task_document(spec: TaskSpec, customer: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """What a policy filter sees of a task: its attributes and the reserved keys (channel,
-    priority, sentiment, customer_id, language), which win over attributes of the same name."""
-    return {
+    priority, sentiment, customer_id, language, and `customer` for a task whose customer has a
+    routing context: `Customers.document`), which win over attributes of the same name."""
+    document = {
         **spec.attributes,
         "channel": spec.channel,
         "priority": spec.priority,
@@ -33,6 +34,12 @@ def task_document(spec: TaskSpec) -> dict[str, Any]:
         "customer_id": spec.customer_id,
         "language": spec.language,
     }
+    if customer is not None:
+        # An attribute object of the same name keeps its other keys (a front end's own
+        # `customer.segment`, say): the context's keys win where both say something.
+        given = spec.attributes.get("customer")
+        document["customer"] = {**given, **customer} if isinstance(given, Mapping) else customer
+    return document
 
 
 def route_steps(route: Route) -> tuple[RoutingStep, ...]:
@@ -78,10 +85,13 @@ class CompiledPolicy:
         self._paths = tuple(sorted(paths))
         self._cache: dict[tuple[object, ...], int | None] = {}
 
-    def route_index(self, spec: TaskSpec) -> int | None:
+    def route_index(self, spec: TaskSpec, customer: Mapping[str, Any] | None = None) -> int | None:
         """The index of the first matching filter, DEFAULT_ROUTE, or None when nothing matches
-        and the policy has no default route."""
-        document = task_document(spec)
+        and the policy has no default route. The cache key holds the values of every key the
+        filters read, `customer.*` ones included (a list, such as `customer.last_tags`, turns
+        caching off for the call), so a customer's changed context is never answered from an
+        older one."""
+        document = task_document(spec, customer)
         key = _cache_key(document, self._paths)
         if key is not None:
             cached = self._cache.get(key, _MISS)

@@ -82,3 +82,28 @@ class ConversationResult:
     conversation: ConversationView
     transfer_id: str = ""
     """The transfer the command initiated or ended, if any."""
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedEntry:
+    """A timeline entry a command recorded: its id, its customer and when it happened."""
+
+    entry_id: str
+    customer_key: str
+    at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class UpsertedProfile:
+    customer_key: str
+    updated_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class ErasedCustomer:
+    """What `EraseCustomer` forgot of the customer's routing context."""
+
+    customer_key: str
+    contacts_forgotten: int
+    known: bool
+    """The routing context held the customer."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from router.core.calendar import is_open
 from router.core.errors import FailedPrecondition
@@ -33,6 +33,7 @@ from router.core.waiting import NO_PIN, PINNED_TO_NOBODY, GroupTarget
 if TYPE_CHECKING:
     from router.core.catalog import Catalog
     from router.core.conversations import Conversations
+    from router.core.customers import Customers
     from router.core.histories import CustomerHistory
     from router.core.lifecycle import TaskLifecycle
     from router.core.matching import Matching
@@ -88,17 +89,36 @@ class Routing:
         self._matching = matching
         self._conversations = conversations
 
+    def connect_customers(self, customers: Customers) -> None:
+        self._customers = customers
+
     # -- choosing the queue -----------------------------------------------------------------
 
-    def policy_route(self, spec: TaskSpec) -> tuple[int, str]:
-        """The route (filter index) and queue a policy gives a new task."""
+    def policy_route(self, spec: TaskSpec, *, keyed: bool = False) -> tuple[int, str]:
+        """The route (filter index) and queue a policy gives a new task (`keyed`: its
+        customer_id is a customer key, and its filters see the customer's context)."""
         self._catalog.policy(spec.policy_id)
-        index = self.compiled_route_index(spec.policy_id, spec)
+        customer = None
+        if keyed:
+            customer = self._customers.document(
+                spec.customer_id, before_seq=self._lifecycle.task_seq + 1,
+                at_ms=self._clock.now_ms, keyed=True,
+            )  # fmt: skip
+        index = self.compiled_route_index(spec.policy_id, spec, customer)
         return index, self._catalog.compiled[spec.policy_id].route(index).queue_id
 
-    def compiled_route_index(self, policy_id: str, spec: TaskSpec) -> int:
+    def customer_document(self, task: TaskRecord) -> dict[str, Any] | None:
+        """The `customer` object of the task's document (None: its customer has no routing
+        context), counting the contacts made before the task, as when it was created."""
+        return self._customers.document(
+            task.spec.customer_id, before_seq=task.seq, at_ms=task.created_ms
+        )
+
+    def compiled_route_index(
+        self, policy_id: str, spec: TaskSpec, customer: Mapping[str, Any] | None = None
+    ) -> int:
         """The policy's route for a task; refused when it matches nothing."""
-        index = self._catalog.compiled[policy_id].route_index(spec)
+        index = self._catalog.compiled[policy_id].route_index(spec, customer)
         if index is None:
             raise FailedPrecondition(
                 f"the task matches no filter of routing policy {policy_id!r}, which has "
@@ -182,7 +202,7 @@ class Routing:
             index >= len(policy.filters)
         )
         if gone:
-            chosen = compiled.route_index(task.spec)
+            chosen = compiled.route_index(task.spec, self.customer_document(task))
             task.route_index = NO_ROUTE if chosen is None else chosen
         task.step_index = min(task.step_index, len(self._steps(task)) - 1)
         self.derive(task)
@@ -305,7 +325,9 @@ class Routing:
         its wait since routing gives. A waiting task (already out of the index) is routed at
         once; a task being offered keeps its offers and is routed so if they end."""
         now_ms = self._clock.now_ms
-        index = self.compiled_route_index(task.spec.policy_id, task.spec)
+        index = self.compiled_route_index(
+            task.spec.policy_id, task.spec, self.customer_document(task)
+        )
         queue_id = self._catalog.compiled[task.spec.policy_id].route(index).queue_id
         from_queue_id = task.queue_id
         if queue_id != from_queue_id:

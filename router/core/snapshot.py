@@ -21,6 +21,7 @@ import msgspec
 
 from router.core.catalog import CatalogShare
 from router.core.conversations import ConversationsShare
+from router.core.customers import CustomersShare
 from router.core.engine import Engine
 from router.core.histories import CustomerHistory, HistoriesShare, payload_fingerprint
 from router.core.lifecycle import TasksShare
@@ -89,6 +90,8 @@ class _Snapshot:
     """Transfers, pauses and participants (empty in snapshots taken before they existed)."""
     presence: PresenceShare = field(default_factory=PresenceShare)
     """Presence settings and per-worker presence (empty before presence existed)."""
+    customer_contexts: CustomersShare = field(default_factory=CustomersShare)
+    """Customers' routing contexts and the timeline settings (empty before they existed)."""
 
 
 def take(engine: Engine) -> bytes:
@@ -127,6 +130,7 @@ def take(engine: Engine) -> bytes:
         windows=engine.windows.save(),
         conversations=engine.conversations.save(),
         presence=engine.presence.save(),
+        customer_contexts=engine.customers.save(),
     )
     return msgspec.msgpack.encode(snapshot)
 
@@ -179,6 +183,7 @@ def restore(data: bytes) -> Engine:
     )
     engine.histories.restore(HistoriesShare(snapshot.customers, snapshot.request_fingerprints))
     engine.windows.restore(snapshot.windows)
+    engine.customers.restore(snapshot.customer_contexts)
     engine.now_ms = snapshot.now_ms
     try:
         engine.timers.restore(

@@ -31,10 +31,14 @@ from router.core.model import (
     RoutingStep,
     ScoringWeights,
     TaskSpec,
+    TimelineSettings,
     TriggerKind,
     Weekday,
     WorkerProfile,
 )
+
+CK = "ck_" + "0123456789abcdef" * 2
+# A customer key, as the API makes them.
 
 EXAMPLES: list[cmd.Command] = [
     cmd.UpsertChannel("fax", "Fax"),
@@ -156,6 +160,13 @@ EXAMPLES: list[cmd.Command] = [
     cmd.WorkerDetached("w", "break"),
     cmd.SetDraining("w", True),
     cmd.UpsertPresenceSettings(PresenceSettings(20.0, 5.0, "offline", 3, "away")),
+    cmd.CreateTask(TaskSpec("chat", queue_id="q", customer_id=CK), customer_keyed=True),
+    cmd.RecordOutcome("t", "w", "refund_issued", 2, b"\x00sealed", True, ("sales", "vip")),
+    cmd.RecordAgentAction("t", "w", "refund_button", b"\x01sealed"),
+    cmd.AppendTimelineEntry(CK, "ivr.pin_verified", 5, "ivr", b"\x02", ("ivr",), True),
+    cmd.UpsertCustomerProfile(CK, "gold", "es", True, b"\x03"),
+    cmd.EraseCustomer(CK),
+    cmd.UpsertTimelineSettings(TimelineSettings(("name", "email"), 30, 100, 600.0)),
 ]
 
 

@@ -31,6 +31,7 @@ from router.core.model import (
     RoutingStep,
     TaskSpec,
     TaskStatus,
+    TimelineSettings,
     TriggerKind,
     Weekday,
     WorkerProfile,
@@ -127,6 +128,14 @@ def random_policy(rng: random.Random) -> RoutingPolicy:
     return RoutingPolicy(
         "main",
         filters=(
+            # Keyed customers' context: a repeat contact left unresolved, tags, verification.
+            PolicyFilter(
+                "unresolved repeat",
+                "customer.contacts_24h >= 1 AND customer.last_resolved == false",
+                Route("support", steps[:1] + steps[3:]),
+            ),
+            PolicyFilter("sales tags", "customer.last_tags HAS 'sales'", Route("sales")),
+            PolicyFilter("verified", "customer.verified AND channel == 'voice'", Route("vip")),
             PolicyFilter("gold", "tier == 'gold'", Route("sales", steps[rng.randint(0, 2) :])),
             PolicyFilter("vip", "tier == 'vip' AND channel != 'email'", Route("vip")),
         ),
@@ -206,7 +215,46 @@ def conversation_command(rng: random.Random, engine: Engine) -> cmd.Command | No
     return None
 
 
+CUSTOMER_KEYS = [f"ck_{number:032x}" for number in range(1, 13)]
+"""Customer keys, as the API makes them of customer ids (keyed tasks and timeline commands)."""
+
+
+def timeline_command(rng: random.Random, engine: Engine) -> cmd.Command:
+    """Outcomes, agent actions, appended entries, profiles, erasures (refused while the customer
+    has open tasks) and the timeline settings."""
+    roll = rng.random()
+    task_ids = list(engine.tasks) or ["task-1"]
+    customer_key = rng.choice(CUSTOMER_KEYS)
+    if roll < 0.35:
+        return cmd.RecordOutcome(
+            rng.choice(task_ids), rng.choice(["", "w1", "w2"]), rng.choice(["", "refund"]),
+            rng.choice([0, 1, 2, 2]), rng.randbytes(rng.choice([0, 12])), rng.random() < 0.3,
+            tuple(rng.sample(["sales", "marketing", "complaint"], rng.randint(0, 2))),
+        )  # fmt: skip
+    if roll < 0.5:
+        return cmd.RecordAgentAction(rng.choice(task_ids), "w1", "kb_search", rng.randbytes(8))
+    if roll < 0.7:
+        return cmd.AppendTimelineEntry(
+            customer_key, rng.choice(["ivr.pin_verified", "order.placed"]),
+            at_ms=engine.now_ms - rng.choice([0, 0, 5_000]) if engine.now_ms else 0,
+            source="ivr", sealed_body=rng.randbytes(16), tags=("ivr",),
+            identity_verified=rng.random() < 0.5,
+        )  # fmt: skip
+    if roll < 0.85:
+        return cmd.UpsertCustomerProfile(
+            customer_key, rng.choice(["", "gold"]), rng.choice(["", "es"]), rng.random() < 0.3,
+            rng.randbytes(20),
+        )  # fmt: skip
+    if roll < 0.95:
+        return cmd.EraseCustomer(customer_key)
+    return cmd.UpsertTimelineSettings(
+        TimelineSettings(("name",), rng.choice([30, 365]), 1000, rng.choice([60.0, 900.0]))
+    )
+
+
 def random_command(rng: random.Random, engine: Engine, step: int) -> cmd.Command:
+    if rng.random() < 0.08:
+        return timeline_command(rng, engine)
     if rng.random() < 0.15:
         command = conversation_command(rng, engine)
         if command is not None:
@@ -217,6 +265,7 @@ def random_command(rng: random.Random, engine: Engine, step: int) -> cmd.Command
     wrapping = [t for t in engine.tasks.open.values() if t.status is TaskStatus.WRAPPING]
     if roll < 0.30:
         by_policy = rng.random() < 0.5
+        keyed = rng.random() < 0.5
         return cmd.CreateTask(
             TaskSpec(
                 channel=rng.choice(CHANNELS),
@@ -231,11 +280,12 @@ def random_command(rng: random.Random, engine: Engine, step: int) -> cmd.Command
                 preferred_skills={rng.choice(SKILLS): 1.0} if rng.random() < 0.3 else {},
                 language=rng.choice(["", "", "en", "es", "fr"]),
                 priority=rng.choice([0, 0, 1, 5]),
-                customer_id=f"c{rng.randint(1, 20)}",
+                customer_id=rng.choice(CUSTOMER_KEYS) if keyed else f"c{rng.randint(1, 20)}",
                 sentiment=round(rng.uniform(-1, 1), 2),
                 ttl_s=rng.choice([0.0, 120.0]),
             ),
             client_request_id=rng.choice(["", f"r{rng.randint(1, 50)}"]),
+            customer_keyed=keyed,
         )
     if roll < 0.50 and pending_offers:
         offer = rng.choice(pending_offers)
