@@ -55,6 +55,7 @@ from router.store.lease import LEASE_TTL_S_DEFAULT, RedisLease
 from router.store.protocols import EventRetention
 from router.store.recovery import recover
 from router.timeline.projector import TimelineProjector
+from router.timeline.reads import TimelineReads
 from router.timeline.store import TimelineStore
 from router.tls import TlsConfig, refuse_bare_exposure, server_credentials
 from router.writer.eventhub import LAG_EVENTS_MAX
@@ -269,6 +270,7 @@ async def start_server(config: ServerConfig, *, engine: Engine | None = None) ->
         projector = TimelineProjector(
             service.subscribe, service.timeline_store, service.customer_keys, metrics,
             now_ms=lambda: max(clock.now_ms(), service.engine.now_ms),
+            bounds=lambda: service.engine.customers.settings,
         )  # fmt: skip
     health_servicer = health.aio.HealthServicer()
     standby_refusal.service = service  # known only now: the lease needed the bound port
@@ -305,10 +307,11 @@ async def start_server(config: ServerConfig, *, engine: Engine | None = None) ->
     stats_service_pb2_grpc.add_StatsServiceServicer_to_server(StatsServicer(service), server)
     clock_service_pb2_grpc.add_ClockServiceServicer_to_server(ClockServicer(service), server)
     add_event_service(EventServicer(service), server)
-    # The timeline store's reads (GetTimeline, GetCustomerProfile, EraseCustomer's Redis half)
-    # come with the timeline projector: `reads=TimelineReads(service)` once it is wired.
+    # The timeline store's reads (GetTimeline, GetCustomerProfile, EraseCustomer's Redis half):
+    # none for a router in memory, which keeps no timeline.
+    reads = TimelineReads(service) if service.timeline_store is not None else None
     timeline_service_pb2_grpc.add_TimelineServiceServicer_to_server(
-        TimelineServicer(service, reads=None), server
+        TimelineServicer(service, reads=reads), server
     )
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if config.reflection:

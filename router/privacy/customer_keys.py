@@ -141,11 +141,11 @@ class CustomerKeys:
         """`plaintext` sealed with the customer's data key, created (and stored) if new."""
         return seal(await self._dek_or_create(customer), customer, plaintext)
 
-    async def seal_if_kept(self, customer: str, plaintext: bytes) -> bytes | None:
-        """`plaintext` sealed with the customer's data key, or None when it has none (erased, or
-        never had one): what may not bring an erased customer back (the timeline's projector)."""
-        dek = await self._dek(customer)
-        return None if dek is None else seal(dek, customer, plaintext)
+    async def ensure(self, customer: str) -> None:
+        """Makes the customer's data key if it has none, before a command naming the customer
+        is journaled with nothing sealed: the timeline's projector seals its entries with that
+        key and never makes one (it cannot tell a customer it never knew from an erased one)."""
+        await self._dek_or_create(customer)
 
     async def data_key(self, customer: str) -> bytes | None:
         """The customer's data key (None when it has none), for opening many values off the

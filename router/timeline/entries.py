@@ -286,7 +286,8 @@ def action_entry(event: FeedEvent, entry_id: str, channel: str) -> Entry:
 
 def external_entry(event: FeedEvent, entry_id: str) -> Entry:
     return Entry(
-        entry_id, ENTRY_KIND_EXTERNAL, event.at_ms, event.customer_key, list(event.tags),
+        entry_id, ENTRY_KIND_EXTERNAL, event.occurred_ms or event.at_ms, event.customer_key,
+        list(event.tags),
         external_kind=event.kind, source=event.source,
         identity_verified=event.identity_verified, sealed=event.sealed,
     )  # fmt: skip

@@ -20,13 +20,13 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import Final, Protocol
 
 from redis.exceptions import RedisError
 
 from router.core.errors import OutOfRange, ResourceExhausted
 from router.core.feed import EventType, FeedEvent
+from router.core.model import TimelineSettings
 from router.obs.metrics import RouterMetrics
 from router.privacy.customer_keys import CustomerKeys
 from router.privacy.sealing import SealedDataError, seal
@@ -62,7 +62,6 @@ __all__ = [
     "SWEEP_CUSTOMERS_MAX",
     "SWEEP_EVERY_S",
     "FeedSource",
-    "TimelineBounds",
     "TimelineProjector",
 ]  # fmt: skip
 
@@ -100,14 +99,6 @@ class FeedSource(Protocol):
     ) -> Awaitable[Subscription]: ...
 
 
-@dataclass(frozen=True, slots=True)
-class TimelineBounds:
-    """The workspace's timeline settings the store enforces."""
-
-    retention_days: int = 365
-    entries_per_customer_max: int = 1000
-
-
 class TimelineProjector:
     """Folds the feed into the timeline store while this router leads."""
 
@@ -119,11 +110,12 @@ class TimelineProjector:
         metrics: RouterMetrics,
         *,
         now_ms: Callable[[], int],
-        bounds: Callable[[], TimelineBounds] = TimelineBounds,
+        bounds: Callable[[], TimelineSettings] = TimelineSettings,
         sweep_every_s: float = SWEEP_EVERY_S,
     ) -> None:
         """`feed`: the router's `RouterService.subscribe`; `now_ms`: the router's time (the
-        engine's clock), for retention; `bounds`: the workspace's settings as they are now."""
+        engine's clock), for retention; `bounds`: the workspace's timeline settings as they
+        are now (the engine's)."""
         self._feed = feed
         self._now_ms = now_ms
         self._store = store
@@ -261,13 +253,13 @@ class TimelineProjector:
             pending.profiles[customer] = (event.at_ms, event.sealed)
             return
         if kind == EventType.TIMELINE_ENTRY_APPENDED:
-            entry = external_entry(event, f"ext:{cursor}")
+            entry = external_entry(event, event.entry_id or f"ext:{cursor}")
             touched[(customer, entry.entry_id)] = entry
             return
         task_entry = self._known_task_entry(event, touched)
         channel = task_entry.channel if task_entry is not None else event.channel
         if kind == EventType.OUTCOME_RECORDED:
-            entry = outcome_entry(event, f"outcome:{cursor}", channel)
+            entry = outcome_entry(event, event.entry_id or f"outcome:{cursor}", channel)
             if task_entry is not None and task_entry.task is not None and at > task_entry.through:
                 task_entry.through = at
                 task_entry.task.disposition = event.disposition
@@ -275,7 +267,7 @@ class TimelineProjector:
                 task_entry.tags = list(event.tags)
                 touched[(customer, task_entry.entry_id)] = task_entry
         else:  # AGENT_ACTION_RECORDED
-            entry = action_entry(event, f"action:{cursor}", channel)
+            entry = action_entry(event, event.entry_id or f"action:{cursor}", channel)
         touched[(customer, entry.entry_id)] = entry
 
     def _open_entry(self, event: FeedEvent, pending: PendingWrite) -> Entry | None:

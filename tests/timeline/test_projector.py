@@ -21,6 +21,7 @@ from router.clock import TestClock
 from router.core.engine import Engine
 from router.core.errors import InvalidArgument, PermissionDenied
 from router.core.feed import EventType, FeedEvent, encode_feed
+from router.core.model import TimelineSettings
 from router.obs.metrics import RouterMetrics
 from router.privacy.customer_keys import CustomerKeys, RedisWrappedKeys
 from router.privacy.keyring import Keyring
@@ -28,7 +29,7 @@ from router.service import RouterService
 from router.store.embedded import EmbeddedRedis
 from router.store.journal import RedisJournal
 from router.store.lease import RedisLease
-from router.timeline.projector import MS_PER_DAY, TimelineBounds, TimelineProjector
+from router.timeline.projector import MS_PER_DAY, TimelineProjector
 from router.timeline.reads import TimelineReads
 from router.timeline.store import TimelineStore
 from router.writer.eventhub import EventFilter, EventHub
@@ -60,7 +61,7 @@ class Rig:
     metrics: RouterMetrics
     registry: CollectorRegistry
     now_ms: list[int]
-    bounds: TimelineBounds = field(default_factory=TimelineBounds)
+    bounds: TimelineSettings = field(default_factory=TimelineSettings)
     hub: EventHub | None = None
     projector: TimelineProjector | None = None
     last_entry_id: str = "0"
@@ -284,7 +285,7 @@ def test_bounds_drop_the_oldest_entries_on_write_and_the_sweep_purges_past_reten
         ck, other = rig.keys.key_of("a"), rig.keys.key_of("b")
         for customer in (ck, other):
             await rig.keys.seal(customer, b"x")
-        rig.bounds = TimelineBounds(retention_days=30, entries_per_customer_max=3)
+        rig.bounds = TimelineSettings(retention_days=30, entries_per_customer_max=3)
         rig.lead()
         assert rig.projector is not None
         rig.projector.start()
