@@ -30,7 +30,7 @@ def test_an_external_redis_without_a_keyring_is_refused_naming_the_flag(tmp_path
     redis = EmbeddedRedis(tmp_path / "redis")
     redis.start()
     try:
-        with pytest.raises(ValueError, match="needs a keyring.*--keyring-file"):
+        with pytest.raises(ValueError, match=r"needs a keyring.*--keyring-file"):
             ServerThread(_config(redis_url=redis.url)).start()
     finally:
         redis.stop()
