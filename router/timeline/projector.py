@@ -276,7 +276,10 @@ class TimelineProjector:
         if entry is not None:
             self._open.move_to_end(task_id)
             return entry
-        if event.type != EventType.TASK_CREATED or not event.customer_key:
+        if event.type != EventType.TASK_CREATED:
+            return None
+        if not event.customer_key:  # its later events cost no lookup
+            self._remember_not_customer(task_id)
             return None
         entry = new_task_entry(event)
         self._keep_open(entry)
