@@ -232,6 +232,10 @@ class TimelineProjector:
         kind = event.type
         at = (cursor.ms, cursor.seq, cursor.index)
         if kind in TASK_TYPES:
+            if kind in CLOSING_TYPES:
+                # Out of the open-task index even when its entry is gone (purged by retention
+                # while it was open): HDEL of an id it never held costs nothing.
+                pending.closed_tasks.add(event.task_id)
             entry = self._open_entry(event, pending)
             if entry is None or at <= entry.through:  # not a customer's, or delivered again
                 return
@@ -241,7 +245,6 @@ class TimelineProjector:
             if kind in CLOSING_TYPES:
                 self._open.pop(event.task_id, None)
                 pending.opened_tasks.pop(event.task_id, None)
-                pending.closed_tasks.add(event.task_id)
             return
         customer = event.customer_key
         if not customer:
