@@ -4,9 +4,9 @@ It runs on the leader only (it starts when this router takes the lead and stops 
 it), as an internal subscriber of the EventHub, from the cursor it stored with the entries it
 last wrote: the hub reads the journal's event stream while that cursor is older than its ring,
 so a new leader resumes where the old one's projector left off, with no gap. Each delivery's
-entries and its cursor are written in one MULTI; a delivery whose write failed comes again
-(at least once), and entries are idempotent by id (`router.timeline.entries`), so nothing is
-duplicated either.
+entries and its cursor are written in one atomic step (a Lua script); a delivery whose write
+failed comes again (at least once), and a task's entry skips the events it already folded
+(`router.timeline.entries`), so nothing is duplicated either.
 
 Open tasks' entries stay in memory (bounded; loaded back from Redis when unknown), so a task's
 events cost no read. A customer whose data key is gone (erased) is skipped: nothing of it is
@@ -200,7 +200,7 @@ class TimelineProjector:
     # -- folding --------------------------------------------------------------------------------
 
     async def apply(self, deliveries: Sequence[Delivery]) -> None:
-        """Folds one delivery and writes it with its cursor (one MULTI)."""
+        """Folds one delivery and writes it with its cursor (one atomic script)."""
         if not deliveries:
             return
         events = [(d.cursor, d.event) for d in deliveries if d.event is not None]
@@ -342,6 +342,7 @@ class TimelineProjector:
                 and task_id
                 and event.customer_key
                 and task_id not in self._open
+                and task_id not in created  # its entry is made in this delivery
             ):
                 about.add((event.customer_key, task_id))
         unknown = list(dict.fromkeys(unknown))

@@ -8,8 +8,9 @@
 - `sb:{ws}:tl-cursor`      the projector's last applied feed cursor.
 
 Nothing here is personal in the clear: customer keys are keyed hashes, entries and profiles are
-sealed. A projector's delivery is written by `write` in one MULTI (entries, order, the bounds'
-purge, the open-task index and the cursor), so the cursor never runs ahead of its entries."""
+sealed. A projector's delivery is written by `write` in one atomic script (entries, order, the
+bounds' purge, the open-task index and the cursor), so the cursor never runs ahead of its
+entries."""
 
 from __future__ import annotations
 
@@ -20,39 +21,99 @@ from typing import Any, Final
 import msgspec
 from redis.asyncio import Redis
 
-__all__ = ["TRIM_SCRIPT", "PendingWrite", "TimelineStore"]
+__all__ = ["TRIM_SCRIPT", "WRITE_SCRIPT", "PendingWrite", "TimelineStore"]
 
-TRIM_SCRIPT: Final = """
-local entries, order, customers = KEYS[1], KEYS[2], KEYS[3]
-local ck, kept_max = ARGV[1], tonumber(ARGV[3])
-local dropped = 0
--- ARGV[2] as given: Lua 5.1 would print a large number in exponent form.
-local old = redis.call('ZRANGEBYSCORE', order, '-inf', '(' .. ARGV[2])
-for _, id in ipairs(old) do
-  redis.call('HDEL', entries, id)
-  redis.call('ZREM', order, id)
-  dropped = dropped + 1
-end
-local excess = redis.call('ZCARD', order) - kept_max
-if excess > 0 then
-  local oldest = redis.call('ZRANGE', order, 0, excess - 1)
-  for _, id in ipairs(oldest) do
+_TRIM_FUNCTION: Final = """
+local function trim(entries, order, customers, ck, cutoff_ms, kept_max)
+  local dropped = 0
+  -- cutoff_ms as the caller wrote it: Lua 5.1 would print a large number in exponent form.
+  local old = redis.call('ZRANGEBYSCORE', order, '-inf', '(' .. cutoff_ms)
+  for _, id in ipairs(old) do
     redis.call('HDEL', entries, id)
     redis.call('ZREM', order, id)
     dropped = dropped + 1
   end
+  local excess = redis.call('ZCARD', order) - kept_max
+  if excess > 0 then
+    local oldest = redis.call('ZRANGE', order, 0, excess - 1)
+    for _, id in ipairs(oldest) do
+      redis.call('HDEL', entries, id)
+      redis.call('ZREM', order, id)
+      dropped = dropped + 1
+    end
+  end
+  local first = redis.call('ZRANGE', order, 0, 0, 'WITHSCORES')
+  if first[2] then
+    redis.call('ZADD', customers, first[2], ck)
+  else
+    redis.call('ZREM', customers, ck)
+    redis.call('DEL', entries)
+  end
+  return dropped
 end
-local first = redis.call('ZRANGE', order, 0, 0, 'WITHSCORES')
-if first[2] then
-  redis.call('ZADD', customers, first[2], ck)
-else
-  redis.call('ZREM', customers, ck)
-  redis.call('DEL', entries)
-end
-return dropped
 """
 """Purges one customer's entries past retention (older than `cutoff_ms`) and beyond the count
 bound (oldest first), and keeps its score in the customers' zset: the oldest entry left."""
+
+TRIM_SCRIPT: Final = (
+    _TRIM_FUNCTION
+    + """
+return trim(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], tonumber(ARGV[3]))
+"""
+)
+"""The retention sweep's purge of one customer."""
+
+WRITE_SCRIPT: Final = (
+    _TRIM_FUNCTION
+    + """
+-- KEYS: customers, tasks, profiles, cursor, then two per customer block (entries, order).
+-- ARGV: cutoff_ms, kept_max, cursor, erased count, written count, then the erased customers,
+-- then per written customer: ck, entry count, (entry id, at_ms, sealed) each; then profiles
+-- (count, (ck, value) each), opened tasks (count, (task id, ck) each), closed task ids (count,
+-- ids).
+local customers, tasks, profiles = KEYS[1], KEYS[2], KEYS[3]
+local cutoff_ms, kept_max = ARGV[1], tonumber(ARGV[2])
+local erased, written = tonumber(ARGV[4]), tonumber(ARGV[5])
+local a, k, dropped = 6, 5, 0
+for _ = 1, erased do
+  redis.call('DEL', KEYS[k], KEYS[k + 1])
+  redis.call('ZREM', customers, ARGV[a])
+  redis.call('HDEL', profiles, ARGV[a])
+  a, k = a + 1, k + 2
+end
+for _ = 1, written do
+  local ck, count = ARGV[a], tonumber(ARGV[a + 1])
+  a = a + 2
+  for _ = 1, count do
+    redis.call('HSET', KEYS[k], ARGV[a], ARGV[a + 2])
+    redis.call('ZADD', KEYS[k + 1], ARGV[a + 1], ARGV[a])
+    a = a + 3
+  end
+  dropped = dropped + trim(KEYS[k], KEYS[k + 1], customers, ck, cutoff_ms, kept_max)
+  k = k + 2
+end
+for _ = 1, tonumber(ARGV[a]) do
+  redis.call('HSET', profiles, ARGV[a + 1], ARGV[a + 2])
+  a = a + 2
+end
+a = a + 1
+for _ = 1, tonumber(ARGV[a]) do
+  redis.call('HSET', tasks, ARGV[a + 1], ARGV[a + 2])
+  a = a + 2
+end
+a = a + 1
+for _ = 1, tonumber(ARGV[a]) do
+  redis.call('HDEL', tasks, ARGV[a + 1])
+  a = a + 1
+end
+redis.call('SET', KEYS[4], ARGV[3])
+return dropped
+"""
+)
+"""One delivery of the projector, atomically: erasures first, then each customer's entries and
+order with its purge, profiles, the open-task index, and the cursor. One command rather than a
+MULTI of several per customer: the client's cost is per command (packing and parsing), and a
+delivery may touch hundreds of customers."""
 
 _profile_encoder = msgspec.msgpack.Encoder()
 _profile_decoder = msgspec.msgpack.Decoder(tuple[int, bytes])
@@ -60,7 +121,7 @@ _profile_decoder = msgspec.msgpack.Decoder(tuple[int, bytes])
 
 @dataclass(slots=True)
 class PendingWrite:
-    """What one delivery writes, gathered before its MULTI (`TimelineStore.write`)."""
+    """What one delivery writes, gathered before its one script (`TimelineStore.write`)."""
 
     entries: dict[str, dict[str, tuple[int, bytes]]] = field(default_factory=dict)
     """customer key -> entry id -> (at_ms, sealed entry)."""
@@ -88,6 +149,7 @@ class TimelineStore:
         self.profiles_key = self._prefix + "profiles"
         self.cursor_key = self._prefix + "tl-cursor"
         self._trim = client.register_script(TRIM_SCRIPT)
+        self._write = client.register_script(WRITE_SCRIPT)
 
     def entries_key(self, customer: str) -> str:
         return f"{self._prefix}tl:{customer}"
@@ -121,41 +183,36 @@ class TimelineStore:
     async def write(
         self, pending: PendingWrite, cursor: str, *, cutoff_ms: int, kept_max: int
     ) -> int:
-        """Writes one delivery and its cursor in one MULTI; purges the customers it touched to
-        the bounds (retention before `cutoff_ms`, at most `kept_max` entries). Returns how many
-        entries the purge dropped."""
-        pipe = self._client.pipeline(transaction=True)
+        """Writes one delivery and its cursor atomically (`WRITE_SCRIPT`); purges the customers
+        it touched to the bounds (retention before `cutoff_ms`, at most `kept_max` entries).
+        Returns how many entries the purge dropped."""
+        keys = [self.customers_key, self.tasks_key, self.profiles_key, self.cursor_key]
+        args: list[str | int | bytes] = [
+            str(cutoff_ms), kept_max, cursor, len(pending.erased), len(pending.entries),
+        ]  # fmt: skip
         for customer in pending.erased:
-            self._queue_erase(pipe, customer)
-        trims: list[int] = []
+            keys += [self.entries_key(customer), self.order_key(customer)]
+            args.append(customer)
         for customer, entries in pending.entries.items():
-            pipe.hset(
-                self.entries_key(customer),
-                mapping={entry_id: sealed for entry_id, (_, sealed) in entries.items()},
-            )
-            pipe.zadd(
-                self.order_key(customer),
-                {entry_id: at_ms for entry_id, (at_ms, _) in entries.items()},
-            )
-            trims.append(len(pipe.command_stack))
-            self._queue_trim(pipe, customer, cutoff_ms, kept_max)
-        if pending.profiles:
-            pipe.hset(
-                self.profiles_key,
-                mapping={c: _profile_encoder.encode(v) for c, v in pending.profiles.items()},
-            )
-        if pending.opened_tasks:
-            pipe.hset(self.tasks_key, mapping=pending.opened_tasks)  # type: ignore[arg-type]
-        if pending.closed_tasks:
-            pipe.hdel(self.tasks_key, *pending.closed_tasks)
-        pipe.set(self.cursor_key, cursor)
-        results = await pipe.execute()
-        return sum(int(results[index]) for index in trims)
+            keys += [self.entries_key(customer), self.order_key(customer)]
+            args += [customer, len(entries)]
+            for entry_id, (at_ms, sealed) in entries.items():
+                args += [entry_id, at_ms, sealed]
+        args.append(len(pending.profiles))
+        for customer, profile in pending.profiles.items():
+            args += [customer, _profile_encoder.encode(profile)]
+        args.append(len(pending.opened_tasks))
+        for task_id, customer in pending.opened_tasks.items():
+            args += [task_id, customer]
+        args.append(len(pending.closed_tasks))
+        args += sorted(pending.closed_tasks)
+        dropped = await self._write(keys=keys, args=args)
+        return int(dropped)
 
     def _queue_trim(self, pipe: Any, customer: str, cutoff_ms: int, kept_max: int) -> None:
         keys = [self.entries_key(customer), self.order_key(customer), self.customers_key]
         pipe.scripts.add(self._trim)  # loaded (SCRIPT LOAD) before the pipeline runs
-        pipe.evalsha(self._trim.sha, len(keys), *keys, customer, cutoff_ms, kept_max)
+        pipe.evalsha(self._trim.sha, len(keys), *keys, customer, str(cutoff_ms), kept_max)
 
     def _queue_erase(self, pipe: Any, customer: str) -> None:
         pipe.hlen(self.entries_key(customer))
