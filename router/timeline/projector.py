@@ -30,7 +30,6 @@ from router.core.model import TimelineSettings
 from router.obs.metrics import RouterMetrics
 from router.privacy.customer_keys import CustomerKeys
 from router.privacy.sealing import SealedDataError, seal
-from router.service import Role
 from router.timeline.entries import (
     CLOSING_TYPES,
     TASK_TYPES,
@@ -53,6 +52,7 @@ from router.writer.eventhub import (
     Subscription,
     parse_cursor,
 )
+from router.writer.leadership import Role
 
 __all__ = [
     "NOT_CUSTOMER_TASKS_MAX",
