@@ -22,6 +22,7 @@ from router.core import limits
 from router.core.errors import QUOTED_CHARS_MAX, InvalidArgument
 from router.core.events import CANCEL_ORIGINS
 from router.core.expressions import EXPRESSION_CHARS_MAX
+from router.core.histories import CUSTOMERS_KEPT_MAX
 from router.server import SERVICE_NAMES
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
@@ -81,6 +82,42 @@ def test_the_limits_table_states_the_code_s_limits() -> None:
         "missed offers in a row before away (`missed_offers_max`)": (
             f"0 (off) to {limits.MISSED_OFFERS_MAX_LIMIT}"
         ),
+        "disposition, agent action, entry kind and source, tag (`TIMELINE_TOKEN_CHARS_MAX`)": (
+            f"{_chars(limits.TIMELINE_TOKEN_CHARS_MAX)} (letters, digits, `_ . -`; a source any "
+            "printable text)"
+        ),
+        "tags per outcome or appended entry (`TAGS_PER_ENTRY_MAX`)": f"{limits.TAGS_PER_ENTRY_MAX}",
+        "outcome note (`OUTCOME_NOTE_CHARS_MAX`)": _chars(limits.OUTCOME_NOTE_CHARS_MAX),
+        "agent action reason, appended entry summary (`TIMELINE_SUMMARY_CHARS_MAX`)":
+            _chars(limits.TIMELINE_SUMMARY_CHARS_MAX),
+        "appended entry data, profile attributes (`ENTRY_DATA_BYTES_MAX`)":
+            f"{limits.ENTRY_DATA_BYTES_MAX // 1024} KiB in the canonical encoding",
+        "sealed personal text of one timeline command (`SEALED_BYTES_MAX`)":
+            f"{limits.SEALED_BYTES_MAX // 1024} KiB (room for the longest note, 4,096 characters "
+            "of 4 UTF-8 bytes, sealed)",
+        "profile tier (`PROFILE_TIER_CHARS_MAX`)": _chars(limits.PROFILE_TIER_CHARS_MAX),
+        "erasure reason (`ERASE_REASON_CHARS_MAX`)": _chars(limits.ERASE_REASON_CHARS_MAX),
+        "timeline search text (`TIMELINE_SEARCH_CHARS_MAX`)":
+            _chars(limits.TIMELINE_SEARCH_CHARS_MAX),
+        "personal attribute keys (`PERSONAL_ATTRIBUTE_KEYS_MAX`)":
+            f"{limits.PERSONAL_ATTRIBUTE_KEYS_MAX}",
+        "timeline retention (`retention_days`)": (
+            f"1 to {limits.RETENTION_DAYS_MAX:,} days (default {limits.RETENTION_DAYS_DEFAULT})"
+        ),
+        "timeline entries per customer (`entries_per_customer_max`)": (
+            f"1 to {limits.ENTRIES_PER_CUSTOMER_MAX:,} "
+            f"(default {limits.ENTRIES_PER_CUSTOMER_DEFAULT:,})"
+        ),
+        "identity verification window (`identity_verification_window_s`)": (
+            f"above 0, up to {limits.IDENTITY_VERIFICATION_WINDOW_S_MAX:,.0f} s "
+            f"(default {limits.IDENTITY_VERIFICATION_WINDOW_S_DEFAULT:.0f} s)"
+        ),
+        "customers whose routing context is kept (`CUSTOMERS_KEPT_MAX`)":
+            f"the latest {CUSTOMERS_KEPT_MAX:,}",
+        "contacts kept per customer (`CONTACTS_KEPT_PER_CUSTOMER_MAX`)":
+            f"{limits.CONTACTS_KEPT_PER_CUSTOMER_MAX} of the last 7 days",
+        "task ids kept per customer (`TASK_IDS_KEPT_PER_CUSTOMER_MAX`)":
+            f"the latest {limits.TASK_IDS_KEPT_PER_CUSTOMER_MAX}",
         "`AdvanceTime` (test clock)": (
             f"{limits.ADVANCE_TIME_MS_MAX:,} ms (366 days) a call, and never past the end of 9999"
         ),

@@ -35,10 +35,9 @@ from router.api.timeline_convert import (
     settings_to_pb,
 )
 from router.core import commands as cmd
-from router.core.customers import check_tags, check_token
+from router.core.customers import check_tags, check_token, customer_of
 from router.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from router.core.validation import check_id
-from router.privacy.sealing import is_customer_key
 from router.service import RouterService
 
 VIEW_OF_ROLE = {
@@ -255,15 +254,7 @@ class TimelineServicer(tlgrpc.TimelineServiceServicer):
     def _customer_of_task(self, task_id: str) -> str:
         """The customer key of a task (read between batches; the core checks it again)."""
         check_id("task_id", task_id)
-        task = self._service.engine.get_task(task_id)
-        customer_key = task.spec.customer_id
-        if not customer_key:
-            raise FailedPrecondition(f"task {task_id} has no customer_id")
-        if not is_customer_key(customer_key):
-            raise FailedPrecondition(
-                f"task {task_id} was created before customer keys: its customer has no timeline"
-            )
-        return customer_key
+        return customer_of(self._service.engine.get_task(task_id))
 
     def _customer_named(self, customer_id: str, task_id: str) -> str:
         """The customer a read names: by its id, or by one of its tasks (exactly one)."""

@@ -137,7 +137,7 @@ TIMELINE_SUMMARY_CHARS_MAX: Final = 1024
 ENTRY_DATA_BYTES_MAX: Final = 4 * 1024
 """Largest `data` of an appended entry and `attributes` of a customer profile, in the canonical
 encoding of attributes."""
-SEALED_BYTES_MAX: Final = 16 * 1024
+SEALED_BYTES_MAX: Final = 20 * 1024
 """Largest sealed (encrypted) blob a timeline command carries: a note, a reason, an entry's
 summary and data, a profile, with their encoding and the cipher's overhead."""
 PROFILE_TIER_CHARS_MAX: Final = 32

@@ -5,6 +5,8 @@ named, and the event feed carries the customer key but never the personal text."
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 import pytest
 from google.protobuf import struct_pb2
@@ -18,6 +20,7 @@ from router.core.limits import (
     OUTCOME_NOTE_CHARS_MAX,
     TAGS_PER_ENTRY_MAX,
 )
+from tests.conftest import ServerThread
 from tests.e2e.raw import Stubs
 
 NOTE = "Alice Example called about invoice 4417"
@@ -214,3 +217,24 @@ def test_a_large_entry_data_is_refused(timeline: tlgrpc.TimelineServiceStub) -> 
     error = _refused(timeline.AppendTimelineEntry, request)
     assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert error.details().startswith("entry.data:")
+
+
+def test_a_front_end_reads_the_context_with_the_sdk(
+    router_server: ServerThread, timeline: tlgrpc.TimelineServiceStub
+) -> None:
+    from workers import InvalidArgument, TaskClient
+
+    _append(timeline, kind="ivr.pin_verified", identity_verified=True)
+
+    async def scenario() -> None:
+        async with TaskClient(router_server.address) as tasks:
+            context = await tasks.get_customer_context(customer_id="alice")
+            assert context.verified and context.customer_key.startswith("ck_")
+            try:
+                await tasks.get_customer_context()
+            except InvalidArgument as error:
+                assert "customer_id" in str(error)
+            else:
+                raise AssertionError("a context of nobody was read")
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))

@@ -342,3 +342,53 @@ def test_an_attribute_object_named_customer_keeps_its_other_keys(scene: Scene) -
     attributes = {"customer": {"segment": "smb", "known": False}}
     task_id = scene.create(policy_id="p", queue_id="", attributes=attributes)
     assert scene.engine.tasks.open[task_id].queue_id == "sales"  # the context's `known` wins
+
+
+def test_the_route_cache_never_answers_from_another_context() -> None:
+    from router.core.policies import CompiledPolicy
+
+    policy = RoutingPolicy(
+        "p",
+        filters=(
+            PolicyFilter("repeat", "customer.contacts_24h >= 2", Route("specialists")),
+            PolicyFilter("sales", "customer.last_tags HAS 'sales'", Route("sales")),
+        ),
+        default_route=Route("general"),
+    )
+    compiled = CompiledPolicy(policy)
+    spec = TaskSpec("chat", customer_id=CK, policy_id="p")
+    quiet = {"known": True, "contacts_24h": 0, "last_tags": []}
+    repeat = {**quiet, "contacts_24h": 3}
+    sales = {**quiet, "last_tags": ["sales"]}
+    answers = [compiled.route_index(spec, context) for context in (quiet, repeat, sales, quiet)]
+    assert answers == [-1, 0, 1, -1]
+    assert compiled.route_index(spec) == -1  # no context at all
+
+
+def test_the_longest_texts_fit_sealed() -> None:
+    """The API's longest note, or summary with the largest data, sealed (a version byte, a
+    96-bit nonce, a 128-bit tag) is within what the core accepts."""
+    from router.core.limits import (
+        ENTRY_DATA_BYTES_MAX,
+        OUTCOME_NOTE_CHARS_MAX,
+        TIMELINE_SUMMARY_CHARS_MAX,
+    )
+
+    overhead = 1 + 12 + 16
+    assert OUTCOME_NOTE_CHARS_MAX * 4 + overhead <= SEALED_BYTES_MAX
+    body = TIMELINE_SUMMARY_CHARS_MAX * 4 + ENTRY_DATA_BYTES_MAX + len('{"data":,"summary":""}')
+    assert body + overhead <= SEALED_BYTES_MAX
+
+
+def test_the_core_knows_customer_keys_as_the_privacy_module_makes_them() -> None:
+    from router.core.customers import check_customer_key
+    from router.privacy.sealing import customer_key, is_customer_key
+
+    made = customer_key(b"k" * 32, "default", "alice@example.com")
+    for text in (made, made.upper(), made[:-1], "alice", "ck_", made + "0"):
+        try:
+            check_customer_key("customer_id", text)
+        except InvalidArgument:
+            assert not is_customer_key(text), text
+        else:
+            assert is_customer_key(text), text
