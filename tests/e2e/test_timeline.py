@@ -13,6 +13,7 @@ from typing import Any
 
 import grpc
 import pytest
+import redis
 from google.protobuf import struct_pb2
 
 from router._proto.switchboard.v1 import admin_service_pb2 as apb
@@ -116,19 +117,29 @@ def _take(agent: RawAgent, task_id: str) -> None:
         pass
 
 
-def _settled(supervisor: Caller, count: int, **fields: Any) -> tlpb.GetTimelineResponse:
-    """The supervisor's timeline once it holds `count` entries (the projector trails the
-    journal by a little)."""
-    deadline_s = time.monotonic() + 10
+def _settled(
+    supervisor: Caller, done: Callable[[tlpb.GetTimelineResponse], bool]
+) -> tlpb.GetTimelineResponse:
+    """The supervisor's timeline once `done` says so (the projector trails the journal by a
+    little)."""
+    deadline_s = time.monotonic() + 15
     while True:
-        reply = supervisor.get_timeline(customer_id=CUSTOMER, **fields)
-        if reply.total_entries >= count or time.monotonic() > deadline_s:
+        reply = supervisor.get_timeline(customer_id=CUSTOMER)
+        if done(reply):
             return reply
+        assert time.monotonic() < deadline_s, f"the timeline did not settle: {reply}"
+        time.sleep(0.02)
+
+
+def _wait_until(done: Callable[[], bool]) -> None:
+    deadline_s = time.monotonic() + 15
+    while not done():
+        assert time.monotonic() < deadline_s
         time.sleep(0.02)
 
 
 def test_one_customer_s_contacts_in_one_timeline_seen_by_role_then_erased(
-    callers: dict[str, Caller], agents: list[RawAgent]
+    callers: dict[str, Caller], agents: list[RawAgent], module_redis: str, workspace: str
 ) -> None:
     admin, frontend, supervisor = callers["admin"], callers["frontend"], callers["supervisor"]
     stubs = admin.stubs
@@ -220,7 +231,7 @@ def test_one_customer_s_contacts_in_one_timeline_seen_by_role_then_erased(
             note_private=True)  # fmt: skip
 
     # The supervisor's timeline: everything, in order.
-    full = _settled(supervisor, 8)
+    full = _settled(supervisor, lambda reply: reply.total_entries == 8)
     assert full.view == tlpb.TIMELINE_VIEW_FULL and full.total_entries == 8
     kinds = [(e.kind, e.task.task_id or e.outcome.task_id or e.agent_action.task_id)
              for e in full.entries]  # fmt: skip
@@ -307,11 +318,19 @@ def test_one_customer_s_contacts_in_one_timeline_seen_by_role_then_erased(
         admin.timeline.EraseCustomer(erase, timeout=5)
     assert open_task.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     stubs.tasks.CompleteTask(tpb.CompleteTaskRequest(task_id=sms), timeout=5)
-    _settled(supervisor, 8)
+    _settled(supervisor, lambda reply: reply.entries[6].task.status == pb.TASK_STATUS_COMPLETED)
     erased = admin.timeline.EraseCustomer(erase, timeout=5)
     assert erased.data_key_destroyed and erased.profile_erased
     assert erased.timeline_entries_erased == 8
-    time.sleep(0.3)  # the projector meets the erasure in the feed: it writes nothing back
+    # Nothing of the customer is left in Redis once the projector has met the erasure in the
+    # feed (it writes nothing back), and nothing is readable at once.
+    store = redis.Redis.from_url(module_redis)
+    ck = erased.customer_key
+    timeline_keys = [f"sb:{{{workspace}}}:tl:{ck}", f"sb:{{{workspace}}}:tl-order:{ck}"]
+    _wait_until(lambda: not store.exists(*timeline_keys))
+    assert not store.hexists(f"sb:{{{workspace}}}:profiles", ck)
+    assert not store.hexists(f"sb:{{{workspace}}}:customer-keys", ck)
+    store.close()
     after = supervisor.get_timeline(customer_id=CUSTOMER)
     assert (after.total_entries, list(after.entries)) == (0, [])
     with pytest.raises(grpc.RpcError) as no_profile:
