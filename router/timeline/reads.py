@@ -10,6 +10,7 @@ bound to the filters and the view."""
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import Final
 
 from router._proto.switchboard.v1 import timeline_service_pb2 as tlpb
@@ -78,7 +79,7 @@ class TimelineReads:
         if dek is None:  # erased, or never had a key: nothing readable
             return tlpb.GetTimelineResponse(view=view)
         reply_bytes = _field_bytes(PAGE_TOKEN_CHARS_MAX) + 16
-        last: tuple[int, str] | None = None
+        last: tuple[float, str] | None = None
         for start in range(0, len(candidates), READ_SLICE_ENTRIES):
             chunk = candidates[start : start + READ_SLICE_ENTRIES]
             blobs = await store.entries(customer_key, [entry_id for _, entry_id in chunk])
@@ -172,35 +173,38 @@ def _page_size(requested: int) -> int:
 
 
 def _candidates(
-    order: list[tuple[str, int]], request: tlpb.GetTimelineRequest, after: tuple[int, str] | None
-) -> list[tuple[int, str]]:
-    """The (at_ms, entry id) of the entries in the time range past the token's position, in the
-    page's direction."""
-    # Redis orders a zset by score, then by member bytewise: ids are ASCII, so this is the
-    # order of (at_ms, entry_id) tuples.
+    order: list[tuple[float, str]],
+    request: tlpb.GetTimelineRequest,
+    after: tuple[float, str] | None,
+) -> list[tuple[float, str]]:
+    """The (order score, entry id) of the entries in the time range past the token's position,
+    in the page's direction. The score is at_ms plus a fraction below 1 (`TimelineStore.order`),
+    so an entry is in [from_ms, to_ms) exactly when its score is."""
     from_ms, to_ms = request.from_ms, request.to_ms
-    kept = [
-        (at_ms, entry_id) for entry_id, at_ms in order
-        if at_ms >= from_ms and (not to_ms or at_ms < to_ms)
-    ]  # fmt: skip
+    kept = [p for p in order if p[0] >= from_ms and (not to_ms or p[0] < to_ms)]
     if request.newest_first:
         kept.reverse()
         return kept if after is None else [p for p in kept if p < after]
     return kept if after is None else [p for p in kept if p > after]
 
 
-def _position(text: str) -> tuple[int, str] | None:
+def _position(text: str) -> tuple[float, str] | None:
+    """The (order score, entry id) a page token resumes after (None: from the start)."""
     if not text:
         return None
-    at_ms, _, entry_id = text.partition(":")
-    if not at_ms.isdigit() or not entry_id:
+    score, _, entry_id = text.partition(":")
+    try:
+        value = float(score)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or not entry_id:
         raise InvalidArgument("page_token", "is not a next_page_token returned by this call")
-    return int(at_ms), entry_id
+    return value, entry_id
 
 
-def _token(tokens: PageTokens, position: tuple[int, str] | None) -> str:
+def _token(tokens: PageTokens, position: tuple[float, str] | None) -> str:
     assert position is not None
-    return tokens.token(f"{position[0]}:{position[1]}")
+    return tokens.token(f"{position[0]!r}:{position[1]}")  # repr: the float, exactly
 
 
 def _field_bytes(payload_bytes: int) -> int:

@@ -1,7 +1,8 @@
 """The timeline's Redis layout, all under the workspace's hash tag (one Cluster slot):
 
 - `sb:{ws}:tl:{ck}`        hash: entry id -> the entry, sealed with the customer's data key;
-- `sb:{ws}:tl-order:{ck}`  zset: entry id -> at_ms (chronological order, bounds, retention);
+- `sb:{ws}:tl-order:{ck}`  zset: entry id -> at_ms + n/1024 for the n-th entry of that
+                           millisecond (chronological order, bounds, retention);
 - `sb:{ws}:tl-customers`   zset: customer key -> its oldest entry's at_ms (retention sweeps);
 - `sb:{ws}:tl-tasks`       hash: open task id -> customer key (dropped when the task closes);
 - `sb:{ws}:profiles`       hash: customer key -> [updated_at_ms, the profile as the API sealed it];
@@ -68,9 +69,11 @@ WRITE_SCRIPT: Final = (
     + """
 -- KEYS: customers, tasks, profiles, cursor, then two per customer block (entries, order).
 -- ARGV: cutoff_ms, kept_max, cursor, erased count, written count, then the erased customers,
--- then per written customer: ck, entry count, (entry id, at_ms, sealed) each; then profiles
+-- then per written customer: ck, entry count, (entry id, at_ms, sealed, at_ms + 1) each; then
+-- profiles
 -- (count, (ck, value) each), opened tasks (count, (task id, ck) each), closed task ids (count,
 -- ids).
+local ORDER_SLOTS = 1024
 local customers, tasks, profiles = KEYS[1], KEYS[2], KEYS[3]
 local cutoff_ms, kept_max = ARGV[1], tonumber(ARGV[2])
 local erased, written = tonumber(ARGV[4]), tonumber(ARGV[5])
@@ -85,9 +88,17 @@ for _ = 1, written do
   local ck, count = ARGV[a], tonumber(ARGV[a + 1])
   a = a + 2
   for _ = 1, count do
-    redis.call('HSET', KEYS[k], ARGV[a], ARGV[a + 2])
-    redis.call('ZADD', KEYS[k + 1], ARGV[a + 1], ARGV[a])
-    a = a + 3
+    local id, at_ms = ARGV[a], tonumber(ARGV[a + 1])
+    redis.call('HSET', KEYS[k], id, ARGV[a + 2])
+    if not redis.call('ZSCORE', KEYS[k + 1], id) then
+      -- Entries of the same millisecond keep the order they were written in (the feed's):
+      -- the n-th takes at_ms + n/1024 (exact in a double until the year 2248). Written with
+      -- %.17g: Lua would print the number with 14 digits, losing the fraction.
+      local same = redis.call('ZCOUNT', KEYS[k + 1], at_ms, '(' .. ARGV[a + 3])
+      local score = at_ms + math.min(same, ORDER_SLOTS - 1) / ORDER_SLOTS
+      redis.call('ZADD', KEYS[k + 1], string.format('%.17g', score), id)
+    end
+    a = a + 4
   end
   dropped = dropped + trim(KEYS[k], KEYS[k + 1], customers, ck, cutoff_ms, kept_max)
   k = k + 2
@@ -197,7 +208,7 @@ class TimelineStore:
             keys += [self.entries_key(customer), self.order_key(customer)]
             args += [customer, len(entries)]
             for entry_id, (at_ms, sealed) in entries.items():
-                args += [entry_id, at_ms, sealed]
+                args += [entry_id, at_ms, sealed, at_ms + 1]
         args.append(len(pending.profiles))
         for customer, profile in pending.profiles.items():
             args += [customer, _profile_encoder.encode(profile)]
@@ -239,10 +250,12 @@ class TimelineStore:
 
     # -- reads and erasure ----------------------------------------------------------------------
 
-    async def order(self, customer: str) -> list[tuple[str, int]]:
-        """Every entry id of the customer with its at_ms, oldest first (ties by id)."""
+    async def order(self, customer: str) -> list[tuple[float, str]]:
+        """Every entry of the customer as (order score, entry id), oldest first: the score is
+        its at_ms plus a fraction below 1 that keeps entries of the same millisecond in the
+        order they were written."""
         pairs = await self._client.zrange(self.order_key(customer), 0, -1, withscores=True)
-        return [(_text(pair[0]), int(pair[1])) for pair in pairs]
+        return [(float(pair[1]), _text(pair[0])) for pair in pairs]
 
     async def entries(self, customer: str, entry_ids: Sequence[str]) -> list[bytes | None]:
         if not entry_ids:

@@ -194,8 +194,7 @@ def test_one_customer_s_contacts_in_one_timeline_seen_by_role_then_erased(
         "bob", call, disposition="refund_issued", resolution=tlpb.RESOLUTION_RESOLVED,
         note="Refunded 20 EUR, customer upset", note_private=True, tags=["billing"],
     )  # fmt: skip
-    stubs.advance(1)
-    callers["bob"].timeline.RecordAgentAction(
+    callers["bob"].timeline.RecordAgentAction(  # the same millisecond: after the outcome
         tlpb.RecordAgentActionRequest(worker_id="bob", task_id=call, action="refund_button",
                                       reason="goodwill gesture"), timeout=5,
     )  # fmt: skip

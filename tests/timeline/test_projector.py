@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import msgspec
 import pytest
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
@@ -414,3 +415,41 @@ def test_views_filters_search_and_paging(redis_url: str) -> None:
             await rig.timeline(ck, worker_id="w1", view=tlpb.TIMELINE_VIEW_AGENT, viewer="w2")
 
     run(redis_url, scenario)
+
+
+def test_entries_of_the_same_millisecond_keep_the_feed_s_order(redis_url: str) -> None:
+    async def scenario(rig: Rig) -> None:
+        ck = rig.keys.key_of("same-ms")
+        await rig.keys.seal(ck, b"x")
+        rig.lead()
+        assert rig.projector is not None
+        rig.projector.start()
+        pin = FeedEvent(EventType.TIMELINE_ENTRY_APPENDED, START_MS, customer_key=ck,
+                        kind="ivr.pin_verified", entry_id="tle-zzz")  # fmt: skip
+        recorded = await outcome(rig, "call", ck, START_MS, "n")
+        await rig.publish(pin, created("call", ck, START_MS), _with_id(recorded, "tle-aaa"))
+        later = FeedEvent(EventType.TIMELINE_ENTRY_APPENDED, START_MS, customer_key=ck,
+                          kind="survey.answered", entry_id="tle-000")  # fmt: skip
+        await rig.publish(later)
+        await rig.settled()
+        expected = ["tle-zzz", "task:call", "tle-aaa", "tle-000"]  # as recorded, not by id
+        assert [e.entry_id for e in (await rig.timeline(ck)).entries] == expected
+        for newest_first in (False, True):
+            seen, token = [], ""
+            while True:
+                page = await rig.timeline(ck, page_size=1, page_token=token,
+                                          newest_first=newest_first)  # fmt: skip
+                seen += [e.entry_id for e in page.entries]
+                token = page.next_page_token
+                if not token:
+                    break
+            assert seen == (expected[::-1] if newest_first else expected)
+        window = await rig.timeline(ck, from_ms=START_MS, to_ms=START_MS + 1)
+        assert len(window.entries) == 4
+        assert not (await rig.timeline(ck, from_ms=START_MS + 1)).entries
+
+    run(redis_url, scenario)
+
+
+def _with_id(event: FeedEvent, entry_id: str) -> FeedEvent:
+    return msgspec.structs.replace(event, entry_id=entry_id)
