@@ -55,6 +55,9 @@ from router.store.journal import RedisJournal
 from router.store.lease import LEASE_TTL_S_DEFAULT, RedisLease
 from router.store.protocols import EventRetention
 from router.store.recovery import recover
+from router.timeline.projector import TimelineProjector
+from router.timeline.reads import TimelineReads
+from router.timeline.store import TimelineStore
 from router.tls import TlsConfig, refuse_bare_exposure, server_credentials
 from router.writer.eventhub import LAG_EVENTS_MAX
 
@@ -160,6 +163,7 @@ class RunningServer:
     _redis: StoreClient | None = field(default=None, repr=False)
     _embedded: EmbeddedRedis | None = field(default=None, repr=False)
     _supervisor: asyncio.Task[None] | None = field(default=None, repr=False)
+    timeline_projector: TimelineProjector | None = field(default=None, repr=False)
 
     @property
     def address(self) -> str:
@@ -180,6 +184,8 @@ class RunningServer:
     async def stop(self, grace_s: float = 1.0) -> None:
         await self.health.enter_graceful_shutdown()
         await self.grpc_server.stop(grace_s)
+        if self.timeline_projector is not None:
+            await self.timeline_projector.stop()
         await self.service.stop()
         await self.service.release_lease()  # a standby takes over at once
         if self._supervisor is not None:
@@ -259,6 +265,14 @@ async def start_server(config: ServerConfig, *, engine: Engine | None = None) ->
         event_lag_max=config.event_subscriber_lag_max,
         customer_keys=CustomerKeys(wrapped_keys, config.workspace, keyring),
     )  # fmt: skip
+    projector = None
+    if client is not None:
+        service.timeline_store = TimelineStore(client, config.workspace)
+        projector = TimelineProjector(
+            service.subscribe, service.timeline_store, service.customer_keys, metrics,
+            now_ms=lambda: max(clock.now_ms(), service.engine.now_ms),
+            bounds=lambda: service.engine.customers.settings,
+        )  # fmt: skip
     health_servicer = health.aio.HealthServicer()
     standby_refusal.service = service  # known only now: the lease needed the bound port
     guard.service = service
@@ -275,6 +289,8 @@ async def start_server(config: ServerConfig, *, engine: Engine | None = None) ->
 
     service.add_role_listener(on_role)
     await on_role(service.role)
+    if projector is not None:  # after the service's own listener: the feed leads first
+        service.add_role_listener(projector.follow_role)
     loop_monitor = LoopMonitor(registry)
     loop_monitor.start()
     service.start()
@@ -297,10 +313,11 @@ async def start_server(config: ServerConfig, *, engine: Engine | None = None) ->
     stats_service_pb2_grpc.add_StatsServiceServicer_to_server(StatsServicer(service), server)
     clock_service_pb2_grpc.add_ClockServiceServicer_to_server(ClockServicer(service), server)
     add_event_service(EventServicer(service), server)
-    # The timeline store's reads (GetTimeline, GetCustomerProfile, EraseCustomer's Redis half)
-    # come with the timeline projector: `reads=TimelineReads(service)` once it is wired.
+    # The timeline store's reads (GetTimeline, GetCustomerProfile, EraseCustomer's Redis half):
+    # none for a router in memory, which keeps no timeline.
+    reads = TimelineReads(service) if service.timeline_store is not None else None
     timeline_service_pb2_grpc.add_TimelineServiceServicer_to_server(
-        TimelineServicer(service, reads=None), server
+        TimelineServicer(service, reads=reads), server
     )
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if config.reflection:
@@ -317,7 +334,7 @@ async def start_server(config: ServerConfig, *, engine: Engine | None = None) ->
     log.info("switchboard listening on %s:%s (metrics on %s)", config.host, port, metrics_port)
     return RunningServer(
         config, server, service, health_servicer, registry, port, metrics_port, loop_monitor,
-        metrics_http, client, embedded, supervisor,
+        metrics_http, client, embedded, supervisor, projector,
     )  # fmt: skip
 
 

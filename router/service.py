@@ -27,6 +27,7 @@ from router.obs.metrics import RouterMetrics
 from router.privacy.customer_keys import CustomerKeys, MemoryWrappedKeys
 from router.privacy.keyring import Keyring
 from router.store.protocols import Journal, Lease
+from router.timeline.store import TimelineStore
 from router.writer.batches import REPLICA_ACK_TIMEOUT_MS, BatchWriter
 from router.writer.eventhub import LAG_EVENTS_MAX, Cursor, EventFilter, EventHub, Subscription
 from router.writer.fanout import EndKind, Fanout, StreamEnd, WorkerStream
@@ -84,6 +85,9 @@ class RouterService:
             MemoryWrappedKeys(), "default", Keyring.generate()
         )
         self.metrics = metrics
+        self.timeline_store: TimelineStore | None = None
+        """The customer timeline's Redis keys (None: a router in memory keeps no timeline);
+        set by the server."""
         self._durability = durability
         journal = durability.journal if durability else None
         lease = durability.lease if durability else None

@@ -134,6 +134,16 @@ def test_the_limits_table_states_the_code_s_limits() -> None:
     page = table["`ListTasks` / `ListWorkers` page"]
     assert page.startswith(f"{PAGE_SIZE_DEFAULT} items by default, {PAGE_SIZE_MAX:,} at most")
     assert "is `INVALID_ARGUMENT`" in page
+    timeline_page = table[
+        "`GetTimeline` page (`TIMELINE_PAGE_SIZE_DEFAULT`, `TIMELINE_PAGE_SIZE_MAX`)"
+    ]
+    assert timeline_page.startswith(
+        f"{limits.TIMELINE_PAGE_SIZE_DEFAULT} entries by default, "
+        f"{limits.TIMELINE_PAGE_SIZE_MAX} at most"
+    )
+    assert table["`GetTimeline` search text (`TIMELINE_SEARCH_CHARS_MAX`)"] == _chars(
+        limits.TIMELINE_SEARCH_CHARS_MAX
+    )
     assert limits.ADVANCE_TIME_MS_MAX == 366 * 24 * 3600 * 1000
 
 

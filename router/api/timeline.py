@@ -131,7 +131,10 @@ class TimelineServicer(tlgrpc.TimelineServiceServicer):
         check_token("entry.kind", request.entry.kind, required=True)
         check_tags("tags", tuple(request.tags))
         data = data_of("entry.data", request.entry.data)
-        customer_key = self._service.customer_keys.key_of(request.customer_id)
+        keys = self._service.customer_keys
+        customer_key = keys.key_of(request.customer_id)
+        # The timeline seals the entry with the customer's key, even when nothing here is.
+        await keys.ensure(customer_key)
         sealed = await self._seal(customer_key, entry_body(request.entry.summary, data))
         command = cmd.AppendTimelineEntry(
             customer_key, request.entry.kind, request.at_ms, request.entry.source, sealed,

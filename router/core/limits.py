@@ -161,5 +161,10 @@ TASK_IDS_KEPT_PER_CUSTOMER_MAX: Final = 32
 while one of them is open)."""
 ERASE_REASON_CHARS_MAX: Final = 256
 """Longest reason given for an erasure (`EraseCustomer.reason`, kept in the audit log)."""
+TIMELINE_PAGE_SIZE_DEFAULT: Final = 50
+"""Entries a GetTimeline page holds when the request leaves `page_size` at 0."""
+TIMELINE_PAGE_SIZE_MAX: Final = 200
+"""Largest GetTimeline `page_size` (a larger one is INVALID_ARGUMENT); a page is also cut to fit
+3.5 MiB, like the List calls'."""
 TIMELINE_SEARCH_CHARS_MAX: Final = 128
 """Longest text a GetTimeline request searches for."""

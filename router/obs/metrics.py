@@ -233,6 +233,26 @@ class RouterMetrics:
             "Event feed subscribers cut off (RESOURCE_EXHAUSTED) for falling too far behind.",
             registry=registry,
         )
+        self.timeline_entries_written = Counter(
+            "switchboard_timeline_entries_written",
+            "Customer timeline entries the projector wrote (created or updated).",
+            registry=registry,
+        )
+        self.timeline_entries_purged = Counter(
+            "switchboard_timeline_entries_purged",
+            "Customer timeline entries dropped by retention or the per-customer bound.",
+            registry=registry,
+        )
+        self.timeline_projector_lag = Gauge(
+            "switchboard_timeline_projector_lag_events",
+            "Events published that the timeline projector has not yet folded into the timeline.",
+            registry=registry,
+        )
+        self.timeline_erasures = Counter(
+            "switchboard_timeline_erasures",
+            "Customers whose timeline and profile EraseCustomer deleted.",
+            registry=registry,
+        )
 
     def observe_events(self, events: Iterable[Event]) -> None:
         child = self._child

@@ -184,6 +184,27 @@ class CustomerKeys:
         """`plaintext` sealed with the customer's data key, created (and stored) if new."""
         return seal(await self._dek_or_create(customer), customer, plaintext)
 
+    async def ensure(self, customer: str) -> None:
+        """Makes the customer's data key if it has none, before a command naming the customer
+        is journaled with nothing sealed: the timeline's projector seals its entries with that
+        key and never makes one (it cannot tell a customer it never knew from an erased one)."""
+        await self._dek_or_create(customer)
+
+    async def data_key(self, customer: str) -> bytes | None:
+        """The customer's data key (None when it has none), for opening many values off the
+        event loop with `sealing.open_sealed`."""
+        return await self._dek(customer)
+
+    async def data_keys(self, customers: Sequence[str]) -> dict[str, bytes]:
+        """The data keys of those customers that have one, reading the keys it lacks in one
+        round trip."""
+        missing = sorted({c for c in customers if c not in self._cache})
+        if missing:
+            for customer, wrapped in zip(missing, await self._store.get_many(missing), strict=True):
+                if wrapped is not None:
+                    self._remember(customer, unwrap_dek(self.keyring, customer, wrapped))
+        return {c: self._cache[c] for c in customers if c in self._cache}
+
     async def open(self, customer: str, sealed: bytes) -> bytes | None:
         """The plaintext, or None when the customer's key is gone (erased). Raises
         `SealedDataError` when the bytes were not sealed with this customer's key."""

@@ -148,6 +148,12 @@ class Subscription:
     def deliveries(self) -> AsyncGenerator[list[Delivery]]:
         return self._hub.read(self)
 
+    @property
+    def lag_events(self) -> int:
+        """Events published that it has not read yet (while it reads the store: at least the
+        ring's length), for an internal subscriber's lag metric."""
+        return self._hub.lag_of(self)
+
 
 class EventHub:
     """The ring of recent events and its subscribers, for one leadership at a time."""
@@ -181,6 +187,11 @@ class EventHub:
         head = self._base + len(self._ring)
         offsets = [s.offset for s in list(self._subscriptions) if s.offset is not None]
         return head - min(offsets) if offsets else 0
+
+    def lag_of(self, subscription: Subscription) -> int:
+        if subscription.offset is None:
+            return len(self._ring)
+        return self._base + len(self._ring) - subscription.offset
 
     def lead(self, last_entry_id: str) -> None:
         """This router leads from `last_entry_id` on: the ring starts empty after it."""
