@@ -26,6 +26,7 @@ from router.core.errors import CoreError, Unavailable
 from router.obs.metrics import RouterMetrics
 from router.privacy.customer_keys import CustomerKeys, MemoryWrappedKeys
 from router.privacy.keyring import Keyring
+from router.stopping import cancel_until_done
 from router.store.protocols import Journal, Lease
 from router.timeline.store import TimelineStore
 from router.writer.batches import REPLICA_ACK_TIMEOUT_MS, BatchWriter
@@ -234,11 +235,8 @@ class RouterService:
         for issued in list(self._background):
             issued.cancel()
         task, self._task = self._task, None
-        # Cancel until it has ended: a cancellation can arrive inside a store call that
-        # reports it as a lost connection, which the follow loop would retry.
-        while task is not None and not task.done():
-            task.cancel()
-            await asyncio.wait({task}, timeout=0.5)
+        if task is not None:
+            await cancel_until_done(task)
         await self._housekeeping.stop()
 
     # -- writing --------------------------------------------------------------------------------

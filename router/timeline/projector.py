@@ -30,6 +30,7 @@ from router.core.model import TimelineSettings
 from router.obs.metrics import RouterMetrics
 from router.privacy.customer_keys import CustomerKeys
 from router.privacy.sealing import SealedDataError, seal
+from router.stopping import cancel_until_done
 from router.timeline.entries import (
     CLOSING_TYPES,
     TASK_TYPES,
@@ -151,8 +152,7 @@ class TimelineProjector:
     async def stop(self) -> None:
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            await cancel_until_done(task)
         self._forget()
 
     def _forget(self) -> None:
@@ -176,8 +176,7 @@ class TimelineProjector:
                     self._forget()  # what memory folded may not have been written
                     await asyncio.sleep(RETRY_AFTER_S)
         finally:
-            sweeper.cancel()
-            await asyncio.gather(sweeper, return_exceptions=True)
+            await cancel_until_done(sweeper)
 
     async def _follow_feed(self) -> None:
         stored = await self._store.cursor()
