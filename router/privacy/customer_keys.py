@@ -295,8 +295,11 @@ class CustomerKeys:
         return dek
 
     async def _dek_or_create(self, customer: str) -> bytes:
-        dek = await self._dek(customer)
+        # Not cached: straight to the store's put-if-absent, which answers with the key stored
+        # either way (one round trip, where a read first cost a new customer two).
+        dek = self._cache.get(customer)
         if dek is not None:
+            self._cache.move_to_end(customer)
             return dek
         pending = self._creating.get(customer)
         if pending is not None:  # another call is creating it: share its result
