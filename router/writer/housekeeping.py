@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from router.core import snapshot
 from router.core.errors import Unavailable
 from router.obs.metrics import RouterMetrics
+from router.stopping import cancel_until_done
 from router.store.errors import Fenced, StoreUnavailable
 from router.store.forked import ForkedChild, ForkedError, fork_child, fork_is_safe, run_forked
 from router.store.protocols import SNAPSHOT_CHUNK_BYTES, Journal, Lease
@@ -74,8 +75,7 @@ class Housekeeping:
     async def stop(self) -> None:
         for background in (self._snapshot_task, self._digest_task):
             if background is not None:
-                background.cancel()
-                await asyncio.gather(background, return_exceptions=True)
+                await cancel_until_done(background)
 
     # -- after each journaled batch -------------------------------------------------------------
 
@@ -170,8 +170,7 @@ class Housekeeping:
     async def cancel_snapshot(self) -> None:
         task = self._snapshot_task
         if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            await cancel_until_done(task)
 
     async def write_state_back(self, through_id: str) -> int:
         """Saves the engine as the store's snapshot through `through_id` (this router leads):
