@@ -54,15 +54,10 @@ def _new(out: str) -> int:
         print(json.dumps(json.loads(keyring.to_json()), separators=(",", ":")))
         return 0
     path = Path(out)
-    # O_EXCL: overwriting a keyring in use would make every customer's data unreadable.
     try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        keyring.create(path)
     except FileExistsError:
         raise KeyringError(f"{path} exists: a keyring is never overwritten (rotate it)") from None
-    with os.fdopen(descriptor, "w") as file:
-        file.write(keyring.to_json() + "\n")
-        file.flush()
-        os.fsync(file.fileno())
     print(f"wrote {path} (active key {keyring.active})", file=sys.stderr)
     return 0
 

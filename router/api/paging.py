@@ -159,13 +159,13 @@ async def fill_page(
     stays within `PAGE_BYTES_MAX` (with room for a next_page_token); returns how many went in.
     Yields to the event loop every `CONVERT_SLICE_S` of conversion."""
     await asyncio.sleep(0)  # the caller took the copies in this turn: conversion starts anew
-    reply_bytes = _field_bytes(PAGE_TOKEN_CHARS_MAX)
+    reply_bytes = field_bytes(PAGE_TOKEN_CHARS_MAX)
     included = 0
     converted: list[_Message] = []
     slice_end_s = time.perf_counter() + CONVERT_SLICE_S
     for item in items:
         message = to_message(item)
-        item_bytes = _field_bytes(message.ByteSize())
+        item_bytes = field_bytes(message.ByteSize())
         if reply_bytes + item_bytes > PAGE_BYTES_MAX and included + len(converted) > 0:
             break
         reply_bytes += item_bytes
@@ -200,7 +200,7 @@ async def fill_page_by_id(
     return tokens.token(page[included - 1]) if included < len(page) or more else ""
 
 
-def _field_bytes(payload_bytes: int) -> int:
+def field_bytes(payload_bytes: int) -> int:
     """Bytes of one length-delimited field of a reply: its tag (one byte for the field numbers
     of List replies), the payload's length as a varint, and the payload."""
     return 1 + _varint_bytes(payload_bytes) + payload_bytes

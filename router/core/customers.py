@@ -70,7 +70,8 @@ RESOLUTIONS: Final = (0, 1, 2)
 RESOLVED: Final = 1
 
 _CUSTOMER_KEY: Final = re.compile(r"ck_[0-9a-f]{32}")
-"""What `router.privacy.sealing.customer_key` makes (the core never computes one)."""
+"""What `router.privacy.sealing.customer_key` makes (the core never computes one, but it is
+the one place that says what a customer key looks like: `is_customer_key`)."""
 _TOKEN: Final = re.compile(r"[A-Za-z0-9_.\-]+")
 """A disposition, an action, an entry kind, a tag."""
 _RESERVED_ATTRIBUTE_KEYS: Final = frozenset(
@@ -402,7 +403,7 @@ class Customers:
         """Raises AssertionError when a context breaks its bounds (for tests)."""
         assert len(self.contexts) <= CUSTOMERS_KEPT_MAX
         for customer_key, context in self.contexts.items():
-            assert _CUSTOMER_KEY.fullmatch(customer_key), customer_key
+            assert is_customer_key(customer_key), customer_key
             assert len(context.contacts) <= CONTACTS_KEPT_PER_CUSTOMER_MAX, customer_key
             assert len(context.task_ids) <= TASK_IDS_KEPT_PER_CUSTOMER_MAX, customer_key
             seqs = [seq for _, seq, _ in context.contacts]
@@ -415,12 +416,16 @@ class Customers:
 # -- checks ------------------------------------------------------------------------------------
 
 
+def is_customer_key(text: str) -> bool:
+    return _CUSTOMER_KEY.fullmatch(text) is not None
+
+
 def customer_of(task: TaskRecord) -> str:
     """The customer key of a keyed task; refused for a task without one."""
     customer_key = task.spec.customer_id
     if not customer_key:
         raise FailedPrecondition(f"task {task.task_id} has no customer_id")
-    if not _CUSTOMER_KEY.fullmatch(customer_key):
+    if not is_customer_key(customer_key):
         raise FailedPrecondition(
             f"task {task.task_id} was created before customer keys: its customer has no timeline"
         )
@@ -430,7 +435,7 @@ def customer_of(task: TaskRecord) -> str:
 def check_customer_key(field_name: str, customer_key: str) -> None:
     if not customer_key:
         raise InvalidArgument(field_name, "is required")
-    if not _CUSTOMER_KEY.fullmatch(customer_key):
+    if not is_customer_key(customer_key):
         raise InvalidArgument(field_name, f"{quoted(customer_key)} is not a customer key")
 
 

@@ -198,11 +198,7 @@ class CustomerKeys:
     async def data_keys(self, customers: Sequence[str]) -> dict[str, bytes]:
         """The data keys of those customers that have one, reading the keys it lacks in one
         round trip."""
-        missing = sorted({c for c in customers if c not in self._cache})
-        if missing:
-            for customer, wrapped in zip(missing, await self._store.get_many(missing), strict=True):
-                if wrapped is not None:
-                    self._remember(customer, unwrap_dek(self.keyring, customer, wrapped))
+        await self._load_missing(customers)
         return {c: self._cache[c] for c in customers if c in self._cache}
 
     async def open(self, customer: str, sealed: bytes) -> bytes | None:
@@ -214,15 +210,7 @@ class CustomerKeys:
     async def open_many(self, items: Sequence[tuple[str, bytes]]) -> list[bytes | None]:
         """Opens many (customer key, sealed) pairs, reading the keys it lacks in one round trip;
         None for a pair whose key is gone or that does not open."""
-        missing = sorted({c for c, _ in items if c not in self._cache})
-        if missing:
-            for customer, wrapped in zip(missing, await self._store.get_many(missing), strict=True):
-                if wrapped is None:
-                    continue
-                try:
-                    self._remember(customer, unwrap_dek(self.keyring, customer, wrapped))
-                except SealedDataError:  # its KEK left the keyring: shown as if erased
-                    continue
+        await self._load_missing([c for c, _ in items])
         opened: list[bytes | None] = []
         for customer, sealed in items:
             dek = self._cache.get(customer)
@@ -281,6 +269,21 @@ class CustomerKeys:
                 report.rewrapped += 1
                 report.count(self.keyring.active)
         swaps.clear()
+
+    async def _load_missing(self, customers: Sequence[str]) -> None:
+        """Caches the data keys of `customers` it lacks, read in one round trip. A customer
+        without one (erased), or whose key's KEK left the keyring, stays uncached: as if
+        erased."""
+        missing = sorted({c for c in customers if c not in self._cache})
+        if not missing:
+            return
+        for customer, wrapped in zip(missing, await self._store.get_many(missing), strict=True):
+            if wrapped is None:
+                continue
+            try:
+                self._remember(customer, unwrap_dek(self.keyring, customer, wrapped))
+            except SealedDataError:
+                continue
 
     async def _dek(self, customer: str) -> bytes | None:
         dek = self._cache.get(customer)

@@ -114,11 +114,15 @@ class Keyring:
             _b64(document.get("hash_key"), f"{origin}: hash_key"),
         )
 
-    def save(self, path: Path) -> None:
-        """Writes the keyring readable by its owner only (created 0600, never world-readable)."""
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    def create(self, path: Path) -> None:
+        """Writes the keyring to a new file readable by its owner only (0600), synced to disk.
+        FileExistsError when `path` exists: overwriting a keyring in use would make every
+        customer's data unreadable."""
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(descriptor, "w") as file:
             file.write(self.to_json() + "\n")
+            file.flush()
+            os.fsync(file.fileno())
 
 
 def _b64(value: Any, where: str) -> bytes:
@@ -152,13 +156,11 @@ def keyring_in_folder(folder: Path) -> Keyring:
     data and its keys then live and go together, as a single-machine install expects."""
     path = folder / KEYRING_FILE_NAME
     folder.mkdir(parents=True, exist_ok=True)
-    try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        keyring = load_keyring(path)
-        assert keyring is not None
-        return keyring
     keyring = Keyring.generate()
-    with os.fdopen(descriptor, "w") as file:
-        file.write(keyring.to_json() + "\n")
+    try:
+        keyring.create(path)
+    except FileExistsError:
+        kept = load_keyring(path)
+        assert kept is not None
+        return kept
     return keyring

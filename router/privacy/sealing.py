@@ -22,6 +22,7 @@ from typing import Final
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from router.core.customers import is_customer_key
 from router.privacy.keyring import Keyring
 
 __all__ = [
@@ -51,12 +52,6 @@ def customer_key(hash_key: bytes, workspace: str, customer_id: str) -> str:
     return CUSTOMER_KEY_PREFIX + digest[:_CUSTOMER_KEY_HEX]
 
 
-def is_customer_key(text: str) -> bool:
-    return (
-        len(text) == len(CUSTOMER_KEY_PREFIX) + _CUSTOMER_KEY_HEX
-        and text.startswith(CUSTOMER_KEY_PREFIX)
-        and all(c in "0123456789abcdef" for c in text[len(CUSTOMER_KEY_PREFIX) :])
-    )
 
 
 def personal_mac(hash_key: bytes, plaintext: bytes) -> str:

@@ -14,7 +14,7 @@ import math
 from typing import Final
 
 from router._proto.switchboard.v1 import timeline_service_pb2 as tlpb
-from router.api.paging import PAGE_BYTES_MAX, PAGE_TOKEN_CHARS_MAX, PageTokens
+from router.api.paging import PAGE_BYTES_MAX, PAGE_TOKEN_CHARS_MAX, PageTokens, field_bytes
 from router.core.errors import FailedPrecondition, InvalidArgument, PermissionDenied
 from router.core.limits import (
     TIMELINE_PAGE_SIZE_DEFAULT,
@@ -78,7 +78,7 @@ class TimelineReads:
         dek = await self._service.customer_keys.data_key(customer_key)
         if dek is None:  # erased, or never had a key: nothing readable
             return tlpb.GetTimelineResponse(view=view)
-        reply_bytes = _field_bytes(PAGE_TOKEN_CHARS_MAX) + 16
+        reply_bytes = field_bytes(PAGE_TOKEN_CHARS_MAX) + 16
         last: tuple[float, str] | None = None
         for start in range(0, len(candidates), READ_SLICE_ENTRIES):
             chunk = candidates[start : start + READ_SLICE_ENTRIES]
@@ -96,7 +96,7 @@ class TimelineReads:
             )  # fmt: skip
             for position, message in zip(chunk, rendered, strict=True):
                 if message is not None:
-                    item_bytes = _field_bytes(message.ByteSize())
+                    item_bytes = field_bytes(message.ByteSize())
                     if reply_bytes + item_bytes > PAGE_BYTES_MAX and reply.entries:
                         reply.next_page_token = _token(tokens, last)
                         return reply
@@ -205,7 +205,3 @@ def _position(text: str) -> tuple[float, str] | None:
 def _token(tokens: PageTokens, position: tuple[float, str] | None) -> str:
     assert position is not None
     return tokens.token(f"{position[0]!r}:{position[1]}")  # repr: the float, exactly
-
-
-def _field_bytes(payload_bytes: int) -> int:
-    return 1 + max(1, (payload_bytes.bit_length() + 6) // 7) + payload_bytes

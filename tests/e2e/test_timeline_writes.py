@@ -16,9 +16,13 @@ from router._proto.switchboard.v1 import event_service_pb2_grpc as egrpc
 from router._proto.switchboard.v1 import timeline_service_pb2 as tlpb
 from router._proto.switchboard.v1 import timeline_service_pb2_grpc as tlgrpc
 from router.core.limits import (
+    ENTRIES_PER_CUSTOMER_MAX,
     ENTRY_DATA_BYTES_MAX,
+    IDENTITY_VERIFICATION_WINDOW_S_MAX,
     OUTCOME_NOTE_CHARS_MAX,
+    PERSONAL_ATTRIBUTE_KEYS_MAX,
     TAGS_PER_ENTRY_MAX,
+    TIMELINE_TOKEN_CHARS_MAX,
 )
 from tests.conftest import ServerThread
 from tests.e2e.raw import Stubs
@@ -198,6 +202,20 @@ def _refused(call: object, request: object) -> grpc.RpcError:
         ("UpsertTimelineSettings", tlpb.UpsertTimelineSettingsRequest(
             settings=tlpb.TimelineSettings(identity_verification_window_s=-1)),
          "settings.identity_verification_window_s"),
+        # Each limit one past its maximum.
+        ("UpsertTimelineSettings", tlpb.UpsertTimelineSettingsRequest(
+            settings=tlpb.TimelineSettings(
+                identity_verification_window_s=IDENTITY_VERIFICATION_WINDOW_S_MAX + 1)),
+         "settings.identity_verification_window_s"),
+        ("UpsertTimelineSettings", tlpb.UpsertTimelineSettingsRequest(
+            settings=tlpb.TimelineSettings(personal_attribute_keys=[
+                f"k{i}" for i in range(PERSONAL_ATTRIBUTE_KEYS_MAX + 1)])),
+         "settings.personal_attribute_keys"),
+        ("UpsertTimelineSettings", tlpb.UpsertTimelineSettingsRequest(
+            settings=tlpb.TimelineSettings(entries_per_customer_max=ENTRIES_PER_CUSTOMER_MAX + 1)),
+         "settings.entries_per_customer_max"),
+        ("RecordOutcome", tlpb.RecordOutcomeRequest(
+            task_id="t", disposition="d" * (TIMELINE_TOKEN_CHARS_MAX + 1)), "disposition"),
     ],
 )  # fmt: skip
 def test_invalid_requests_name_their_field(

@@ -59,7 +59,7 @@ def test_sealed_data_opens_only_for_its_customer_and_untouched() -> None:
 def test_keyring_round_trips_rotates_and_names_what_is_wrong(tmp_path: Path) -> None:
     keyring = Keyring.generate()
     path = tmp_path / "keyring.json"
-    keyring.save(path)
+    keyring.create(path)
     assert path.stat().st_mode & 0o777 == 0o600
     assert load_keyring(path) == keyring
     assert load_keyring(None, {"SWITCHBOARD_KEYRING": keyring.to_json()}) == keyring
